@@ -1,0 +1,13 @@
+//! # genmod
+//!
+//! Classical and deep generative models, from the multinomial over the Play Tennis table to
+//! conditional GANs, following the student report "Generative Modelling and GANs"
+//! (IIT (BHU) Varanasi, 2023) and correcting it where it is wrong.
+//!
+//! * [`data`]: the datasets (embedded MNIST digits, IDX, CIFAR-10, image folders, Play
+//!   Tennis) behind one [`data::Dataset`] type, and verified downloads.
+//! * [`render`]: sample grids as PNG files and as terminal text.
+
+pub mod data;
+pub mod render;
+pub mod util;
