@@ -6,8 +6,11 @@
 //!
 //! * [`data`]: the datasets (embedded MNIST digits, IDX, CIFAR-10, image folders, Play
 //!   Tennis) behind one [`data::Dataset`] type, and verified downloads.
+//! * [`classical`]: multinomial, naive Bayes, Gaussian naive Bayes, GDA and Gaussian
+//!   mixtures with EM (report 3.1–3.5), exact in f64.
 //! * [`render`]: sample grids as PNG files and as terminal text.
 
+pub mod classical;
 pub mod data;
 pub mod render;
 pub mod util;

@@ -3,8 +3,11 @@
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
-use genmod::data::{DataSource, download};
+use genmod::classical::catalog::{self, ClassicalConfig, ImageModel};
+use genmod::classical::gmm::GmmCovariance;
+use genmod::data::{DataSource, download, play_tennis};
 use genmod::render::Grid;
+use rand::SeedableRng;
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -23,6 +26,109 @@ enum Command {
     /// Inspect, preview and download datasets.
     #[command(subcommand)]
     Data(DataCommand),
+    /// Fit a classical model (report 3.2-3.5) and score it on the test part.
+    Fit(FitArgs),
+    /// Fit a classical model and write its samples as a PNG grid, one class per column.
+    Sample {
+        #[command(flatten)]
+        fit: FitArgs,
+        /// Samples per class (the mixture draws ten times this many).
+        #[arg(long, default_value_t = 8)]
+        per_class: usize,
+        /// Output PNG.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// The Play Tennis table of report 3.1-3.2: joint multinomial, naive Bayes, samples.
+    Tennis {
+        /// Pseudo-count: 0 for the MLE, 1 for Laplace smoothing.
+        #[arg(long, default_value_t = 1.0)]
+        alpha: f64,
+        /// Days to sample from each model.
+        #[arg(long, default_value_t = 5)]
+        samples: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+}
+
+/// A classical model and its hyperparameters.
+#[derive(Args, Clone)]
+struct FitArgs {
+    /// naive-bayes, gaussian-nb, lda, qda, gmm or gmm-per-class.
+    #[arg(long)]
+    model: String,
+    #[command(flatten)]
+    data: DataArgs,
+    /// Naive Bayes pseudo-count.
+    #[arg(long, default_value_t = 1.0)]
+    alpha: f64,
+    /// Gaussian naive Bayes variance floor, as a fraction of the largest variance.
+    #[arg(long, default_value_t = 1e-2)]
+    var_smoothing: f64,
+    /// GDA shrinkage towards a scaled identity, in [0, 1].
+    #[arg(long, default_value_t = 0.1)]
+    shrinkage: f64,
+    /// Mixture components (per class for gmm-per-class; default 10, or 3 per class).
+    #[arg(long)]
+    components: Option<usize>,
+    /// Mixture covariances: diag or full.
+    #[arg(long, default_value = "diag")]
+    covariance: String,
+    /// EM iteration cap.
+    #[arg(long, default_value_t = 100)]
+    max_iter: usize,
+    /// EM stops when the mean log-likelihood changes by less than this.
+    #[arg(long, default_value_t = 1e-3)]
+    tol: f64,
+    /// Use only the first N training images.
+    #[arg(long)]
+    train_limit: Option<usize>,
+}
+
+impl FitArgs {
+    fn config(&self) -> Result<ClassicalConfig> {
+        let model = ImageModel::from_name(&self.model)?;
+        let mut cfg = ClassicalConfig::new(model);
+        cfg.alpha = self.alpha;
+        cfg.var_smoothing = self.var_smoothing;
+        cfg.shrinkage = self.shrinkage;
+        if let Some(c) = self.components {
+            cfg.components = c;
+        }
+        cfg.gmm_covariance = match self.covariance.as_str() {
+            "diag" | "diagonal" => GmmCovariance::Diagonal,
+            "full" => GmmCovariance::Full,
+            other => bail!("--covariance must be diag or full, got `{other}`"),
+        };
+        cfg.max_iter = self.max_iter;
+        cfg.tol = self.tol;
+        cfg.seed = self.data.seed;
+        cfg.train_limit = self.train_limit;
+        Ok(cfg)
+    }
+
+    fn run(&self) -> Result<(catalog::Fitted, catalog::FitReport)> {
+        let cfg = self.config()?;
+        let source = self.data.source()?;
+        let (split, _) = source.load(self.data.seed)?;
+        if split.train.labels().is_none() && cfg.model != ImageModel::Gmm {
+            bail!(
+                "{} needs labels; {} has none (use --model gmm)",
+                cfg.model.name(),
+                source.describe()
+            );
+        }
+        eprintln!("fitting {} on {} ...", cfg.model.name(), source.describe());
+        let verbose = cfg.model == ImageModel::Gmm;
+        let out = catalog::fit(&cfg, &split, |it, ll| {
+            if verbose {
+                eprintln!("  EM iteration {it}: mean log-likelihood {ll:.3}");
+            }
+        })?;
+        print!("{}", out.1.describe());
+        Ok(out)
+    }
 }
 
 /// Which dataset to use: the embedded digits unless told otherwise.
@@ -97,6 +203,32 @@ fn main() {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Data(cmd) => data(cmd),
+        Command::Fit(args) => args.run().map(|_| ()),
+        Command::Sample {
+            fit,
+            per_class,
+            out,
+        } => {
+            if per_class == 0 {
+                bail!("--per-class must be at least 1");
+            }
+            let (split, _) = fit.data.source()?.load(fit.data.seed)?;
+            let (fitted, _) = fit.run()?;
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(fit.data.seed ^ 0x5A3D);
+            let x = fitted.samples(per_class, &mut rng);
+            let [_, c, h, w] = split.train.shape();
+            let pixels = genmod::classical::rows_to_u8(x.as_ref());
+            Grid::from_u8(&pixels, x.nrows(), c, h, w, fitted.grid_columns())
+                .upscale(2)
+                .save_png(&out)?;
+            println!("wrote {} samples to {}", x.nrows(), out.display());
+            Ok(())
+        }
+        Command::Tennis {
+            alpha,
+            samples,
+            seed,
+        } => tennis(alpha, samples, seed),
     }
 }
 
@@ -157,6 +289,73 @@ fn data(cmd: DataCommand) -> Result<()> {
             )?;
             println!("{name}: verified in {}", dir.display());
             println!("use it with: --dataset {name} --data-dir {}", dir.display());
+        }
+    }
+    Ok(())
+}
+
+fn tennis(alpha: f64, samples: usize, seed: u64) -> Result<()> {
+    use genmod::classical::multinomial::MultinomialParams;
+    use genmod::classical::naive_bayes::NaiveBayesParams;
+    let days = play_tennis::table();
+    let rows: Vec<Vec<usize>> = days.iter().map(|d| d.features().to_vec()).collect();
+    let m = MultinomialParams { alpha }.fit(&rows, &play_tennis::CARDINALITIES)?;
+    let nonzero = m.counts().iter().filter(|&&c| c > 0).count();
+    println!(
+        "Joint multinomial over {} cells from {} days ({nonzero} cells seen), alpha = {alpha}:",
+        m.num_cells(),
+        m.total()
+    );
+    let seen = m
+        .probs()
+        .iter()
+        .zip(m.counts())
+        .find(|(_, c)| **c > 0)
+        .map(|(p, _)| *p)
+        .unwrap_or(0.0);
+    let unseen = m
+        .probs()
+        .iter()
+        .zip(m.counts())
+        .find(|(_, c)| **c == 0)
+        .map(|(p, _)| *p)
+        .unwrap_or(0.0);
+    println!(
+        "  p(seen-once day) = {seen:.4}, p(unseen day) = {unseen:.4}, sum = {:.4}",
+        m.probs().iter().sum::<f64>()
+    );
+    println!(
+        "  the report's (n+1)/(N+1) would sum to {:.4}, not 1",
+        m.report_estimate().iter().sum::<f64>()
+    );
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    println!("Days sampled from the multinomial:");
+    for r in m.sample(samples, &mut rng) {
+        println!(
+            "  {}",
+            play_tennis::Day::from_indices([r[0], r[1], r[2], r[3]], 0)
+                .to_string()
+                .trim_end_matches("No")
+                .trim_end()
+        );
+    }
+    let nb = NaiveBayesParams { alpha }.fit_categorical(&play_tennis::categorical())?;
+    println!(
+        "Naive Bayes: p(Play=No) = {:.4}, p(Play=Yes) = {:.4}",
+        nb.class_prior[0], nb.class_prior[1]
+    );
+    let correct = days
+        .iter()
+        .filter(|d| nb.predict_row(&d.features().map(Some)) == d.play as usize)
+        .count();
+    println!("  training accuracy: {correct}/{}", days.len());
+    for (class, name) in [(1usize, "Yes"), (0, "No")] {
+        println!("Days sampled from naive Bayes given Play = {name}:");
+        for r in nb.sample_class(class, samples, &mut rng) {
+            println!(
+                "  {}",
+                play_tennis::Day::from_indices([r[0], r[1], r[2], r[3]], class)
+            );
         }
     }
     Ok(())

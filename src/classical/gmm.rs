@@ -1,0 +1,584 @@
+//! Report 3.5: Gaussian mixtures fitted by expectation–maximisation.
+//!
+//! p(x) = Σ_k π_k N(x | μ_k, Σ_k). Each EM iteration (Bishop, PRML §9.2.2):
+//!
+//! * E-step: responsibilities γ_nk = π_k N(x_n | μ_k, Σ_k) / Σ_j π_j N(x_n | μ_j, Σ_j). The
+//!   report's version puts π_k (not π_j) inside the sum of the denominator.
+//! * M-step: N_k = Σ_n γ_nk, μ_k = Σ_n γ_nk x_n / N_k,
+//!   Σ_k = Σ_n γ_nk (x_n − μ_k)(x_n − μ_k)ᵀ / N_k, π_k = N_k / N. The report's M-step
+//!   multiplies x_n by itself in the mean and leaves γ out of the covariance's numerator.
+//!
+//! The log-likelihood of each iteration is recorded before its M-step, as in scikit-learn,
+//! and EM guarantees it never decreases (a test asserts it). A small `reg_covar` is added to
+//! every variance so that constant pixels do not make a covariance singular. Densities are
+//! computed in GEMM form, the same arithmetic as scikit-learn's `GaussianMixture`.
+
+use super::{ClassConditional, Density, ModelError, Result, check_param, log_sum_exp, matmul};
+use faer::linalg::matmul::triangular::BlockStructure;
+use faer::{Mat, MatRef};
+use rand::distr::Distribution;
+use rand::distr::weighted::WeightedIndex;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+
+/// Covariance structure of the mixture's components.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GmmCovariance {
+    /// One variance per feature and component.
+    Diagonal,
+    /// A full covariance matrix per component.
+    Full,
+}
+
+/// Starting point of EM.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GmmInit {
+    /// k-means++ seeding (Arthur and Vassilvitskii 2007), Lloyd's iterations, then one M-step
+    /// from the hard assignments.
+    KMeansPlusPlus,
+    /// Given parameters (weights, K x D means, covariances).
+    Given {
+        weights: Vec<f64>,
+        means: Mat<f64>,
+        covariances: Covariances,
+    },
+}
+
+/// Options of the EM fit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GmmParams {
+    pub components: usize,
+    pub covariance: GmmCovariance,
+    /// Stop once the mean log-likelihood per row changes by less than this.
+    pub tol: f64,
+    pub max_iter: usize,
+    /// Added to every variance after each M-step.
+    pub reg_covar: f64,
+    pub seed: u64,
+    pub init: GmmInit,
+}
+
+impl Default for GmmParams {
+    fn default() -> Self {
+        Self {
+            components: 10,
+            covariance: GmmCovariance::Diagonal,
+            tol: 1e-3,
+            max_iter: 100,
+            reg_covar: 1e-6,
+            seed: 0,
+            init: GmmInit::KMeansPlusPlus,
+        }
+    }
+}
+
+/// Component covariances.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Covariances {
+    /// K x D variances.
+    Diagonal(Mat<f64>),
+    /// K matrices of D x D.
+    Full(Vec<Mat<f64>>),
+}
+
+/// A fitted mixture.
+#[derive(Debug, Clone)]
+pub struct Gmm {
+    pub weights: Vec<f64>,
+    /// K x D.
+    pub means: Mat<f64>,
+    pub covariances: Covariances,
+    /// Mean log-likelihood per row at each iteration (before its M-step).
+    pub history: Vec<f64>,
+    pub converged: bool,
+    /// Per component: for diagonal, 1/σ (K x D); for full, L⁻¹ of Σ = L Lᵀ.
+    precision_chol: PrecisionChol,
+}
+
+#[derive(Debug, Clone)]
+enum PrecisionChol {
+    Diagonal(Mat<f64>),
+    Full(Vec<Mat<f64>>),
+}
+
+/// `aᵀ a` computed on its lower triangle only and mirrored: half the flops of a GEMM.
+pub(crate) fn gram(a: MatRef<'_, f64>) -> Mat<f64> {
+    let d = a.ncols();
+    let mut g = Mat::<f64>::zeros(d, d);
+    faer::linalg::matmul::triangular::matmul(
+        g.as_mut(),
+        BlockStructure::TriangularLower,
+        faer::Accum::Replace,
+        a.transpose(),
+        BlockStructure::Rectangular,
+        a,
+        BlockStructure::Rectangular,
+        1.0,
+        faer::get_global_parallelism(),
+    );
+    for r in 0..d {
+        for c in r + 1..d {
+            g[(r, c)] = g[(c, r)];
+        }
+    }
+    g
+}
+
+impl GmmParams {
+    fn validate(&self, x: MatRef<'_, f64>) -> Result<()> {
+        if self.components == 0 {
+            return Err(ModelError::InvalidParam {
+                name: "components",
+                value: "0".into(),
+                expected: "at least 1",
+            });
+        }
+        if self.max_iter == 0 {
+            return Err(ModelError::InvalidParam {
+                name: "max_iter",
+                value: "0".into(),
+                expected: "at least 1",
+            });
+        }
+        check_param("tol", self.tol, self.tol >= 0.0, "a finite number >= 0")?;
+        check_param(
+            "reg_covar",
+            self.reg_covar,
+            self.reg_covar >= 0.0,
+            "a finite number >= 0",
+        )?;
+        if x.nrows() < self.components {
+            return Err(ModelError::Data(format!(
+                "{} rows for {} components",
+                x.nrows(),
+                self.components
+            )));
+        }
+        if (0..x.nrows()).any(|i| (0..x.ncols()).any(|j| !x[(i, j)].is_finite())) {
+            return Err(ModelError::Data("features contain NaN or infinity".into()));
+        }
+        Ok(())
+    }
+
+    /// Runs EM on the rows of `x`.
+    pub fn fit(&self, x: MatRef<'_, f64>) -> Result<Gmm> {
+        self.fit_with(x, |_, _| {})
+    }
+
+    /// Runs EM, calling `on_iter(iteration, mean log-likelihood)` after every iteration.
+    pub fn fit_with(&self, x: MatRef<'_, f64>, mut on_iter: impl FnMut(usize, f64)) -> Result<Gmm> {
+        self.validate(x)?;
+        let mut gmm = match &self.init {
+            GmmInit::KMeansPlusPlus => {
+                let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
+                let assign = kmeans(x, self.components, &mut rng, 100);
+                let mut resp = Mat::<f64>::zeros(x.nrows(), self.components);
+                for (i, &a) in assign.iter().enumerate() {
+                    resp[(i, a)] = 1.0;
+                }
+                self.m_step(x, resp.as_ref())?
+            }
+            GmmInit::Given {
+                weights,
+                means,
+                covariances,
+            } => {
+                if weights.len() != self.components
+                    || means.nrows() != self.components
+                    || means.ncols() != x.ncols()
+                {
+                    return Err(ModelError::Data(format!(
+                        "initial parameters are for {} components of dimension {}, expected {} of {}",
+                        weights.len(),
+                        means.ncols(),
+                        self.components,
+                        x.ncols()
+                    )));
+                }
+                Gmm::new(weights.clone(), means.clone(), covariances.clone())?
+            }
+        };
+        let mut lower = f64::NEG_INFINITY;
+        for it in 0..self.max_iter {
+            let prev = lower;
+            let (mean_ll, resp) = gmm.e_step(x);
+            let history = std::mem::take(&mut gmm.history);
+            gmm = self.m_step(x, resp.as_ref())?;
+            gmm.history = history;
+            lower = mean_ll;
+            gmm.history.push(mean_ll);
+            on_iter(it + 1, mean_ll);
+            if (lower - prev).abs() < self.tol {
+                gmm.converged = true;
+                break;
+            }
+        }
+        Ok(gmm)
+    }
+
+    /// The M-step from responsibilities `resp` (N x K).
+    pub fn m_step(&self, x: MatRef<'_, f64>, resp: MatRef<'_, f64>) -> Result<Gmm> {
+        let (n, d, k) = (x.nrows(), x.ncols(), resp.ncols());
+        let nk: Vec<f64> = (0..k)
+            .map(|c| (0..n).map(|i| resp[(i, c)]).sum::<f64>() + 10.0 * f64::EPSILON)
+            .collect();
+        let total: f64 = nk.iter().sum();
+        let weights: Vec<f64> = nk.iter().map(|v| v / total).collect();
+        let sums = matmul(resp.transpose(), x); // K x D
+        let means = Mat::from_fn(k, d, |c, j| sums[(c, j)] / nk[c]);
+        let covariances = match self.covariance {
+            GmmCovariance::Diagonal => {
+                let x2 = Mat::from_fn(n, d, |i, j| x[(i, j)] * x[(i, j)]);
+                let sums2 = matmul(resp.transpose(), x2.as_ref());
+                Covariances::Diagonal(Mat::from_fn(k, d, |c, j| {
+                    let avg_x2 = sums2[(c, j)] / nk[c];
+                    let m = means[(c, j)];
+                    let avg_x_means = m * sums[(c, j)] / nk[c];
+                    avg_x2 - 2.0 * avg_x_means + m * m + self.reg_covar
+                }))
+            }
+            GmmCovariance::Full => Covariances::Full(
+                (0..k)
+                    .map(|c| {
+                        // Σ_k = Σ_n γ_nk (x_n − μ_k)(x_n − μ_k)ᵀ / N_k, via the Gram matrix
+                        // of the rows scaled by √γ_nk.
+                        let scaled = Mat::from_fn(n, d, |i, j| {
+                            (x[(i, j)] - means[(c, j)]) * resp[(i, c)].sqrt()
+                        });
+                        let mut cov = gram(scaled.as_ref());
+                        for a in 0..d {
+                            for b in 0..d {
+                                cov[(a, b)] /= nk[c];
+                            }
+                            cov[(a, a)] += self.reg_covar;
+                        }
+                        cov
+                    })
+                    .collect(),
+            ),
+        };
+        Gmm::new(weights, means, covariances)
+    }
+}
+
+impl Gmm {
+    /// A mixture from its parameters; fails if a covariance is not positive definite.
+    pub fn new(weights: Vec<f64>, means: Mat<f64>, covariances: Covariances) -> Result<Self> {
+        let precision_chol = match &covariances {
+            Covariances::Diagonal(v) => {
+                if let Some((c, j)) = (0..v.nrows())
+                    .flat_map(|c| (0..v.ncols()).map(move |j| (c, j)))
+                    .find(|&(c, j)| {
+                        v[(c, j)].partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater)
+                    })
+                {
+                    return Err(ModelError::NotPositiveDefinite {
+                        what: format!("variance {j} of component {c} ({})", v[(c, j)]),
+                    });
+                }
+                PrecisionChol::Diagonal(Mat::from_fn(v.nrows(), v.ncols(), |c, j| {
+                    1.0 / v[(c, j)].sqrt()
+                }))
+            }
+            Covariances::Full(covs) => PrecisionChol::Full(
+                covs.iter()
+                    .enumerate()
+                    .map(|(c, s)| {
+                        let l = super::cholesky(
+                            s.as_ref(),
+                            format!("the covariance of component {c}"),
+                        )?;
+                        Ok(super::invert_lower(l.as_ref()))
+                    })
+                    .collect::<Result<Vec<_>>>()?,
+            ),
+        };
+        Ok(Self {
+            weights,
+            means,
+            covariances,
+            history: Vec::new(),
+            converged: false,
+            precision_chol,
+        })
+    }
+
+    pub fn components(&self) -> usize {
+        self.weights.len()
+    }
+
+    /// `log N(x_n | μ_k, Σ_k)` for every row and component (N x K).
+    pub fn component_log_pdf(&self, x: MatRef<'_, f64>) -> Mat<f64> {
+        let (n, d, k) = (x.nrows(), x.ncols(), self.components());
+        let log_2pi = d as f64 * (2.0 * std::f64::consts::PI).ln();
+        match &self.precision_chol {
+            PrecisionChol::Diagonal(pc) => {
+                // Σ_j (x_j − μ_j)² p_j = Σ μ²p − 2 x·(μp) + x²·p, with p = 1/σ².
+                let prec = Mat::from_fn(k, d, |c, j| pc[(c, j)] * pc[(c, j)]);
+                let mp = Mat::from_fn(d, k, |j, c| self.means[(c, j)] * prec[(c, j)]);
+                let x2 = Mat::from_fn(n, d, |i, j| x[(i, j)] * x[(i, j)]);
+                let cross = matmul(x, mp.as_ref());
+                let sq = matmul(x2.as_ref(), prec.transpose());
+                let consts: Vec<f64> = (0..k)
+                    .map(|c| {
+                        let mu2p: f64 = (0..d)
+                            .map(|j| self.means[(c, j)].powi(2) * prec[(c, j)])
+                            .sum();
+                        let log_det_pc: f64 = (0..d).map(|j| pc[(c, j)].ln()).sum();
+                        (mu2p, log_det_pc)
+                    })
+                    .map(|(mu2p, ldet)| (-0.5 * log_2pi + ldet, mu2p))
+                    .map(|(a, mu2p)| a - 0.5 * mu2p)
+                    .collect();
+                Mat::from_fn(n, k, |i, c| {
+                    consts[c] - 0.5 * (sq[(i, c)] - 2.0 * cross[(i, c)])
+                })
+            }
+            PrecisionChol::Full(pcs) => {
+                let cols: Vec<Vec<f64>> = pcs
+                    .iter()
+                    .enumerate()
+                    .map(|(c, linv)| {
+                        // y = (x − μ) L⁻ᵀ: one GEMM per component.
+                        let centred = Mat::from_fn(n, d, |i, j| x[(i, j)] - self.means[(c, j)]);
+                        let y = matmul(centred.as_ref(), linv.transpose());
+                        let log_det_pc: f64 = (0..d).map(|j| linv[(j, j)].ln()).sum();
+                        (0..n)
+                            .into_par_iter()
+                            .map(|i| {
+                                -0.5 * (log_2pi + (0..d).map(|j| y[(i, j)].powi(2)).sum::<f64>())
+                                    + log_det_pc
+                            })
+                            .collect()
+                    })
+                    .collect();
+                Mat::from_fn(n, k, |i, c| cols[c][i])
+            }
+        }
+    }
+
+    /// The E-step: mean log-likelihood per row and the responsibilities (N x K).
+    pub fn e_step(&self, x: MatRef<'_, f64>) -> (f64, Mat<f64>) {
+        let mut w = self.component_log_pdf(x);
+        let (n, k) = (w.nrows(), w.ncols());
+        let log_w: Vec<f64> = self.weights.iter().map(|v| v.ln()).collect();
+        let mut total = 0.0;
+        for i in 0..n {
+            for c in 0..k {
+                w[(i, c)] += log_w[c];
+            }
+            let lse = log_sum_exp((0..k).map(|c| w[(i, c)]));
+            total += lse;
+            for c in 0..k {
+                w[(i, c)] = (w[(i, c)] - lse).exp();
+            }
+        }
+        (total / n as f64, w)
+    }
+
+    /// Responsibilities γ_nk of each row.
+    pub fn responsibilities(&self, x: MatRef<'_, f64>) -> Mat<f64> {
+        self.e_step(x).1
+    }
+
+    /// The most responsible component of each row.
+    pub fn assign(&self, x: MatRef<'_, f64>) -> Vec<usize> {
+        let r = self.responsibilities(x);
+        (0..r.nrows())
+            .map(|i| {
+                (0..r.ncols())
+                    .max_by(|&a, &b| r[(i, a)].total_cmp(&r[(i, b)]))
+                    .unwrap_or(0)
+            })
+            .collect()
+    }
+
+    /// `n` draws from component `c`.
+    pub fn sample_component(&self, c: usize, n: usize, rng: &mut dyn rand::RngCore) -> Mat<f64> {
+        let d = self.means.ncols();
+        let z = super::standard_normal(n, d, rng);
+        let mut x = match &self.covariances {
+            Covariances::Diagonal(v) => Mat::from_fn(n, d, |i, j| z[(i, j)] * v[(c, j)].sqrt()),
+            Covariances::Full(covs) => {
+                let l = super::cholesky(covs[c].as_ref(), "component covariance")
+                    .expect("checked positive definite when the mixture was built");
+                matmul(z.as_ref(), l.transpose())
+            }
+        };
+        for i in 0..n {
+            for j in 0..d {
+                x[(i, j)] += self.means[(c, j)];
+            }
+        }
+        x
+    }
+}
+
+impl Density for Gmm {
+    fn dim(&self) -> usize {
+        self.means.ncols()
+    }
+
+    fn log_prob(&self, x: MatRef<'_, f64>) -> Vec<f64> {
+        let w = self.component_log_pdf(x);
+        let log_w: Vec<f64> = self.weights.iter().map(|v| v.ln()).collect();
+        (0..w.nrows())
+            .map(|i| log_sum_exp((0..w.ncols()).map(|c| w[(i, c)] + log_w[c])))
+            .collect()
+    }
+
+    fn sample(&self, n: usize, rng: &mut dyn rand::RngCore) -> Mat<f64> {
+        let pick = WeightedIndex::new(&self.weights).expect("valid weights");
+        let d = self.dim();
+        let mut out = Mat::zeros(n, d);
+        for i in 0..n {
+            let c = pick.sample(rng);
+            let row = self.sample_component(c, 1, rng);
+            for j in 0..d {
+                out[(i, j)] = row[(0, j)];
+            }
+        }
+        out
+    }
+}
+
+/// k-means++ seeding and Lloyd's iterations; returns the cluster of each row.
+pub fn kmeans(x: MatRef<'_, f64>, k: usize, rng: &mut ChaCha8Rng, max_iter: usize) -> Vec<usize> {
+    let (n, d) = (x.nrows(), x.ncols());
+    let norms: Vec<f64> = (0..n)
+        .map(|i| (0..d).map(|j| x[(i, j)].powi(2)).sum())
+        .collect();
+    let dist2 = |centres: &Mat<f64>| -> Mat<f64> {
+        let cross = matmul(x, centres.transpose());
+        Mat::from_fn(n, centres.nrows(), |i, c| {
+            let cn: f64 = (0..d).map(|j| centres[(c, j)].powi(2)).sum();
+            (norms[i] - 2.0 * cross[(i, c)] + cn).max(0.0)
+        })
+    };
+    // Seeding: the first centre uniformly, each next with probability ∝ D(x)².
+    let mut chosen = vec![rng.random_range(0..n)];
+    let mut best: Vec<f64> = (0..n)
+        .map(|i| {
+            (0..d)
+                .map(|j| (x[(i, j)] - x[(chosen[0], j)]).powi(2))
+                .sum()
+        })
+        .collect();
+    while chosen.len() < k {
+        let next = match WeightedIndex::new(&best) {
+            Ok(w) => w.sample(rng),
+            Err(_) => rng.random_range(0..n), // every point is already a centre
+        };
+        chosen.push(next);
+        for (i, b) in best.iter_mut().enumerate() {
+            let dd: f64 = (0..d).map(|j| (x[(i, j)] - x[(next, j)]).powi(2)).sum();
+            *b = b.min(dd);
+        }
+    }
+    let mut centres = Mat::from_fn(k, d, |c, j| x[(chosen[c], j)]);
+    let mut assign = vec![usize::MAX; n];
+    for _ in 0..max_iter {
+        let dm = dist2(&centres);
+        let new: Vec<usize> = (0..n)
+            .map(|i| {
+                (0..k)
+                    .min_by(|&a, &b| dm[(i, a)].total_cmp(&dm[(i, b)]))
+                    .unwrap_or(0)
+            })
+            .collect();
+        if new == assign {
+            break;
+        }
+        assign = new;
+        let mut counts = vec![0usize; k];
+        let mut sums = Mat::<f64>::zeros(k, d);
+        for i in 0..n {
+            counts[assign[i]] += 1;
+            for j in 0..d {
+                sums[(assign[i], j)] += x[(i, j)];
+            }
+        }
+        for c in 0..k {
+            if counts[c] == 0 {
+                // An empty cluster takes the point farthest from its centre.
+                let far = (0..n)
+                    .max_by(|&a, &b| dm[(a, assign[a])].total_cmp(&dm[(b, assign[b])]))
+                    .unwrap_or(0);
+                for j in 0..d {
+                    centres[(c, j)] = x[(far, j)];
+                }
+                assign[far] = c;
+            } else {
+                for j in 0..d {
+                    centres[(c, j)] = sums[(c, j)] / counts[c] as f64;
+                }
+            }
+        }
+    }
+    assign
+}
+
+/// One mixture per class, for class-conditional digit samples (figure 3.6) and prediction.
+#[derive(Debug, Clone)]
+pub struct GmmPerClass {
+    pub class_prior: Vec<f64>,
+    pub mixtures: Vec<Gmm>,
+}
+
+impl GmmPerClass {
+    /// Fits `params` to the rows of each class (labels in `0..k`).
+    pub fn fit(params: &GmmParams, x: MatRef<'_, f64>, y: &[usize], k: usize) -> Result<Self> {
+        super::check_supervised(x, y, k)?;
+        let mut mixtures = Vec::with_capacity(k);
+        let mut prior = Vec::with_capacity(k);
+        for c in 0..k {
+            let rows: Vec<usize> = (0..x.nrows()).filter(|&i| y[i] == c).collect();
+            let xc = Mat::from_fn(rows.len(), x.ncols(), |r, j| x[(rows[r], j)]);
+            let p = GmmParams {
+                seed: params.seed.wrapping_add(c as u64),
+                ..params.clone()
+            };
+            mixtures.push(p.fit(xc.as_ref()).map_err(|e| match e {
+                ModelError::Data(m) => ModelError::Data(format!("class {c}: {m}")),
+                other => other,
+            })?);
+            prior.push(rows.len() as f64 / x.nrows() as f64);
+        }
+        Ok(Self {
+            class_prior: prior,
+            mixtures,
+        })
+    }
+}
+
+impl ClassConditional for GmmPerClass {
+    fn num_classes(&self) -> usize {
+        self.mixtures.len()
+    }
+
+    fn joint_log_prob(&self, x: MatRef<'_, f64>) -> Mat<f64> {
+        let cols: Vec<Vec<f64>> = self.mixtures.iter().map(|m| m.log_prob(x)).collect();
+        Mat::from_fn(x.nrows(), cols.len(), |i, c| {
+            self.class_prior[c].ln() + cols[c][i]
+        })
+    }
+
+    fn sample_class(&self, class: usize, n: usize, rng: &mut dyn rand::RngCore) -> Mat<f64> {
+        self.mixtures[class].sample(n, rng)
+    }
+}
+
+impl Density for GmmPerClass {
+    fn dim(&self) -> usize {
+        self.mixtures[0].dim()
+    }
+
+    fn log_prob(&self, x: MatRef<'_, f64>) -> Vec<f64> {
+        self.marginal_log_prob(x)
+    }
+
+    fn sample(&self, n: usize, rng: &mut dyn rand::RngCore) -> Mat<f64> {
+        super::sample_by_prior(self, &self.class_prior, self.dim(), n, rng)
+    }
+}
