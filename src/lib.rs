@@ -10,6 +10,7 @@
 //!   mixtures with EM (report 3.1–3.5), exact in f64.
 //! * [`render`]: sample grids as PNG files and as terminal text.
 
+pub mod bench;
 pub mod classical;
 pub mod data;
 pub mod render;

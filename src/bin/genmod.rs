@@ -39,6 +39,21 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Time genmod's workloads beside scikit-learn's (bench/reference/), in one run.
+    Bench {
+        /// Which workloads: classical.
+        #[arg(default_value = "classical")]
+        suite: String,
+        /// Timed repetitions per workload (medians are reported).
+        #[arg(long, default_value_t = 5)]
+        reps: usize,
+        /// Skip the reference script.
+        #[arg(long)]
+        no_reference: bool,
+        /// Also write the Markdown table here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// The Play Tennis table of report 3.1-3.2: joint multinomial, naive Bayes, samples.
     Tennis {
         /// Pseudo-count: 0 for the MLE, 1 for Laplace smoothing.
@@ -229,6 +244,12 @@ fn run(cli: Cli) -> Result<()> {
             samples,
             seed,
         } => tennis(alpha, samples, seed),
+        Command::Bench {
+            suite,
+            reps,
+            no_reference,
+            out,
+        } => bench(&suite, reps, no_reference, out),
     }
 }
 
@@ -357,6 +378,102 @@ fn tennis(alpha: f64, samples: usize, seed: u64) -> Result<()> {
                 play_tennis::Day::from_indices([r[0], r[1], r[2], r[3]], class)
             );
         }
+    }
+    Ok(())
+}
+
+fn bench(suite: &str, reps: usize, no_reference: bool, out: Option<PathBuf>) -> Result<()> {
+    use genmod::bench::{Row, classical, markdown};
+    use genmod::classical::gda::CovarianceKind;
+    if suite != "classical" {
+        bail!("unknown bench suite `{suite}`; expected: classical");
+    }
+    if reps == 0 {
+        bail!("--reps must be at least 1");
+    }
+    let threads = rayon::current_num_threads();
+    let split = genmod::data::mnist::embedded();
+    eprintln!("timing genmod on {threads} threads ...");
+    let ours = [
+        (
+            "EM iteration, diagonal, K=10",
+            "em_diag",
+            classical::em_iteration(&split, GmmCovariance::Diagonal, 10, reps),
+        ),
+        (
+            "EM iteration, full, K=10",
+            "em_full",
+            classical::em_iteration(&split, GmmCovariance::Full, 10, reps.div_ceil(2)),
+        ),
+        (
+            "GDA fit, shared covariance (LDA)",
+            "lda_fit",
+            classical::gda_fit(&split, CovarianceKind::Shared, reps.div_ceil(2)),
+        ),
+        (
+            "GDA fit, per-class covariance (QDA)",
+            "qda_fit",
+            classical::gda_fit(&split, CovarianceKind::PerClass, reps.div_ceil(2)),
+        ),
+    ];
+    let reference = if no_reference {
+        None
+    } else {
+        eprintln!("timing scikit-learn (bench/reference/sklearn_classical.py) ...");
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("bench/reference/sklearn_classical.py");
+        match std::process::Command::new("python3")
+            .arg(&script)
+            .arg(reps.to_string())
+            .env("GENMOD_THREADS", threads.to_string())
+            .output()
+        {
+            Ok(o) if o.status.success() => {
+                Some(serde_json::from_slice::<serde_json::Value>(&o.stdout)?)
+            }
+            Ok(o) => {
+                eprintln!(
+                    "reference script failed: {}",
+                    String::from_utf8_lossy(&o.stderr)
+                        .lines()
+                        .last()
+                        .unwrap_or("")
+                );
+                None
+            }
+            Err(e) => {
+                eprintln!("could not run python3: {e}");
+                None
+            }
+        }
+    };
+    let rows: Vec<Row> = ours
+        .iter()
+        .map(|(name, key, v)| Row {
+            workload: name.to_string(),
+            unit: "s",
+            genmod: *v,
+            reference: reference.as_ref().and_then(|r| r[*key].as_f64()),
+            reference_name: "scikit-learn",
+            lower_is_better: true,
+        })
+        .collect();
+    let mut table = format!(
+        "Embedded digits (8,004 x 784, f64), {threads} threads, medians of {reps} runs{}.\n\n",
+        reference
+            .as_ref()
+            .map(|r| format!(
+                "; scikit-learn {} with numpy {}",
+                r["sklearn"].as_str().unwrap_or("?"),
+                r["numpy"].as_str().unwrap_or("?")
+            ))
+            .unwrap_or_default()
+    );
+    table.push_str(&markdown(&rows));
+    print!("{table}");
+    if let Some(p) = out {
+        genmod::util::atomic_write(&p, table.as_bytes())
+            .with_context(|| format!("writing {}", p.display()))?;
     }
     Ok(())
 }

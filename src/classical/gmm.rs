@@ -20,7 +20,6 @@ use rand::distr::Distribution;
 use rand::distr::weighted::WeightedIndex;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use rayon::prelude::*;
 
 /// Covariance structure of the mixture's components.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +81,16 @@ pub enum Covariances {
     Full(Vec<Mat<f64>>),
 }
 
+impl Covariances {
+    /// The structure these covariances have.
+    pub fn kind(&self) -> GmmCovariance {
+        match self {
+            Covariances::Diagonal(_) => GmmCovariance::Diagonal,
+            Covariances::Full(_) => GmmCovariance::Full,
+        }
+    }
+}
+
 /// A fitted mixture.
 #[derive(Debug, Clone)]
 pub struct Gmm {
@@ -123,6 +132,39 @@ pub(crate) fn gram(a: MatRef<'_, f64>) -> Mat<f64> {
         }
     }
     g
+}
+
+/// The data of an EM run in the form the iterations use: for diagonal covariances the
+/// columns of X next to those of X², so that an E-step and an M-step are one GEMM each.
+pub struct EmData<'a> {
+    x: MatRef<'a, f64>,
+    x_and_sq: Option<Mat<f64>>,
+}
+
+impl<'a> EmData<'a> {
+    pub fn new(x: MatRef<'a, f64>, covariance: GmmCovariance) -> Self {
+        let x_and_sq = (covariance == GmmCovariance::Diagonal).then(|| {
+            let (n, d) = (x.nrows(), x.ncols());
+            let mut m = Mat::<f64>::zeros(n, 2 * d);
+            for j in 0..d {
+                for (dst, v) in m.col_mut(j).iter_mut().zip(x.col(j).iter()) {
+                    *dst = *v;
+                }
+                for (dst, v) in m.col_mut(d + j).iter_mut().zip(x.col(j).iter()) {
+                    *dst = v * v;
+                }
+            }
+            m
+        });
+        Self { x, x_and_sq }
+    }
+
+    fn x_and_sq(&self) -> MatRef<'_, f64> {
+        self.x_and_sq
+            .as_ref()
+            .expect("built for diagonal covariances")
+            .as_ref()
+    }
 }
 
 impl GmmParams {
@@ -177,7 +219,7 @@ impl GmmParams {
                 for (i, &a) in assign.iter().enumerate() {
                     resp[(i, a)] = 1.0;
                 }
-                self.m_step(x, resp.as_ref())?
+                self.m_step_on(&EmData::new(x, self.covariance), resp.as_ref())?
             }
             GmmInit::Given {
                 weights,
@@ -199,12 +241,13 @@ impl GmmParams {
                 Gmm::new(weights.clone(), means.clone(), covariances.clone())?
             }
         };
+        let data = EmData::new(x, self.covariance);
         let mut lower = f64::NEG_INFINITY;
         for it in 0..self.max_iter {
             let prev = lower;
-            let (mean_ll, resp) = gmm.e_step(x);
+            let (mean_ll, resp) = gmm.e_step_on(&data);
             let history = std::mem::take(&mut gmm.history);
-            gmm = self.m_step(x, resp.as_ref())?;
+            gmm = self.m_step_on(&data, resp.as_ref())?;
             gmm.history = history;
             lower = mean_ll;
             gmm.history.push(mean_ll);
@@ -219,33 +262,48 @@ impl GmmParams {
 
     /// The M-step from responsibilities `resp` (N x K).
     pub fn m_step(&self, x: MatRef<'_, f64>, resp: MatRef<'_, f64>) -> Result<Gmm> {
+        self.m_step_on(&EmData::new(x, self.covariance), resp)
+    }
+
+    /// The M-step on prepared data.
+    pub fn m_step_on(&self, data: &EmData<'_>, resp: MatRef<'_, f64>) -> Result<Gmm> {
+        let x = data.x;
         let (n, d, k) = (x.nrows(), x.ncols(), resp.ncols());
         let nk: Vec<f64> = (0..k)
-            .map(|c| (0..n).map(|i| resp[(i, c)]).sum::<f64>() + 10.0 * f64::EPSILON)
+            .map(|c| resp.col(c).iter().sum::<f64>() + 10.0 * f64::EPSILON)
             .collect();
         let total: f64 = nk.iter().sum();
         let weights: Vec<f64> = nk.iter().map(|v| v / total).collect();
-        let sums = matmul(resp.transpose(), x); // K x D
-        let means = Mat::from_fn(k, d, |c, j| sums[(c, j)] / nk[c]);
-        let covariances = match self.covariance {
+        let (means, covariances) = match self.covariance {
             GmmCovariance::Diagonal => {
-                let x2 = Mat::from_fn(n, d, |i, j| x[(i, j)] * x[(i, j)]);
-                let sums2 = matmul(resp.transpose(), x2.as_ref());
-                Covariances::Diagonal(Mat::from_fn(k, d, |c, j| {
-                    let avg_x2 = sums2[(c, j)] / nk[c];
+                // One GEMM gives Σ_n γ_nk x_n and Σ_n γ_nk x_n² side by side.
+                let sums = matmul(resp.transpose(), data.x_and_sq()); // K x 2D
+                let means = Mat::from_fn(k, d, |c, j| sums[(c, j)] / nk[c]);
+                let vars = Mat::from_fn(k, d, |c, j| {
+                    let avg_x2 = sums[(c, d + j)] / nk[c];
                     let m = means[(c, j)];
                     let avg_x_means = m * sums[(c, j)] / nk[c];
                     avg_x2 - 2.0 * avg_x_means + m * m + self.reg_covar
-                }))
+                });
+                (means, Covariances::Diagonal(vars))
             }
-            GmmCovariance::Full => Covariances::Full(
-                (0..k)
+            GmmCovariance::Full => {
+                let sums = matmul(resp.transpose(), x); // K x D
+                let means = Mat::from_fn(k, d, |c, j| sums[(c, j)] / nk[c]);
+                let covs = (0..k)
                     .map(|c| {
                         // Σ_k = Σ_n γ_nk (x_n − μ_k)(x_n − μ_k)ᵀ / N_k, via the Gram matrix
-                        // of the rows scaled by √γ_nk.
-                        let scaled = Mat::from_fn(n, d, |i, j| {
-                            (x[(i, j)] - means[(c, j)]) * resp[(i, c)].sqrt()
-                        });
+                        // of the centred rows scaled by √γ_nk, built column by column.
+                        let w: Vec<f64> = resp.col(c).iter().map(|r| r.sqrt()).collect();
+                        let mut scaled = Mat::<f64>::zeros(n, d);
+                        for j in 0..d {
+                            let mu = means[(c, j)];
+                            for ((dst, v), wi) in
+                                scaled.col_mut(j).iter_mut().zip(x.col(j).iter()).zip(&w)
+                            {
+                                *dst = (v - mu) * wi;
+                            }
+                        }
                         let mut cov = gram(scaled.as_ref());
                         for a in 0..d {
                             for b in 0..d {
@@ -255,8 +313,9 @@ impl GmmParams {
                         }
                         cov
                     })
-                    .collect(),
-            ),
+                    .collect();
+                (means, Covariances::Full(covs))
+            }
         };
         Gmm::new(weights, means, covariances)
     }
@@ -310,46 +369,46 @@ impl Gmm {
 
     /// `log N(x_n | μ_k, Σ_k)` for every row and component (N x K).
     pub fn component_log_pdf(&self, x: MatRef<'_, f64>) -> Mat<f64> {
+        self.component_log_pdf_on(&EmData::new(x, self.covariances.kind()))
+    }
+
+    fn component_log_pdf_on(&self, data: &EmData<'_>) -> Mat<f64> {
+        let x = data.x;
         let (n, d, k) = (x.nrows(), x.ncols(), self.components());
         let log_2pi = d as f64 * (2.0 * std::f64::consts::PI).ln();
         match &self.precision_chol {
             PrecisionChol::Diagonal(pc) => {
-                // Σ_j (x_j − μ_j)² p_j = Σ μ²p − 2 x·(μp) + x²·p, with p = 1/σ².
-                let prec = Mat::from_fn(k, d, |c, j| pc[(c, j)] * pc[(c, j)]);
-                let mp = Mat::from_fn(d, k, |j, c| self.means[(c, j)] * prec[(c, j)]);
-                let x2 = Mat::from_fn(n, d, |i, j| x[(i, j)] * x[(i, j)]);
-                let cross = matmul(x, mp.as_ref());
-                let sq = matmul(x2.as_ref(), prec.transpose());
+                // Σ_j (x_j − μ_j)² p_j = Σ μ²p − 2 x·(μp) + x²·p with p = 1/σ²: one GEMM of
+                // [X | X²] with [−2μp ; p].
+                let coef = Mat::from_fn(2 * d, k, |j, c| {
+                    if j < d {
+                        -2.0 * self.means[(c, j)] * pc[(c, j)].powi(2)
+                    } else {
+                        pc[(c, j - d)].powi(2)
+                    }
+                });
+                let quad = matmul(data.x_and_sq(), coef.as_ref());
                 let consts: Vec<f64> = (0..k)
                     .map(|c| {
                         let mu2p: f64 = (0..d)
-                            .map(|j| self.means[(c, j)].powi(2) * prec[(c, j)])
+                            .map(|j| (self.means[(c, j)] * pc[(c, j)]).powi(2))
                             .sum();
                         let log_det_pc: f64 = (0..d).map(|j| pc[(c, j)].ln()).sum();
-                        (mu2p, log_det_pc)
+                        -0.5 * log_2pi + log_det_pc - 0.5 * mu2p
                     })
-                    .map(|(mu2p, ldet)| (-0.5 * log_2pi + ldet, mu2p))
-                    .map(|(a, mu2p)| a - 0.5 * mu2p)
                     .collect();
-                Mat::from_fn(n, k, |i, c| {
-                    consts[c] - 0.5 * (sq[(i, c)] - 2.0 * cross[(i, c)])
-                })
+                Mat::from_fn(n, k, |i, c| consts[c] - 0.5 * quad[(i, c)])
             }
             PrecisionChol::Full(pcs) => {
                 let cols: Vec<Vec<f64>> = pcs
                     .iter()
                     .enumerate()
                     .map(|(c, linv)| {
-                        // y = (x − μ) L⁻ᵀ: one GEMM per component.
-                        let centred = Mat::from_fn(n, d, |i, j| x[(i, j)] - self.means[(c, j)]);
-                        let y = matmul(centred.as_ref(), linv.transpose());
+                        let mean: Vec<f64> = (0..d).map(|j| self.means[(c, j)]).collect();
                         let log_det_pc: f64 = (0..d).map(|j| linv[(j, j)].ln()).sum();
-                        (0..n)
-                            .into_par_iter()
-                            .map(|i| {
-                                -0.5 * (log_2pi + (0..d).map(|j| y[(i, j)].powi(2)).sum::<f64>())
-                                    + log_det_pc
-                            })
+                        super::whitened_sq_norms(x, &mean, linv.as_ref())
+                            .into_iter()
+                            .map(|m| -0.5 * (log_2pi + m) + log_det_pc)
                             .collect()
                     })
                     .collect();
@@ -360,7 +419,12 @@ impl Gmm {
 
     /// The E-step: mean log-likelihood per row and the responsibilities (N x K).
     pub fn e_step(&self, x: MatRef<'_, f64>) -> (f64, Mat<f64>) {
-        let mut w = self.component_log_pdf(x);
+        self.e_step_on(&EmData::new(x, self.covariances.kind()))
+    }
+
+    /// The E-step on prepared data.
+    pub fn e_step_on(&self, data: &EmData<'_>) -> (f64, Mat<f64>) {
+        let mut w = self.component_log_pdf_on(data);
         let (n, k) = (w.nrows(), w.ncols());
         let log_w: Vec<f64> = self.weights.iter().map(|v| v.ln()).collect();
         let mut total = 0.0;

@@ -16,7 +16,6 @@ use crate::data::Dataset;
 use faer::{Mat, MatRef};
 use rand::Rng;
 use rand_distr::StandardNormal;
-use rayon::prelude::*;
 
 /// What can go wrong when fitting a classical model.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -273,15 +272,13 @@ impl CholeskyGaussian {
         })
     }
 
-    /// `log N(x | μ, Σ)` for every row of `x`, via one GEMM: (X − μ) L⁻ᵀ.
+    /// `log N(x | μ, Σ)` for every row of `x`.
     pub fn log_pdf(&self, x: MatRef<'_, f64>) -> Vec<f64> {
         let d = x.ncols();
-        let centred = Mat::from_fn(x.nrows(), d, |i, j| x[(i, j)] - self.mean[j]);
-        let white = matmul(centred.as_ref(), self.chol_inv.transpose());
         let c = -0.5 * (d as f64 * (2.0 * std::f64::consts::PI).ln() + self.log_det);
-        (0..x.nrows())
-            .into_par_iter()
-            .map(|i| c - 0.5 * (0..d).map(|j| white[(i, j)].powi(2)).sum::<f64>())
+        whitened_sq_norms(x, &self.mean, self.chol_inv.as_ref())
+            .into_iter()
+            .map(|m| c - 0.5 * m)
             .collect()
     }
 
@@ -297,6 +294,44 @@ impl CholeskyGaussian {
         }
         x
     }
+}
+
+/// Squared Mahalanobis norms ‖L⁻¹(x − μ)‖² of every row of `x`, given L⁻¹.
+///
+/// Computed as X·L⁻ᵀ − μ·L⁻ᵀ with a triangular GEMM (L⁻ᵀ is upper triangular, so half the
+/// flops of a dense product), then summed column by column, which is contiguous in faer's
+/// column-major layout.
+pub(crate) fn whitened_sq_norms(
+    x: MatRef<'_, f64>,
+    mean: &[f64],
+    chol_inv: MatRef<'_, f64>,
+) -> Vec<f64> {
+    use faer::linalg::matmul::triangular::{BlockStructure, matmul as tri_matmul};
+    let (n, d) = (x.nrows(), x.ncols());
+    let mut y = Mat::<f64>::zeros(n, d);
+    tri_matmul(
+        y.as_mut(),
+        BlockStructure::Rectangular,
+        faer::Accum::Replace,
+        x,
+        BlockStructure::Rectangular,
+        chol_inv.transpose(),
+        BlockStructure::TriangularUpper,
+        1.0,
+        faer::get_global_parallelism(),
+    );
+    // shift_j = (μ L⁻ᵀ)_j = Σ_k μ_k L⁻¹[j, k]
+    let shift: Vec<f64> = (0..d)
+        .map(|j| (0..=j).map(|k| mean[k] * chol_inv[(j, k)]).sum())
+        .collect();
+    let mut acc = vec![0.0; n];
+    for (j, &sh) in shift.iter().enumerate() {
+        for (a, v) in acc.iter_mut().zip(y.col(j).iter()) {
+            let w = v - sh;
+            *a += w * w;
+        }
+    }
+    acc
 }
 
 /// Rows of a matrix as u8 images in [0, 1] scale (clamped), for sample grids.
