@@ -795,3 +795,31 @@ fn invalid_parameters_are_named() {
         .unwrap_err();
     assert!(e.to_string().contains("alpha"), "{e}");
 }
+
+// ------------------------------------------------------------------ 2-D demonstrations
+
+#[test]
+fn clustering_demo_recovers_the_three_clusters() {
+    let (grid, g) = genmod::classical::demo::cluster_figure(0, 120).unwrap();
+    assert_eq!((grid.width, grid.height), (120, 120));
+    // The generating means (see demo::three_clusters); each must be matched by a component.
+    for (mx, my) in [(-2.0, -1.5), (2.5, -1.0), (0.5, 3.0)] {
+        let nearest = (0..3)
+            .map(|k| ((g.means[(k, 0)] - mx).powi(2) + (g.means[(k, 1)] - my).powi(2)).sqrt())
+            .fold(f64::INFINITY, f64::min);
+        assert!(nearest < 0.25, "no component near ({mx}, {my}): {nearest}");
+    }
+}
+
+#[test]
+fn boundary_demo_draws_a_boundary_in_both_panels() {
+    let g = genmod::classical::demo::boundary_figure(0, 80).unwrap();
+    assert_eq!((g.width, g.height), (80 * 2 + 8, 80));
+    for x0 in [0, 88] {
+        let black = (0..80)
+            .flat_map(|y| (x0..x0 + 80).map(move |x| (x, y)))
+            .filter(|&(x, y)| g.pixel(x, y) == [0, 0, 0])
+            .count();
+        assert!(black >= 40, "panel at {x0} has {black} boundary pixels");
+    }
+}

@@ -54,6 +54,18 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// The 2-D pictures: `boundary` (figure 3.2) or `clusters` (figure 3.5), as PNG.
+    Demo {
+        /// boundary or clusters.
+        which: String,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Side of each panel in pixels.
+        #[arg(long, default_value_t = 360)]
+        size: usize,
+    },
     /// The Play Tennis table of report 3.1-3.2: joint multinomial, naive Bayes, samples.
     Tennis {
         /// Pseudo-count: 0 for the MLE, 1 for Laplace smoothing.
@@ -244,6 +256,34 @@ fn run(cli: Cli) -> Result<()> {
             samples,
             seed,
         } => tennis(alpha, samples, seed),
+        Command::Demo {
+            which,
+            out,
+            seed,
+            size,
+        } => {
+            if size < 16 {
+                bail!("--size must be at least 16 pixels, got {size}");
+            }
+            let grid = match which.as_str() {
+                "boundary" => genmod::classical::demo::boundary_figure(seed, size)?,
+                "clusters" => {
+                    let (grid, g) = genmod::classical::demo::cluster_figure(seed, size)?;
+                    println!(
+                        "EM: {} iterations, mean log-likelihood {:.4} -> {:.4}, weights {:.3?}",
+                        g.history.len(),
+                        g.history[0],
+                        g.history[g.history.len() - 1],
+                        g.weights
+                    );
+                    grid
+                }
+                other => bail!("unknown demo `{other}`; expected boundary or clusters"),
+            };
+            grid.save_png(&out)?;
+            println!("wrote {}", out.display());
+            Ok(())
+        }
         Command::Bench {
             suite,
             reps,

@@ -6,6 +6,7 @@
 //! numbers are checked against scikit-learn to 1e-6 relative (`tests/classical.rs`).
 
 pub mod catalog;
+pub mod demo;
 pub mod gaussian_nb;
 pub mod gda;
 pub mod gmm;
