@@ -13,5 +13,7 @@
 pub mod bench;
 pub mod classical;
 pub mod data;
+pub mod neural;
 pub mod render;
+pub mod train;
 pub mod util;

@@ -2,6 +2,9 @@
 //! the library.
 
 use anyhow::{Context, Result, bail};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use clap::{Args, Parser, Subcommand};
 use genmod::classical::catalog::{self, ClassicalConfig, ImageModel};
 use genmod::classical::gmm::GmmCovariance;
@@ -39,6 +42,8 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Train a neural model (report 3.6-4.3) with checkpoints and sample grids.
+    Train(TrainArgs),
     /// Time genmod's workloads beside scikit-learn's (bench/reference/), in one run.
     Bench {
         /// Which workloads: classical.
@@ -77,6 +82,165 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+}
+
+/// A neural model, its hyperparameters and the run's settings.
+#[derive(Args, Clone)]
+struct TrainArgs {
+    /// autoencoder, vae, gan, dcgan or cgan.
+    model: String,
+    #[command(flatten)]
+    data: DataArgs,
+    #[arg(long, default_value_t = 5)]
+    epochs: usize,
+    #[arg(long, default_value_t = 128)]
+    batch_size: usize,
+    /// Learning rate (default 1e-3, GANs 2e-4).
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Size of the code z (default: autoencoder 32, VAE 20, GANs 100).
+    #[arg(long)]
+    latent: Option<usize>,
+    /// Hidden width (default: autoencoder 256, VAE 400, GAN 256, DCGAN 64).
+    #[arg(long)]
+    hidden: Option<usize>,
+    /// cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Run folder for checkpoints and samples.png (default runs/MODEL).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Continue from a checkpoint or a run folder's newest checkpoint.
+    #[arg(long)]
+    resume: Option<PathBuf>,
+    /// VAE: standard (KL weight 0 -> 1), report (reconstruction weight 0 -> 1) or none.
+    #[arg(long, default_value = "standard")]
+    kl_schedule: String,
+    /// VAE: warm-up steps of the KL schedule.
+    #[arg(long, default_value_t = 500)]
+    warmup_steps: u64,
+    /// GANs: discriminator steps per generator step.
+    #[arg(long, default_value_t = 1)]
+    k: usize,
+    /// GANs: non-saturating (-log D(G(z))) or saturating (log(1 - D(G(z)))).
+    #[arg(long, default_value = "non-saturating")]
+    g_loss: String,
+    /// Autoencoder: bce or mse.
+    #[arg(long, default_value = "bce")]
+    recon: String,
+    /// Autoencoder: tie decoder weights to the encoder's (W* = W^T).
+    #[arg(long)]
+    tied: bool,
+    /// Autoencoder: std of the Gaussian noise added to inputs (denoising); 0 = off.
+    #[arg(long, default_value_t = 0.0)]
+    denoise: f64,
+    /// Autoencoder: L2 penalty on the weights.
+    #[arg(long, default_value_t = 0.0)]
+    l2: f64,
+    /// Steps between checkpoints (0: at each epoch's end).
+    #[arg(long, default_value_t = 0)]
+    checkpoint_every: u64,
+    /// Steps between sample grids (0: at each epoch's end).
+    #[arg(long, default_value_t = 100)]
+    sample_every: u64,
+    /// Stop after this many steps in total.
+    #[arg(long)]
+    max_steps: Option<u64>,
+}
+
+impl TrainArgs {
+    fn config(&self) -> Result<genmod::train::TrainConfig> {
+        use genmod::neural::{GeneratorLoss, KlSchedule, ModelKind, NeuralConfig, ReconLoss};
+        let kind = ModelKind::from_name(&self.model).map_err(anyhow::Error::msg)?;
+        let mut m = NeuralConfig::new(kind);
+        if let Some(v) = self.lr {
+            m.lr = v;
+        }
+        if let Some(v) = self.latent {
+            m.latent_dim = v;
+        }
+        if let Some(v) = self.hidden {
+            m.hidden = v;
+        }
+        m.kl_schedule = match self.kl_schedule.as_str() {
+            "standard" => KlSchedule::Standard,
+            "report" => KlSchedule::Report,
+            "none" => KlSchedule::None,
+            o => bail!("--kl-schedule must be standard, report or none, got `{o}`"),
+        };
+        m.warmup_steps = self.warmup_steps;
+        m.k = self.k;
+        m.g_loss = match self.g_loss.as_str() {
+            "non-saturating" => GeneratorLoss::NonSaturating,
+            "saturating" => GeneratorLoss::Saturating,
+            o => bail!("--g-loss must be non-saturating or saturating, got `{o}`"),
+        };
+        m.recon = match self.recon.as_str() {
+            "bce" => ReconLoss::Bce,
+            "mse" => ReconLoss::Mse,
+            o => bail!("--recon must be bce or mse, got `{o}`"),
+        };
+        m.tied = self.tied;
+        m.denoise_std = self.denoise;
+        m.l2 = self.l2;
+        m.validate().map_err(anyhow::Error::msg)?;
+        let mut c = genmod::train::TrainConfig::new(m);
+        c.epochs = self.epochs;
+        c.batch_size = self.batch_size;
+        c.seed = self.data.seed;
+        c.device = self.device.clone();
+        c.out_dir = Some(
+            self.out
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("runs").join(kind.name())),
+        );
+        c.checkpoint_every = self.checkpoint_every;
+        c.sample_every = self.sample_every;
+        c.max_steps = self.max_steps;
+        Ok(c)
+    }
+
+    fn run(&self) -> Result<()> {
+        use genmod::train::TrainEvent;
+        let cfg = self.config()?;
+        let source = self.data.source()?;
+        let (split, _) = source.load(self.data.seed)?;
+        let out = cfg.out_dir.clone().expect("set above");
+        let kind = cfg.model.kind;
+        eprintln!(
+            "training {} on {} ({}); run folder {}",
+            kind.name(),
+            source.describe(),
+            cfg.device,
+            out.display()
+        );
+        let fmt = |m: &genmod::neural::Metrics| {
+            m.iter()
+                .filter(|(_, v)| v.is_finite())
+                .map(|(k, v)| format!("{k} {v:.4}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut ips = 0.0;
+        let mut total = 0;
+        genmod::train::run_blocking(cfg, split, self.resume.clone(), |ev| match ev {
+            TrainEvent::Started { parameters, total_steps, start_step, steps_per_epoch, .. } => {
+                total = *total_steps;
+                eprintln!("{parameters} parameters, {steps_per_epoch} steps per epoch, steps {start_step}..{total_steps}");
+            }
+            TrainEvent::Step { images_per_sec, .. } => ips = *images_per_sec,
+            TrainEvent::Epoch { epoch, step, train, test } => {
+                println!("epoch {} (step {step}/{total}, {ips:.0} img/s) train: {} | test: {}", epoch + 1, fmt(train), fmt(test));
+            }
+            TrainEvent::Checkpoint { path, .. } => eprintln!("checkpoint {}", path.display()),
+            TrainEvent::Finished { step, stopped_early } => {
+                println!("{} at step {step}; samples in {}", if *stopped_early { "stopped" } else { "finished" }, out.join("samples.png").display());
+            }
+            TrainEvent::Failed { message, .. } => eprintln!("training failed: {message}"),
+            _ => {}
+        })
+        .map_err(anyhow::Error::msg)
+    }
 }
 
 /// A classical model and its hyperparameters.
@@ -231,6 +395,7 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Data(cmd) => data(cmd),
         Command::Fit(args) => args.run().map(|_| ()),
+        Command::Train(args) => args.run(),
         Command::Sample {
             fit,
             per_class,

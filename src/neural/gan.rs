@@ -1,0 +1,226 @@
+//! Report 4.1: the generative adversarial network (Goodfellow et al. 2014) with MLP nets.
+//!
+//! D maximises V(D, G) = E[log D(x)] + E[log(1 − D(G(z)))] (the report says it minimises
+//! V: it is the other way round), G minimises it. [`Adversarial`] is the report's
+//! Algorithm 1, shared by the GAN, the DCGAN and the conditional GAN: k discriminator steps
+//! on fresh real and fake batches, then one generator step, with either the saturating
+//! loss log(1 − D(G(z))) or the non-saturating −log D(G(z)). It logs D(x), D(G(z)) and the
+//! generator's gradient norm, which makes the vanishing gradient of the saturating loss
+//! visible when D rejects the fakes.
+
+use super::losses::{discriminator, generator_non_saturating, generator_saturating};
+use super::{GeneratorLoss, ImageShape, Metrics, Model, NeuralConfig, normal, scalar};
+use crate::data::Batch;
+use crate::train::optim::{Adam, AdamConfig, grad_norm, trainable};
+use candle_core::{Result, Tensor};
+use candle_nn::{Linear, Module, VarBuilder, VarMap, linear};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+/// The optimisers and bookkeeping of adversarial training.
+pub struct Adversarial {
+    pub opt_d: Adam,
+    pub opt_g: Adam,
+    last_g_loss: f64,
+    last_g_grad: f64,
+}
+
+/// The net of a GAN as a function: (input, labels) → output.
+pub type Net<'a> = &'a dyn Fn(&Tensor, Option<&Tensor>) -> Result<Tensor>;
+
+impl Adversarial {
+    /// Adam for the variables under `d.` and under `g.`, no weight decay.
+    pub fn new(varmap: &VarMap, cfg: &NeuralConfig) -> Result<Self> {
+        let c = AdamConfig::new(cfg.lr, cfg.beta1);
+        Ok(Self {
+            opt_d: Adam::new(trainable(varmap, "d."), c)?,
+            opt_g: Adam::new(trainable(varmap, "g."), c)?,
+            last_g_loss: f64::NAN,
+            last_g_grad: f64::NAN,
+        })
+    }
+
+    /// One discriminator step on `real` and, every k-th call, one generator step.
+    #[allow(clippy::too_many_arguments)]
+    pub fn step(
+        &mut self,
+        cfg: &NeuralConfig,
+        g: Net<'_>,
+        d: Net<'_>,
+        real: &Tensor,
+        labels: Option<&Tensor>,
+        num_classes: usize,
+        step: u64,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<Metrics> {
+        let n = real.dim(0)?;
+        let dev = real.device();
+        let z = normal(n, cfg.latent_dim, rng, dev)?;
+        let fake = g(&z, labels)?.detach();
+        let real_logits = d(real, labels)?;
+        let fake_logits = d(&fake, labels)?;
+        let d_loss = discriminator(&real_logits, &fake_logits)?;
+        self.opt_d.step(&d_loss.backward()?)?;
+        let d_real = scalar(&candle_nn::ops::sigmoid(&real_logits)?)?;
+        let d_fake = scalar(&candle_nn::ops::sigmoid(&fake_logits)?)?;
+        if step % cfg.k as u64 == cfg.k as u64 - 1 {
+            let z = normal(n, cfg.latent_dim, rng, dev)?;
+            let g_labels = if num_classes > 0 {
+                let ids: Vec<u32> = (0..n)
+                    .map(|_| rng.random_range(0..num_classes as u32))
+                    .collect();
+                Some(Tensor::from_vec(ids, n, dev)?)
+            } else {
+                None
+            };
+            let logits = d(&g(&z, g_labels.as_ref())?, g_labels.as_ref())?;
+            let g_loss = match cfg.g_loss {
+                GeneratorLoss::Saturating => generator_saturating(&logits)?,
+                GeneratorLoss::NonSaturating => generator_non_saturating(&logits)?,
+            };
+            let grads = g_loss.backward()?;
+            self.last_g_grad = grad_norm(&grads, self.opt_g.vars())?;
+            self.opt_g.step(&grads)?;
+            self.last_g_loss = scalar(&g_loss)?;
+        }
+        Ok(vec![
+            ("d_loss", scalar(&d_loss)?),
+            ("g_loss", self.last_g_loss),
+            ("d_real", d_real),
+            ("d_fake", d_fake),
+            ("g_grad_norm", self.last_g_grad),
+        ])
+    }
+
+    /// Mean D(x) on test images and D(G(z)) on as many fakes.
+    pub fn eval(
+        &self,
+        g: Net<'_>,
+        d: Net<'_>,
+        real: &Tensor,
+        labels: Option<&Tensor>,
+        latent: usize,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<Metrics> {
+        let z = normal(real.dim(0)?, latent, rng, real.device())?;
+        let fake = g(&z, labels)?;
+        Ok(vec![
+            (
+                "d_real",
+                scalar(&candle_nn::ops::sigmoid(&d(real, labels)?)?)?,
+            ),
+            (
+                "d_fake",
+                scalar(&candle_nn::ops::sigmoid(&d(&fake, labels)?)?)?,
+            ),
+        ])
+    }
+}
+
+/// Metrics that are losses for every GAN; g_loss is NaN until the first generator step.
+pub const GAN_LOSSES: &[&str] = &["d_loss"];
+
+/// An MLP, LeakyReLU(0.2) between layers.
+pub struct Mlp {
+    layers: Vec<Linear>,
+}
+
+impl Mlp {
+    pub fn new(sizes: &[usize], vb: VarBuilder) -> Result<Self> {
+        let layers = sizes
+            .windows(2)
+            .enumerate()
+            .map(|(i, w)| linear(w[0], w[1], vb.pp(format!("l{i}"))))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self { layers })
+    }
+
+    /// Forward pass; the last layer has no activation.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let mut h = x.clone();
+        for (i, l) in self.layers.iter().enumerate() {
+            h = l.forward(&h)?;
+            if i + 1 < self.layers.len() {
+                h = candle_nn::ops::leaky_relu(&h, 0.2)?;
+            }
+        }
+        Ok(h)
+    }
+}
+
+/// The MLP GAN: G z → h → 2h → 4h → image (tanh), D image → 2h → h → logit.
+pub struct Gan {
+    cfg: NeuralConfig,
+    shape: ImageShape,
+    varmap: VarMap,
+    g: Mlp,
+    d: Mlp,
+    adv: Adversarial,
+}
+
+impl Gan {
+    pub fn new(
+        cfg: NeuralConfig,
+        shape: ImageShape,
+        varmap: VarMap,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        let (h, dim) = (cfg.hidden, shape.dim());
+        let g = Mlp::new(&[cfg.latent_dim, h, 2 * h, 4 * h, dim], vb.pp("g"))?;
+        let d = Mlp::new(&[dim, 2 * h, h, 1], vb.pp("d"))?;
+        let adv = Adversarial::new(&varmap, &cfg)?;
+        Ok(Self {
+            cfg,
+            shape,
+            varmap,
+            g,
+            d,
+            adv,
+        })
+    }
+
+    fn generator(&self, z: &Tensor) -> Result<Tensor> {
+        self.g.forward(z)?.tanh()
+    }
+}
+
+impl Model for Gan {
+    fn config(&self) -> &NeuralConfig {
+        &self.cfg
+    }
+    fn shape(&self) -> ImageShape {
+        self.shape
+    }
+    fn varmap(&self) -> &VarMap {
+        &self.varmap
+    }
+    fn optimizers(&mut self) -> Vec<(&'static str, &mut Adam)> {
+        vec![("d", &mut self.adv.opt_d), ("g", &mut self.adv.opt_g)]
+    }
+    fn loss_names(&self) -> &'static [&'static str] {
+        GAN_LOSSES
+    }
+
+    fn train_step(&mut self, batch: &Batch, step: u64, rng: &mut ChaCha8Rng) -> Result<Metrics> {
+        let real = batch.images.flatten_from(1)?;
+        let (g, d) = (&self.g, &self.d);
+        let generator = |z: &Tensor, _: Option<&Tensor>| g.forward(z)?.tanh();
+        let disc = |x: &Tensor, _: Option<&Tensor>| d.forward(x);
+        self.adv
+            .step(&self.cfg, &generator, &disc, &real, None, 0, step, rng)
+    }
+
+    fn eval_batch(&self, batch: &Batch, rng: &mut ChaCha8Rng) -> Result<Metrics> {
+        let real = batch.images.flatten_from(1)?;
+        let generator = |z: &Tensor, _: Option<&Tensor>| self.generator(z);
+        let disc = |x: &Tensor, _: Option<&Tensor>| self.d.forward(x);
+        self.adv
+            .eval(&generator, &disc, &real, None, self.cfg.latent_dim, rng)
+    }
+
+    fn generate(&self, z: &Tensor, _labels: Option<&Tensor>) -> Result<Tensor> {
+        let s = self.shape;
+        self.generator(z)?
+            .reshape((z.dim(0)?, s.channels, s.height, s.width))
+    }
+}

@@ -1,0 +1,125 @@
+//! Losses in numerically stable forms, each per image summed over pixels and averaged over
+//! the batch, so that the VAE's β means what it says (pytorch/examples #234, #294).
+
+use candle_core::{D, Result, Tensor};
+
+/// softplus(x) = log(1 + eˣ) = max(x, 0) + log(1 + e^(−|x|)), stable for any x.
+pub fn softplus(x: &Tensor) -> Result<Tensor> {
+    x.relu()? + (x.abs()?.neg()?.exp()? + 1.0)?.log()?
+}
+
+/// Σ over non-batch dimensions, then mean over the batch.
+fn per_image_mean(t: &Tensor) -> Result<Tensor> {
+    t.flatten_from(1)?.sum(D::Minus1)?.mean_all()
+}
+
+/// Binary cross-entropy of targets `x` in [0, 1] under Bernoulli logits `l`:
+/// −[x log σ(l) + (1 − x) log(1 − σ(l))] = softplus(l) − x·l, summed per image.
+pub fn bce_with_logits(logits: &Tensor, x: &Tensor) -> Result<Tensor> {
+    per_image_mean(&(softplus(logits)? - (logits * x)?)?)
+}
+
+/// The same, per image (N values), for importance weighting.
+pub fn bce_with_logits_per_image(logits: &Tensor, x: &Tensor) -> Result<Tensor> {
+    (softplus(logits)? - (logits * x)?)?
+        .flatten_from(1)?
+        .sum(D::Minus1)
+}
+
+/// Squared error Σ (x̂ − x)², summed per image.
+pub fn squared_error(x_hat: &Tensor, x: &Tensor) -> Result<Tensor> {
+    per_image_mean(&(x_hat - x)?.sqr()?)
+}
+
+/// KL(N(μ, diag σ²) ‖ N(0, I)) = −½ Σ (1 + log σ² − μ² − σ²), per image (N values).
+pub fn gaussian_kl_per_image(mu: &Tensor, logvar: &Tensor) -> Result<Tensor> {
+    let inner = ((logvar + 1.0)? - mu.sqr()?)? - logvar.exp()?;
+    inner?.sum(D::Minus1)? * -0.5
+}
+
+/// The discriminator's loss: −mean log D(x) − mean log(1 − D(G(z))), from logits.
+pub fn discriminator(real_logits: &Tensor, fake_logits: &Tensor) -> Result<Tensor> {
+    softplus(&real_logits.neg()?)?.mean_all()? + softplus(fake_logits)?.mean_all()?
+}
+
+/// The saturating generator loss mean log(1 − D(G(z))) = −mean softplus(l).
+pub fn generator_saturating(fake_logits: &Tensor) -> Result<Tensor> {
+    softplus(fake_logits)?.mean_all()?.neg()
+}
+
+/// The non-saturating generator loss −mean log D(G(z)) = mean softplus(−l).
+pub fn generator_non_saturating(fake_logits: &Tensor) -> Result<Tensor> {
+    softplus(&fake_logits.neg()?)?.mean_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    fn t(v: &[f32], shape: (usize, usize)) -> Tensor {
+        Tensor::from_slice(v, shape, &Device::Cpu).unwrap()
+    }
+
+    fn val(x: Tensor) -> f64 {
+        x.to_scalar::<f32>().unwrap() as f64
+    }
+
+    #[test]
+    fn softplus_is_stable_at_extremes() {
+        let x = t(&[-1000.0, 0.0, 1000.0], (1, 3));
+        let y = softplus(&x)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        assert_eq!(y[0], 0.0);
+        assert!((y[1] - 2f32.ln()).abs() < 1e-6);
+        assert_eq!(y[2], 1000.0);
+    }
+
+    #[test]
+    fn bce_matches_the_definition_by_hand() {
+        // Logit 0 means p = ½: each pixel costs ln 2 whatever its target.
+        // Logit ln 3 means p = ¾: target 1 costs −ln ¾, target 0 costs −ln ¼.
+        let l = t(&[0.0, 0.0, 3f32.ln(), 3f32.ln()], (2, 2));
+        let x = t(&[1.0, 0.0, 1.0, 0.0], (2, 2));
+        let got = val(bce_with_logits(&l, &x).unwrap());
+        let want = (2.0 * 2f64.ln() + (-(0.75f64).ln() - 0.25f64.ln())) / 2.0;
+        assert!((got - want).abs() < 1e-6, "{got} vs {want}");
+    }
+
+    #[test]
+    fn squared_error_sums_pixels_and_averages_images() {
+        let a = t(&[1.0, 2.0, 0.0, 0.0], (2, 2));
+        let b = t(&[0.0, 0.0, 0.0, 3.0], (2, 2));
+        assert!((val(squared_error(&a, &b).unwrap()) - (5.0 + 9.0) / 2.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn gaussian_kl_closed_form_by_hand() {
+        // μ = 1, σ² = e: −½(1 + 1 − 1 − e) = (e − 1)/2 per dimension; μ = 0, σ² = 1: 0.
+        let mu = t(&[1.0, 0.0], (1, 2));
+        let lv = t(&[1.0, 0.0], (1, 2));
+        let kl = gaussian_kl_per_image(&mu, &lv)
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        assert!((kl[0] as f64 - (std::f64::consts::E - 1.0) / 2.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn gan_losses_at_an_undecided_discriminator() {
+        // D = ½ everywhere (logit 0): D loss 2 ln 2, saturating G loss −ln 2, non-saturating ln 2.
+        let z = t(&[0.0, 0.0], (2, 1));
+        assert!((val(discriminator(&z, &z).unwrap()) - 2.0 * 2f64.ln()).abs() < 1e-6);
+        assert!((val(generator_saturating(&z).unwrap()) + 2f64.ln()).abs() < 1e-6);
+        assert!((val(generator_non_saturating(&z).unwrap()) - 2f64.ln()).abs() < 1e-6);
+        // A confident D(x) = σ(3), D(G(z)) = σ(−3).
+        let r = t(&[3.0], (1, 1));
+        let f = t(&[-3.0], (1, 1));
+        let want = -(1.0 / (1.0 + (-3f64).exp())).ln() - (1.0 - 1.0 / (1.0 + 3f64.exp())).ln();
+        assert!((val(discriminator(&r, &f).unwrap()) - want).abs() < 1e-6);
+    }
+}

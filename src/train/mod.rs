@@ -1,0 +1,640 @@
+//! The one trainer every neural model runs under. It owns the loop (epochs, seeded batches,
+//! steps), the evaluation on the test part, the sample grids from a fixed noise batch, and
+//! the checkpoints. It runs on its own thread and talks only through messages: a stream of
+//! [`TrainEvent`]s out and [`TrainCommand`]s in, so the TUI, the CLI, the figure generator
+//! and the tests drive it the same way. The event channel is unbounded: a slow consumer
+//! never slows training.
+//!
+//! Reproducibility: epoch e visits the images in an order drawn from (seed, e), and step s
+//! draws its noise from (seed, s), so a run resumed from a checkpoint continues the same
+//! curve as one that was never interrupted.
+
+pub mod checkpoint;
+pub mod optim;
+
+use crate::data::{PixelScale, Split};
+use crate::neural::{self, ImageShape, Metrics, Model, ModelKind, NeuralConfig};
+use crate::render::Grid;
+use candle_core::{Device, Tensor};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, Sender, TryRecvError, channel};
+use std::time::Instant;
+
+/// What to train and how.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainConfig {
+    pub model: NeuralConfig,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub seed: u64,
+    /// `cpu`, `cuda` or `cuda:N`.
+    pub device: String,
+    /// Where checkpoints and grids go; nothing is written when `None`.
+    pub out_dir: Option<PathBuf>,
+    /// Steps between checkpoints (0: only at the end of each epoch and of the run).
+    pub checkpoint_every: u64,
+    /// Steps between sample grids (0: only at the end of each epoch).
+    pub sample_every: u64,
+    /// Images in the sample grid.
+    pub grid_size: usize,
+    /// Test batches evaluated at the end of each epoch (all if `None`).
+    pub eval_batches: Option<usize>,
+    /// Complete checkpoints kept on disk.
+    pub keep_checkpoints: usize,
+    /// Stop after this many steps in total (for tests and benchmarks).
+    pub max_steps: Option<u64>,
+}
+
+impl TrainConfig {
+    pub fn new(model: NeuralConfig) -> Self {
+        Self {
+            model,
+            epochs: 5,
+            batch_size: 128,
+            seed: 0,
+            device: "cpu".into(),
+            out_dir: None,
+            checkpoint_every: 0,
+            sample_every: 50,
+            grid_size: 64,
+            eval_batches: None,
+            keep_checkpoints: 2,
+            max_steps: None,
+        }
+    }
+}
+
+/// What the trainer reports.
+#[derive(Debug, Clone)]
+pub enum TrainEvent {
+    Started {
+        model: ModelKind,
+        device: String,
+        parameters: usize,
+        steps_per_epoch: u64,
+        total_steps: u64,
+        start_step: u64,
+    },
+    Step {
+        step: u64,
+        epoch: usize,
+        metrics: Metrics,
+        images_per_sec: f64,
+    },
+    Epoch {
+        epoch: usize,
+        step: u64,
+        train: Metrics,
+        test: Metrics,
+    },
+    /// The grid from the fixed noise batch (or the autoencoder's reconstructions).
+    Samples {
+        step: u64,
+        grid: Grid,
+    },
+    Checkpoint {
+        step: u64,
+        path: PathBuf,
+    },
+    Paused {
+        step: u64,
+    },
+    Resumed {
+        step: u64,
+    },
+    Finished {
+        step: u64,
+        stopped_early: bool,
+    },
+    Failed {
+        step: u64,
+        message: String,
+    },
+}
+
+/// What a front end can ask of a running trainer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrainCommand {
+    Pause,
+    Resume,
+    Stop,
+    SampleNow,
+    SaveNow,
+}
+
+/// A running trainer: its events, its command channel and its thread.
+pub struct TrainHandle {
+    pub events: Receiver<TrainEvent>,
+    pub commands: Sender<TrainCommand>,
+    pub thread: std::thread::JoinHandle<()>,
+}
+
+/// Parses a device name; a CUDA request in a build without CUDA is a clear error.
+pub fn parse_device(name: &str) -> Result<Device, String> {
+    let ordinal = match name {
+        "cpu" => return Ok(Device::Cpu),
+        "cuda" => 0,
+        s if s.starts_with("cuda:") => s[5..]
+            .parse::<usize>()
+            .map_err(|_| format!("device `{s}`: expected cuda:N with N a GPU number"))?,
+        other => {
+            return Err(format!(
+                "unknown device `{other}`; expected cpu, cuda or cuda:N"
+            ));
+        }
+    };
+    if !cfg!(feature = "cuda") {
+        return Err(format!(
+            "device `{name}`: this genmod was built without CUDA; rebuild with `cargo build --release --features cuda`"
+        ));
+    }
+    Device::new_cuda(ordinal).map_err(|e| format!("device `{name}`: {e}"))
+}
+
+/// The shape and class count a model needs from a dataset.
+pub fn shape_of(split: &Split) -> ImageShape {
+    let [_, c, h, w] = split.train.shape();
+    ImageShape {
+        channels: c,
+        height: h,
+        width: w,
+    }
+}
+
+/// Everything prepared before the thread starts, so bad input fails before any work.
+struct Prepared {
+    model: Box<dyn Model>,
+    device: Device,
+    start_step: u64,
+}
+
+fn prepare(
+    cfg: &mut TrainConfig,
+    split: &Split,
+    resume: Option<&std::path::Path>,
+) -> Result<Prepared, String> {
+    if cfg.epochs == 0 {
+        return Err("epochs must be at least 1, got 0".into());
+    }
+    if cfg.batch_size == 0 {
+        return Err("batch size must be at least 1, got 0".into());
+    }
+    if cfg.grid_size == 0 {
+        return Err("grid size must be at least 1, got 0".into());
+    }
+    let device = parse_device(&cfg.device)?;
+    let shape = shape_of(split);
+    let classes = split.train.num_classes().unwrap_or(0);
+    if cfg.model.kind == ModelKind::Cgan && split.train.labels().is_none() {
+        return Err(format!(
+            "the conditional GAN needs labels; {} has none",
+            split.train.name
+        ));
+    }
+    let mut start_step = 0;
+    let mut resume_from = None;
+    if let Some(path) = resume {
+        let ckpt = checkpoint::resolve(path)?;
+        let meta = checkpoint::read_meta(&ckpt)?;
+        if meta.model.kind != cfg.model.kind {
+            return Err(format!(
+                "{}: checkpoint of a {}, not a {}",
+                ckpt.display(),
+                meta.model.kind.name(),
+                cfg.model.kind.name()
+            ));
+        }
+        if meta.shape != shape {
+            return Err(format!(
+                "{}: checkpoint for {}x{}x{} images, the dataset has {}x{}x{}",
+                ckpt.display(),
+                meta.shape.channels,
+                meta.shape.height,
+                meta.shape.width,
+                shape.channels,
+                shape.height,
+                shape.width
+            ));
+        }
+        // The checkpoint's model, seed and batch size define the curve being continued.
+        cfg.model = meta.model.clone();
+        cfg.seed = meta.seed;
+        cfg.batch_size = meta.batch_size;
+        start_step = meta.step;
+        resume_from = Some((ckpt, meta));
+    }
+    if split.train.len() < cfg.batch_size {
+        return Err(format!(
+            "batch size {} is larger than the {} training images",
+            cfg.batch_size,
+            split.train.len()
+        ));
+    }
+    let mut model = neural::build(&cfg.model, shape, classes, &device, cfg.seed)?;
+    if let Some((ckpt, meta)) = resume_from {
+        checkpoint::load_into(&ckpt, model.as_mut(), &meta, &device)?;
+    }
+    Ok(Prepared {
+        model,
+        device,
+        start_step,
+    })
+}
+
+/// Validates, builds (or resumes) the model and starts training on a new thread.
+pub fn spawn(
+    mut cfg: TrainConfig,
+    split: Split,
+    resume: Option<PathBuf>,
+) -> Result<TrainHandle, String> {
+    let prepared = prepare(&mut cfg, &split, resume.as_deref())?;
+    let (etx, erx) = channel();
+    let (ctx, crx) = channel();
+    let thread = std::thread::Builder::new()
+        .name("genmod-trainer".into())
+        .spawn(move || run(cfg, split, prepared, etx, crx))
+        .map_err(|e| format!("could not start the trainer thread: {e}"))?;
+    Ok(TrainHandle {
+        events: erx,
+        commands: ctx,
+        thread,
+    })
+}
+
+/// Trains on the calling thread, handing every event to `on_event` (for the CLI and tests).
+pub fn run_blocking(
+    cfg: TrainConfig,
+    split: Split,
+    resume: Option<PathBuf>,
+    mut on_event: impl FnMut(&TrainEvent),
+) -> Result<(), String> {
+    let handle = spawn(cfg, split, resume)?;
+    let mut failure = None;
+    for ev in handle.events.iter() {
+        if let TrainEvent::Failed { message, .. } = &ev {
+            failure = Some(message.clone());
+        }
+        on_event(&ev);
+    }
+    let _ = handle.thread.join();
+    failure.map_or(Ok(()), Err)
+}
+
+fn step_seed(seed: u64, step: u64) -> u64 {
+    seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ step.wrapping_mul(0xD1B5_4A32_D192_ED03) ^ 0x5EED
+}
+
+struct Loop {
+    cfg: TrainConfig,
+    split: Split,
+    model: Box<dyn Model>,
+    device: Device,
+    events: Sender<TrainEvent>,
+    fixed_z: Tensor,
+    fixed_labels: Option<Tensor>,
+    fixed_test: Tensor,
+    last_checkpoint: Option<PathBuf>,
+}
+
+fn run(
+    cfg: TrainConfig,
+    split: Split,
+    p: Prepared,
+    events: Sender<TrainEvent>,
+    commands: Receiver<TrainCommand>,
+) {
+    let step = p.start_step;
+    let mut l = match Loop::new(cfg, split, p, events.clone()) {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = events.send(TrainEvent::Failed { step, message: e });
+            return;
+        }
+    };
+    if let Err((step, message)) = l.train(step, &commands) {
+        let _ = events.send(TrainEvent::Failed { step, message });
+    }
+}
+
+impl Loop {
+    fn new(
+        cfg: TrainConfig,
+        split: Split,
+        p: Prepared,
+        events: Sender<TrainEvent>,
+    ) -> Result<Self, String> {
+        let e = |e: candle_core::Error| e.to_string();
+        let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0xF1CED);
+        let n = cfg.grid_size;
+        let fixed_z = neural::normal(n, cfg.model.latent_dim, &mut rng, &p.device).map_err(e)?;
+        let classes = p.model.num_classes();
+        let fixed_labels = if classes > 0 {
+            let ids: Vec<u32> = (0..n).map(|i| (i % classes) as u32).collect();
+            Some(Tensor::from_vec(ids, n, &p.device).map_err(e)?)
+        } else {
+            None
+        };
+        let half = (n / 2).clamp(1, split.test.len());
+        let idx: Vec<usize> = (0..half).collect();
+        let fixed_test = split
+            .test
+            .batch_of(&idx, &p.model.pixel_scale().table(), &p.device)
+            .map_err(e)?
+            .images;
+        Ok(Self {
+            cfg,
+            split,
+            model: p.model,
+            device: p.device,
+            events,
+            fixed_z,
+            fixed_labels,
+            fixed_test,
+            last_checkpoint: None,
+        })
+    }
+
+    fn send(&self, ev: TrainEvent) {
+        // A front end that went away does not stop training.
+        let _ = self.events.send(ev);
+    }
+
+    fn samples(&self, step: u64) -> Result<(), String> {
+        let imgs = self
+            .model
+            .preview(&self.fixed_z, self.fixed_labels.as_ref(), &self.fixed_test)
+            .map_err(|e| e.to_string())?;
+        let grid = to_grid(&imgs, self.model.pixel_scale(), self.model.num_classes())
+            .map_err(|e| e.to_string())?;
+        if let Some(dir) = &self.cfg.out_dir {
+            let p = dir.join("samples.png");
+            grid.upscale(2).save_png(&p).map_err(|e| e.to_string())?;
+        }
+        self.send(TrainEvent::Samples { step, grid });
+        Ok(())
+    }
+
+    fn checkpoint(&mut self, step: u64) -> Result<(), String> {
+        let Some(dir) = self.cfg.out_dir.clone() else {
+            return Ok(());
+        };
+        let meta = checkpoint::Meta {
+            format: checkpoint::FORMAT,
+            model: self.cfg.model.clone(),
+            shape: self.model.shape(),
+            num_classes: self.model.num_classes(),
+            step,
+            seed: self.cfg.seed,
+            batch_size: self.cfg.batch_size,
+            dataset: self.split.train.name.clone(),
+            optimizer_steps: Default::default(),
+        };
+        let path = checkpoint::save(&dir, self.model.as_mut(), &meta, self.cfg.keep_checkpoints)?;
+        self.last_checkpoint = Some(path.clone());
+        self.send(TrainEvent::Checkpoint { step, path });
+        Ok(())
+    }
+
+    fn evaluate(&self, epoch: usize) -> Result<Metrics, String> {
+        let e = |e: candle_core::Error| e.to_string();
+        let mut rng = ChaCha8Rng::seed_from_u64(step_seed(self.cfg.seed ^ 0xE7A1, epoch as u64));
+        let table = self.model.pixel_scale().table();
+        let n = self.split.test.len();
+        let bs = self.cfg.batch_size.min(n);
+        let max = self.cfg.eval_batches.unwrap_or(usize::MAX);
+        let mut sums: Vec<(&'static str, f64)> = Vec::new();
+        let mut count = 0usize;
+        for b in 0..n.div_ceil(bs).min(max) {
+            let idx: Vec<usize> = (b * bs..((b + 1) * bs).min(n)).collect();
+            let batch = self
+                .split
+                .test
+                .batch_of(&idx, &table, &self.device)
+                .map_err(e)?;
+            let m = self.model.eval_batch(&batch, &mut rng).map_err(e)?;
+            if sums.is_empty() {
+                sums = m.iter().map(|(k, _)| (*k, 0.0)).collect();
+            }
+            for (s, (_, v)) in sums.iter_mut().zip(&m) {
+                s.1 += v * idx.len() as f64;
+            }
+            count += idx.len();
+        }
+        Ok(sums
+            .into_iter()
+            .map(|(k, v)| (k, v / count.max(1) as f64))
+            .collect())
+    }
+
+    fn train(
+        &mut self,
+        start: u64,
+        commands: &Receiver<TrainCommand>,
+    ) -> Result<(), (u64, String)> {
+        let bs = self.cfg.batch_size;
+        let spe = (self.split.train.len() / bs) as u64;
+        let mut total = spe * self.cfg.epochs as u64;
+        if let Some(m) = self.cfg.max_steps {
+            total = total.min(m);
+        }
+        let parameters = self
+            .model
+            .varmap()
+            .all_vars()
+            .iter()
+            .map(|v| v.elem_count())
+            .sum();
+        self.send(TrainEvent::Started {
+            model: self.cfg.model.kind,
+            device: self.cfg.device.clone(),
+            parameters,
+            steps_per_epoch: spe,
+            total_steps: total,
+            start_step: start,
+        });
+        let table = match self.model.pixel_scale() {
+            PixelScale::ZeroOne => PixelScale::ZeroOne.table(),
+            PixelScale::MinusOneOne => PixelScale::MinusOneOne.table(),
+        };
+        let mut order = Vec::new();
+        let mut order_epoch = usize::MAX;
+        let mut epoch_sums: Vec<(&'static str, f64)> = Vec::new();
+        let mut epoch_steps = 0u64;
+        let mut rate = RateMeter::new();
+        let mut step = start;
+        let fail = |step: u64| move |e: String| (step, e);
+        while step < total {
+            // Commands first, so that pause, stop and save act between steps.
+            loop {
+                match commands.try_recv() {
+                    Ok(TrainCommand::Pause) => {
+                        self.send(TrainEvent::Paused { step });
+                        if !self.wait_paused(step, commands).map_err(fail(step))? {
+                            return self.stop(step).map_err(fail(step));
+                        }
+                        self.send(TrainEvent::Resumed { step });
+                        rate = RateMeter::new();
+                    }
+                    Ok(TrainCommand::Stop) => return self.stop(step).map_err(fail(step)),
+                    Ok(TrainCommand::SampleNow) => self.samples(step).map_err(fail(step))?,
+                    Ok(TrainCommand::SaveNow) => self.checkpoint(step).map_err(fail(step))?,
+                    Ok(TrainCommand::Resume) => {}
+                    Err(TryRecvError::Empty) => break,
+                    // The front end is gone: finish the run as configured.
+                    Err(TryRecvError::Disconnected) => break,
+                }
+            }
+            let epoch = (step / spe) as usize;
+            let b = (step % spe) as usize;
+            if order_epoch != epoch {
+                order = self.split.train.epoch_order(self.cfg.seed, epoch as u64);
+                order_epoch = epoch;
+            }
+            let batch = self
+                .split
+                .train
+                .batch_of(&order[b * bs..(b + 1) * bs], &table, &self.device)
+                .map_err(|e| (step, e.to_string()))?;
+            let mut rng = ChaCha8Rng::seed_from_u64(step_seed(self.cfg.seed, step));
+            let metrics = self
+                .model
+                .train_step(&batch, step, &mut rng)
+                .map_err(|e| (step, format!("step {step}: {e}")))?;
+            for name in self.model.loss_names() {
+                if let Some((_, v)) = metrics.iter().find(|(k, _)| k == name)
+                    && !v.is_finite()
+                {
+                    let kept = self
+                        .last_checkpoint
+                        .as_ref()
+                        .map(|p| format!("; the last good checkpoint is {}", p.display()))
+                        .unwrap_or_default();
+                    return Err((
+                        step,
+                        format!(
+                            "{name} became {v} at step {step} (epoch {epoch}); training stopped{kept}. Try a smaller learning rate."
+                        ),
+                    ));
+                }
+            }
+            step += 1;
+            epoch_steps += 1;
+            if epoch_sums.is_empty() {
+                epoch_sums = metrics.iter().map(|(k, _)| (*k, 0.0)).collect();
+            }
+            for (s, (_, v)) in epoch_sums.iter_mut().zip(&metrics) {
+                if v.is_finite() {
+                    s.1 += v;
+                }
+            }
+            let ips = rate.tick(bs);
+            self.send(TrainEvent::Step {
+                step,
+                epoch,
+                metrics,
+                images_per_sec: ips,
+            });
+            if self.cfg.sample_every > 0 && step.is_multiple_of(self.cfg.sample_every) {
+                self.samples(step).map_err(fail(step))?;
+            }
+            if self.cfg.checkpoint_every > 0 && step.is_multiple_of(self.cfg.checkpoint_every) {
+                self.checkpoint(step).map_err(fail(step))?;
+            }
+            if step.is_multiple_of(spe) || step == total {
+                let test = self.evaluate(epoch).map_err(fail(step))?;
+                let train = epoch_sums
+                    .iter()
+                    .map(|(k, v)| (*k, v / epoch_steps.max(1) as f64))
+                    .collect();
+                self.send(TrainEvent::Epoch {
+                    epoch,
+                    step,
+                    train,
+                    test,
+                });
+                epoch_sums.clear();
+                epoch_steps = 0;
+                self.samples(step).map_err(fail(step))?;
+                if self
+                    .last_checkpoint
+                    .as_ref()
+                    .is_none_or(|p| !p.ends_with(format!("ckpt-{step:010}")))
+                {
+                    self.checkpoint(step).map_err(fail(step))?;
+                }
+            }
+        }
+        self.send(TrainEvent::Finished {
+            step,
+            stopped_early: false,
+        });
+        Ok(())
+    }
+
+    /// Blocks while paused; returns false if asked to stop.
+    fn wait_paused(
+        &mut self,
+        step: u64,
+        commands: &Receiver<TrainCommand>,
+    ) -> Result<bool, String> {
+        loop {
+            match commands.recv() {
+                Ok(TrainCommand::Resume) => return Ok(true),
+                Ok(TrainCommand::Stop) | Err(_) => return Ok(false),
+                Ok(TrainCommand::SampleNow) => self.samples(step)?,
+                Ok(TrainCommand::SaveNow) => self.checkpoint(step)?,
+                Ok(TrainCommand::Pause) => {}
+            }
+        }
+    }
+
+    fn stop(&mut self, step: u64) -> Result<(), String> {
+        self.checkpoint(step)?;
+        self.send(TrainEvent::Finished {
+            step,
+            stopped_early: true,
+        });
+        Ok(())
+    }
+}
+
+/// Images per second over the recent steps (an exponential moving average).
+struct RateMeter {
+    last: Instant,
+    ema: Option<f64>,
+}
+
+impl RateMeter {
+    fn new() -> Self {
+        Self {
+            last: Instant::now(),
+            ema: None,
+        }
+    }
+
+    fn tick(&mut self, images: usize) -> f64 {
+        let dt = self.last.elapsed().as_secs_f64().max(1e-9);
+        self.last = Instant::now();
+        let r = images as f64 / dt;
+        let v = self.ema.map_or(r, |e| 0.9 * e + 0.1 * r);
+        self.ema = Some(v);
+        v
+    }
+}
+
+/// Images (N x C x H x W, in `scale`) as a grid; conditional models get one column per class.
+pub fn to_grid(images: &Tensor, scale: PixelScale, classes: usize) -> candle_core::Result<Grid> {
+    let (n, c, h, w) = images.dims4()?;
+    let v = images
+        .flatten_all()?
+        .to_dtype(candle_core::DType::F32)?
+        .to_vec1::<f32>()?;
+    let cols = if classes > 0 {
+        classes
+    } else {
+        (n as f64).sqrt().ceil() as usize
+    };
+    Ok(Grid::from_f32(&v, n, c, h, w, cols, scale))
+}
