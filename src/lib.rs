@@ -12,8 +12,10 @@
 
 pub mod bench;
 pub mod classical;
+pub mod cli;
 pub mod data;
 pub mod neural;
 pub mod render;
 pub mod train;
+pub mod tui;
 pub mod util;

@@ -16,6 +16,13 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .prefix(".genmod-tmp-")
         .tempfile_in(dir)?;
     tmp.write_all(bytes)?;
+    // tempfile creates 0600 files; what we write is the user's ordinary output.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))?;
+    }
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
     if let Ok(d) = std::fs::File::open(dir) {
@@ -70,5 +77,14 @@ mod tests {
         assert_eq!(std::fs::read(&p).unwrap(), b"second");
         let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(names.len(), 1, "temporary files were left behind");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(
+                mode, 0o644,
+                "written files must be readable by others, got {mode:o}"
+            );
+        }
     }
 }

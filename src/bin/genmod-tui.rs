@@ -1,4 +1,52 @@
+//! `genmod-tui`: the terminal workbench. Argument parsing and wiring only.
+
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-fn main() {}
+use clap::Parser;
+use genmod::cli::DataArgs;
+use genmod::tui::app::ImageMode;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "genmod-tui",
+    version,
+    about = "Train the report's generative models and watch them learn"
+)]
+struct Cli {
+    #[command(flatten)]
+    data: DataArgs,
+    /// Folder for run folders (checkpoints) and saved PNGs.
+    #[arg(long, default_value = "runs")]
+    out: PathBuf,
+    /// Continue from a checkpoint or a run folder's newest checkpoint.
+    #[arg(long)]
+    resume: Option<PathBuf>,
+    /// halfblocks or ascii.
+    #[arg(long)]
+    image_mode: Option<String>,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = (|| -> anyhow::Result<()> {
+        let image_mode = match cli.image_mode.as_deref() {
+            None => None,
+            Some("halfblocks" | "half-blocks") => Some(ImageMode::HalfBlocks),
+            Some("ascii") => Some(ImageMode::Ascii),
+            Some(o) => anyhow::bail!("--image-mode must be halfblocks or ascii, got `{o}`"),
+        };
+        genmod::tui::run(genmod::tui::Options {
+            source: cli.data.source()?,
+            seed: cli.data.seed,
+            out_root: cli.out,
+            resume: cli.resume,
+            image_mode,
+        })
+    })();
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

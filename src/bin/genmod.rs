@@ -8,7 +8,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use clap::{Args, Parser, Subcommand};
 use genmod::classical::catalog::{self, ClassicalConfig, ImageModel};
 use genmod::classical::gmm::GmmCovariance;
-use genmod::data::{DataSource, download, play_tennis};
+use genmod::cli::DataArgs;
+use genmod::data::{download, play_tennis};
 use genmod::render::Grid;
 use rand::SeedableRng;
 use std::path::PathBuf;
@@ -319,40 +320,6 @@ impl FitArgs {
         })?;
         print!("{}", out.1.describe());
         Ok(out)
-    }
-}
-
-/// Which dataset to use: the embedded digits unless told otherwise.
-#[derive(Args, Clone)]
-struct DataArgs {
-    /// mnist-10k (embedded, default), mnist, fashion-mnist, cifar10 or folder.
-    #[arg(long, default_value = "mnist-10k")]
-    dataset: String,
-    /// Folder holding the dataset's files (all but mnist-10k).
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
-    /// Side of the square images an image folder is resized to.
-    #[arg(long, default_value_t = 64)]
-    image_size: u32,
-    /// Load at most this many images from an image folder.
-    #[arg(long)]
-    limit: Option<usize>,
-    /// Seed of the train/test split of an image folder.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-}
-
-impl DataArgs {
-    fn source(&self) -> Result<DataSource> {
-        if self.image_size == 0 {
-            bail!("--image-size must be at least 1, got 0");
-        }
-        Ok(DataSource::from_name(
-            &self.dataset,
-            self.data_dir.as_deref(),
-            self.image_size,
-            self.limit,
-        )?)
     }
 }
 

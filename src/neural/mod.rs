@@ -6,6 +6,7 @@ pub mod autoencoder;
 pub mod cgan;
 pub mod dcgan;
 pub mod gan;
+pub mod interpolate;
 pub mod losses;
 pub mod vae;
 

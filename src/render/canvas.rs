@@ -21,6 +21,7 @@ impl Canvas {
                 width,
                 height,
                 rgb: vec![255; width * height * 3],
+                tiles: None,
             },
             x0: x.0,
             x1: x.1,
@@ -144,7 +145,12 @@ pub fn side_by_side(panels: &[Grid], gap: usize) -> Grid {
         }
         x0 += p.width + gap;
     }
-    Grid { width, height, rgb }
+    Grid {
+        width,
+        height,
+        rgb,
+        tiles: None,
+    }
 }
 
 #[cfg(test)]

@@ -9,6 +9,17 @@ pub struct Grid {
     pub width: usize,
     pub height: usize,
     pub rgb: Vec<u8>,
+    /// How the picture is tiled, when it was built from images.
+    pub tiles: Option<Tiles>,
+}
+
+/// The tiling of a grid: `cols` x `rows` tiles of `w` x `h` pixels, `PAD` apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tiles {
+    pub w: usize,
+    pub h: usize,
+    pub cols: usize,
+    pub rows: usize,
 }
 
 /// Gap between tiles, in pixels; the gap is dark grey so that black digits stay apart.
@@ -46,7 +57,37 @@ impl Grid {
                 }
             }
         }
-        Grid { width, height, rgb }
+        Grid {
+            width,
+            height,
+            rgb,
+            tiles: Some(Tiles { w, h, cols, rows }),
+        }
+    }
+
+    /// The first `cols` x `rows` tiles (top left), for small screens; the whole grid if it
+    /// has no tiling or is already that small.
+    pub fn top_left_tiles(&self, cols: usize, rows: usize) -> Grid {
+        let Some(t) = self.tiles else {
+            return self.clone();
+        };
+        let (cols, rows) = (cols.clamp(1, t.cols), rows.clamp(1, t.rows));
+        if cols == t.cols && rows == t.rows {
+            return self.clone();
+        }
+        let width = cols * t.w + (cols + 1) * PAD;
+        let height = rows * t.h + (rows + 1) * PAD;
+        let mut rgb = Vec::with_capacity(width * height * 3);
+        for y in 0..height {
+            let o = y * self.width * 3;
+            rgb.extend_from_slice(&self.rgb[o..o + width * 3]);
+        }
+        Grid {
+            width,
+            height,
+            rgb,
+            tiles: Some(Tiles { cols, rows, ..t }),
+        }
     }
 
     /// Like [`Grid::from_u8`] for float images in `scale`, clamped to the displayable range.
@@ -75,10 +116,12 @@ impl Grid {
                 rgb[d..d + 3].copy_from_slice(&self.rgb[s..s + 3]);
             }
         }
+        // The padding is scaled too, so the 1-pixel tiling no longer describes it.
         Grid {
             width: w,
             height: h,
             rgb,
+            tiles: None,
         }
     }
 
@@ -138,6 +181,17 @@ mod tests {
         assert_eq!(g.pixel(2, 2), [40; 3]);
         assert_eq!(g.pixel(4, 1), [50; 3]);
         assert_eq!(g.pixel(5, 2), [80; 3]);
+    }
+
+    #[test]
+    fn top_left_tiles_crops_whole_tiles() {
+        let imgs: Vec<u8> = (0..6 * 4).map(|v| v as u8).collect();
+        let g = Grid::from_u8(&imgs, 6, 1, 2, 2, 3); // 3 x 2 tiles of 2 x 2
+        let s = g.top_left_tiles(2, 1);
+        assert_eq!((s.width, s.height), (2 * 2 + 3, 2 + 2));
+        assert_eq!(s.pixel(1, 1), g.pixel(1, 1));
+        assert_eq!(s.pixel(4, 2), g.pixel(4, 2));
+        assert_eq!(s.tiles.unwrap().cols, 2);
     }
 
     #[test]

@@ -84,6 +84,7 @@ mod tests {
             width: 2,
             height: 1,
             rgb: vec![0, 0, 0, 255, 255, 255],
+            tiles: None,
         };
         assert_eq!(ascii(&g, 2, 1), vec![" @".to_string()]);
     }
@@ -94,6 +95,7 @@ mod tests {
             width: 1,
             height: 2,
             rgb: vec![1, 2, 3, 4, 5, 6],
+            tiles: None,
         };
         assert_eq!(half_blocks(&g, 1, 1), vec![vec![([1, 2, 3], [4, 5, 6])]]);
     }
@@ -104,6 +106,7 @@ mod tests {
             width: 100,
             height: 100,
             rgb: vec![0; 30000],
+            tiles: None,
         };
         assert_eq!(fit(&g, 40, 100, 2), (40, 20));
         assert_eq!(fit(&g, 100, 10, 2), (20, 10));

@@ -98,6 +98,11 @@ pub enum TrainEvent {
         step: u64,
         path: PathBuf,
     },
+    /// Images along a latent path (rows: linear, then spherical), from `Interpolate`.
+    Interpolation {
+        step: u64,
+        grid: Grid,
+    },
     Paused {
         step: u64,
     },
@@ -122,6 +127,12 @@ pub enum TrainCommand {
     Stop,
     SampleNow,
     SaveNow,
+    /// Decode the path between two codes drawn from `seed`, in `steps` images, linearly
+    /// and spherically (conditional models: the class is `seed % classes`).
+    Interpolate {
+        seed: u64,
+        steps: usize,
+    },
 }
 
 /// A running trainer: its events, its command channel and its thread.
@@ -376,6 +387,43 @@ impl Loop {
         Ok(())
     }
 
+    fn interpolate(&self, step: u64, seed: u64, steps: usize) -> Result<(), String> {
+        let e = |e: candle_core::Error| e.to_string();
+        let steps = steps.clamp(2, 32);
+        let latent = self.cfg.model.latent_dim;
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let ends = neural::normal(2, latent, &mut rng, &self.device)
+            .map_err(e)?
+            .to_vec2::<f32>()
+            .map_err(e)?;
+        let mut codes = Vec::with_capacity(2 * steps * latent);
+        for spherical in [false, true] {
+            for z in neural::interpolate::path(&ends[0], &ends[1], steps, spherical) {
+                codes.extend(z);
+            }
+        }
+        let z = Tensor::from_vec(codes, (2 * steps, latent), &self.device).map_err(e)?;
+        let classes = self.model.num_classes();
+        let labels = if classes > 0 {
+            Some(
+                Tensor::from_vec(
+                    vec![(seed % classes as u64) as u32; 2 * steps],
+                    2 * steps,
+                    &self.device,
+                )
+                .map_err(e)?,
+            )
+        } else {
+            None
+        };
+        let imgs = self.model.generate(&z, labels.as_ref()).map_err(e)?;
+        let (n, c, h, w) = imgs.dims4().map_err(e)?;
+        let v = imgs.flatten_all().map_err(e)?.to_vec1::<f32>().map_err(e)?;
+        let grid = Grid::from_f32(&v, n, c, h, w, steps, self.model.pixel_scale());
+        self.send(TrainEvent::Interpolation { step, grid });
+        Ok(())
+    }
+
     fn checkpoint(&mut self, step: u64) -> Result<(), String> {
         let Some(dir) = self.cfg.out_dir.clone() else {
             return Ok(());
@@ -480,6 +528,9 @@ impl Loop {
                     Ok(TrainCommand::Stop) => return self.stop(step).map_err(fail(step)),
                     Ok(TrainCommand::SampleNow) => self.samples(step).map_err(fail(step))?,
                     Ok(TrainCommand::SaveNow) => self.checkpoint(step).map_err(fail(step))?,
+                    Ok(TrainCommand::Interpolate { seed, steps }) => {
+                        self.interpolate(step, seed, steps).map_err(fail(step))?
+                    }
                     Ok(TrainCommand::Resume) => {}
                     Err(TryRecvError::Empty) => break,
                     // The front end is gone: finish the run as configured.
@@ -585,6 +636,9 @@ impl Loop {
                 Ok(TrainCommand::Stop) | Err(_) => return Ok(false),
                 Ok(TrainCommand::SampleNow) => self.samples(step)?,
                 Ok(TrainCommand::SaveNow) => self.checkpoint(step)?,
+                Ok(TrainCommand::Interpolate { seed, steps }) => {
+                    self.interpolate(step, seed, steps)?
+                }
                 Ok(TrainCommand::Pause) => {}
             }
         }

@@ -1,0 +1,884 @@
+//! The TUI's state and its update function: messages in, effects out. Nothing here touches
+//! the terminal or spawns threads, so every screen can be driven by scripted messages in
+//! tests and drawn on ratatui's TestBackend.
+
+use crate::classical::catalog::{ClassicalConfig, FitReport, ImageModel};
+use crate::neural::{KlSchedule, Metrics, ModelKind, NeuralConfig};
+use crate::render::Grid;
+use crate::train::{TrainCommand, TrainConfig, TrainEvent};
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use std::collections::VecDeque;
+use std::path::PathBuf;
+
+/// What a list entry trains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Entry {
+    /// Report 3.1 on Play Tennis: shown as a table, no training.
+    Multinomial,
+    Classical(ImageModel),
+    Neural(ModelKind),
+}
+
+/// A model in the picker.
+#[derive(Debug, Clone, Copy)]
+pub struct ModelInfo {
+    pub entry: Entry,
+    pub section: &'static str,
+    pub name: &'static str,
+    pub blurb: &'static str,
+}
+
+/// The report's models, in chapter order.
+pub const MODELS: [ModelInfo; 12] = [
+    ModelInfo {
+        entry: Entry::Multinomial,
+        section: "3.1",
+        name: "Multinomial",
+        blurb: "one probability per joint outcome of Play Tennis (36 cells)",
+    },
+    ModelInfo {
+        entry: Entry::Classical(ImageModel::NaiveBayes),
+        section: "3.2",
+        name: "Naive Bayes",
+        blurb: "independent Bernoulli pixels given the class",
+    },
+    ModelInfo {
+        entry: Entry::Classical(ImageModel::GaussianNb),
+        section: "3.3",
+        name: "Gaussian naive Bayes",
+        blurb: "independent Gaussian pixels given the class",
+    },
+    ModelInfo {
+        entry: Entry::Classical(ImageModel::Lda),
+        section: "3.4",
+        name: "GDA, shared covariance",
+        blurb: "one full covariance for all digits: a linear boundary",
+    },
+    ModelInfo {
+        entry: Entry::Classical(ImageModel::Qda),
+        section: "3.4",
+        name: "GDA, per-class covariance",
+        blurb: "a full covariance per digit: a quadratic boundary",
+    },
+    ModelInfo {
+        entry: Entry::Classical(ImageModel::Gmm),
+        section: "3.5",
+        name: "Gaussian mixture (EM)",
+        blurb: "10 components found by EM, no labels",
+    },
+    ModelInfo {
+        entry: Entry::Classical(ImageModel::GmmPerClass),
+        section: "3.5",
+        name: "Mixture per class (EM)",
+        blurb: "3 components per digit: several ways to write it",
+    },
+    ModelInfo {
+        entry: Entry::Neural(ModelKind::Autoencoder),
+        section: "3.6",
+        name: "Autoencoder",
+        blurb: "compress to a code and reconstruct",
+    },
+    ModelInfo {
+        entry: Entry::Neural(ModelKind::Vae),
+        section: "3.7",
+        name: "Variational autoencoder",
+        blurb: "a Gaussian code, reparameterised, with KL annealing",
+    },
+    ModelInfo {
+        entry: Entry::Neural(ModelKind::Gan),
+        section: "4.1",
+        name: "GAN",
+        blurb: "generator against discriminator, MLPs",
+    },
+    ModelInfo {
+        entry: Entry::Neural(ModelKind::Dcgan),
+        section: "4.2",
+        name: "DCGAN",
+        blurb: "convolutional GAN with batch norm",
+    },
+    ModelInfo {
+        entry: Entry::Neural(ModelKind::Cgan),
+        section: "4.3",
+        name: "Conditional GAN",
+        blurb: "ask the generator for a chosen digit",
+    },
+];
+
+/// A hyperparameter of the form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldKind {
+    Epochs,
+    BatchSize,
+    LearningRate,
+    Latent,
+    KlSchedule,
+    K,
+    Seed,
+    Device,
+}
+
+pub const FIELDS: [FieldKind; 8] = [
+    FieldKind::Epochs,
+    FieldKind::BatchSize,
+    FieldKind::LearningRate,
+    FieldKind::Latent,
+    FieldKind::KlSchedule,
+    FieldKind::K,
+    FieldKind::Seed,
+    FieldKind::Device,
+];
+
+impl FieldKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            FieldKind::Epochs => "epochs",
+            FieldKind::BatchSize => "batch size",
+            FieldKind::LearningRate => "learning rate",
+            FieldKind::Latent => "latent size",
+            FieldKind::KlSchedule => "KL schedule",
+            FieldKind::K => "k (D steps)",
+            FieldKind::Seed => "seed",
+            FieldKind::Device => "device",
+        }
+    }
+
+    /// Whether the field means anything for `entry`.
+    pub fn applies(self, entry: Entry) -> bool {
+        match (self, entry) {
+            (_, Entry::Multinomial) => self == FieldKind::Seed,
+            (FieldKind::Seed, _) => true,
+            (_, Entry::Classical(_)) => false,
+            (FieldKind::KlSchedule, Entry::Neural(k)) => k == ModelKind::Vae,
+            (FieldKind::K, Entry::Neural(k)) => k.is_gan(),
+            _ => true,
+        }
+    }
+
+    /// The value's meaning, or why it is not acceptable.
+    pub fn validate(self, v: &str, cuda: &Result<(), String>) -> Result<(), String> {
+        let v = v.trim();
+        let positive_int = |max: u64| match v.parse::<u64>() {
+            Ok(0) => Err("must be at least 1".to_string()),
+            Ok(n) if n > max => Err(format!("at most {max}")),
+            Ok(_) => Ok(()),
+            Err(_) => Err("a whole number".to_string()),
+        };
+        match self {
+            FieldKind::Epochs => positive_int(100_000),
+            FieldKind::BatchSize => positive_int(8192),
+            FieldKind::Latent => positive_int(4096),
+            FieldKind::K => positive_int(100),
+            FieldKind::Seed => v
+                .parse::<u64>()
+                .map(|_| ())
+                .map_err(|_| "a whole number >= 0".to_string()),
+            FieldKind::LearningRate => match v.parse::<f64>() {
+                Ok(x) if x.is_finite() && x > 0.0 && x < 10.0 => Ok(()),
+                Ok(_) => Err("finite, > 0 and < 10".to_string()),
+                Err(_) => Err("a number such as 2e-4".to_string()),
+            },
+            FieldKind::KlSchedule => match v {
+                "standard" | "report" | "none" => Ok(()),
+                _ => Err("standard, report or none".to_string()),
+            },
+            FieldKind::Device => match v {
+                "cpu" => Ok(()),
+                "cuda" => cuda.clone(),
+                s if s.starts_with("cuda:") && s[5..].parse::<usize>().is_ok() => cuda.clone(),
+                _ => Err("cpu, cuda or cuda:N".to_string()),
+            },
+        }
+    }
+}
+
+/// One editable value of the form.
+#[derive(Debug, Clone)]
+pub struct Field {
+    pub kind: FieldKind,
+    pub value: String,
+    pub error: Option<String>,
+}
+
+/// How sample grids are drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageMode {
+    /// '▀' cells with 24-bit colours: two pixels per cell, any UTF-8 terminal.
+    HalfBlocks,
+    /// A ten-step character ramp: any terminal, no colour needed.
+    Ascii,
+}
+
+impl ImageMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            ImageMode::HalfBlocks => "half-blocks",
+            ImageMode::Ascii => "ASCII",
+        }
+    }
+}
+
+/// Where a run is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunState {
+    Running,
+    Paused,
+    Finished,
+    Failed(String),
+}
+
+/// One curve of a chart.
+#[derive(Debug, Clone)]
+pub struct Series {
+    pub name: &'static str,
+    pub points: Vec<(f64, f64)>,
+}
+
+const MAX_POINTS: usize = 2000;
+
+impl Series {
+    fn push(&mut self, x: f64, y: f64) {
+        if !y.is_finite() {
+            return;
+        }
+        self.points.push((x, y));
+        if self.points.len() > MAX_POINTS {
+            // Halve the resolution of the history, keeping its whole span.
+            self.points = self.points.iter().step_by(2).copied().collect();
+        }
+    }
+}
+
+/// The metrics each chart plots, by model.
+pub fn chart_groups(entry: Entry) -> Vec<(&'static str, Vec<&'static str>)> {
+    match entry {
+        Entry::Neural(ModelKind::Autoencoder) => vec![("reconstruction loss", vec!["recon"])],
+        Entry::Neural(ModelKind::Vae) => vec![
+            ("reconstruction and KL (nats)", vec!["recon", "kl"]),
+            ("annealing weight", vec!["weight"]),
+        ],
+        Entry::Neural(_) => vec![
+            ("losses", vec!["d_loss", "g_loss"]),
+            ("D(x) and D(G(z))", vec!["d_real", "d_fake"]),
+        ],
+        Entry::Classical(_) => vec![("EM mean log-likelihood", vec!["log_likelihood"])],
+        Entry::Multinomial => vec![],
+    }
+}
+
+/// What the dashboard shows of a run.
+#[derive(Debug, Clone)]
+pub struct RunView {
+    pub info: ModelInfo,
+    pub state: RunState,
+    pub series: Vec<Series>,
+    pub grid: Option<Grid>,
+    pub interpolation: Option<Grid>,
+    pub step: u64,
+    pub total: u64,
+    pub epoch: usize,
+    pub images_per_sec: f64,
+    pub started_step: u64,
+    pub elapsed_secs: f64,
+    pub log: VecDeque<String>,
+    /// Whether the current weights are in a checkpoint.
+    pub saved: bool,
+    /// Text shown instead of charts (Play Tennis, classical fit summaries).
+    pub text: Vec<String>,
+}
+
+impl RunView {
+    pub fn new(info: ModelInfo) -> Self {
+        let series = chart_groups(info.entry)
+            .into_iter()
+            .flat_map(|(_, names)| names)
+            .map(|name| Series {
+                name,
+                points: Vec::new(),
+            })
+            .collect();
+        Self {
+            info,
+            state: RunState::Running,
+            series,
+            grid: None,
+            interpolation: None,
+            step: 0,
+            total: 0,
+            epoch: 0,
+            images_per_sec: 0.0,
+            started_step: 0,
+            elapsed_secs: 0.0,
+            log: VecDeque::new(),
+            saved: true,
+            text: Vec::new(),
+        }
+    }
+
+    pub fn log(&mut self, line: impl Into<String>) {
+        self.log.push_back(line.into());
+        while self.log.len() > 200 {
+            self.log.pop_front();
+        }
+    }
+
+    pub fn series(&self, name: &str) -> Option<&Series> {
+        self.series.iter().find(|s| s.name == name)
+    }
+
+    fn record(&mut self, x: f64, metrics: &Metrics) {
+        for (k, v) in metrics {
+            if let Some(s) = self.series.iter_mut().find(|s| s.name == *k) {
+                s.push(x, *v);
+            }
+        }
+    }
+
+    /// Seconds left at the current speed, when it is known.
+    pub fn eta_secs(&self, batch_size: usize) -> Option<f64> {
+        (self.images_per_sec > 0.0 && self.total > self.step)
+            .then(|| (self.total - self.step) as f64 * batch_size as f64 / self.images_per_sec)
+    }
+}
+
+/// Screens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Screen {
+    Picker,
+    Dashboard,
+}
+
+/// Where keyboard input goes on the picker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Focus {
+    List,
+    Field(usize),
+}
+
+/// Messages the app reacts to.
+#[derive(Debug, Clone)]
+pub enum Msg {
+    Key(KeyEvent),
+    Train(TrainEvent),
+    /// One EM iteration of a classical fit: (iteration, mean log-likelihood).
+    EmIteration(usize, f64),
+    ClassicalDone(Box<FitReport>, Grid),
+    ClassicalFailed(String),
+    /// Play Tennis analysis, as lines.
+    TennisText(Vec<String>),
+    /// SIGTERM or SIGHUP, or the terminal went away: save and leave.
+    Terminate,
+    /// The terminal was resized: draw again.
+    Redraw,
+}
+
+/// What the runner must do.
+#[derive(Debug, Clone)]
+pub enum Effect {
+    StartNeural(Box<TrainConfig>),
+    StartClassical(Box<ClassicalConfig>),
+    StartTennis { seed: u64 },
+    Command(TrainCommand),
+    SaveGrid,
+    Quit,
+}
+
+/// The whole state of the TUI.
+pub struct App {
+    pub screen: Screen,
+    pub selected: usize,
+    pub focus: Focus,
+    pub fields: Vec<Field>,
+    pub help: bool,
+    pub confirm_quit: bool,
+    pub image_mode: ImageMode,
+    pub run: Option<RunView>,
+    pub dataset: String,
+    /// Ok if CUDA can be used, else why not.
+    pub cuda: Result<(), String>,
+    pub out_root: PathBuf,
+    pub batch_size: usize,
+    pub status: String,
+    pub quit: bool,
+    pub show_interpolation: bool,
+    interp_seed: u64,
+}
+
+impl App {
+    pub fn new(dataset: String, cuda: Result<(), String>, out_root: PathBuf) -> Self {
+        let mut app = Self {
+            screen: Screen::Picker,
+            selected: 8,
+            focus: Focus::List,
+            fields: Vec::new(),
+            help: false,
+            confirm_quit: false,
+            image_mode: ImageMode::HalfBlocks,
+            run: None,
+            dataset,
+            cuda,
+            out_root,
+            batch_size: 128,
+            status: String::new(),
+            quit: false,
+            show_interpolation: false,
+            interp_seed: 1,
+        };
+        app.reset_fields();
+        app
+    }
+
+    pub fn info(&self) -> ModelInfo {
+        MODELS[self.selected]
+    }
+
+    /// The form's defaults for the selected model.
+    pub fn reset_fields(&mut self) {
+        let entry = self.info().entry;
+        let n = match entry {
+            Entry::Neural(k) => NeuralConfig::new(k),
+            _ => NeuralConfig::new(ModelKind::Vae),
+        };
+        let epochs = match entry {
+            Entry::Neural(ModelKind::Dcgan) => 3,
+            Entry::Neural(k) if k.is_gan() => 20,
+            _ => 10,
+        };
+        self.fields = FIELDS
+            .iter()
+            .map(|&kind| Field {
+                kind,
+                value: match kind {
+                    FieldKind::Epochs => epochs.to_string(),
+                    FieldKind::BatchSize => {
+                        if matches!(entry, Entry::Neural(k) if k.is_gan() && k != ModelKind::Dcgan)
+                        {
+                            "64"
+                        } else {
+                            "128"
+                        }
+                        .to_string()
+                    }
+                    FieldKind::LearningRate => format!("{:e}", n.lr),
+                    FieldKind::Latent => n.latent_dim.to_string(),
+                    FieldKind::KlSchedule => "standard".into(),
+                    FieldKind::K => "1".into(),
+                    FieldKind::Seed => "0".into(),
+                    FieldKind::Device => "cpu".into(),
+                },
+                error: None,
+            })
+            .collect();
+    }
+
+    /// Fields that apply to the selected model, with their indices.
+    pub fn visible_fields(&self) -> Vec<usize> {
+        let e = self.info().entry;
+        (0..self.fields.len())
+            .filter(|&i| self.fields[i].kind.applies(e))
+            .collect()
+    }
+
+    fn field(&self, kind: FieldKind) -> &str {
+        &self
+            .fields
+            .iter()
+            .find(|f| f.kind == kind)
+            .expect("every field exists")
+            .value
+    }
+
+    /// Whether every applicable field is valid.
+    pub fn form_valid(&self) -> bool {
+        self.visible_fields()
+            .iter()
+            .all(|&i| self.fields[i].error.is_none())
+    }
+
+    fn revalidate(&mut self) {
+        let cuda = self.cuda.clone();
+        for f in &mut self.fields {
+            f.error = f.kind.validate(&f.value, &cuda).err();
+        }
+    }
+
+    /// The run's configuration from the form (fields already validated).
+    fn start_effect(&mut self) -> Option<Effect> {
+        self.revalidate();
+        if !self.form_valid() {
+            self.status = "fix the fields marked in red first".into();
+            return None;
+        }
+        let seed: u64 = self.field(FieldKind::Seed).trim().parse().ok()?;
+        let info = self.info();
+        let mut view = RunView::new(info);
+        let effect = match info.entry {
+            Entry::Multinomial => Effect::StartTennis { seed },
+            Entry::Classical(m) => {
+                let mut c = ClassicalConfig::new(m);
+                c.seed = seed;
+                view.log(format!("fitting {} on {}", info.name, self.dataset));
+                Effect::StartClassical(Box::new(c))
+            }
+            Entry::Neural(kind) => {
+                let mut m = NeuralConfig::new(kind);
+                m.lr = self.field(FieldKind::LearningRate).trim().parse().ok()?;
+                m.latent_dim = self.field(FieldKind::Latent).trim().parse().ok()?;
+                m.k = self.field(FieldKind::K).trim().parse().ok()?;
+                m.kl_schedule = match self.field(FieldKind::KlSchedule).trim() {
+                    "report" => KlSchedule::Report,
+                    "none" => KlSchedule::None,
+                    _ => KlSchedule::Standard,
+                };
+                let mut c = TrainConfig::new(m);
+                c.epochs = self.field(FieldKind::Epochs).trim().parse().ok()?;
+                c.batch_size = self.field(FieldKind::BatchSize).trim().parse().ok()?;
+                c.seed = seed;
+                c.device = self.field(FieldKind::Device).trim().to_string();
+                c.out_dir = Some(self.out_root.join(kind.name()));
+                c.sample_every = 25;
+                // A short evaluation keeps pause and stop responsive at epoch ends.
+                c.eval_batches = Some(4);
+                self.batch_size = c.batch_size;
+                view.log(format!(
+                    "training {} on {} ({})",
+                    info.name, self.dataset, c.device
+                ));
+                Effect::StartNeural(Box::new(c))
+            }
+        };
+        self.run = Some(view);
+        self.screen = Screen::Dashboard;
+        self.show_interpolation = false;
+        self.status.clear();
+        Some(effect)
+    }
+
+    fn running(&self) -> bool {
+        self.run
+            .as_ref()
+            .is_some_and(|r| matches!(r.state, RunState::Running | RunState::Paused))
+    }
+
+    fn unsaved(&self) -> bool {
+        self.run
+            .as_ref()
+            .is_some_and(|r| !r.saved && matches!(r.info.entry, Entry::Neural(_)))
+    }
+
+    /// Reacts to one message.
+    pub fn update(&mut self, msg: Msg) -> Vec<Effect> {
+        match msg {
+            Msg::Key(k) => self.on_key(k),
+            Msg::Train(ev) => {
+                self.on_train(ev);
+                Vec::new()
+            }
+            Msg::EmIteration(it, ll) => {
+                if let Some(r) = &mut self.run {
+                    if let Some(s) = r.series.iter_mut().find(|s| s.name == "log_likelihood") {
+                        s.push(it as f64, ll);
+                    }
+                    r.step = it as u64;
+                }
+                Vec::new()
+            }
+            Msg::ClassicalDone(report, grid) => {
+                if let Some(r) = &mut self.run {
+                    r.state = RunState::Finished;
+                    r.grid = Some(grid);
+                    r.text = report.describe().lines().map(str::to_string).collect();
+                    r.log(format!("fitted in {:.2} s", report.fit_seconds));
+                }
+                Vec::new()
+            }
+            Msg::ClassicalFailed(m) => {
+                if let Some(r) = &mut self.run {
+                    r.log(format!("failed: {m}"));
+                    r.state = RunState::Failed(m);
+                }
+                Vec::new()
+            }
+            Msg::TennisText(lines) => {
+                if let Some(r) = &mut self.run {
+                    r.text = lines;
+                    r.state = RunState::Finished;
+                }
+                Vec::new()
+            }
+            Msg::Redraw => Vec::new(),
+            Msg::Terminate => {
+                let mut fx = Vec::new();
+                if self.running()
+                    && matches!(
+                        self.run.as_ref().map(|r| r.info.entry),
+                        Some(Entry::Neural(_))
+                    )
+                {
+                    fx.push(Effect::Command(TrainCommand::Stop));
+                }
+                fx.push(Effect::Quit);
+                self.quit = true;
+                fx
+            }
+        }
+    }
+
+    fn on_train(&mut self, ev: TrainEvent) {
+        let Some(r) = &mut self.run else { return };
+        match ev {
+            TrainEvent::Started {
+                parameters,
+                total_steps,
+                start_step,
+                steps_per_epoch,
+                ..
+            } => {
+                r.total = total_steps;
+                r.step = start_step;
+                r.started_step = start_step;
+                r.log(format!(
+                    "{parameters} parameters, {steps_per_epoch} steps per epoch"
+                ));
+            }
+            TrainEvent::Step {
+                step,
+                epoch,
+                metrics,
+                images_per_sec,
+            } => {
+                r.step = step;
+                r.epoch = epoch;
+                r.images_per_sec = images_per_sec;
+                r.saved = false;
+                r.record(step as f64, &metrics);
+            }
+            TrainEvent::Epoch { epoch, test, .. } => {
+                let t: Vec<String> = test.iter().map(|(k, v)| format!("{k} {v:.3}")).collect();
+                r.log(format!("epoch {} test: {}", epoch + 1, t.join(", ")));
+            }
+            TrainEvent::Samples { grid, .. } => r.grid = Some(grid),
+            TrainEvent::Interpolation { grid, .. } => r.interpolation = Some(grid),
+            TrainEvent::Checkpoint { step, path } => {
+                r.saved = true;
+                r.log(format!("checkpoint at step {step}: {}", path.display()));
+            }
+            TrainEvent::Paused { step } => {
+                r.state = RunState::Paused;
+                r.log(format!("paused at step {step}"));
+            }
+            TrainEvent::Resumed { step } => {
+                r.state = RunState::Running;
+                r.log(format!("resumed at step {step}"));
+            }
+            TrainEvent::Finished {
+                step,
+                stopped_early,
+            } => {
+                r.state = RunState::Finished;
+                r.log(format!(
+                    "{} at step {step}",
+                    if stopped_early { "stopped" } else { "finished" }
+                ));
+            }
+            TrainEvent::Failed { message, .. } => {
+                r.log(format!("failed: {message}"));
+                r.state = RunState::Failed(message);
+            }
+        }
+    }
+
+    fn on_key(&mut self, k: KeyEvent) -> Vec<Effect> {
+        let ctrl_c = k.code == KeyCode::Char('c') && k.modifiers.contains(KeyModifiers::CONTROL);
+        if ctrl_c {
+            return self.update(Msg::Terminate);
+        }
+        if self.confirm_quit {
+            self.confirm_quit = false;
+            return match k.code {
+                KeyCode::Char('y') => {
+                    self.quit = true;
+                    let mut fx = Vec::new();
+                    if self.running() {
+                        fx.push(Effect::Command(TrainCommand::Stop));
+                    }
+                    fx.push(Effect::Quit);
+                    fx
+                }
+                _ => Vec::new(),
+            };
+        }
+        if self.help {
+            self.help = false;
+            return Vec::new();
+        }
+        if k.code == KeyCode::Char('?') {
+            self.help = true;
+            return Vec::new();
+        }
+        match self.screen {
+            Screen::Picker => self.picker_key(k),
+            Screen::Dashboard => self.dashboard_key(k),
+        }
+    }
+
+    fn picker_key(&mut self, k: KeyEvent) -> Vec<Effect> {
+        match self.focus {
+            Focus::List => match k.code {
+                KeyCode::Up | KeyCode::Char('k') => {
+                    self.selected = self.selected.saturating_sub(1);
+                    self.reset_fields();
+                }
+                KeyCode::Down | KeyCode::Char('j') => {
+                    self.selected = (self.selected + 1).min(MODELS.len() - 1);
+                    self.reset_fields();
+                }
+                KeyCode::Tab | KeyCode::Right => {
+                    if let Some(&first) = self.visible_fields().first() {
+                        self.focus = Focus::Field(first);
+                    }
+                }
+                KeyCode::Enter => return self.start_effect().into_iter().collect(),
+                KeyCode::Char('q') | KeyCode::Esc => {
+                    self.quit = true;
+                    return vec![Effect::Quit];
+                }
+                _ => {}
+            },
+            Focus::Field(i) => {
+                let vis = self.visible_fields();
+                let pos = vis.iter().position(|&v| v == i).unwrap_or(0);
+                match k.code {
+                    KeyCode::Tab | KeyCode::Down => {
+                        self.focus = if pos + 1 < vis.len() {
+                            Focus::Field(vis[pos + 1])
+                        } else {
+                            Focus::List
+                        };
+                    }
+                    KeyCode::BackTab | KeyCode::Up => {
+                        self.focus = if pos > 0 {
+                            Focus::Field(vis[pos - 1])
+                        } else {
+                            Focus::List
+                        };
+                    }
+                    KeyCode::Esc => self.focus = Focus::List,
+                    KeyCode::Enter => return self.start_effect().into_iter().collect(),
+                    KeyCode::Backspace => {
+                        self.fields[i].value.pop();
+                    }
+                    KeyCode::Char(c) if !c.is_control() => self.fields[i].value.push(c),
+                    _ => {}
+                }
+                self.revalidate();
+            }
+        }
+        Vec::new()
+    }
+
+    fn dashboard_key(&mut self, k: KeyEvent) -> Vec<Effect> {
+        let neural = matches!(
+            self.run.as_ref().map(|r| r.info.entry),
+            Some(Entry::Neural(_))
+        );
+        let running = self.running();
+        match k.code {
+            KeyCode::Char('p') | KeyCode::Char(' ') if neural && running => {
+                let paused = self
+                    .run
+                    .as_ref()
+                    .is_some_and(|r| r.state == RunState::Paused);
+                vec![Effect::Command(if paused {
+                    TrainCommand::Resume
+                } else {
+                    TrainCommand::Pause
+                })]
+            }
+            KeyCode::Char('s') if neural && running => vec![Effect::Command(TrainCommand::Stop)],
+            KeyCode::Char('c') if neural && running => vec![Effect::Command(TrainCommand::SaveNow)],
+            KeyCode::Char('n') if neural && running => {
+                vec![Effect::Command(TrainCommand::SampleNow)]
+            }
+            KeyCode::Char('g') => vec![Effect::SaveGrid],
+            KeyCode::Char('m') => {
+                self.image_mode = match self.image_mode {
+                    ImageMode::HalfBlocks => ImageMode::Ascii,
+                    ImageMode::Ascii => ImageMode::HalfBlocks,
+                };
+                self.status = format!("image mode: {}", self.image_mode.name());
+                Vec::new()
+            }
+            KeyCode::Char('i') if neural && running => {
+                let latent_model = matches!(self.run.as_ref().map(|r| r.info.entry), Some(Entry::Neural(k)) if k != ModelKind::Autoencoder);
+                if !latent_model {
+                    self.status = "interpolation needs a VAE or a GAN".into();
+                    return Vec::new();
+                }
+                self.show_interpolation = true;
+                self.interp_seed += 1;
+                vec![Effect::Command(TrainCommand::Interpolate {
+                    seed: self.interp_seed,
+                    steps: 8,
+                })]
+            }
+            KeyCode::Char('i') => {
+                self.show_interpolation = !self.show_interpolation
+                    && self.run.as_ref().is_some_and(|r| r.interpolation.is_some());
+                Vec::new()
+            }
+            KeyCode::Esc | KeyCode::Char('b') => {
+                if self.show_interpolation {
+                    self.show_interpolation = false;
+                } else if !running {
+                    self.screen = Screen::Picker;
+                } else {
+                    self.status = "stop the run (s) before going back".into();
+                }
+                Vec::new()
+            }
+            KeyCode::Char('q') => {
+                if running || self.unsaved() {
+                    self.confirm_quit = true;
+                    Vec::new()
+                } else {
+                    self.quit = true;
+                    vec![Effect::Quit]
+                }
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// Help lines: every key of every screen.
+pub const HELP: [(&str, &str); 17] = [
+    ("↑ ↓ / j k", "choose a model (picker)"),
+    (
+        "Tab / Shift-Tab",
+        "move between the model list and the fields",
+    ),
+    ("Enter", "start training or fitting the chosen model"),
+    ("p or Space", "pause or resume training"),
+    ("s", "stop training (a final checkpoint is written)"),
+    ("c", "save a checkpoint now"),
+    ("n", "refresh the sample grid now"),
+    ("g", "save the sample grid as a PNG"),
+    (
+        "i",
+        "latent interpolation: linear (top) and spherical (bottom)",
+    ),
+    ("m", "switch image mode: half-blocks or ASCII"),
+    ("b / Esc", "back to the picker when the run has ended"),
+    ("?", "this help; any key closes it"),
+    ("q", "quit (asks first while a run is going or unsaved)"),
+    ("Ctrl-C", "save a checkpoint and quit"),
+    (
+        "--resume DIR",
+        "start genmod-tui on a run's newest checkpoint",
+    ),
+    ("--image-mode", "start in halfblocks or ascii"),
+    (
+        "--data-dir",
+        "train on MNIST, Fashion-MNIST, CIFAR-10 or images",
+    ),
+];

@@ -1,0 +1,372 @@
+//! `genmod-tui`: pick a model, train it, watch it learn, in any terminal, local or over
+//! SSH. The state and its update live in [`app`], drawing in [`ui`]; this module is the
+//! runner: it owns the terminal, turns keys, trainer events and signals into messages, and
+//! carries out the app's effects (starting runs, sending commands, saving PNGs).
+//!
+//! Redraws are throttled to ten a second, so an open dashboard does not slow training; the
+//! terminal is restored on every exit path (normal quit, Ctrl-C, SIGTERM, SIGHUP, panic).
+//!
+//! Keys are read on their own thread and arrive as messages like everything else. The main
+//! loop never blocks in crossterm: on a hung-up terminal (an SSH drop, `tmux kill-server`)
+//! crossterm's `poll` spins inside its read loop and would never return, so a main loop
+//! waiting in it would neither see SIGHUP nor save its work. A draw that fails (EIO on a
+//! dead terminal) is treated like SIGHUP: stop with a checkpoint, then exit.
+
+pub mod app;
+pub mod ui;
+
+use crate::classical::catalog;
+use crate::data::{DataSource, Split};
+use crate::render::Grid;
+use crate::train::{self, TrainEvent, TrainHandle};
+use app::{App, Effect, ImageMode, Msg};
+use crossterm::event::{self, Event, KeyEventKind};
+use rand::SeedableRng;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::time::{Duration, Instant};
+
+/// How genmod-tui was started.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub source: DataSource,
+    pub seed: u64,
+    /// Run folders go under here (`runs/` by default).
+    pub out_root: PathBuf,
+    /// A checkpoint or run folder to continue from.
+    pub resume: Option<PathBuf>,
+    /// Forced image mode; otherwise half-blocks.
+    pub image_mode: Option<ImageMode>,
+}
+
+const FRAME: Duration = Duration::from_millis(100);
+
+/// Runs the TUI until the user quits.
+pub fn run(opts: Options) -> anyhow::Result<()> {
+    // Everything that can fail on bad input fails here, before the screen is taken over.
+    let (split, report) = opts.source.load(opts.seed)?;
+    let mut dataset = opts.source.describe();
+    if let Some(r) = report
+        && !r.skipped.is_empty()
+    {
+        dataset.push_str(&format!(" ({} skipped)", r.skipped.len()));
+    }
+    let resume = match &opts.resume {
+        Some(p) => {
+            let ckpt = train::checkpoint::resolve(p).map_err(anyhow::Error::msg)?;
+            let meta = train::checkpoint::read_meta(&ckpt).map_err(anyhow::Error::msg)?;
+            Some((ckpt, meta))
+        }
+        None => None,
+    };
+    let cuda = train::parse_device("cuda").map(|_| ());
+    let mut app = App::new(dataset, cuda, opts.out_root.clone());
+    if let Some(m) = opts.image_mode {
+        app.image_mode = m;
+    }
+    if let Some((ckpt, meta)) = &resume {
+        if let Some(i) = app::MODELS
+            .iter()
+            .position(|m| m.entry == app::Entry::Neural(meta.model.kind))
+        {
+            app.selected = i;
+            app.reset_fields();
+        }
+        app.status = format!("Enter resumes {} at step {}", ckpt.display(), meta.step);
+    }
+
+    let stop_signal = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGHUP] {
+        signal_hook::flag::register(sig, Arc::clone(&stop_signal))?;
+    }
+    let mut terminal = ratatui::init();
+    let result = event_loop(
+        &mut terminal,
+        &mut app,
+        &split,
+        resume.map(|(p, _)| p),
+        &stop_signal,
+    );
+    ratatui::restore();
+    result
+}
+
+struct Runner {
+    trainer: Option<TrainHandle>,
+    msgs_tx: Sender<Msg>,
+    msgs_rx: Receiver<Msg>,
+    resume: Option<PathBuf>,
+}
+
+fn event_loop(
+    terminal: &mut ratatui::DefaultTerminal,
+    app: &mut App,
+    split: &Split,
+    resume: Option<PathBuf>,
+    stop_signal: &AtomicBool,
+) -> anyhow::Result<()> {
+    let (msgs_tx, msgs_rx) = channel();
+    spawn_input_thread(msgs_tx.clone());
+    let mut r = Runner {
+        trainer: None,
+        msgs_tx,
+        msgs_rx,
+        resume,
+    };
+    let panic_at = std::env::var("GENMOD_TUI_TEST_PANIC_AFTER_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(|ms| Instant::now() + Duration::from_millis(ms));
+    let mut last_draw = Instant::now() - FRAME;
+    let mut dirty = true;
+    let mut terminal_lost = false;
+    loop {
+        if let Some(t) = panic_at
+            && Instant::now() >= t
+        {
+            panic!("test-only panic injected by GENMOD_TUI_TEST_PANIC_AFTER_MS");
+        }
+        if (stop_signal.load(Ordering::Relaxed) || terminal_lost) && !app.quit {
+            let fx = app.update(Msg::Terminate);
+            r.apply(app, split, fx);
+        }
+        // Trainer events, keys and background results.
+        let mut incoming = Vec::new();
+        if let Some(h) = &r.trainer {
+            while let Ok(ev) = h.events.try_recv() {
+                incoming.push(Msg::Train(ev));
+            }
+        }
+        while let Ok(m) = r.msgs_rx.try_recv() {
+            incoming.push(m);
+        }
+        if incoming.is_empty()
+            && let Ok(m) = r.msgs_rx.recv_timeout(Duration::from_millis(20))
+        {
+            incoming.push(m);
+        }
+        let mut key_pressed = false;
+        for m in incoming {
+            key_pressed |= matches!(m, Msg::Key(_));
+            dirty = true;
+            let fx = app.update(m);
+            r.apply(app, split, fx);
+        }
+        if app.quit {
+            r.finish(app);
+            return Ok(());
+        }
+        // Keys redraw at once (typing must not wait for the frame clock); the rest at most
+        // ten times a second.
+        if dirty && (key_pressed || last_draw.elapsed() >= FRAME) {
+            if terminal.draw(|f| ui::draw(f, app)).is_err() {
+                terminal_lost = true;
+            }
+            last_draw = Instant::now();
+            dirty = false;
+        }
+    }
+}
+
+/// Reads terminal input on its own thread and forwards it as messages; a closed or broken
+/// terminal becomes `Terminate`.
+fn spawn_input_thread(tx: Sender<Msg>) {
+    std::thread::Builder::new()
+        .name("genmod-input".into())
+        .spawn(move || {
+            loop {
+                let msg = match event::poll(Duration::from_millis(200)) {
+                    Ok(true) => match event::read() {
+                        Ok(Event::Key(k)) if k.kind == KeyEventKind::Press => Some(Msg::Key(k)),
+                        Ok(Event::Resize(_, _)) => Some(Msg::Redraw),
+                        Ok(_) => None,
+                        Err(_) => {
+                            let _ = tx.send(Msg::Terminate);
+                            return;
+                        }
+                    },
+                    Ok(false) => None,
+                    Err(_) => {
+                        let _ = tx.send(Msg::Terminate);
+                        return;
+                    }
+                };
+                if let Some(m) = msg
+                    && tx.send(m).is_err()
+                {
+                    return;
+                }
+            }
+        })
+        .expect("spawning the input thread");
+}
+
+impl Runner {
+    fn apply(&mut self, app: &mut App, split: &Split, effects: Vec<Effect>) {
+        for fx in effects {
+            match fx {
+                Effect::StartNeural(cfg) => {
+                    self.stop_trainer();
+                    match train::spawn(*cfg, split.clone(), self.resume.take()) {
+                        Ok(h) => self.trainer = Some(h),
+                        Err(e) => {
+                            let fx = app.update(Msg::Train(TrainEvent::Failed {
+                                step: 0,
+                                message: e,
+                            }));
+                            self.apply(app, split, fx);
+                        }
+                    }
+                }
+                Effect::StartClassical(cfg) => {
+                    let tx = self.msgs_tx.clone();
+                    let split = split.clone();
+                    std::thread::spawn(move || {
+                        let it_tx = tx.clone();
+                        let out = catalog::fit(&cfg, &split, |it, ll| {
+                            let _ = it_tx.send(Msg::EmIteration(it, ll));
+                        });
+                        let msg = match out {
+                            Ok((fitted, report)) => {
+                                let mut rng =
+                                    rand_chacha::ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x5A3D);
+                                let x = fitted.samples(6, &mut rng);
+                                let [_, c, h, w] = split.train.shape();
+                                let px = crate::classical::rows_to_u8(x.as_ref());
+                                let grid =
+                                    Grid::from_u8(&px, x.nrows(), c, h, w, fitted.grid_columns());
+                                Msg::ClassicalDone(Box::new(report), grid)
+                            }
+                            Err(e) => Msg::ClassicalFailed(e.to_string()),
+                        };
+                        let _ = tx.send(msg);
+                    });
+                }
+                Effect::StartTennis { seed } => {
+                    let _ = self.msgs_tx.send(Msg::TennisText(tennis_lines(seed)));
+                }
+                Effect::Command(c) => {
+                    if let Some(h) = &self.trainer {
+                        let _ = h.commands.send(c);
+                    }
+                }
+                Effect::SaveGrid => {
+                    let Some(run) = &app.run else { continue };
+                    let grid = if app.show_interpolation {
+                        run.interpolation.as_ref()
+                    } else {
+                        run.grid.as_ref()
+                    };
+                    let Some(grid) = grid else {
+                        app.status = "no grid to save yet".into();
+                        continue;
+                    };
+                    let name = run.info.name.to_lowercase().replace([' ', ','], "-");
+                    let kind = if app.show_interpolation {
+                        "interpolation"
+                    } else {
+                        "samples"
+                    };
+                    let path = app
+                        .out_root
+                        .join(format!("{name}-{kind}-step{}.png", run.step));
+                    app.status = match grid.upscale(3).save_png(&path) {
+                        Ok(()) => format!("saved {}", path.display()),
+                        Err(e) => format!("could not save: {e:#}"),
+                    };
+                }
+                Effect::Quit => app.quit = true,
+            }
+        }
+    }
+
+    fn stop_trainer(&mut self) {
+        if let Some(h) = self.trainer.take() {
+            let _ = h.commands.send(train::TrainCommand::Stop);
+            let _ = h.thread.join();
+        }
+    }
+
+    /// On quit: let a stopping trainer write its checkpoint, then hand events to the app.
+    fn finish(&mut self, app: &mut App) {
+        if let Some(h) = self.trainer.take() {
+            let _ = h.commands.send(train::TrainCommand::Stop);
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                match h.events.recv_timeout(Duration::from_millis(200)) {
+                    Ok(ev @ (TrainEvent::Finished { .. } | TrainEvent::Failed { .. })) => {
+                        app.update(Msg::Train(ev));
+                        break;
+                    }
+                    Ok(ev) => {
+                        app.update(Msg::Train(ev));
+                    }
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                    Err(_) => break,
+                }
+            }
+            let _ = h.thread.join();
+        }
+    }
+}
+
+/// The Play Tennis analysis of report 3.1–3.2, as lines for the dashboard.
+pub fn tennis_lines(seed: u64) -> Vec<String> {
+    use crate::classical::multinomial::MultinomialParams;
+    use crate::classical::naive_bayes::NaiveBayesParams;
+    use crate::data::play_tennis;
+    let rows: Vec<Vec<usize>> = play_tennis::table()
+        .iter()
+        .map(|d| d.features().to_vec())
+        .collect();
+    let mut out = Vec::new();
+    for alpha in [0.0, 1.0] {
+        let m = MultinomialParams { alpha }
+            .fit(&rows, &play_tennis::CARDINALITIES)
+            .expect("the table is valid");
+        let seen = m
+            .probs()
+            .iter()
+            .zip(m.counts())
+            .find(|(_, c)| **c > 0)
+            .map(|(p, _)| *p)
+            .unwrap_or(0.0);
+        let unseen = m
+            .probs()
+            .iter()
+            .zip(m.counts())
+            .find(|(_, c)| **c == 0)
+            .map(|(p, _)| *p)
+            .unwrap_or(0.0);
+        out.push(format!(
+            "alpha {alpha}: seen day {seen:.4}, unseen day {unseen:.4}, sum {:.4}",
+            m.probs().iter().sum::<f64>()
+        ));
+        if alpha == 1.0 {
+            out.push(format!(
+                "the report's (n+1)/(N+1) sums to {:.4}: not a distribution",
+                m.report_estimate().iter().sum::<f64>()
+            ));
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+            out.push("sampled days:".into());
+            for r in m.sample(4, &mut rng) {
+                let d = play_tennis::Day::from_indices([r[0], r[1], r[2], r[3]], 0);
+                out.push(format!(
+                    "  {} {} {} {}",
+                    d.outlook, d.temperature, d.humidity, d.wind
+                ));
+            }
+        }
+    }
+    let nb = NaiveBayesParams { alpha: 1.0 }
+        .fit_categorical(&play_tennis::categorical())
+        .expect("valid");
+    let q = [Some(0), Some(2), Some(0), Some(1)];
+    out.push(format!(
+        "naive Bayes: p(No | Sunny, Cool, High, Strong) = {:.3}",
+        nb.predict_proba_row(&q)[0]
+    ));
+    out
+}

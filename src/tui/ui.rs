@@ -1,0 +1,506 @@
+//! Drawing the TUI's screens from the app state. Pure: state in, cells out.
+
+use super::app::{
+    App, Entry, Focus, HELP, ImageMode, MODELS, RunState, RunView, Screen, chart_groups,
+};
+use crate::render::{Grid, text};
+use ratatui::Frame;
+use ratatui::buffer::Buffer;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style, Stylize};
+use ratatui::symbols::Marker;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{
+    Axis, Block, Borders, Chart, Clear, Dataset, Gauge, GraphType, List, ListItem, ListState,
+    Paragraph, Widget, Wrap,
+};
+
+/// The smallest terminal the layout works in.
+pub const MIN_WIDTH: u16 = 64;
+pub const MIN_HEIGHT: u16 = 20;
+
+const SERIES_COLOURS: [Color; 4] = [Color::Cyan, Color::Yellow, Color::Magenta, Color::Green];
+
+/// Draws the whole screen.
+pub fn draw(f: &mut Frame, app: &App) {
+    let area = f.area();
+    if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
+        draw_too_small(f, area);
+        return;
+    }
+    match app.screen {
+        Screen::Picker => draw_picker(f, area, app),
+        Screen::Dashboard => draw_dashboard(f, area, app),
+    }
+    if app.help {
+        draw_help(f, area);
+    }
+    if app.confirm_quit {
+        draw_confirm(f, area, app);
+    }
+}
+
+fn draw_too_small(f: &mut Frame, area: Rect) {
+    let msg = vec![
+        Line::from("Terminal too small".bold()),
+        Line::from(format!(
+            "need {MIN_WIDTH}x{MIN_HEIGHT}, have {}x{}",
+            area.width, area.height
+        )),
+        Line::from("enlarge the window; Ctrl-C saves and quits"),
+    ];
+    f.render_widget(Paragraph::new(msg).wrap(Wrap { trim: true }), area);
+}
+
+fn draw_picker(f: &mut Frame, area: Rect, app: &App) {
+    let [main, footer] = Layout::vertical([Constraint::Min(0), Constraint::Length(1)]).areas(area);
+    let [left, right] =
+        Layout::horizontal([Constraint::Length(36), Constraint::Min(0)]).areas(main);
+    let items: Vec<ListItem> = MODELS
+        .iter()
+        .map(|m| {
+            ListItem::new(Line::from(vec![
+                Span::styled(
+                    format!("{:<4}", m.section),
+                    Style::new().fg(Color::DarkGray),
+                ),
+                Span::raw(m.name),
+            ]))
+        })
+        .collect();
+    let list_focus = app.focus == Focus::List;
+    let list = List::new(items)
+        .block(
+            Block::bordered()
+                .title(" genmod: pick a model ")
+                .border_style(focus_style(list_focus)),
+        )
+        .highlight_style(Style::new().add_modifier(Modifier::REVERSED))
+        .highlight_symbol("> ");
+    let mut state = ListState::default().with_selected(Some(app.selected));
+    f.render_stateful_widget(list, left, &mut state);
+
+    let info = app.info();
+    let mut lines = vec![
+        Line::from(vec![
+            Span::styled(
+                format!("{} ", info.section),
+                Style::new().fg(Color::DarkGray),
+            ),
+            info.name.bold(),
+        ]),
+        Line::from(info.blurb),
+        Line::from(""),
+        Line::from(vec![
+            "dataset  ".dark_gray(),
+            Span::raw(match info.entry {
+                Entry::Multinomial => "the Play Tennis table (14 days)".to_string(),
+                _ => app.dataset.clone(),
+            }),
+        ]),
+        Line::from(""),
+    ];
+    for i in app.visible_fields() {
+        let fld = &app.fields[i];
+        let focused = app.focus == Focus::Field(i);
+        let value_style = match (&fld.error, focused) {
+            (Some(_), _) => Style::new().fg(Color::Red),
+            (None, true) => Style::new().add_modifier(Modifier::REVERSED),
+            (None, false) => Style::new(),
+        };
+        let mut spans = vec![
+            Span::styled(
+                format!("{:>14}  ", fld.kind.label()),
+                Style::new().fg(Color::DarkGray),
+            ),
+            Span::styled(
+                format!("{}{}", fld.value, if focused { "_" } else { "" }),
+                value_style,
+            ),
+        ];
+        if let Some(e) = &fld.error {
+            spans.push(Span::styled(format!("  {e}"), Style::new().fg(Color::Red)));
+        }
+        lines.push(Line::from(spans));
+    }
+    if matches!(info.entry, Entry::Neural(_))
+        && let Err(why) = &app.cuda
+    {
+        lines.push(Line::from(""));
+        lines.push(Line::from(Span::styled(
+            format!("CUDA unavailable: {why}"),
+            Style::new().fg(Color::DarkGray),
+        )));
+    }
+    if !app.status.is_empty() {
+        lines.push(Line::from(""));
+        lines.push(Line::from(Span::styled(
+            app.status.clone(),
+            Style::new().fg(Color::Yellow),
+        )));
+    }
+    let details = Paragraph::new(lines).wrap(Wrap { trim: false }).block(
+        Block::bordered()
+            .title(" settings ")
+            .border_style(focus_style(!list_focus)),
+    );
+    f.render_widget(details, right);
+    let hint = if app.form_valid() {
+        "Enter start"
+    } else {
+        "fix red fields to start"
+    };
+    f.render_widget(
+        Paragraph::new(format!(" ↑↓ model · Tab fields · {hint} · ? help · q quit"))
+            .style(Style::new().fg(Color::DarkGray)),
+        footer,
+    );
+}
+
+fn focus_style(focused: bool) -> Style {
+    if focused {
+        Style::new().fg(Color::Cyan)
+    } else {
+        Style::new().fg(Color::DarkGray)
+    }
+}
+
+fn draw_dashboard(f: &mut Frame, area: Rect, app: &App) {
+    let Some(run) = &app.run else { return };
+    let [header, body, progress, log, footer] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Min(8),
+        Constraint::Length(1),
+        Constraint::Length(5),
+        Constraint::Length(1),
+    ])
+    .areas(area);
+    let state = match &run.state {
+        RunState::Running => "running".green(),
+        RunState::Paused => "paused".yellow(),
+        RunState::Finished => "finished".cyan(),
+        RunState::Failed(_) => "failed".red(),
+    };
+    f.render_widget(
+        Paragraph::new(Line::from(vec![
+            format!(" {} {} ", run.info.section, run.info.name).bold(),
+            Span::raw("· "),
+            state,
+            Span::raw(format!(
+                " · {} · images: {}",
+                app.dataset,
+                app.image_mode.name()
+            )),
+        ])),
+        header,
+    );
+    // The interpolation strip takes the whole width: a path needs many images side by side.
+    let images = if app.show_interpolation {
+        body
+    } else {
+        let [charts, images] =
+            Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)])
+                .areas(body);
+        draw_charts(f, charts, run);
+        images
+    };
+    let (title, grid) = if app.show_interpolation {
+        (
+            " latent interpolation between two codes: linear (top), spherical (bottom) · b back ",
+            run.interpolation.as_ref(),
+        )
+    } else {
+        (" samples (fixed noise) ", run.grid.as_ref())
+    };
+    let block = Block::bordered().title(title);
+    let inner = block.inner(images);
+    f.render_widget(block, images);
+    match grid {
+        Some(g) => f.render_widget(
+            GridWidget {
+                grid: g,
+                mode: app.image_mode,
+            },
+            inner,
+        ),
+        None => f.render_widget(
+            Paragraph::new("waiting for the first grid…").fg(Color::DarkGray),
+            inner,
+        ),
+    }
+    draw_progress(f, progress, run, app.batch_size);
+    let lines: Vec<Line> = run
+        .log
+        .iter()
+        .rev()
+        .take(log.height.saturating_sub(2) as usize)
+        .rev()
+        .map(|l| Line::from(l.as_str()))
+        .collect();
+    f.render_widget(
+        Paragraph::new(lines).block(Block::new().borders(Borders::TOP).title(" events ")),
+        log,
+    );
+    let keys = match run.info.entry {
+        Entry::Neural(_) => {
+            " p pause · s stop · c checkpoint · n sample · g save PNG · i interpolate · m image mode · ? help · q quit"
+        }
+        _ => " g save PNG · m image mode · b back · ? help · q quit",
+    };
+    let status = if app.status.is_empty() {
+        keys.to_string()
+    } else {
+        format!(" {} ·{}", app.status, keys)
+    };
+    f.render_widget(Paragraph::new(status).fg(Color::DarkGray), footer);
+}
+
+fn draw_charts(f: &mut Frame, area: Rect, run: &RunView) {
+    if !run.text.is_empty() || chart_groups(run.info.entry).is_empty() {
+        let groups = chart_groups(run.info.entry);
+        let (text_area, chart_area) =
+            if groups.is_empty() || run.series.iter().all(|s| s.points.len() < 2) {
+                (area, None)
+            } else {
+                let [a, b] = Layout::vertical([
+                    Constraint::Length(run.text.len() as u16 + 2),
+                    Constraint::Min(0),
+                ])
+                .areas(area);
+                (a, Some(b))
+            };
+        let lines: Vec<Line> = run.text.iter().map(|l| Line::from(l.as_str())).collect();
+        f.render_widget(
+            Paragraph::new(lines)
+                .wrap(Wrap { trim: false })
+                .block(Block::bordered().title(" result ")),
+            text_area,
+        );
+        if let Some(c) = chart_area {
+            draw_chart_groups(f, c, run);
+        }
+        return;
+    }
+    draw_chart_groups(f, area, run);
+}
+
+fn draw_chart_groups(f: &mut Frame, area: Rect, run: &RunView) {
+    let groups = chart_groups(run.info.entry);
+    let rows = Layout::vertical(
+        groups
+            .iter()
+            .map(|_| Constraint::Ratio(1, groups.len() as u32)),
+    )
+    .split(area);
+    for ((title, names), rect) in groups.iter().zip(rows.iter()) {
+        let series: Vec<&super::app::Series> = names.iter().filter_map(|n| run.series(n)).collect();
+        let pts = series.iter().flat_map(|s| s.points.iter());
+        let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+        for &(x, y) in pts {
+            x0 = x0.min(x);
+            x1 = x1.max(x);
+            y0 = y0.min(y);
+            y1 = y1.max(y);
+        }
+        if x0 > x1 {
+            f.render_widget(
+                Paragraph::new("no data yet")
+                    .fg(Color::DarkGray)
+                    .block(Block::bordered().title(format!(" {title} "))),
+                *rect,
+            );
+            continue;
+        }
+        if (y1 - y0).abs() < 1e-12 {
+            y0 -= 0.5;
+            y1 += 0.5;
+        }
+        if (x1 - x0).abs() < 1e-12 {
+            x1 = x0 + 1.0;
+        }
+        let datasets: Vec<Dataset> = series
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let last = s.points.last().map(|p| p.1).unwrap_or(f64::NAN);
+                Dataset::default()
+                    .name(format!("{} {last:.3}", s.name))
+                    .marker(Marker::Braille)
+                    .graph_type(GraphType::Line)
+                    .style(Style::new().fg(SERIES_COLOURS[i % SERIES_COLOURS.len()]))
+                    .data(&s.points)
+            })
+            .collect();
+        let chart = Chart::new(datasets)
+            .hidden_legend_constraints((Constraint::Ratio(1, 2), Constraint::Ratio(1, 2)))
+            .block(Block::bordered().title(format!(" {title} ")))
+            .x_axis(
+                Axis::default()
+                    .bounds([x0, x1])
+                    .labels([format!("{x0:.0}"), format!("{x1:.0}")])
+                    .style(Style::new().fg(Color::DarkGray)),
+            )
+            .y_axis(
+                Axis::default()
+                    .bounds([y0, y1])
+                    .labels([format!("{y0:.2}"), format!("{y1:.2}")])
+                    .style(Style::new().fg(Color::DarkGray)),
+            );
+        f.render_widget(chart, *rect);
+    }
+}
+
+fn fmt_secs(s: f64) -> String {
+    let s = s.max(0.0) as u64;
+    if s >= 3600 {
+        format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
+    } else {
+        format!("{}m{:02}s", s / 60, s % 60)
+    }
+}
+
+fn draw_progress(f: &mut Frame, area: Rect, run: &RunView, batch_size: usize) {
+    let ratio = if run.total > 0 {
+        (run.step as f64 / run.total as f64).clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    let label = match run.info.entry {
+        Entry::Neural(_) => format!(
+            "epoch {} · step {}/{} · {:.0} img/s · ETA {}",
+            run.epoch + 1,
+            run.step,
+            run.total,
+            run.images_per_sec,
+            run.eta_secs(batch_size)
+                .map(fmt_secs)
+                .unwrap_or_else(|| "-".into())
+        ),
+        Entry::Classical(_) => format!("EM iteration {}", run.step),
+        Entry::Multinomial => "closed form".into(),
+    };
+    let ratio =
+        if matches!(run.state, RunState::Finished) && !matches!(run.info.entry, Entry::Neural(_)) {
+            1.0
+        } else {
+            ratio
+        };
+    f.render_widget(
+        Gauge::default()
+            .ratio(ratio)
+            .label(label)
+            .gauge_style(Style::new().fg(Color::Blue).bg(Color::Black)),
+        area,
+    );
+}
+
+fn centered(area: Rect, w: u16, h: u16) -> Rect {
+    let w = w.min(area.width);
+    let h = h.min(area.height);
+    Rect {
+        x: area.x + (area.width - w) / 2,
+        y: area.y + (area.height - h) / 2,
+        width: w,
+        height: h,
+    }
+}
+
+fn draw_help(f: &mut Frame, area: Rect) {
+    let r = centered(area, 80, HELP.len() as u16 + 2);
+    let lines: Vec<Line> = HELP
+        .iter()
+        .map(|(k, what)| {
+            Line::from(vec![
+                Span::styled(format!("{k:>16}  "), Style::new().fg(Color::Cyan)),
+                Span::raw(*what),
+            ])
+        })
+        .collect();
+    f.render_widget(Clear, r);
+    f.render_widget(
+        Paragraph::new(lines).block(Block::bordered().title(" keys ")),
+        r,
+    );
+}
+
+fn draw_confirm(f: &mut Frame, area: Rect, app: &App) {
+    let r = centered(area, 56, 5);
+    let what = if app
+        .run
+        .as_ref()
+        .is_some_and(|r| matches!(r.state, RunState::Running | RunState::Paused))
+    {
+        "Training is running. Stop it (a checkpoint is saved) and quit?"
+    } else {
+        "The latest weights are not in a checkpoint. Quit anyway?"
+    };
+    f.render_widget(Clear, r);
+    f.render_widget(
+        Paragraph::new(vec![
+            Line::from(what),
+            Line::from(""),
+            Line::from("y: quit · any other key: stay".bold()),
+        ])
+        .wrap(Wrap { trim: true })
+        .block(
+            Block::bordered()
+                .title(" quit? ")
+                .border_style(Style::new().fg(Color::Yellow)),
+        ),
+        r,
+    );
+}
+
+/// A sample grid drawn with text cells.
+pub struct GridWidget<'a> {
+    pub grid: &'a Grid,
+    pub mode: ImageMode,
+}
+
+/// Fewest pixels a tile may get across: below this a digit is no longer readable.
+const MIN_TILE_CELLS: usize = 14;
+
+impl GridWidget<'_> {
+    /// The part of the grid to show in `area`: as many whole tiles as stay readable.
+    pub fn visible(&self, area: Rect) -> Grid {
+        if self.grid.tiles.is_none() {
+            return self.grid.clone();
+        }
+        // Half-blocks and ASCII both give one pixel column per cell and about two pixel
+        // rows per cell row.
+        let fit_cols = (area.width as usize / MIN_TILE_CELLS).max(1);
+        let fit_rows = ((area.height as usize * 2) / MIN_TILE_CELLS).max(1);
+        self.grid.top_left_tiles(fit_cols, fit_rows)
+    }
+}
+
+impl Widget for GridWidget<'_> {
+    fn render(self, area: Rect, buf: &mut Buffer) {
+        if area.width == 0 || area.height == 0 {
+            return;
+        }
+        let shown = self.visible(area);
+        let grid = &shown;
+        match self.mode {
+            ImageMode::Ascii => {
+                // Character cells are about twice as tall as wide.
+                let (cols, rows) = text::fit(grid, area.width as usize, area.height as usize, 2);
+                for (y, line) in text::ascii(grid, cols, rows).iter().enumerate() {
+                    buf.set_string(area.x, area.y + y as u16, line, Style::new());
+                }
+            }
+            ImageMode::HalfBlocks => {
+                let (cols, rows) = text::fit(grid, area.width as usize, area.height as usize, 2);
+                for (y, row) in text::half_blocks(grid, cols, rows).iter().enumerate() {
+                    for (x, (top, bottom)) in row.iter().enumerate() {
+                        if let Some(cell) = buf.cell_mut((area.x + x as u16, area.y + y as u16)) {
+                            cell.set_symbol("▀")
+                                .set_fg(Color::Rgb(top[0], top[1], top[2]))
+                                .set_bg(Color::Rgb(bottom[0], bottom[1], bottom[2]));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

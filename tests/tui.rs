@@ -1,0 +1,362 @@
+//! genmod-tui: every screen drawn on ratatui's TestBackend from scripted messages (no real
+//! training) and pinned with insta, the key flows of the app, and an end-to-end run of the
+//! real binary in tmux.
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use genmod::render::Grid;
+use genmod::train::{TrainCommand, TrainEvent};
+use genmod::tui::app::{App, Effect, ImageMode, Msg, Screen};
+use genmod::tui::ui;
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use std::path::PathBuf;
+
+macro_rules! snapshot {
+    ($name:expr, $value:expr) => {
+        insta::with_settings!({snapshot_path => "../snapshots", prepend_module_to_snapshot => false}, {
+            insta::assert_snapshot!($name, $value);
+        })
+    };
+}
+
+fn app() -> App {
+    App::new(
+        "embedded MNIST (10k digits)".into(),
+        Err("this genmod was built without CUDA".into()),
+        PathBuf::from("runs"),
+    )
+}
+
+fn key(c: KeyCode) -> Msg {
+    Msg::Key(KeyEvent::new(c, KeyModifiers::NONE))
+}
+
+fn render(app: &App, w: u16, h: u16) -> Terminal<TestBackend> {
+    let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
+    t.draw(|f| ui::draw(f, app)).unwrap();
+    t
+}
+
+fn screen_text(t: &Terminal<TestBackend>) -> String {
+    t.backend().to_string()
+}
+
+#[test]
+fn picker_screen() {
+    let a = app();
+    let t = render(&a, 100, 24);
+    let s = screen_text(&t);
+    assert!(
+        s.contains("> 3.7 Variational autoencoder") && s.contains("KL schedule"),
+        "{s}"
+    );
+    snapshot!("tui_picker", t.backend());
+}
+
+#[test]
+fn fields_are_validated_as_typed() {
+    let mut a = app();
+    a.update(key(KeyCode::Tab)); // epochs
+    a.update(key(KeyCode::Tab)); // batch size
+    a.update(key(KeyCode::Tab)); // learning rate
+    for _ in 0..4 {
+        a.update(key(KeyCode::Backspace));
+    }
+    for c in "-0.1".chars() {
+        a.update(key(KeyCode::Char(c)));
+    }
+    assert!(!a.form_valid());
+    let s = screen_text(&render(&a, 100, 24));
+    assert!(
+        s.contains("finite, > 0 and < 10") && s.contains("fix red fields"),
+        "{s}"
+    );
+    // Enter does not start a run while a field is invalid.
+    assert!(a.update(key(KeyCode::Enter)).is_empty());
+    assert_eq!(a.screen, Screen::Picker);
+    // The device field refuses CUDA with the build's reason.
+    for _ in 0..4 {
+        a.update(key(KeyCode::Backspace));
+    }
+    for c in "3e-4".chars() {
+        a.update(key(KeyCode::Char(c)));
+    }
+    assert!(a.form_valid());
+    for _ in 0..4 {
+        a.update(key(KeyCode::Tab));
+    }
+    for _ in 0..3 {
+        a.update(key(KeyCode::Backspace));
+    }
+    for c in "cuda".chars() {
+        a.update(key(KeyCode::Char(c)));
+    }
+    let s = screen_text(&render(&a, 110, 24));
+    assert!(s.contains("built without CUDA"), "{s}");
+}
+
+#[test]
+fn enter_starts_the_selected_model_with_the_form_values() {
+    let mut a = app();
+    a.update(key(KeyCode::Tab));
+    a.update(key(KeyCode::Backspace));
+    a.update(key(KeyCode::Backspace));
+    a.update(key(KeyCode::Char('3')));
+    let fx = a.update(key(KeyCode::Enter));
+    let Some(Effect::StartNeural(cfg)) = fx.first() else {
+        panic!("{fx:?}")
+    };
+    assert_eq!(cfg.epochs, 3);
+    assert_eq!(cfg.model.kind, genmod::neural::ModelKind::Vae);
+    assert_eq!(
+        cfg.out_dir.as_deref(),
+        Some(std::path::Path::new("runs/vae"))
+    );
+    assert_eq!(a.screen, Screen::Dashboard);
+    // Keys on the dashboard become trainer commands.
+    a.update(Msg::Train(TrainEvent::Started {
+        model: genmod::neural::ModelKind::Vae,
+        device: "cpu".into(),
+        parameters: 10,
+        steps_per_epoch: 62,
+        total_steps: 186,
+        start_step: 0,
+    }));
+    assert!(matches!(
+        a.update(key(KeyCode::Char('p')))[..],
+        [Effect::Command(TrainCommand::Pause)]
+    ));
+    assert!(matches!(
+        a.update(key(KeyCode::Char('c')))[..],
+        [Effect::Command(TrainCommand::SaveNow)]
+    ));
+    // Quitting while training asks first; 'y' stops (with a checkpoint) and quits.
+    assert!(a.update(key(KeyCode::Char('q'))).is_empty());
+    assert!(a.confirm_quit);
+    snapshot!("tui_confirm_quit", render(&a, 100, 24).backend());
+    let fx = a.update(key(KeyCode::Char('y')));
+    assert!(
+        matches!(fx[..], [Effect::Command(TrainCommand::Stop), Effect::Quit]),
+        "{fx:?}"
+    );
+    // Ctrl-C and SIGTERM take the same path.
+    let mut b = app();
+    b.update(key(KeyCode::Enter));
+    let fx = b.update(Msg::Key(KeyEvent::new(
+        KeyCode::Char('c'),
+        KeyModifiers::CONTROL,
+    )));
+    assert!(
+        matches!(fx[..], [Effect::Command(TrainCommand::Stop), Effect::Quit]),
+        "{fx:?}"
+    );
+}
+
+/// The first 16 embedded training digits as a 4x4 grid.
+fn digit_grid() -> Grid {
+    let ds = genmod::data::mnist::embedded().train.take(16);
+    Grid::from_u8(ds.pixels(), 16, 1, 28, 28, 4)
+}
+
+#[test]
+fn dashboard_mid_run_from_scripted_events() {
+    let mut a = app();
+    a.image_mode = ImageMode::Ascii;
+    a.selected = 9; // 4.1 GAN
+    a.reset_fields();
+    a.update(key(KeyCode::Enter));
+    a.update(Msg::Train(TrainEvent::Started {
+        model: genmod::neural::ModelKind::Gan,
+        device: "cpu".into(),
+        parameters: 1_489_936,
+        steps_per_epoch: 125,
+        total_steps: 2500,
+        start_step: 0,
+    }));
+    for s in 1..=300u64 {
+        let t = s as f64 / 300.0;
+        a.update(Msg::Train(TrainEvent::Step {
+            step: s,
+            epoch: (s / 125) as usize,
+            metrics: vec![
+                ("d_loss", 1.38 - 0.5 * t),
+                ("g_loss", 0.7 + 0.9 * t),
+                ("d_real", 0.5 + 0.2 * t),
+                ("d_fake", 0.5 - 0.2 * t),
+                ("g_grad_norm", 1.0 + t),
+            ],
+            images_per_sec: 2000.0,
+        }));
+    }
+    a.update(Msg::Train(TrainEvent::Epoch {
+        epoch: 1,
+        step: 250,
+        train: vec![],
+        test: vec![("d_real", 0.61), ("d_fake", 0.35)],
+    }));
+    a.update(Msg::Train(TrainEvent::Checkpoint {
+        step: 250,
+        path: PathBuf::from("runs/gan/ckpt-0000000250"),
+    }));
+    a.update(Msg::Train(TrainEvent::Samples {
+        step: 300,
+        grid: digit_grid(),
+    }));
+    let t = render(&a, 120, 36);
+    let s = screen_text(&t);
+    assert!(
+        s.contains("step 300/2500") && s.contains("2000 img/s"),
+        "{s}"
+    );
+    assert!(
+        s.contains("d_real 0.700") && s.contains("d_fake 0.300"),
+        "legend shows the last values:\n{s}"
+    );
+    assert!(
+        s.contains("epoch 2 test: d_real 0.610, d_fake 0.350"),
+        "{s}"
+    );
+    snapshot!("tui_dashboard_gan", t.backend());
+}
+
+#[test]
+fn help_overlay_lists_every_key() {
+    let mut a = app();
+    a.update(key(KeyCode::Char('?')));
+    let t = render(&a, 100, 26);
+    let s = screen_text(&t);
+    for (k, _) in genmod::tui::app::HELP {
+        assert!(s.contains(k), "help lacks {k}:\n{s}");
+    }
+    snapshot!("tui_help", t.backend());
+    a.update(key(KeyCode::Char('x')));
+    assert!(!a.help, "any key closes the help");
+}
+
+#[test]
+fn too_small_terminal_gets_a_message_not_a_panic() {
+    let a = app();
+    for (w, h) in [(40, 10), (1, 1), (63, 19), (200, 5)] {
+        let t = render(&a, w, h);
+        if w >= 30 && h >= 3 {
+            assert!(screen_text(&t).contains("Terminal too small"), "{w}x{h}");
+        }
+    }
+    snapshot!("tui_too_small", render(&a, 40, 10).backend());
+}
+
+#[test]
+fn grid_widget_shows_fewer_larger_tiles_in_a_small_panel() {
+    let g = digit_grid();
+    let w = ui::GridWidget {
+        grid: &g,
+        mode: ImageMode::Ascii,
+    };
+    let small = w.visible(ratatui::layout::Rect::new(0, 0, 30, 15));
+    assert_eq!(small.tiles.unwrap().cols, 2);
+    let big = w.visible(ratatui::layout::Rect::new(0, 0, 120, 60));
+    assert_eq!(big.tiles.unwrap().cols, 4);
+}
+
+// ---------------------------------------------------------------- end to end in tmux
+
+fn tmux(args: &[&str]) -> String {
+    let out = std::process::Command::new("tmux")
+        .args(args)
+        .output()
+        .expect("tmux must be installed (.ci/run installs it)");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn wait_for(session: &str, secs: u64, what: &str, pred: impl Fn(&str) -> bool) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        let pane = tmux(&["capture-pane", "-p", "-t", session]);
+        if pred(&pane) {
+            return pane;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = tmux(&["kill-session", "-t", session]);
+            panic!("timed out waiting for {what}; the pane shows:\n{pane}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+}
+
+#[test]
+fn end_to_end_in_tmux_train_vae_save_png_quit() {
+    let dir = tempfile::tempdir().unwrap();
+    let session = format!("genmod-e2e-{}", std::process::id());
+    let bin = env!("CARGO_BIN_EXE_genmod-tui");
+    let runs = dir.path().join("runs");
+    let script = format!(
+        "cd {} && {bin} --out {} ; echo EXIT=$?; stty -a | tr ' ' '\\n' | grep -x -e icanon -e echo | tr '\\n' ' '; echo; sleep 60",
+        dir.path().display(),
+        runs.display()
+    );
+    tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        &session,
+        "-x",
+        "120",
+        "-y",
+        "36",
+        &script,
+    ]);
+    wait_for(&session, 30, "the picker", |p| p.contains("pick a model"));
+    // The VAE is preselected; one epoch of training.
+    tmux(&[
+        "send-keys",
+        "-t",
+        &session,
+        "Tab",
+        "BSpace",
+        "BSpace",
+        "1",
+        "Enter",
+    ]);
+    wait_for(&session, 120, "a finished epoch", |p| {
+        p.contains("epoch 1 test:")
+    });
+    let pane = wait_for(&session, 120, "the end of training", |p| {
+        p.contains("finished at step 62")
+    });
+    assert!(pane.contains("reconstruction and KL"), "{pane}");
+    assert!(
+        !pane.contains("waiting for the first grid"),
+        "the grid never arrived:\n{pane}"
+    );
+    tmux(&["send-keys", "-t", &session, "g"]);
+    let pane = wait_for(&session, 20, "the PNG to be saved", |p| {
+        p.contains("saved ")
+    });
+    let png = pane
+        .split_whitespace()
+        .skip_while(|w| *w != "saved")
+        .nth(1)
+        .map(|p| dir.path().join(p))
+        .unwrap();
+    let img = image::open(&png).unwrap_or_else(|e| panic!("{}: {e}", png.display()));
+    assert!(img.width() > 100 && img.height() > 100);
+    // The run is finished and checkpointed: q quits without asking.
+    tmux(&["send-keys", "-t", &session, "q"]);
+    let pane = wait_for(&session, 30, "the exit", |p| p.contains("EXIT="));
+    let _ = tmux(&["kill-session", "-t", &session]);
+    assert!(pane.contains("EXIT=0"), "{pane}");
+    assert!(
+        pane.contains("icanon echo"),
+        "the terminal was not restored to cooked mode:\n{pane}"
+    );
+    assert!(
+        !pane.contains("pick a model"),
+        "the alternate screen was not left:\n{pane}"
+    );
+    assert!(
+        runs.join("vae")
+            .join("ckpt-0000000062")
+            .join("meta.json")
+            .is_file()
+    );
+}
