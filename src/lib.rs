@@ -14,8 +14,66 @@ pub mod bench;
 pub mod classical;
 pub mod cli;
 pub mod data;
+pub mod figures;
 pub mod neural;
 pub mod render;
 pub mod train;
 pub mod tui;
 pub mod util;
+
+// The book's chapters as doctests: `cargo test` compiles and runs every Rust block of
+// every chapter listed in book/src/SUMMARY.md (tests/book.rs checks none is missing).
+#[cfg(doctest)]
+mod book {
+    #[doc = include_str!("../book/src/ch01-introduction.md")]
+    #[allow(non_camel_case_types)]
+    pub struct Chapter_ch01_introduction;
+    #[doc = include_str!("../book/src/ch02-generative-modelling.md")]
+    #[allow(non_camel_case_types)]
+    pub struct Chapter_ch02_generative_modelling;
+    #[doc = include_str!("../book/src/ch03-00-classical.md")]
+    #[allow(non_camel_case_types)]
+    pub struct Chapter_ch03_00_classical;
+    #[doc = include_str!("../book/src/ch03-01-multinomial.md")]
+    #[allow(non_camel_case_types)]
+    pub struct Chapter_ch03_01_multinomial;
+    #[doc = include_str!("../book/src/ch03-02-naive-bayes.md")]
+    #[allow(non_camel_case_types)]
+    pub struct Chapter_ch03_02_naive_bayes;
+    #[doc = include_str!("../book/src/ch03-03-gaussian-naive-bayes.md")]
+    #[allow(non_camel_case_types)]
+    pub struct Chapter_ch03_03_gaussian_naive_bayes;
+    #[doc = include_str!("../book/src/ch03-04-gda.md")]
+    #[allow(non_camel_case_types)]
+    pub struct Chapter_ch03_04_gda;
+    #[doc = include_str!("../book/src/ch03-05-gmm.md")]
+    #[allow(non_camel_case_types)]
+    pub struct Chapter_ch03_05_gmm;
+    #[doc = include_str!("../book/src/ch03-06-autoencoders.md")]
+    #[allow(non_camel_case_types)]
+    pub struct Chapter_ch03_06_autoencoders;
+    #[doc = include_str!("../book/src/ch03-07-vae.md")]
+    #[allow(non_camel_case_types)]
+    pub struct Chapter_ch03_07_vae;
+    #[doc = include_str!("../book/src/ch04-00-gans.md")]
+    #[allow(non_camel_case_types)]
+    pub struct Chapter_ch04_00_gans;
+    #[doc = include_str!("../book/src/ch04-01-gan.md")]
+    #[allow(non_camel_case_types)]
+    pub struct Chapter_ch04_01_gan;
+    #[doc = include_str!("../book/src/ch04-02-dcgan.md")]
+    #[allow(non_camel_case_types)]
+    pub struct Chapter_ch04_02_dcgan;
+    #[doc = include_str!("../book/src/ch04-03-cgan.md")]
+    #[allow(non_camel_case_types)]
+    pub struct Chapter_ch04_03_cgan;
+    #[doc = include_str!("../book/src/ch05-conclusions.md")]
+    #[allow(non_camel_case_types)]
+    pub struct Chapter_ch05_conclusions;
+    #[doc = include_str!("../book/src/errata.md")]
+    #[allow(non_camel_case_types)]
+    pub struct Chapter_errata;
+    #[doc = include_str!("../book/src/exercises.md")]
+    #[allow(non_camel_case_types)]
+    pub struct Chapter_exercises;
+}

@@ -290,7 +290,7 @@ fn end_to_end_in_tmux_train_vae_save_png_quit() {
     let bin = env!("CARGO_BIN_EXE_genmod-tui");
     let runs = dir.path().join("runs");
     let script = format!(
-        "cd {} && {bin} --out {} ; echo EXIT=$?; stty -a | tr ' ' '\\n' | grep -x -e icanon -e echo | tr '\\n' ' '; echo; sleep 60",
+        "cd {} && {bin} --out {} ; echo EXIT=$?; stty -a | tr ' ' '\\n' | grep -x -e icanon -e echo | tr '\\n' ' '; echo; echo DONE; sleep 60",
         dir.path().display(),
         runs.display()
     );
@@ -342,7 +342,7 @@ fn end_to_end_in_tmux_train_vae_save_png_quit() {
     assert!(img.width() > 100 && img.height() > 100);
     // The run is finished and checkpointed: q quits without asking.
     tmux(&["send-keys", "-t", &session, "q"]);
-    let pane = wait_for(&session, 30, "the exit", |p| p.contains("EXIT="));
+    let pane = wait_for(&session, 30, "the exit", |p| p.contains("DONE"));
     let _ = tmux(&["kill-session", "-t", &session]);
     assert!(pane.contains("EXIT=0"), "{pane}");
     assert!(
@@ -359,4 +359,48 @@ fn end_to_end_in_tmux_train_vae_save_png_quit() {
             .join("meta.json")
             .is_file()
     );
+}
+
+#[test]
+fn terminal_is_restored_after_a_panic_and_survives_a_tiny_resize() {
+    let dir = tempfile::tempdir().unwrap();
+    let session = format!("genmod-panic-{}", std::process::id());
+    let bin = env!("CARGO_BIN_EXE_genmod-tui");
+    let script = format!(
+        "cd {} && GENMOD_TUI_TEST_PANIC_AFTER_MS=4000 {bin} 2>panic.txt; echo EXIT=$?; stty -a | tr ' ' '\\n' | grep -x -e icanon -e echo | tr '\\n' ' '; echo; echo DONE; sleep 60",
+        dir.path().display()
+    );
+    tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        &session,
+        "-x",
+        "100",
+        "-y",
+        "30",
+        &script,
+    ]);
+    wait_for(&session, 30, "the picker", |p| p.contains("pick a model"));
+    // A tiny window: the too-small screen, no panic; then back to a usable size.
+    tmux(&["resize-window", "-t", &session, "-x", "20", "-y", "6"]);
+    wait_for(&session, 10, "the too-small screen", |p| {
+        p.contains("Terminal too small")
+    });
+    tmux(&["resize-window", "-t", &session, "-x", "100", "-y", "30"]);
+    wait_for(&session, 10, "the picker again", |p| {
+        p.contains("pick a model")
+    });
+    // The injected panic: the terminal comes back in cooked mode and the message is kept.
+    let pane = wait_for(&session, 30, "the exit after the panic", |p| {
+        p.contains("DONE")
+    });
+    let _ = tmux(&["kill-session", "-t", &session]);
+    assert!(pane.contains("EXIT=101"), "a panic exits with 101:\n{pane}");
+    assert!(
+        pane.contains("icanon echo"),
+        "terminal not restored after the panic:\n{pane}"
+    );
+    let msg = std::fs::read_to_string(dir.path().join("panic.txt")).unwrap();
+    assert!(msg.contains("test-only panic injected"), "{msg}");
 }

@@ -45,6 +45,17 @@ enum Command {
     },
     /// Train a neural model (report 3.6-4.3) with checkpoints and sample grids.
     Train(TrainArgs),
+    /// Regenerate every figure of the book (trains what it needs; about 15 minutes).
+    Figures {
+        /// Folder of the PNGs; the likelihood table goes to its sibling `generated/`.
+        #[arg(long, default_value = "book/src/figures")]
+        out: PathBuf,
+        /// A tiny configuration, for tests: seconds, not meaningful pictures.
+        #[arg(long)]
+        quick: bool,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
     /// Time genmod's workloads beside scikit-learn's (bench/reference/), in one run.
     Bench {
         /// Which workloads: classical.
@@ -147,6 +158,9 @@ struct TrainArgs {
     /// Stop after this many steps in total.
     #[arg(long)]
     max_steps: Option<u64>,
+    /// Append every step's metrics to this CSV file (step,epoch,name,value rows).
+    #[arg(long)]
+    metrics_log: Option<PathBuf>,
 }
 
 impl TrainArgs {
@@ -202,12 +216,33 @@ impl TrainArgs {
     }
 
     fn run(&self) -> Result<()> {
-        use genmod::train::TrainEvent;
+        use genmod::train::{TrainCommand, TrainEvent};
+        use std::io::Write;
+        use std::sync::atomic::{AtomicBool, Ordering};
         let cfg = self.config()?;
         let source = self.data.source()?;
         let (split, _) = source.load(self.data.seed)?;
         let out = cfg.out_dir.clone().expect("set above");
         let kind = cfg.model.kind;
+        let mut metrics_log = match &self.metrics_log {
+            Some(p) => Some(std::io::BufWriter::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)
+                    .with_context(|| format!("opening --metrics-log {}", p.display()))?,
+            )),
+            None => None,
+        };
+        // SIGTERM and SIGHUP (an SSH drop) stop training with a final checkpoint.
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        for sig in [
+            signal_hook::consts::SIGTERM,
+            signal_hook::consts::SIGHUP,
+            signal_hook::consts::SIGINT,
+        ] {
+            signal_hook::flag::register(sig, std::sync::Arc::clone(&stop))?;
+        }
         eprintln!(
             "training {} on {} ({}); run folder {}",
             kind.name(),
@@ -215,6 +250,8 @@ impl TrainArgs {
             cfg.device,
             out.display()
         );
+        let handle =
+            genmod::train::spawn(cfg, split, self.resume.clone()).map_err(anyhow::Error::msg)?;
         let fmt = |m: &genmod::neural::Metrics| {
             m.iter()
                 .filter(|(_, v)| v.is_finite())
@@ -222,25 +259,85 @@ impl TrainArgs {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        let mut ips = 0.0;
-        let mut total = 0;
-        genmod::train::run_blocking(cfg, split, self.resume.clone(), |ev| match ev {
-            TrainEvent::Started { parameters, total_steps, start_step, steps_per_epoch, .. } => {
-                total = *total_steps;
-                eprintln!("{parameters} parameters, {steps_per_epoch} steps per epoch, steps {start_step}..{total_steps}");
+        let (mut ips, mut total, mut failure, mut stop_sent) = (0.0, 0, None, false);
+        loop {
+            if stop.load(Ordering::Relaxed) && !stop_sent {
+                eprintln!("signal received: stopping with a checkpoint");
+                let _ = handle.commands.send(TrainCommand::Stop);
+                stop_sent = true;
             }
-            TrainEvent::Step { images_per_sec, .. } => ips = *images_per_sec,
-            TrainEvent::Epoch { epoch, step, train, test } => {
-                println!("epoch {} (step {step}/{total}, {ips:.0} img/s) train: {} | test: {}", epoch + 1, fmt(train), fmt(test));
+            let ev = match handle
+                .events
+                .recv_timeout(std::time::Duration::from_millis(100))
+            {
+                Ok(ev) => ev,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            };
+            match &ev {
+                TrainEvent::Started {
+                    parameters,
+                    total_steps,
+                    start_step,
+                    steps_per_epoch,
+                    ..
+                } => {
+                    total = *total_steps;
+                    eprintln!(
+                        "{parameters} parameters, {steps_per_epoch} steps per epoch, steps {start_step}..{total_steps}"
+                    );
+                }
+                TrainEvent::Step {
+                    step,
+                    epoch,
+                    metrics,
+                    images_per_sec,
+                } => {
+                    ips = *images_per_sec;
+                    if let Some(w) = &mut metrics_log {
+                        for (k, v) in metrics {
+                            writeln!(w, "{step},{epoch},{k},{v}")?;
+                        }
+                        w.flush()?;
+                    }
+                }
+                TrainEvent::Epoch {
+                    epoch,
+                    step,
+                    train,
+                    test,
+                } => {
+                    println!(
+                        "epoch {} (step {step}/{total}, {ips:.0} img/s) train: {} | test: {}",
+                        epoch + 1,
+                        fmt(train),
+                        fmt(test)
+                    );
+                }
+                TrainEvent::Checkpoint { path, .. } => eprintln!("checkpoint {}", path.display()),
+                TrainEvent::Finished {
+                    step,
+                    stopped_early,
+                } => {
+                    println!(
+                        "{} at step {step}; samples in {}",
+                        if *stopped_early {
+                            "stopped"
+                        } else {
+                            "finished"
+                        },
+                        out.join("samples.png").display()
+                    );
+                }
+                TrainEvent::Failed { message, .. } => failure = Some(message.clone()),
+                _ => {}
             }
-            TrainEvent::Checkpoint { path, .. } => eprintln!("checkpoint {}", path.display()),
-            TrainEvent::Finished { step, stopped_early } => {
-                println!("{} at step {step}; samples in {}", if *stopped_early { "stopped" } else { "finished" }, out.join("samples.png").display());
-            }
-            TrainEvent::Failed { message, .. } => eprintln!("training failed: {message}"),
-            _ => {}
-        })
-        .map_err(anyhow::Error::msg)
+        }
+        let _ = handle.thread.join();
+        match failure {
+            Some(m) => bail!("training failed: {m}"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -363,6 +460,20 @@ fn run(cli: Cli) -> Result<()> {
         Command::Data(cmd) => data(cmd),
         Command::Fit(args) => args.run().map(|_| ()),
         Command::Train(args) => args.run(),
+        Command::Figures { out, quick, seed } => {
+            let cfg = genmod::figures::FigureConfig { out, quick, seed };
+            let start = std::time::Instant::now();
+            let files = genmod::figures::generate(&cfg, &mut |m| eprintln!("{m}"))?;
+            for f in &files {
+                println!("wrote {}", f.display());
+            }
+            eprintln!(
+                "{} files in {:.0} s",
+                files.len(),
+                start.elapsed().as_secs_f64()
+            );
+            Ok(())
+        }
         Command::Sample {
             fit,
             per_class,

@@ -191,6 +191,20 @@ impl NeuralConfig {
         if self.hidden == 0 {
             return Err("hidden width must be at least 1, got 0".into());
         }
+        // Limits far above any sensible model, so a corrupt checkpoint cannot ask for
+        // terabytes of weights and abort the process.
+        if self.latent_dim > MAX_WIDTH || self.hidden > MAX_WIDTH {
+            return Err(format!(
+                "latent size {} or hidden width {} exceeds the limit of {MAX_WIDTH}",
+                self.latent_dim, self.hidden
+            ));
+        }
+        if self.iw_samples > 100_000 || self.k > 1000 {
+            return Err(format!(
+                "importance samples {} (at most 100000) or k {} (at most 1000) out of range",
+                self.iw_samples, self.k
+            ));
+        }
         if self.k == 0 {
             return Err("k (discriminator steps per generator step) must be at least 1".into());
         }
@@ -212,6 +226,9 @@ impl NeuralConfig {
         Ok(())
     }
 }
+
+/// Largest latent size or hidden width accepted.
+pub const MAX_WIDTH: usize = 1 << 16;
 
 /// The shape of the images a model is built for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -281,6 +298,21 @@ pub fn build(
     seed: u64,
 ) -> std::result::Result<Box<dyn Model>, String> {
     cfg.validate()?;
+    if shape.channels == 0
+        || shape.channels > 4
+        || shape.height == 0
+        || shape.width == 0
+        || shape.height > 4096
+        || shape.width > 4096
+    {
+        return Err(format!(
+            "image shape {}x{}x{} is out of range (1-4 channels, 1-4096 pixels a side)",
+            shape.channels, shape.height, shape.width
+        ));
+    }
+    if num_classes > 100_000 {
+        return Err(format!("{num_classes} classes is out of range"));
+    }
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
     let r: Result<Box<dyn Model>> = match cfg.kind {

@@ -111,6 +111,14 @@ pub fn save(
         candle_core::safetensors::save(&tensors, &p).map_err(|e| err(&p, e))?;
         sync(&p)?;
     }
+    // Test-only: widen the window between writing the tensors and the rename, so that a
+    // fault-injection test can kill the process in the middle of a checkpoint.
+    if let Some(ms) = std::env::var("GENMOD_TEST_CHECKPOINT_DELAY_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
     let json = serde_json::to_vec_pretty(&meta).map_err(|e| err(&tmp, e))?;
     let mp = tmp.join("meta.json");
     std::fs::write(&mp, json).map_err(|e| err(&mp, e))?;
