@@ -14,6 +14,7 @@ pub mod bench;
 pub mod classical;
 pub mod cli;
 pub mod data;
+pub mod eval;
 pub mod figures;
 pub mod neural;
 pub mod render;

@@ -3,6 +3,7 @@
 //! Nothing here is asserted in tests: absolute times depend on the machine.
 
 pub mod classical;
+pub mod neural;
 
 use std::time::Instant;
 

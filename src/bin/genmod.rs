@@ -56,6 +56,23 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+    /// Score every model on the test digits: likelihoods, Fréchet distance, precision and
+    /// recall, mode coverage, conditional accuracy. Writes eval.md and eval.json.
+    Eval {
+        /// Folder for eval.md and eval.json.
+        #[arg(long, default_value = "runs/eval")]
+        out: PathBuf,
+        /// A folder of run folders whose newest checkpoints are used (else models are trained).
+        #[arg(long)]
+        runs: Option<PathBuf>,
+        #[arg(long, default_value_t = 10_000)]
+        samples: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// A tiny configuration, for tests.
+        #[arg(long)]
+        quick: bool,
+    },
     /// Time genmod's workloads beside scikit-learn's (bench/reference/), in one run.
     Bench {
         /// Which workloads: classical.
@@ -460,6 +477,30 @@ fn run(cli: Cli) -> Result<()> {
         Command::Data(cmd) => data(cmd),
         Command::Fit(args) => args.run().map(|_| ()),
         Command::Train(args) => args.run(),
+        Command::Eval {
+            out,
+            runs,
+            samples,
+            seed,
+            quick,
+        } => {
+            if samples < 10 {
+                bail!("--samples must be at least 10, got {samples}");
+            }
+            let cfg = genmod::eval::EvalConfig {
+                seed,
+                samples,
+                pr_samples: 2000,
+                runs,
+                cache: download::default_cache_dir(),
+                quick,
+            };
+            let report = genmod::eval::evaluate(&cfg, &mut |m| eprintln!("{m}"))?;
+            print!("{}", report.markdown());
+            let (md, js) = genmod::eval::write(&report, &out)?;
+            eprintln!("wrote {} and {}", md.display(), js.display());
+            Ok(())
+        }
         Command::Figures { out, quick, seed } => {
             let cfg = genmod::figures::FigureConfig { out, quick, seed };
             let start = std::time::Instant::now();
@@ -668,8 +709,11 @@ fn tennis(alpha: f64, samples: usize, seed: u64) -> Result<()> {
 fn bench(suite: &str, reps: usize, no_reference: bool, out: Option<PathBuf>) -> Result<()> {
     use genmod::bench::{Row, classical, markdown};
     use genmod::classical::gda::CovarianceKind;
+    if suite == "neural" {
+        return bench_neural(reps, no_reference, out);
+    }
     if suite != "classical" {
-        bail!("unknown bench suite `{suite}`; expected: classical");
+        bail!("unknown bench suite `{suite}`; expected classical or neural");
     }
     if reps == 0 {
         bail!("--reps must be at least 1");
@@ -750,6 +794,91 @@ fn bench(suite: &str, reps: usize, no_reference: bool, out: Option<PathBuf>) -> 
                 r["sklearn"].as_str().unwrap_or("?"),
                 r["numpy"].as_str().unwrap_or("?")
             ))
+            .unwrap_or_default()
+    );
+    table.push_str(&markdown(&rows));
+    print!("{table}");
+    if let Some(p) = out {
+        genmod::util::atomic_write(&p, table.as_bytes())
+            .with_context(|| format!("writing {}", p.display()))?;
+    }
+    Ok(())
+}
+
+fn bench_neural(reps: usize, no_reference: bool, out: Option<PathBuf>) -> Result<()> {
+    use genmod::bench::{Row, markdown, neural};
+    use genmod::neural::ModelKind;
+    let threads = rayon::current_num_threads();
+    let scale = reps.max(1);
+    let workloads = [
+        (
+            "autoencoder 784-256-32",
+            "autoencoder",
+            ModelKind::Autoencoder,
+            40,
+        ),
+        ("VAE 784-400-20", "vae", ModelKind::Vae, 40),
+        ("MLP GAN", "gan", ModelKind::Gan, 20),
+        ("conditional GAN", "cgan", ModelKind::Cgan, 20),
+        ("DCGAN 28x28", "dcgan", ModelKind::Dcgan, 4),
+    ];
+    eprintln!("timing genmod on {threads} threads ...");
+    let ours: Vec<(&str, &str, f64)> = workloads
+        .iter()
+        .map(|(name, key, kind, steps)| {
+            (
+                *name,
+                *key,
+                neural::throughput(*kind, 128, steps * scale / 5 + 1),
+            )
+        })
+        .collect();
+    let reference = if no_reference {
+        None
+    } else {
+        eprintln!("timing PyTorch (bench/reference/pytorch_neural.py) ...");
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("bench/reference/pytorch_neural.py");
+        match std::process::Command::new("python3")
+            .arg(&script)
+            .env("GENMOD_THREADS", threads.to_string())
+            .output()
+        {
+            Ok(o) if o.status.success() => {
+                Some(serde_json::from_slice::<serde_json::Value>(&o.stdout)?)
+            }
+            Ok(o) => {
+                eprintln!(
+                    "reference script failed: {}",
+                    String::from_utf8_lossy(&o.stderr)
+                        .lines()
+                        .last()
+                        .unwrap_or("")
+                );
+                None
+            }
+            Err(e) => {
+                eprintln!("could not run python3: {e}");
+                None
+            }
+        }
+    };
+    let rows: Vec<Row> = ours
+        .iter()
+        .map(|(name, key, v)| Row {
+            workload: format!("training, batch 128: {name}"),
+            unit: "img/s",
+            genmod: *v,
+            reference: reference.as_ref().and_then(|r| r[*key].as_f64()),
+            reference_name: "PyTorch",
+            lower_is_better: false,
+        })
+        .collect();
+    let mut table = format!(
+        "Embedded digits, CPU, {threads} threads{}.\n\n",
+        reference
+            .as_ref()
+            .map(|r| format!("; PyTorch {}", r["torch"].as_str().unwrap_or("?")))
             .unwrap_or_default()
     );
     table.push_str(&markdown(&rows));

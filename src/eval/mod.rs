@@ -1,0 +1,394 @@
+//! Evaluation: one scoreboard for every model on the same held-out digits.
+
+pub mod classifier;
+pub mod metrics;
+
+use crate::classical::catalog::{self, ClassicalConfig, ImageModel};
+use crate::data::{PixelScale, Split, mnist};
+use crate::neural::{self, Model, ModelKind, NeuralConfig};
+use crate::train::{self, TrainConfig};
+use anyhow::Result;
+use candle_core::{Device, Tensor};
+use classifier::DigitClassifier;
+use faer::Mat;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use std::path::{Path, PathBuf};
+
+/// What to evaluate and how.
+#[derive(Debug, Clone)]
+pub struct EvalConfig {
+    pub seed: u64,
+    /// Samples drawn from each model (10,000 by default).
+    pub samples: usize,
+    /// Samples used for precision and recall (k-NN on all pairs is quadratic).
+    pub pr_samples: usize,
+    /// A folder of run folders (`vae/`, `gan/`, ...) whose newest checkpoints are used;
+    /// models without one are trained here with the book's settings.
+    pub runs: Option<PathBuf>,
+    /// Where the classifier is cached.
+    pub cache: PathBuf,
+    /// A tiny configuration for tests: a few training steps, few samples.
+    pub quick: bool,
+}
+
+/// One row of the scoreboard.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Row {
+    pub model: String,
+    pub section: String,
+    /// Test NLL in nats per image and bits per dimension, with the pixels' discretisation.
+    pub nll_nats: Option<f64>,
+    pub nll_bits_per_dim: Option<f64>,
+    pub discretisation: Option<String>,
+    /// The VAE's importance-weighted estimate beside its ELBO.
+    pub iw_nll_nats: Option<f64>,
+    pub fid: f64,
+    pub precision: f64,
+    pub recall: f64,
+    /// Classes that receive at least 1% of the samples.
+    pub classes_covered: usize,
+    /// KL(sample class histogram ‖ test class histogram), nats.
+    pub coverage_kl: f64,
+    /// Share of samples of class c that the classifier calls c (class-conditional models).
+    pub conditional_accuracy: Option<f64>,
+}
+
+/// The scoreboard.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Report {
+    pub header: String,
+    pub classifier_accuracy: f64,
+    pub rows: Vec<Row>,
+}
+
+impl Report {
+    pub fn markdown(&self) -> String {
+        let f = |v: Option<f64>, p: usize| v.map_or("–".to_string(), |x| format!("{x:.p$}"));
+        let mut s = format!("{}\n\n", self.header);
+        s.push_str("| model | § | test NLL (nats) | bits/dim | pixels | FD | precision | recall | classes ≥1% | coverage KL | cond. acc. |\n");
+        s.push_str("|---|---|---|---|---|---|---|---|---|---|---|\n");
+        for r in &self.rows {
+            let nll = match (r.nll_nats, r.iw_nll_nats) {
+                (Some(a), Some(b)) => format!("{a:.1} (IW {b:.1})"),
+                (a, _) => f(a, 1),
+            };
+            s.push_str(&format!(
+                "| {} | {} | {} | {} | {} | {:.2} | {:.3} | {:.3} | {} | {:.3} | {} |\n",
+                r.model,
+                r.section,
+                nll,
+                f(r.nll_bits_per_dim, 3),
+                r.discretisation.as_deref().unwrap_or("–"),
+                r.fid,
+                r.precision,
+                r.recall,
+                r.classes_covered,
+                r.coverage_kl,
+                f(r.conditional_accuracy, 3)
+            ));
+        }
+        s
+    }
+}
+
+/// Images in [0, 1] as an N x 1 x 28 x 28 tensor, from rows of pixels.
+fn rows_to_tensor(x: &Mat<f64>) -> Result<Tensor> {
+    let v: Vec<f32> = (0..x.nrows())
+        .flat_map(|i| (0..x.ncols()).map(move |j| (i, j)))
+        .map(|(i, j)| x[(i, j)].clamp(0.0, 1.0) as f32)
+        .collect();
+    Ok(Tensor::from_vec(v, (x.nrows(), 1, 28, 28), &Device::Cpu)?)
+}
+
+struct Scorer<'a> {
+    clf: &'a DigitClassifier,
+    test_features: Mat<f64>,
+    test_hist: Vec<f64>,
+    pr_samples: usize,
+}
+
+impl Scorer<'_> {
+    fn score(&self, row: &mut Row, images: &Tensor, intended: Option<&[usize]>) -> Result<()> {
+        let feats = self.clf.feature_matrix(images)?;
+        row.fid = metrics::frechet_distance(feats.as_ref(), self.test_features.as_ref())
+            .map_err(anyhow::Error::msg)?;
+        let k = self.pr_samples.min(feats.nrows());
+        let sub = Mat::from_fn(k, feats.ncols(), |i, j| feats[(i, j)]);
+        let tk = self.pr_samples.min(self.test_features.nrows());
+        let test_sub = Mat::from_fn(tk, feats.ncols(), |i, j| self.test_features[(i, j)]);
+        (row.precision, row.recall) = metrics::precision_recall(test_sub.as_ref(), sub.as_ref(), 3);
+        let pred = self.clf.predict(images)?;
+        let hist = metrics::histogram(&pred, 10);
+        row.classes_covered = hist.iter().filter(|&&h| h >= 0.01).count();
+        row.coverage_kl = metrics::kl_divergence(&hist, &self.test_hist, 1e-6);
+        row.conditional_accuracy = intended.map(|want| {
+            pred.iter().zip(want).filter(|(p, w)| p == w).count() as f64 / want.len().max(1) as f64
+        });
+        Ok(())
+    }
+}
+
+fn neural_model(
+    kind: ModelKind,
+    cfg: &EvalConfig,
+    split: &Split,
+    log: &mut dyn FnMut(&str),
+) -> Result<Box<dyn Model>> {
+    if let Some(runs) = &cfg.runs
+        && let Ok(ckpt) = train::checkpoint::resolve(&runs.join(kind.name()))
+    {
+        let meta = train::checkpoint::read_meta(&ckpt).map_err(anyhow::Error::msg)?;
+        log(&format!(
+            "{}: checkpoint {} (step {})",
+            kind.name(),
+            ckpt.display(),
+            meta.step
+        ));
+        let mut m = neural::build(&meta.model, meta.shape, meta.num_classes, &Device::Cpu, 0)
+            .map_err(anyhow::Error::msg)?;
+        train::checkpoint::load_into(&ckpt, m.as_mut(), &meta, &Device::Cpu)
+            .map_err(anyhow::Error::msg)?;
+        return Ok(m);
+    }
+    let (epochs, batch) = match kind {
+        ModelKind::Autoencoder => (5, 128),
+        ModelKind::Vae => (15, 128),
+        ModelKind::Dcgan => (5, 128),
+        _ => (40, 64),
+    };
+    log(&format!(
+        "{}: training {epochs} epochs (no checkpoint given)",
+        kind.name()
+    ));
+    let dir = match &cfg.runs {
+        Some(r) => r.join(kind.name()),
+        None => std::env::temp_dir().join(format!(
+            "genmod-eval-{}-{}",
+            kind.name(),
+            std::process::id()
+        )),
+    };
+    let mut t = TrainConfig::new(NeuralConfig::new(kind));
+    t.epochs = if cfg.quick { 1 } else { epochs };
+    t.batch_size = batch;
+    t.seed = cfg.seed;
+    t.out_dir = Some(dir.clone());
+    t.sample_every = 0;
+    t.eval_batches = Some(1);
+    if cfg.quick {
+        t.max_steps = Some(2);
+    }
+    train::run_blocking(t, split.clone(), None, |_| {}).map_err(anyhow::Error::msg)?;
+    let ckpt = train::checkpoint::resolve(&dir).map_err(anyhow::Error::msg)?;
+    let meta = train::checkpoint::read_meta(&ckpt).map_err(anyhow::Error::msg)?;
+    let mut m = neural::build(&meta.model, meta.shape, meta.num_classes, &Device::Cpu, 0)
+        .map_err(anyhow::Error::msg)?;
+    train::checkpoint::load_into(&ckpt, m.as_mut(), &meta, &Device::Cpu)
+        .map_err(anyhow::Error::msg)?;
+    if cfg.runs.is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    Ok(m)
+}
+
+/// Scores every model; `log` follows progress.
+pub fn evaluate(cfg: &EvalConfig, log: &mut dyn FnMut(&str)) -> Result<Report> {
+    let split = mnist::embedded();
+    let (clf, acc) = if cfg.quick {
+        let small = Split {
+            train: split.train.take(2000),
+            test: split.test.clone(),
+        };
+        DigitClassifier::train(&small, cfg.seed, 1, log)?
+    } else {
+        DigitClassifier::load_or_train(&cfg.cache, &split, cfg.seed, log)?
+    };
+    let all = |ds: &crate::data::Dataset| -> Result<Tensor> {
+        let idx: Vec<usize> = (0..ds.len()).collect();
+        Ok(ds
+            .batch_of(&idx, &PixelScale::ZeroOne.table(), &Device::Cpu)?
+            .images)
+    };
+    let test_images = all(&split.test)?;
+    let test_labels: Vec<usize> = split
+        .test
+        .labels()
+        .unwrap_or(&[])
+        .iter()
+        .map(|&v| v as usize)
+        .collect();
+    let scorer = Scorer {
+        clf: &clf,
+        test_features: clf.feature_matrix(&test_images)?,
+        test_hist: metrics::histogram(&test_labels, 10),
+        pr_samples: cfg.pr_samples,
+    };
+    let n = if cfg.quick { 200 } else { cfg.samples };
+    let mut rows = Vec::new();
+
+    // The floor: real training digits scored against the test digits.
+    let mut reference = Row {
+        model: "real training digits (reference)".into(),
+        section: "–".into(),
+        ..Default::default()
+    };
+    let train_part = split.train.take(n.min(split.train.len()));
+    scorer.score(
+        &mut reference,
+        &all(&train_part)?,
+        Some(
+            &train_part
+                .labels()
+                .unwrap_or(&[])
+                .iter()
+                .map(|&v| v as usize)
+                .collect::<Vec<_>>(),
+        ),
+    )?;
+    rows.push(reference);
+
+    for model in [
+        ImageModel::NaiveBayes,
+        ImageModel::GaussianNb,
+        ImageModel::Lda,
+        ImageModel::Qda,
+        ImageModel::Gmm,
+        ImageModel::GmmPerClass,
+    ] {
+        log(&format!("{}: fitting and sampling", model.name()));
+        let mut c = ClassicalConfig::new(model);
+        c.seed = cfg.seed;
+        if cfg.quick {
+            c.max_iter = 3;
+            c.train_limit = Some(1000);
+        }
+        let (fitted, report) = catalog::fit(&c, &split, |_, _| {})?;
+        let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0xE7A1);
+        let x = fitted.samples(n.div_ceil(10), &mut rng);
+        let intended: Option<Vec<usize>> = match &fitted {
+            catalog::Fitted::Supervised(_) => Some((0..x.nrows()).map(|i| i % 10).collect()),
+            catalog::Fitted::Mixture(_) => None,
+        };
+        let mut row = Row {
+            model: model.name().into(),
+            section: model.section().into(),
+            nll_nats: Some(report.test_nll.nats_per_image),
+            nll_bits_per_dim: Some(report.test_nll.bits_per_dim),
+            discretisation: Some(
+                if model == ImageModel::NaiveBayes {
+                    "binary"
+                } else {
+                    "8-bit"
+                }
+                .into(),
+            ),
+            ..Default::default()
+        };
+        scorer.score(&mut row, &rows_to_tensor(&x)?, intended.as_deref())?;
+        rows.push(row);
+    }
+
+    for kind in [
+        ModelKind::Autoencoder,
+        ModelKind::Vae,
+        ModelKind::Gan,
+        ModelKind::Dcgan,
+        ModelKind::Cgan,
+    ] {
+        let model = neural_model(kind, cfg, &split, log)?;
+        log(&format!("{}: sampling {n}", kind.name()));
+        let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x5A3D);
+        let mut chunks = Vec::new();
+        let classes = model.num_classes();
+        let mut intended = Vec::new();
+        for s in (0..n).step_by(500) {
+            let m = 500.min(n - s);
+            let z = neural::normal(m, model.config().latent_dim, &mut rng, &Device::Cpu)?;
+            let labels = if classes > 0 {
+                let ids: Vec<u32> = (s..s + m).map(|i| (i % classes) as u32).collect();
+                intended.extend(ids.iter().map(|&v| v as usize));
+                Some(Tensor::from_vec(ids, m, &Device::Cpu)?)
+            } else {
+                None
+            };
+            let x = model.generate(&z, labels.as_ref())?;
+            let x = match model.pixel_scale() {
+                PixelScale::ZeroOne => x,
+                PixelScale::MinusOneOne => ((x + 1.0)? * 0.5)?,
+            };
+            chunks.push(x.clamp(0f32, 1f32)?);
+        }
+        let images = Tensor::cat(&chunks, 0)?;
+        let mut row = Row {
+            model: kind.name().into(),
+            section: kind.section().into(),
+            ..Default::default()
+        };
+        if kind == ModelKind::Vae {
+            // ELBO and importance-weighted NLL on the binarised test digits.
+            let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x1EAF);
+            let (mut elbo, mut iw, mut count) = (0.0, 0.0, 0usize);
+            let tn = if cfg.quick { 100 } else { split.test.len() };
+            for s in (0..tn).step_by(250) {
+                let idx: Vec<usize> = (s..(s + 250).min(tn)).collect();
+                let b = split
+                    .test
+                    .batch_of(&idx, &PixelScale::ZeroOne.table(), &Device::Cpu)?;
+                let m = model.eval_batch(&b, &mut rng)?;
+                let get = |k: &str| {
+                    m.iter()
+                        .find(|(n, _)| *n == k)
+                        .map(|(_, v)| *v)
+                        .unwrap_or(f64::NAN)
+                };
+                elbo += get("neg_elbo") * idx.len() as f64;
+                iw += get("iw_nll") * idx.len() as f64;
+                count += idx.len();
+            }
+            row.nll_nats = Some(elbo / count as f64);
+            row.iw_nll_nats = Some(iw / count as f64);
+            row.nll_bits_per_dim = row
+                .iw_nll_nats
+                .map(|v| v / (784.0 * std::f64::consts::LN_2));
+            row.discretisation = Some("binary".into());
+        }
+        scorer.score(
+            &mut row,
+            &images,
+            (classes > 0).then_some(intended.as_slice()),
+        )?;
+        rows.push(row);
+    }
+    let header = format!(
+        "Seed {}; embedded MNIST: models fitted on {} training digits, scored on the {} test digits; {} samples per model ({} for precision/recall, k = 3). \
+Classifier: the project's CNN, test accuracy {:.2}%; FD = Fréchet distance on its 128-d features. \
+NLL: binary = pixels binarised at 0.5; 8-bit = a density on dequantised pixels + 784·ln 256 nats. Coverage KL = KL(sample classes ‖ test classes).{}",
+        cfg.seed,
+        split.train.len(),
+        split.test.len(),
+        n,
+        cfg.pr_samples.min(n),
+        100.0 * acc,
+        if cfg.quick {
+            " QUICK CONFIGURATION: not meaningful."
+        } else {
+            ""
+        }
+    );
+    Ok(Report {
+        header,
+        classifier_accuracy: acc,
+        rows,
+    })
+}
+
+/// Writes `eval.md` and `eval.json` into `dir`.
+pub fn write(report: &Report, dir: &Path) -> Result<(PathBuf, PathBuf)> {
+    std::fs::create_dir_all(dir)?;
+    let md = dir.join("eval.md");
+    let js = dir.join("eval.json");
+    crate::util::atomic_write(&md, report.markdown().as_bytes())?;
+    crate::util::atomic_write(&js, serde_json::to_string_pretty(report)?.as_bytes())?;
+    Ok((md, js))
+}
