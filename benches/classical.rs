@@ -7,6 +7,18 @@ use genmod::classical::gda::CovarianceKind;
 use genmod::classical::gmm::GmmCovariance;
 
 fn main() {
+    // Decoding the embedded digits (gunzip + IDX parse) and converting them to f32.
+    let load = genmod::bench::median_seconds(10, || {
+        let split = genmod::data::mnist::embedded();
+        let train = split.train.to_f32(genmod::data::PixelScale::ZeroOne);
+        let test = split.test.to_f32(genmod::data::PixelScale::ZeroOne);
+        assert_eq!(train.len() + test.len(), 10_000 * 784);
+    });
+    println!(
+        "{:<32} {:>10.2} ms (median)",
+        "load 10k embedded digits to f32",
+        load * 1e3
+    );
     let split = genmod::data::mnist::embedded();
     let reps = 5;
     let rows = [
