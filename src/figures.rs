@@ -28,7 +28,21 @@ pub struct FigureConfig {
     /// A tiny configuration (a few steps per model) for tests.
     pub quick: bool,
     pub seed: u64,
+    /// Only these groups (2d, classical, autoencoder, vae, gan, dcgan, cgan); all if empty.
+    /// The likelihood table is written only when the classical models and the VAE run.
+    pub only: Vec<String>,
 }
+
+/// The groups `--only` accepts.
+pub const GROUPS: [&str; 7] = [
+    "2d",
+    "classical",
+    "autoencoder",
+    "vae",
+    "gan",
+    "dcgan",
+    "cgan",
+];
 
 /// Ten colours for the ten digits.
 const DIGIT_COLOURS: [[u8; 3]; 10] = [
@@ -123,7 +137,10 @@ fn interpolation(model: &dyn Model, seed: u64, steps: usize) -> Result<Grid> {
     }
     let z = Tensor::from_vec(codes, (2 * steps, latent), &Device::Cpu)?;
     let imgs = model.generate(&z, None)?;
-    Ok(train::to_grid(&imgs, model.pixel_scale(), 0)?.top_left_tiles(steps, 2))
+    let (n, c, h, w) = imgs.dims4()?;
+    let v = imgs.flatten_all()?.to_vec1::<f32>()?;
+    // One column per step: row 1 the linear path, row 2 the spherical one.
+    Ok(Grid::from_f32(&v, n, c, h, w, steps, model.pixel_scale()))
 }
 
 /// A scatter of 2-D codes of the test digits, coloured by class.
@@ -200,182 +217,201 @@ pub fn generate(cfg: &FigureConfig, log: &mut dyn FnMut(&str)) -> Result<Vec<Pat
     std::fs::create_dir_all(&cfg.out).with_context(|| format!("creating {}", cfg.out.display()))?;
     let split = mnist::embedded();
     let (quick, seed) = (cfg.quick, cfg.seed);
+    if let Some(bad) = cfg.only.iter().find(|g| !GROUPS.contains(&g.as_str())) {
+        return Err(anyhow!(
+            "unknown figure group `{bad}`; expected some of {}",
+            GROUPS.join(", ")
+        ));
+    }
+    let wants = |g: &str| cfg.only.is_empty() || cfg.only.iter().any(|o| o == g);
     let mut written = Vec::new();
     let mut table = Vec::new();
 
-    log("figures 3.2, 3.4, 3.5: 2-D demonstrations");
-    save(
-        &demo::boundary_figure(seed, if quick { 80 } else { 320 })?,
-        &cfg.out,
-        "fig-3-2-boundary.png",
-        1,
-        &mut written,
-    )?;
-    save(
-        &sigmoid_figure(seed, if quick { 80 } else { 240 })?,
-        &cfg.out,
-        "fig-3-4-gda-sigmoid.png",
-        1,
-        &mut written,
-    )?;
-    save(
-        &demo::cluster_figure(seed, if quick { 80 } else { 320 })?.0,
-        &cfg.out,
-        "fig-3-5-clusters.png",
-        1,
-        &mut written,
-    )?;
-
-    for (model, file) in [
-        (ImageModel::NaiveBayes, Some("fig-3-2-naive-bayes.png")),
-        (ImageModel::GaussianNb, None),
-        (ImageModel::Lda, Some("fig-3-3-gda-samples.png")),
-        (ImageModel::Qda, None),
-        (ImageModel::Gmm, None),
-        (ImageModel::GmmPerClass, Some("fig-3-6-gmm-samples.png")),
-    ] {
-        log(&format!("fitting {}", model.name()));
-        let mut c = ClassicalConfig::new(model);
-        c.seed = seed;
-        if quick {
-            c.train_limit = Some(400);
-            c.max_iter = 3;
-        }
-        let (fitted, report) = catalog::fit(&c, &split, |_, _| {})?;
-        table.push(format!(
-            "| {} ({}) | {} | {:.1} | {:.3} |",
-            model.name(),
-            model.section(),
-            if model == ImageModel::NaiveBayes {
-                "binarised at 0.5"
-            } else {
-                "8-bit, dequantised"
-            },
-            report.test_nll.nats_per_image,
-            report.test_nll.bits_per_dim
-        ));
-        if let Some(file) = file {
-            let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5A3D);
-            let x = fitted.samples(6, &mut rng);
-            let grid = Grid::from_u8(
-                &rows_to_u8(x.as_ref()),
-                x.nrows(),
-                1,
-                28,
-                28,
-                fitted.grid_columns(),
-            );
-            save(&grid, &cfg.out, file, 2, &mut written)?;
+    if wants("2d") {
+        log("figures 3.2, 3.4, 3.5: 2-D demonstrations");
+        save(
+            &demo::boundary_figure(seed, if quick { 80 } else { 320 })?,
+            &cfg.out,
+            "fig-3-2-boundary.png",
+            1,
+            &mut written,
+        )?;
+        save(
+            &sigmoid_figure(seed, if quick { 80 } else { 240 })?,
+            &cfg.out,
+            "fig-3-4-gda-sigmoid.png",
+            1,
+            &mut written,
+        )?;
+        save(
+            &demo::cluster_figure(seed, if quick { 80 } else { 320 })?.0,
+            &cfg.out,
+            "fig-3-5-clusters.png",
+            1,
+            &mut written,
+        )?;
+    }
+    if wants("classical") {
+        for (model, file) in [
+            (ImageModel::NaiveBayes, Some("fig-3-2-naive-bayes.png")),
+            (ImageModel::GaussianNb, None),
+            (ImageModel::Lda, Some("fig-3-3-gda-samples.png")),
+            (ImageModel::Qda, None),
+            (ImageModel::Gmm, None),
+            (ImageModel::GmmPerClass, Some("fig-3-6-gmm-samples.png")),
+        ] {
+            log(&format!("fitting {}", model.name()));
+            let mut c = ClassicalConfig::new(model);
+            c.seed = seed;
+            if quick {
+                c.train_limit = Some(400);
+                c.max_iter = 3;
+            }
+            let (fitted, report) = catalog::fit(&c, &split, |_, _| {})?;
+            table.push(format!(
+                "| {} ({}) | {} | {:.1} | {:.3} |",
+                model.name(),
+                model.section(),
+                if model == ImageModel::NaiveBayes {
+                    "binarised at 0.5"
+                } else {
+                    "8-bit, dequantised"
+                },
+                report.test_nll.nats_per_image,
+                report.test_nll.bits_per_dim
+            ));
+            if let Some(file) = file {
+                let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5A3D);
+                let x = fitted.samples(6, &mut rng);
+                let grid = Grid::from_u8(
+                    &rows_to_u8(x.as_ref()),
+                    x.nrows(),
+                    1,
+                    28,
+                    28,
+                    fitted.grid_columns(),
+                );
+                save(&grid, &cfg.out, file, 2, &mut written)?;
+            }
         }
     }
 
-    log("training the autoencoder (figure 3.8) and a 2-D autoencoder (figure 3.9)");
-    let ae = train_model(
-        run_config(ModelKind::Autoencoder, 5, 128, quick, seed),
-        &split,
-        log,
-    )?;
-    save(
-        &ae.grid,
-        &cfg.out,
-        "fig-3-8-autoencoder.png",
-        2,
-        &mut written,
-    )?;
-    let mut ae2 = run_config(ModelKind::Autoencoder, 10, 128, quick, seed);
-    ae2.model.latent_dim = 2;
-    let ae2 = train_model(ae2, &split, log)?;
-    save(
-        &latent_scatter(ae2.model.as_ref(), &split, if quick { 80 } else { 360 })?,
-        &cfg.out,
-        "fig-3-9-ae-latent.png",
-        1,
-        &mut written,
-    )?;
+    if wants("autoencoder") {
+        log("training the autoencoder (figure 3.8) and a 2-D autoencoder (figure 3.9)");
+        let ae = train_model(
+            run_config(ModelKind::Autoencoder, 5, 128, quick, seed),
+            &split,
+            log,
+        )?;
+        save(
+            &ae.grid,
+            &cfg.out,
+            "fig-3-8-autoencoder.png",
+            2,
+            &mut written,
+        )?;
+        let mut ae2 = run_config(ModelKind::Autoencoder, 10, 128, quick, seed);
+        ae2.model.latent_dim = 2;
+        let ae2 = train_model(ae2, &split, log)?;
+        save(
+            &latent_scatter(ae2.model.as_ref(), &split, if quick { 80 } else { 360 })?,
+            &cfg.out,
+            "fig-3-9-ae-latent.png",
+            1,
+            &mut written,
+        )?;
+    }
+    if wants("vae") {
+        log("training the VAE (figure 3.11)");
+        let vae = train_model(
+            run_config(ModelKind::Vae, 15, 128, quick, seed),
+            &split,
+            log,
+        )?;
+        save(
+            &vae.grid,
+            &cfg.out,
+            "fig-3-11-vae-samples.png",
+            2,
+            &mut written,
+        )?;
+        save(
+            &interpolation(vae.model.as_ref(), seed + 1, 10)?,
+            &cfg.out,
+            "fig-5-interpolation-vae.png",
+            3,
+            &mut written,
+        )?;
+        let metric = |m: &Metrics, k: &str| {
+            m.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| *v)
+                .unwrap_or(f64::NAN)
+        };
+        let bits = |nats: f64| nats / (784.0 * std::f64::consts::LN_2);
+        let (elbo, iw) = (metric(&vae.test, "neg_elbo"), metric(&vae.test, "iw_nll"));
+        table.push(format!(
+            "| VAE negative ELBO (3.7) | binarised at 0.5 | {elbo:.1} | {:.3} |",
+            bits(elbo)
+        ));
+        let k = vae.model.config().iw_samples;
+        table.push(format!(
+            "| VAE importance-weighted, k = {k} (3.7) | binarised at 0.5 | {iw:.1} | {:.3} |",
+            bits(iw)
+        ));
+    }
+    if wants("gan") {
+        log("training the GAN (figure 4.3)");
+        let gan = train_model(run_config(ModelKind::Gan, 40, 64, quick, seed), &split, log)?;
+        save(
+            &gan.grid,
+            &cfg.out,
+            "fig-4-3-gan-samples.png",
+            2,
+            &mut written,
+        )?;
+        save(
+            &interpolation(gan.model.as_ref(), seed + 2, 10)?,
+            &cfg.out,
+            "fig-5-interpolation-gan.png",
+            3,
+            &mut written,
+        )?;
+    }
+    if wants("dcgan") {
+        log("training the DCGAN (figure 4.5)");
+        let dcgan = train_model(
+            run_config(ModelKind::Dcgan, 5, 128, quick, seed),
+            &split,
+            log,
+        )?;
+        save(
+            &dcgan.grid,
+            &cfg.out,
+            "fig-4-5-dcgan-samples.png",
+            2,
+            &mut written,
+        )?;
+    }
+    if wants("cgan") {
+        log("training the conditional GAN (figure 4.7)");
+        let cgan = train_model(
+            run_config(ModelKind::Cgan, 40, 64, quick, seed),
+            &split,
+            log,
+        )?;
+        save(
+            &cgan.grid,
+            &cfg.out,
+            "fig-4-7-cgan-samples.png",
+            2,
+            &mut written,
+        )?;
+    }
 
-    log("training the VAE (figure 3.11)");
-    let vae = train_model(
-        run_config(ModelKind::Vae, 15, 128, quick, seed),
-        &split,
-        log,
-    )?;
-    save(
-        &vae.grid,
-        &cfg.out,
-        "fig-3-11-vae-samples.png",
-        2,
-        &mut written,
-    )?;
-    save(
-        &interpolation(vae.model.as_ref(), seed + 1, 10)?,
-        &cfg.out,
-        "fig-5-interpolation-vae.png",
-        3,
-        &mut written,
-    )?;
-    let metric = |m: &Metrics, k: &str| {
-        m.iter()
-            .find(|(n, _)| *n == k)
-            .map(|(_, v)| *v)
-            .unwrap_or(f64::NAN)
-    };
-    let bits = |nats: f64| nats / (784.0 * std::f64::consts::LN_2);
-    let (elbo, iw) = (metric(&vae.test, "neg_elbo"), metric(&vae.test, "iw_nll"));
-    table.push(format!(
-        "| VAE negative ELBO (3.7) | binarised at 0.5 | {elbo:.1} | {:.3} |",
-        bits(elbo)
-    ));
-    let k = vae.model.config().iw_samples;
-    table.push(format!(
-        "| VAE importance-weighted, k = {k} (3.7) | binarised at 0.5 | {iw:.1} | {:.3} |",
-        bits(iw)
-    ));
-
-    log("training the GAN (figure 4.3)");
-    let gan = train_model(run_config(ModelKind::Gan, 40, 64, quick, seed), &split, log)?;
-    save(
-        &gan.grid,
-        &cfg.out,
-        "fig-4-3-gan-samples.png",
-        2,
-        &mut written,
-    )?;
-    save(
-        &interpolation(gan.model.as_ref(), seed + 2, 10)?,
-        &cfg.out,
-        "fig-5-interpolation-gan.png",
-        3,
-        &mut written,
-    )?;
-
-    log("training the DCGAN (figure 4.5)");
-    let dcgan = train_model(
-        run_config(ModelKind::Dcgan, 5, 128, quick, seed),
-        &split,
-        log,
-    )?;
-    save(
-        &dcgan.grid,
-        &cfg.out,
-        "fig-4-5-dcgan-samples.png",
-        2,
-        &mut written,
-    )?;
-
-    log("training the conditional GAN (figure 4.7)");
-    let cgan = train_model(
-        run_config(ModelKind::Cgan, 40, 64, quick, seed),
-        &split,
-        log,
-    )?;
-    save(
-        &cgan.grid,
-        &cfg.out,
-        "fig-4-7-cgan-samples.png",
-        2,
-        &mut written,
-    )?;
-
+    if !(wants("classical") && wants("vae")) {
+        return Ok(written);
+    }
     let generated = cfg.out.parent().unwrap_or(Path::new(".")).join("generated");
     std::fs::create_dir_all(&generated)?;
     let mut md =

@@ -55,6 +55,9 @@ enum Command {
         quick: bool,
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Only these groups, comma-separated: 2d, classical, autoencoder, vae, gan, dcgan, cgan.
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
     },
     /// Score every model on the test digits: likelihoods, Fréchet distance, precision and
     /// recall, mode coverage, conditional accuracy. Writes eval.md and eval.json.
@@ -501,8 +504,18 @@ fn run(cli: Cli) -> Result<()> {
             eprintln!("wrote {} and {}", md.display(), js.display());
             Ok(())
         }
-        Command::Figures { out, quick, seed } => {
-            let cfg = genmod::figures::FigureConfig { out, quick, seed };
+        Command::Figures {
+            out,
+            quick,
+            seed,
+            only,
+        } => {
+            let cfg = genmod::figures::FigureConfig {
+                out,
+                quick,
+                seed,
+                only,
+            };
             let start = std::time::Instant::now();
             let files = genmod::figures::generate(&cfg, &mut |m| eprintln!("{m}"))?;
             for f in &files {
