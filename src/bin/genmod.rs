@@ -75,6 +75,9 @@ enum Command {
         /// A tiny configuration, for tests.
         #[arg(long)]
         quick: bool,
+        /// Only train (or load) the cached digit classifier and print its test accuracy.
+        #[arg(long)]
+        classifier_only: bool,
     },
     /// Time genmod's workloads beside scikit-learn's (bench/reference/), in one run.
     Bench {
@@ -486,7 +489,19 @@ fn run(cli: Cli) -> Result<()> {
             samples,
             seed,
             quick,
+            classifier_only,
         } => {
+            if classifier_only {
+                let split = genmod::data::mnist::embedded();
+                let (_, acc) = genmod::eval::classifier::DigitClassifier::load_or_train(
+                    &download::default_cache_dir(),
+                    &split,
+                    seed,
+                    &mut |m| eprintln!("{m}"),
+                )?;
+                println!("digit classifier test accuracy: {:.2}%", 100.0 * acc);
+                return Ok(());
+            }
             if samples < 10 {
                 bail!("--samples must be at least 10, got {samples}");
             }
