@@ -284,6 +284,33 @@ fn wait_for(session: &str, secs: u64, what: &str, pred: impl Fn(&str) -> bool) -
 }
 
 #[test]
+fn image_mode_key_cycles_through_pixel_modes_only_where_the_terminal_has_them() {
+    let mut a = app();
+    a.update(key(KeyCode::Enter)); // the dashboard, where `m` switches the mode
+    let mut seen = vec![a.image_mode];
+    for _ in 0..3 {
+        a.update(key(KeyCode::Char('m')));
+        seen.push(a.image_mode);
+    }
+    assert_eq!(
+        seen,
+        [
+            ImageMode::HalfBlocks,
+            ImageMode::Ascii,
+            ImageMode::HalfBlocks,
+            ImageMode::Ascii
+        ],
+        "a terminal without graphics never reaches sixel or kitty"
+    );
+    a.graphics.force(ImageMode::Sixel);
+    a.update(key(KeyCode::Char('m')));
+    assert_eq!(a.image_mode, ImageMode::Sixel);
+    assert_eq!(a.status, "image mode: sixel");
+    a.update(key(KeyCode::Char('m')));
+    assert_eq!(a.image_mode, ImageMode::HalfBlocks);
+}
+
+#[test]
 fn end_to_end_in_tmux_train_vae_save_png_quit() {
     let dir = tempfile::tempdir().unwrap();
     let session = format!("genmod-e2e-{}", std::process::id());

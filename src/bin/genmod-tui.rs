@@ -23,7 +23,8 @@ struct Cli {
     /// Continue from a checkpoint or a run folder's newest checkpoint.
     #[arg(long)]
     resume: Option<PathBuf>,
-    /// halfblocks or ascii.
+    /// auto (ask the terminal: kitty or sixel if it answers, else half-blocks), halfblocks,
+    /// ascii, sixel or kitty.
     #[arg(long)]
     image_mode: Option<String>,
 }
@@ -32,10 +33,14 @@ fn main() {
     let cli = Cli::parse();
     let result = (|| -> anyhow::Result<()> {
         let image_mode = match cli.image_mode.as_deref() {
-            None => None,
+            None | Some("auto") => None,
             Some("halfblocks" | "half-blocks") => Some(ImageMode::HalfBlocks),
             Some("ascii") => Some(ImageMode::Ascii),
-            Some(o) => anyhow::bail!("--image-mode must be halfblocks or ascii, got `{o}`"),
+            Some("sixel") => Some(ImageMode::Sixel),
+            Some("kitty") => Some(ImageMode::Kitty),
+            Some(o) => anyhow::bail!(
+                "--image-mode must be auto, halfblocks, ascii, sixel or kitty, got `{o}`"
+            ),
         };
         genmod::tui::run(genmod::tui::Options {
             source: cli.data.source()?,

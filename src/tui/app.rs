@@ -2,6 +2,7 @@
 //! the terminal or spawns threads, so every screen can be driven by scripted messages in
 //! tests and drawn on ratatui's TestBackend.
 
+use super::graphics::Graphics;
 use crate::classical::catalog::{ClassicalConfig, FitReport, ImageModel};
 use crate::neural::{KlSchedule, Metrics, ModelKind, NeuralConfig};
 use crate::render::Grid;
@@ -206,6 +207,10 @@ pub enum ImageMode {
     HalfBlocks,
     /// A ten-step character ramp: any terminal, no colour needed.
     Ascii,
+    /// Real pixels through the sixel protocol (xterm -ti vt340, foot, WezTerm, mlterm…).
+    Sixel,
+    /// Real pixels through the kitty graphics protocol (kitty, Ghostty, WezTerm).
+    Kitty,
 }
 
 impl ImageMode {
@@ -213,7 +218,14 @@ impl ImageMode {
         match self {
             ImageMode::HalfBlocks => "half-blocks",
             ImageMode::Ascii => "ASCII",
+            ImageMode::Sixel => "sixel",
+            ImageMode::Kitty => "kitty",
         }
+    }
+
+    /// Whether this mode draws real pixels (needs a terminal that speaks the protocol).
+    pub fn is_pixels(self) -> bool {
+        matches!(self, ImageMode::Sixel | ImageMode::Kitty)
     }
 }
 
@@ -391,6 +403,8 @@ pub struct App {
     pub help: bool,
     pub confirm_quit: bool,
     pub image_mode: ImageMode,
+    /// What the terminal can draw in pixels, and the cache of the last encoded grid.
+    pub graphics: Graphics,
     pub run: Option<RunView>,
     pub dataset: String,
     /// Ok if CUDA can be used, else why not.
@@ -413,6 +427,7 @@ impl App {
             help: false,
             confirm_quit: false,
             image_mode: ImageMode::HalfBlocks,
+            graphics: Graphics::none(),
             run: None,
             dataset,
             cuda,
@@ -801,10 +816,13 @@ impl App {
             }
             KeyCode::Char('g') => vec![Effect::SaveGrid],
             KeyCode::Char('m') => {
-                self.image_mode = match self.image_mode {
-                    ImageMode::HalfBlocks => ImageMode::Ascii,
-                    ImageMode::Ascii => ImageMode::HalfBlocks,
-                };
+                let mut modes = vec![ImageMode::HalfBlocks, ImageMode::Ascii];
+                modes.extend(self.graphics.available.iter().copied());
+                let at = modes
+                    .iter()
+                    .position(|m| *m == self.image_mode)
+                    .unwrap_or(0);
+                self.image_mode = modes[(at + 1) % modes.len()];
                 self.status = format!("image mode: {}", self.image_mode.name());
                 Vec::new()
             }
@@ -867,7 +885,7 @@ pub const HELP: [(&str, &str); 17] = [
         "i",
         "latent interpolation: linear (top) and spherical (bottom)",
     ),
-    ("m", "switch image mode: half-blocks or ASCII"),
+    ("m", "switch image mode: half-blocks, ASCII, sixel or kitty"),
     ("b / Esc", "back to the picker when the run has ended"),
     ("?", "this help; any key closes it"),
     ("q", "quit (asks first while a run is going or unsaved)"),

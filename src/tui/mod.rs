@@ -13,6 +13,7 @@
 //! dead terminal) is treated like SIGHUP: stop with a checkpoint, then exit.
 
 pub mod app;
+pub mod graphics;
 pub mod ui;
 
 use crate::classical::catalog;
@@ -37,7 +38,8 @@ pub struct Options {
     pub out_root: PathBuf,
     /// A checkpoint or run folder to continue from.
     pub resume: Option<PathBuf>,
-    /// Forced image mode; otherwise half-blocks.
+    /// Forced image mode; otherwise the best the terminal answers for (sixel or kitty),
+    /// else half-blocks.
     pub image_mode: Option<ImageMode>,
 }
 
@@ -82,6 +84,21 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         signal_hook::flag::register(sig, Arc::clone(&stop_signal))?;
     }
     let mut terminal = ratatui::init();
+    // Ask the terminal for pixel graphics before the input thread starts reading its answers.
+    // A forced text mode asks nothing (over a slow link the user said what they want).
+    match opts.image_mode {
+        None => {
+            app.graphics = graphics::Graphics::query();
+            if let Some(best) = app.graphics.available.first() {
+                app.image_mode = *best;
+            }
+        }
+        Some(m) if m.is_pixels() => {
+            app.graphics = graphics::Graphics::query();
+            app.graphics.force(m);
+        }
+        Some(_) => {}
+    }
     let result = event_loop(
         &mut terminal,
         &mut app,
@@ -122,6 +139,7 @@ fn event_loop(
     let mut last_draw = Instant::now() - FRAME;
     let mut dirty = true;
     let mut terminal_lost = false;
+    let mut drawn_mode = app.image_mode;
     loop {
         if let Some(t) = panic_at
             && Instant::now() >= t
@@ -161,6 +179,12 @@ fn event_loop(
         // Keys redraw at once (typing must not wait for the frame clock); the rest at most
         // ten times a second.
         if dirty && (key_pressed || last_draw.elapsed() >= FRAME) {
+            // Pixels a protocol drew are not cells ratatui knows of: a new image mode starts
+            // from a cleared screen so no stale picture stays behind the text.
+            if app.image_mode != drawn_mode {
+                terminal_lost |= terminal.clear().is_err();
+                drawn_mode = app.image_mode;
+            }
             if terminal.draw(|f| ui::draw(f, app)).is_err() {
                 terminal_lost = true;
             }

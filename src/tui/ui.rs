@@ -216,6 +216,7 @@ fn draw_dashboard(f: &mut Frame, area: Rect, app: &App) {
     let inner = block.inner(images);
     f.render_widget(block, images);
     match grid {
+        Some(g) if app.image_mode.is_pixels() => app.graphics.render(f, inner, g, app.image_mode),
         Some(g) => f.render_widget(
             GridWidget {
                 grid: g,
@@ -489,7 +490,8 @@ impl Widget for GridWidget<'_> {
                     buf.set_string(area.x, area.y + y as u16, line, Style::new());
                 }
             }
-            ImageMode::HalfBlocks => {
+            // Pixel modes are drawn by `Graphics`; a grid that reaches here falls back to text.
+            ImageMode::HalfBlocks | ImageMode::Sixel | ImageMode::Kitty => {
                 let (cols, rows) = text::fit(grid, area.width as usize, area.height as usize, 2);
                 for (y, row) in text::half_blocks(grid, cols, rows).iter().enumerate() {
                     for (x, (top, bottom)) in row.iter().enumerate() {
