@@ -187,7 +187,7 @@ impl Discriminator {
             if let Some(bn) = bn {
                 h = bn.forward_t(&h, train)?;
             }
-            h = candle_nn::ops::leaky_relu(&h, 0.2)?;
+            h = super::fused::leaky_relu(&h, 0.2)?;
         }
         self.score.forward(&h.flatten_from(1)?)
     }

@@ -141,7 +141,7 @@ impl Mlp {
         for (i, l) in self.layers.iter().enumerate() {
             h = l.forward(&h)?;
             if i + 1 < self.layers.len() {
-                h = candle_nn::ops::leaky_relu(&h, 0.2)?;
+                h = super::fused::leaky_relu(&h, 0.2)?;
             }
         }
         Ok(h)

@@ -3,9 +3,10 @@
 
 use candle_core::{D, Result, Tensor};
 
-/// softplus(x) = log(1 + eˣ) = max(x, 0) + log(1 + e^(−|x|)), stable for any x.
+/// softplus(x) = log(1 + eˣ) = max(x, 0) + log(1 + e^(−|x|)), stable for any x; one fused
+/// pass on the CPU (see [`super::fused`]).
 pub fn softplus(x: &Tensor) -> Result<Tensor> {
-    x.relu()? + (x.abs()?.neg()?.exp()? + 1.0)?.log()?
+    super::fused::softplus(x)
 }
 
 /// Σ over non-batch dimensions, then mean over the batch.

@@ -5,6 +5,7 @@
 pub mod autoencoder;
 pub mod cgan;
 pub mod dcgan;
+pub mod fused;
 pub mod gan;
 pub mod interpolate;
 pub mod losses;

@@ -3,7 +3,7 @@
 //! them does not continue the same training curve.
 
 use candle_core::backprop::GradStore;
-use candle_core::{Result, Tensor, Var};
+use candle_core::{CpuStorage, DType, InplaceOp2, InplaceOp3, Layout, Result, Tensor, Var};
 use std::collections::HashMap;
 
 /// Hyperparameters of Adam.
@@ -75,6 +75,35 @@ impl Adam {
             let Some(g) = grads.get(var.as_tensor()) else {
                 continue;
             };
+            if fused_step_applies(var.as_tensor(), g) {
+                // One pass per moment and one for the weights, in place: no allocation.
+                let g = g.contiguous()?;
+                self.m[i].inplace_op2(
+                    &g,
+                    &Moment {
+                        decay: c.beta1 as f32,
+                        square: false,
+                    },
+                )?;
+                self.v[i].inplace_op2(
+                    &g,
+                    &Moment {
+                        decay: c.beta2 as f32,
+                        square: true,
+                    },
+                )?;
+                var.inplace_op3(
+                    self.m[i].as_tensor(),
+                    self.v[i].as_tensor(),
+                    &Update {
+                        step: step as f32,
+                        bc2: bc2 as f32,
+                        eps: c.eps as f32,
+                        shrink: (1.0 - c.lr * c.weight_decay) as f32,
+                    },
+                )?;
+                continue;
+            }
             let m = ((self.m[i].as_tensor() * c.beta1)? + (g * (1.0 - c.beta1))?)?;
             let v = ((self.v[i].as_tensor() * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?;
             let denom = ((&v / bc2)?.sqrt()? + c.eps)?;
@@ -117,6 +146,94 @@ impl Adam {
             }
         }
         self.t = t;
+        Ok(())
+    }
+}
+
+/// Whether the in-place CPU update can serve this variable (f32, contiguous, on the CPU);
+/// otherwise the tensor-op formula runs, on any device.
+fn fused_step_applies(var: &Tensor, g: &Tensor) -> bool {
+    var.device().is_cpu()
+        && var.dtype() == DType::F32
+        && g.dtype() == DType::F32
+        && var.is_contiguous()
+        && var.shape() == g.shape()
+}
+
+fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
+    match (s, l.contiguous_offsets()) {
+        (CpuStorage::F32(v), Some((a, b))) => Ok(&v[a..b]),
+        _ => candle_core::bail!("Adam: expected a contiguous f32 tensor"),
+    }
+}
+
+fn contiguous_f32_mut<'a>(s: &'a mut CpuStorage, l: &Layout) -> Result<&'a mut [f32]> {
+    match (s, l.contiguous_offsets()) {
+        (CpuStorage::F32(v), Some((a, b))) => Ok(&mut v[a..b]),
+        _ => candle_core::bail!("Adam: expected a contiguous f32 tensor"),
+    }
+}
+
+/// m ← decay·m + (1 − decay)·g, or with g² for the second moment, in place.
+struct Moment {
+    decay: f32,
+    square: bool,
+}
+
+impl InplaceOp2 for Moment {
+    fn name(&self) -> &'static str {
+        "genmod-adam-moment"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &mut CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<()> {
+        let m = contiguous_f32_mut(s1, l1)?;
+        let g = contiguous_f32(s2, l2)?;
+        let (d, e) = (self.decay, 1.0 - self.decay);
+        if self.square {
+            m.iter_mut()
+                .zip(g)
+                .for_each(|(m, &g)| *m = d * *m + e * g * g);
+        } else {
+            m.iter_mut().zip(g).for_each(|(m, &g)| *m = d * *m + e * g);
+        }
+        Ok(())
+    }
+}
+
+/// w ← shrink·w − step·m / (√(v / bc2) + eps), in place.
+struct Update {
+    step: f32,
+    bc2: f32,
+    eps: f32,
+    shrink: f32,
+}
+
+impl InplaceOp3 for Update {
+    fn name(&self) -> &'static str {
+        "genmod-adam-update"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &mut CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<()> {
+        let w = contiguous_f32_mut(s1, l1)?;
+        let m = contiguous_f32(s2, l2)?;
+        let v = contiguous_f32(s3, l3)?;
+        for ((w, &m), &v) in w.iter_mut().zip(m).zip(v) {
+            *w = self.shrink * *w - self.step * m / ((v / self.bc2).sqrt() + self.eps);
+        }
         Ok(())
     }
 }
@@ -172,6 +289,39 @@ mod tests {
         assert_eq!(opt.t, 1);
         let s = opt.state("g");
         assert_eq!(s["g.m.w"].dtype(), DType::F32);
+    }
+
+    #[test]
+    fn in_place_cpu_update_matches_the_tensor_formula() {
+        // f32 takes the in-place path, f64 the tensor-op path: same data, same steps.
+        let start: Vec<f64> = (0..50).map(|i| (i as f64 * 0.37).sin() * 3.0).collect();
+        let mut cfg = AdamConfig::new(0.01, 0.5);
+        cfg.weight_decay = 0.1;
+        let run = |dtype: DType| -> Vec<f64> {
+            let w = Var::from_vec(start.clone(), 50, &Device::Cpu)
+                .unwrap()
+                .to_dtype(dtype)
+                .unwrap();
+            let w = Var::from_tensor(&w).unwrap();
+            let mut opt = Adam::new(vec![("w".into(), w.clone())], cfg).unwrap();
+            for _ in 0..25 {
+                let loss = (w.as_tensor().sqr().unwrap() * w.as_tensor().sin().unwrap())
+                    .unwrap()
+                    .sum_all()
+                    .unwrap();
+                opt.step(&loss.backward().unwrap()).unwrap();
+            }
+            w.as_tensor()
+                .to_dtype(DType::F64)
+                .unwrap()
+                .to_vec1::<f64>()
+                .unwrap()
+        };
+        let (fast, plain) = (run(DType::F32), run(DType::F64));
+        assert_ne!(fast, start, "the weights moved");
+        for (a, b) in fast.iter().zip(&plain) {
+            assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+        }
     }
 
     #[test]
