@@ -4,6 +4,9 @@
 Same nets, losses, optimiser settings and batch size as genmod's models; the data are the
 embedded digits (src/data/mnist10k); torch runs on GENMOD_THREADS CPU threads (default 2).
 Images per second at steady state: a few warm-up steps, then the median of timed blocks.
+Sampling: images per second decoded from noise by the (untrained) generators, no gradients.
+With --first-grid: seconds from the start of this script (before `import torch`) to the
+first 8x8 grid of VAE samples in memory, printed alone.
 `genmod bench neural` runs this script itself so that both sides are measured in one run.
 """
 
@@ -14,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+T0 = time.perf_counter()  # before torch is imported: the first-grid timing starts here
 threads = int(os.environ.get("GENMOD_THREADS", "2"))
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
@@ -130,7 +134,44 @@ def throughput(step, bs, scale, steps):
     return sorted(rates)[1]
 
 
+def sampling(gen, latent, n=1000, rounds=5):
+    with torch.no_grad():
+        gen(torch.randn(n, latent)).numpy()
+        rates = []
+        for _ in range(3):
+            t = time.perf_counter()
+            for _ in range(rounds):
+                gen(torch.randn(n, latent)).numpy()
+            rates.append(n * rounds / (time.perf_counter() - t))
+    return sorted(rates)[1]
+
+
+def first_grid():
+    vae = Vae()
+    with torch.no_grad():
+        x = torch.sigmoid(vae.d2(F.relu(vae.d1(torch.randn(64, 20))))).reshape(8, 8, 28, 28)
+        grid = (x.permute(0, 2, 1, 3).reshape(8 * 28, 8 * 28) * 255).to(torch.uint8).numpy()
+    assert grid.shape == (224, 224)
+    return time.perf_counter() - T0
+
+
+def sampling_all(out):
+    vae = Vae().eval()
+    out["sample_vae"] = sampling(lambda z: torch.sigmoid(vae.d2(F.relu(vae.d1(z)))), 20)
+    g = nn.Sequential(mlp([100, 256, 512, 1024, 784]), nn.Tanh()).eval()
+    out["sample_gan"] = sampling(g, 100)
+    gc = nn.Sequential(mlp([110, 256, 512, 1024, 784]), nn.Tanh()).eval()
+    labels = F.one_hot(torch.arange(1000) % 10, 10).float()
+    out["sample_cgan"] = sampling(lambda z: gc(torch.cat([z, labels], 1)), 100)
+    gd, _ = dcgan()
+    gd.eval()
+    out["sample_dcgan"] = sampling(gd, 100, rounds=2)
+
+
 def main():
+    if "--first-grid" in sys.argv:
+        print(first_grid())
+        return
     bs = 128
     out = {"torch": torch.__version__, "threads": threads, "batch": bs}
     for name, model in [("vae", Vae()), ("autoencoder", Ae())]:
@@ -152,6 +193,7 @@ def main():
     og = torch.optim.Adam(g.parameters(), lr=2e-4, betas=(0.5, 0.999))
     od = torch.optim.Adam(d.parameters(), lr=2e-4, betas=(0.5, 0.999))
     out["dcgan"] = throughput(lambda x, y: gan_step(g, d, og, od, x, y, False), bs, "pm1", 4)
+    sampling_all(out)
     json.dump(out, sys.stdout)
     sys.stdout.write("\n")
 

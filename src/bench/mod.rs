@@ -54,15 +54,26 @@ pub fn markdown(rows: &[Row]) -> String {
     );
     for r in rows {
         s.push_str(&format!(
-            "| {} | {} | {:.4} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} |\n",
             r.workload,
             r.unit,
-            r.genmod,
+            figure(r.genmod),
             r.reference_name,
-            r.reference
-                .map_or("not measured".into(), |v| format!("{v:.4}")),
+            r.reference.map_or("not measured".into(), figure),
             r.speedup().map_or("-".into(), |v| format!("{v:.2}x")),
         ));
     }
     s
+}
+
+/// A measured figure with as many digits as a noisy measurement deserves: whole numbers for
+/// throughputs, three significant digits for times.
+fn figure(v: f64) -> String {
+    if v.abs() >= 100.0 {
+        format!("{v:.0}")
+    } else if v.abs() >= 1.0 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.4}")
+    }
 }

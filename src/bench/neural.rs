@@ -40,3 +40,59 @@ pub fn throughput(kind: ModelKind, batch: usize, steps: usize) -> f64 {
     rates.sort_by(f64::total_cmp);
     rates[1]
 }
+
+/// Median images per second of sampling: `batch` codes decoded by an untrained model's
+/// generator, three timed rounds of `rounds` batches after one warm-up batch. No gradients
+/// are recorded (plain tensors, no variables), as in `torch.no_grad()`.
+pub fn sampling_throughput(kind: ModelKind, batch: usize, rounds: usize) -> f64 {
+    let split = mnist::embedded();
+    let cfg = NeuralConfig::new(kind);
+    let model = neural::build(&cfg, shape_of(&split), 10, &Device::Cpu, 0).expect("model");
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let labels = (model.num_classes() > 0).then(|| {
+        let ids: Vec<u32> = (0..batch as u32).map(|i| i % 10).collect();
+        candle_core::Tensor::from_vec(ids, batch, &Device::Cpu).expect("labels")
+    });
+    let once = |rng: &mut ChaCha8Rng| {
+        let z = neural::normal(batch, cfg.latent_dim, rng, &Device::Cpu).expect("codes");
+        let x = model.generate(&z, labels.as_ref()).expect("generate");
+        // Read the values back, as a user saving images would.
+        x.flatten_all()
+            .expect("flatten")
+            .to_vec1::<f32>()
+            .expect("values")
+    };
+    once(&mut rng);
+    let mut rates: Vec<f64> = (0..3)
+        .map(|_| {
+            let t = Instant::now();
+            for _ in 0..rounds {
+                std::hint::black_box(once(&mut rng));
+            }
+            (batch * rounds) as f64 / t.elapsed().as_secs_f64()
+        })
+        .collect();
+    rates.sort_by(f64::total_cmp);
+    rates[1]
+}
+
+/// Seconds from nothing loaded to the first 8x8 grid of VAE samples in memory: decode the
+/// embedded digits, build the model, decode 64 codes, tile them. Run it in a fresh process
+/// (`genmod bench` does) so that nothing is cached.
+pub fn time_to_first_grid() -> f64 {
+    let t = Instant::now();
+    let split = mnist::embedded();
+    let cfg = NeuralConfig::new(ModelKind::Vae);
+    let model = neural::build(&cfg, shape_of(&split), 10, &Device::Cpu, 0).expect("model");
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let z = neural::normal(64, cfg.latent_dim, &mut rng, &Device::Cpu).expect("codes");
+    let x = model.generate(&z, None).expect("generate");
+    let v = x
+        .flatten_all()
+        .expect("flatten")
+        .to_vec1::<f32>()
+        .expect("values");
+    let grid = crate::render::Grid::from_f32(&v, 64, 1, 28, 28, 8, model.pixel_scale());
+    std::hint::black_box(grid);
+    t.elapsed().as_secs_f64()
+}

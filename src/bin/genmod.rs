@@ -740,8 +740,13 @@ fn bench(suite: &str, reps: usize, no_reference: bool, out: Option<PathBuf>) -> 
     if suite == "neural" {
         return bench_neural(reps, no_reference, out);
     }
+    if suite == "first-grid" {
+        // One cold measurement in this fresh process; `bench neural` runs it three times.
+        println!("{}", genmod::bench::neural::time_to_first_grid());
+        return Ok(());
+    }
     if suite != "classical" {
-        bail!("unknown bench suite `{suite}`; expected classical or neural");
+        bail!("unknown bench suite `{suite}`; expected classical, neural or first-grid");
     }
     if reps == 0 {
         bail!("--reps must be at least 1");
@@ -861,12 +866,55 @@ fn bench_neural(reps: usize, no_reference: bool, out: Option<PathBuf>) -> Result
             )
         })
         .collect();
+    let samplers = [
+        ("VAE decoder", "sample_vae", ModelKind::Vae, 5),
+        ("MLP GAN generator", "sample_gan", ModelKind::Gan, 5),
+        (
+            "conditional GAN generator",
+            "sample_cgan",
+            ModelKind::Cgan,
+            5,
+        ),
+        ("DCGAN generator", "sample_dcgan", ModelKind::Dcgan, 2),
+    ];
+    eprintln!("timing sampling, 1000 images a batch ...");
+    let sampling: Vec<(&str, &str, f64)> = samplers
+        .iter()
+        .map(|(name, key, kind, rounds)| {
+            (
+                *name,
+                *key,
+                neural::sampling_throughput(*kind, 1000, *rounds),
+            )
+        })
+        .collect();
+    eprintln!("timing start to first grid, 3 fresh processes each ...");
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/reference/pytorch_neural.py");
+    let median_of_runs = |cmd: &mut dyn FnMut() -> std::io::Result<std::process::Output>| {
+        let mut v: Vec<f64> = (0..3)
+            .filter_map(|_| {
+                let o = cmd().ok().filter(|o| o.status.success())?;
+                String::from_utf8_lossy(&o.stdout)
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+            })
+            .collect();
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied()
+    };
+    let exe = std::env::current_exe()?;
+    let ours_first = median_of_runs(&mut || {
+        std::process::Command::new(&exe)
+            .args(["bench", "first-grid"])
+            .output()
+    })
+    .context("timing genmod bench first-grid in a fresh process")?;
     let reference = if no_reference {
         None
     } else {
         eprintln!("timing PyTorch (bench/reference/pytorch_neural.py) ...");
-        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("bench/reference/pytorch_neural.py");
         match std::process::Command::new("python3")
             .arg(&script)
             .env("GENMOD_THREADS", threads.to_string())
@@ -891,7 +939,18 @@ fn bench_neural(reps: usize, no_reference: bool, out: Option<PathBuf>) -> Result
             }
         }
     };
-    let rows: Vec<Row> = ours
+    let torch_first = if no_reference {
+        None
+    } else {
+        median_of_runs(&mut || {
+            std::process::Command::new("python3")
+                .arg(&script)
+                .arg("--first-grid")
+                .env("GENMOD_THREADS", threads.to_string())
+                .output()
+        })
+    };
+    let mut rows: Vec<Row> = ours
         .iter()
         .map(|(name, key, v)| Row {
             workload: format!("training, batch 128: {name}"),
@@ -902,6 +961,22 @@ fn bench_neural(reps: usize, no_reference: bool, out: Option<PathBuf>) -> Result
             lower_is_better: false,
         })
         .collect();
+    rows.extend(sampling.iter().map(|(name, key, v)| Row {
+        workload: format!("sampling, 1000 a batch: {name}"),
+        unit: "img/s",
+        genmod: *v,
+        reference: reference.as_ref().and_then(|r| r[*key].as_f64()),
+        reference_name: "PyTorch",
+        lower_is_better: false,
+    }));
+    rows.push(Row {
+        workload: "start to first 8x8 VAE grid (fresh process, median of 3)".into(),
+        unit: "s",
+        genmod: ours_first,
+        reference: torch_first,
+        reference_name: "PyTorch",
+        lower_is_better: true,
+    });
     let mut table = format!(
         "Embedded digits, CPU, {threads} threads{}.\n\n",
         reference
