@@ -38,7 +38,7 @@ pub struct Options {
     pub out_root: PathBuf,
     /// A checkpoint or run folder to continue from.
     pub resume: Option<PathBuf>,
-    /// Forced image mode; otherwise the best the terminal answers for (sixel or kitty),
+    /// Forced image mode; otherwise sixel where the terminal answers for it,
     /// else half-blocks.
     pub image_mode: Option<ImageMode>,
 }
@@ -89,8 +89,11 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     match opts.image_mode {
         None => {
             app.graphics = graphics::Graphics::query();
-            if let Some(best) = app.graphics.available.first() {
-                app.image_mode = *best;
+            // Sixel is chosen on its own; kitty only when asked for (`m`, --image-mode):
+            // ratatui-image draws kitty images with Unicode placeholders, which kitty
+            // before 0.28 (Debian 12 ships 0.26) shows as boxes although it answers the query.
+            if app.graphics.available.contains(&ImageMode::Sixel) {
+                app.image_mode = ImageMode::Sixel;
             }
         }
         Some(m) if m.is_pixels() => {
