@@ -121,7 +121,8 @@ impl Scorer<'_> {
         let pred = self.clf.predict(images)?;
         let hist = metrics::histogram(&pred, 10);
         row.classes_covered = hist.iter().filter(|&&h| h >= 0.01).count();
-        row.coverage_kl = metrics::kl_divergence(&hist, &self.test_hist, 1e-6);
+        // KL is never negative; rounding can leave −1e-12, which would print as −0.000.
+        row.coverage_kl = metrics::kl_divergence(&hist, &self.test_hist, 1e-6).max(0.0);
         row.conditional_accuracy = intended.map(|want| {
             pred.iter().zip(want).filter(|(p, w)| p == w).count() as f64 / want.len().max(1) as f64
         });
