@@ -169,7 +169,7 @@ impl Generator {
         let mut h = self.project.forward(z)?.reshape((z.dim(0)?, c, s, s))?;
         h = self.bn0.forward_t(&h, train)?.relu()?;
         for (conv, bn) in &self.ups {
-            h = conv.forward(&h)?;
+            h = super::conv::conv_transpose2d(conv, &h, up_cfg().stride, up_cfg().padding)?;
             h = match bn {
                 Some(bn) => bn.forward_t(&h, train)?.relu()?,
                 None => h.tanh()?,
@@ -183,7 +183,7 @@ impl Discriminator {
     fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let mut h = x.clone();
         for (conv, bn) in &self.downs {
-            h = conv.forward(&h)?;
+            h = super::conv::conv2d(conv, &h, down_cfg().stride, down_cfg().padding)?;
             if let Some(bn) = bn {
                 h = bn.forward_t(&h, train)?;
             }

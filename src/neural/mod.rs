@@ -4,6 +4,7 @@
 
 pub mod autoencoder;
 pub mod cgan;
+pub mod conv;
 pub mod dcgan;
 pub mod fused;
 pub mod gan;
