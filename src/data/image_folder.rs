@@ -64,6 +64,20 @@ pub fn to_square_chw(img: &image::DynamicImage, size: u32) -> Vec<u8> {
     chw
 }
 
+/// Decodes one PNG or JPEG file's bytes (format guessed from the content) into a centre-
+/// cropped `size` x `size` RGB image, C x H x W. Any bytes give an image or a reason.
+pub fn decode_square(bytes: &[u8], size: u32) -> std::result::Result<Vec<u8>, String> {
+    let img = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| e.to_string())?
+        .decode()
+        .map_err(|e| e.to_string())?;
+    if img.width() == 0 || img.height() == 0 {
+        return Err("image has zero width or height".to_string());
+    }
+    Ok(to_square_chw(&img, size))
+}
+
 /// Loads up to `limit` images (sorted by file name) from `dir`, as `size` x `size` RGB.
 pub fn load(dir: &Path, size: u32, limit: Option<usize>) -> Result<(Dataset, FolderReport)> {
     if size == 0 {
@@ -99,17 +113,9 @@ pub fn load(dir: &Path, size: u32, limit: Option<usize>) -> Result<(Dataset, Fol
         let decoded: Vec<(PathBuf, std::result::Result<Vec<u8>, String>)> = chunk
             .par_iter()
             .map(|p| {
-                let r = image::ImageReader::open(p)
+                let r = std::fs::read(p)
                     .map_err(|e| e.to_string())
-                    .and_then(|r| r.with_guessed_format().map_err(|e| e.to_string()))
-                    .and_then(|r| r.decode().map_err(|e| e.to_string()))
-                    .and_then(|img| {
-                        if img.width() == 0 || img.height() == 0 {
-                            Err("image has zero width or height".to_string())
-                        } else {
-                            Ok(to_square_chw(&img, size))
-                        }
-                    });
+                    .and_then(|bytes| decode_square(&bytes, size));
                 (p.clone(), r)
             })
             .collect();
