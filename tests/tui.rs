@@ -431,3 +431,106 @@ fn terminal_is_restored_after_a_panic_and_survives_a_tiny_resize() {
     let msg = std::fs::read_to_string(dir.path().join("panic.txt")).unwrap();
     assert!(msg.contains("test-only panic injected"), "{msg}");
 }
+
+/// The checkpoint folders a run has written, as step numbers.
+fn checkpoint_steps(run: &std::path::Path) -> Vec<u64> {
+    let mut steps: Vec<u64> = std::fs::read_dir(run)
+        .map(|d| {
+            d.filter_map(|e| {
+                let name = e.ok()?.file_name().into_string().ok()?;
+                name.strip_prefix("ckpt-")?.parse().ok()
+            })
+            .collect()
+        })
+        .unwrap_or_default();
+    steps.sort();
+    steps
+}
+
+#[test]
+fn ctrl_c_sigterm_and_sighup_mid_epoch_save_a_checkpoint_and_restore_the_terminal() {
+    let bin = env!("CARGO_BIN_EXE_genmod-tui");
+    // The VAE checkpoints at the end of each 62-step epoch: a checkpoint at any other step
+    // can only be the one written on the way out.
+    for how in ["ctrl-c", "sigterm", "sighup"] {
+        let dir = tempfile::tempdir().unwrap();
+        let runs = dir.path().join("runs");
+        let session = format!("genmod-sig-{how}-{}", std::process::id());
+        let script = format!(
+            "cd {} && {bin} --out {} ; echo EXIT=$?; stty -a | tr ' ' '\\n' | grep -x -e icanon -e echo | tr '\\n' ' '; echo; echo DONE; sleep 60",
+            dir.path().display(),
+            runs.display()
+        );
+        tmux(&[
+            "new-session",
+            "-d",
+            "-s",
+            &session,
+            "-x",
+            "120",
+            "-y",
+            "36",
+            &script,
+        ]);
+        wait_for(&session, 30, "the picker", |p| p.contains("pick a model"));
+        tmux(&["send-keys", "-t", &session, "Enter"]);
+        wait_for(&session, 60, "training under way", |p| {
+            p.split_whitespace()
+                .skip_while(|w| *w != "step")
+                .nth(1)
+                .and_then(|s| s.split('/').next()?.parse::<u64>().ok())
+                .is_some_and(|s| (3..50).contains(&s))
+        });
+        match how {
+            "ctrl-c" => {
+                tmux(&["send-keys", "-t", &session, "C-c"]);
+            }
+            "sigterm" => {
+                let pid = tmux(&["list-panes", "-t", &session, "-F", "#{pane_pid}"]);
+                // The pane's shell runs genmod-tui as its child.
+                let child = std::process::Command::new("pgrep")
+                    .args(["-P", pid.trim()])
+                    .output()
+                    .unwrap();
+                let child = String::from_utf8_lossy(&child.stdout).trim().to_string();
+                assert!(!child.is_empty(), "no genmod-tui under pane {pid}");
+                std::process::Command::new("kill")
+                    .args(["-TERM", &child])
+                    .status()
+                    .unwrap();
+            }
+            _ => {
+                // The SSH drop: the terminal goes away and the process gets SIGHUP.
+                tmux(&["kill-session", "-t", &session]);
+            }
+        }
+        let run = runs.join("vae");
+        if how == "sighup" {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            while checkpoint_steps(&run).is_empty() && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+        } else {
+            let pane = wait_for(&session, 30, "the exit", |p| p.contains("DONE"));
+            let _ = tmux(&["kill-session", "-t", &session]);
+            assert!(pane.contains("EXIT=0"), "{how}:\n{pane}");
+            assert!(
+                pane.contains("icanon echo"),
+                "{how}: terminal not restored:\n{pane}"
+            );
+            assert!(
+                !pane.contains("pick a model"),
+                "{how}: alternate screen kept:\n{pane}"
+            );
+        }
+        let steps = checkpoint_steps(&run);
+        let newest = steps.last().copied().unwrap_or(0);
+        assert!(
+            newest > 0 && newest % 62 != 0,
+            "{how}: expected a mid-epoch checkpoint written on the way out, found steps {steps:?}"
+        );
+        let ckpt = run.join(format!("ckpt-{newest:010}"));
+        assert!(ckpt.join("model.safetensors").is_file(), "{how}: {ckpt:?}");
+        println!("RELIABILITY: tui_signal {how} checkpoint_step={newest}");
+    }
+}
