@@ -379,9 +379,10 @@ pub fn generate(cfg: &FigureConfig, log: &mut dyn FnMut(&str)) -> Result<Vec<Pat
         )?;
     }
     if wants("dcgan") {
+        // 15 epochs (930 steps): at 5 the 8,004 digits give strokes, not yet digits.
         log("training the DCGAN (figure 4.5)");
         let dcgan = train_model(
-            run_config(ModelKind::Dcgan, 5, 128, quick, seed),
+            run_config(ModelKind::Dcgan, 15, 128, quick, seed),
             &split,
             log,
         )?;
