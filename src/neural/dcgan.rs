@@ -17,7 +17,7 @@ use crate::train::optim::Adam;
 use candle_core::{Result, Tensor};
 use candle_nn::{
     BatchNorm, Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig, Linear, Module,
-    ModuleT, VarBuilder, VarMap,
+    VarBuilder, VarMap,
 };
 use rand_chacha::ChaCha8Rng;
 
@@ -167,11 +167,11 @@ impl Generator {
     fn forward(&self, z: &Tensor, train: bool) -> Result<Tensor> {
         let (c, s) = self.start;
         let mut h = self.project.forward(z)?.reshape((z.dim(0)?, c, s, s))?;
-        h = self.bn0.forward_t(&h, train)?.relu()?;
+        h = super::batch_norm::forward_t(&self.bn0, &h, train)?.relu()?;
         for (conv, bn) in &self.ups {
             h = super::conv::conv_transpose2d(conv, &h, up_cfg().stride, up_cfg().padding)?;
             h = match bn {
-                Some(bn) => bn.forward_t(&h, train)?.relu()?,
+                Some(bn) => super::batch_norm::forward_t(bn, &h, train)?.relu()?,
                 None => h.tanh()?,
             };
         }
@@ -185,7 +185,7 @@ impl Discriminator {
         for (conv, bn) in &self.downs {
             h = super::conv::conv2d(conv, &h, down_cfg().stride, down_cfg().padding)?;
             if let Some(bn) = bn {
-                h = bn.forward_t(&h, train)?;
+                h = super::batch_norm::forward_t(bn, &h, train)?;
             }
             h = super::fused::leaky_relu(&h, 0.2)?;
         }

@@ -3,6 +3,7 @@
 //! (`crate::train`) owns the loop, schedules, events and checkpoints.
 
 pub mod autoencoder;
+pub mod batch_norm;
 pub mod cgan;
 pub mod conv;
 pub mod dcgan;

@@ -1,0 +1,308 @@
+//! Batch normalisation in training mode, fused for the CPU.
+//!
+//! candle_nn's `BatchNorm::forward_train` is a dozen tensor ops (transpose, copy, mean,
+//! broadcast subtract, square, mean, add, sqrt, broadcast divide, broadcast multiply and
+//! add, transpose back), each with a backward node; after the convolutions became GEMMs
+//! (see [`super::conv`]) those element-wise passes were the largest cost of a DCGAN step.
+//! Here the forward is one custom op over (x, γ, β) and its backward the textbook formula in
+//! one more pass (Ioffe and Szegedy 2015, section 3):
+//!
+//! dβ = Σ g, dγ = Σ g·x̂, dx = γ/σ · (g − dβ/M − x̂·dγ/M), with M = N·H·W values per channel.
+//!
+//! The running averages are updated exactly as candle does (momentum, unbiased variance), so
+//! checkpoints and evaluation mode are unchanged. Other devices and dtypes use candle's layer.
+
+use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
+use candle_nn::{BatchNorm, ModuleT};
+
+fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
+    match (s, l.contiguous_offsets()) {
+        (CpuStorage::F32(v), Some((a, b))) => Ok(&v[a..b]),
+        _ => candle_core::bail!("batch norm: expected a contiguous f32 tensor"),
+    }
+}
+
+/// Per-channel mean and biased variance of an (N, C, spatial) buffer, in f64.
+fn channel_stats(x: &[f32], n: usize, c: usize, spatial: usize) -> Vec<(f64, f64)> {
+    (0..c)
+        .map(|ch| {
+            let (mut s, mut s2) = (0f64, 0f64);
+            for i in 0..n {
+                for &v in &x[(i * c + ch) * spatial..][..spatial] {
+                    s += v as f64;
+                    s2 += (v as f64) * (v as f64);
+                }
+            }
+            let m = (n * spatial) as f64;
+            let mean = s / m;
+            (mean, (s2 / m - mean * mean).max(0.0))
+        })
+        .collect()
+}
+
+/// The shape (N, C, spatial) of a batch-norm input.
+fn dims(l: &Layout) -> Result<(usize, usize, usize)> {
+    let d = l.dims();
+    if d.len() < 2 {
+        candle_core::bail!("batch norm needs at least two dimensions, got {d:?}");
+    }
+    Ok((d[0], d[1], d[2..].iter().product()))
+}
+
+/// (x, γ, β) → γ·x̂ + β with batch statistics.
+struct Forward {
+    eps: f64,
+}
+
+impl CustomOp3 for Forward {
+    fn name(&self) -> &'static str {
+        "genmod-batch-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (x, gamma, beta) = (
+            contiguous_f32(s1, l1)?,
+            contiguous_f32(s2, l2)?,
+            contiguous_f32(s3, l3)?,
+        );
+        let (n, c, spatial) = dims(l1)?;
+        let stats = channel_stats(x, n, c, spatial);
+        let mut y = vec![0f32; x.len()];
+        for i in 0..n {
+            for (ch, &(mean, var)) in stats.iter().enumerate() {
+                let scale = gamma[ch] as f64 / (var + self.eps).sqrt();
+                let shift = beta[ch] as f64 - mean * scale;
+                let o = (i * c + ch) * spatial;
+                for (dst, &v) in y[o..o + spatial].iter_mut().zip(&x[o..o + spatial]) {
+                    *dst = (v as f64 * scale + shift) as f32;
+                }
+            }
+        }
+        Ok((CpuStorage::F32(y), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        gamma: &Tensor,
+        _beta: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let c = x.dim(1)?;
+        let packed = x.apply_op3_no_bwd(&grad.contiguous()?, gamma, &Backward { eps: self.eps })?;
+        let total = x.elem_count();
+        let dx = packed.narrow(0, 0, total)?.reshape(x.shape())?;
+        let dgamma = packed.narrow(0, total, c)?;
+        let dbeta = packed.narrow(0, total + c, c)?;
+        Ok((Some(dx), Some(dgamma), Some(dbeta)))
+    }
+}
+
+/// (x, upstream gradient, γ) → [dx (flattened), dγ, dβ] in one buffer.
+struct Backward {
+    eps: f64,
+}
+
+impl CustomOp3 for Backward {
+    fn name(&self) -> &'static str {
+        "genmod-batch-norm-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (x, g, gamma) = (
+            contiguous_f32(s1, l1)?,
+            contiguous_f32(s2, l2)?,
+            contiguous_f32(s3, l3)?,
+        );
+        let (n, c, spatial) = dims(l1)?;
+        let m = (n * spatial) as f64;
+        let stats = channel_stats(x, n, c, spatial);
+        let mut out = vec![0f32; x.len() + 2 * c];
+        for (ch, &(mean, var)) in stats.iter().enumerate() {
+            let inv_std = 1.0 / (var + self.eps).sqrt();
+            let (mut dbeta, mut dgamma) = (0f64, 0f64);
+            for i in 0..n {
+                let o = (i * c + ch) * spatial;
+                for (&v, &gv) in x[o..o + spatial].iter().zip(&g[o..o + spatial]) {
+                    dbeta += gv as f64;
+                    dgamma += gv as f64 * (v as f64 - mean) * inv_std;
+                }
+            }
+            let k = gamma[ch] as f64 * inv_std;
+            for i in 0..n {
+                let o = (i * c + ch) * spatial;
+                for j in o..o + spatial {
+                    let xhat = (x[j] as f64 - mean) * inv_std;
+                    out[j] = (k * (g[j] as f64 - dbeta / m - xhat * dgamma / m)) as f32;
+                }
+            }
+            out[x.len() + ch] = dgamma as f32;
+            out[x.len() + c + ch] = dbeta as f32;
+        }
+        Ok((CpuStorage::F32(out), Shape::from(x.len() + 2 * c)))
+    }
+}
+
+/// `bn.forward_t(x, train)`, with the training-mode pass fused on the CPU. In training the
+/// running mean and variance are updated as candle would.
+pub fn forward_t(bn: &BatchNorm, x: &Tensor, train: bool) -> Result<Tensor> {
+    let fused = train
+        && x.device().is_cpu()
+        && x.dtype() == DType::F32
+        && x.rank() >= 2
+        && x.elem_count() > x.dim(1)?;
+    let Some((gamma, beta)) = bn.weight_and_bias().filter(|_| fused) else {
+        return bn.forward_t(x, train);
+    };
+    let x = x.contiguous()?;
+    let m = x.elem_count() / x.dim(1)?;
+    // Running averages from the batch statistics (one pass, no graph).
+    let stats = x.apply_op1_no_bwd(&Stats)?;
+    let (mean, var) = (stats.get(0)?, stats.get(1)?);
+    let mom = bn.momentum();
+    let rm = bn.running_mean();
+    let rv = bn.running_var();
+    let new_mean = ((rm * (1.0 - mom))? + (&mean * mom)?)?;
+    let new_var = ((rv * (1.0 - mom))? + (&var * (mom * m as f64 / (m as f64 - 1.0)))?)?;
+    running_set(rm, &new_mean)?;
+    running_set(rv, &new_var)?;
+    x.apply_op3(gamma, beta, Forward { eps: bn.eps() })
+}
+
+/// x → (2, C): each channel's batch mean and biased variance.
+struct Stats;
+
+impl candle_core::CustomOp1 for Stats {
+    fn name(&self) -> &'static str {
+        "genmod-batch-norm-stats"
+    }
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (n, c, spatial) = dims(l)?;
+        let stats = channel_stats(contiguous_f32(s, l)?, n, c, spatial);
+        let mut out: Vec<f32> = stats.iter().map(|s| s.0 as f32).collect();
+        out.extend(stats.iter().map(|s| s.1 as f32));
+        Ok((CpuStorage::F32(out), Shape::from((2, c))))
+    }
+}
+
+/// Writes `value` into a running-statistics tensor in place (it is a variable in the VarMap,
+/// saved with checkpoints).
+fn running_set(target: &Tensor, value: &Tensor) -> Result<()> {
+    let value = value.to_dtype(target.dtype())?.contiguous()?;
+    target.inplace_op2(&value, &CopyFrom)
+}
+
+struct CopyFrom;
+
+impl candle_core::InplaceOp2 for CopyFrom {
+    fn name(&self) -> &'static str {
+        "genmod-copy-from"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &mut CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<()> {
+        let src = contiguous_f32(s2, l2)?;
+        match (s1, l1.contiguous_offsets()) {
+            (CpuStorage::F32(v), Some((a, b))) if b - a == src.len() => {
+                v[a..b].copy_from_slice(src);
+                Ok(())
+            }
+            _ => candle_core::bail!("batch norm: running statistics must be contiguous f32"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+    use candle_nn::{VarBuilder, VarMap};
+
+    fn values(t: &Tensor) -> Vec<f32> {
+        t.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+    }
+
+    #[test]
+    fn matches_candles_batch_norm_in_output_gradients_and_running_statistics() {
+        let shape = (4, 3, 5, 5);
+        let n: usize = 4 * 3 * 5 * 5;
+        let raw: Vec<f32> = (0..n)
+            .map(|i| ((i * 53 % 97) as f32 / 20.0) - 2.0)
+            .collect();
+        let mut results = Vec::new();
+        for fused in [true, false] {
+            let varmap = VarMap::new();
+            let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+            let bn = candle_nn::batch_norm(3, 1e-5, vb).unwrap();
+            // Non-trivial γ and β.
+            {
+                let data = varmap.data().lock().unwrap();
+                data["weight"]
+                    .set(&Tensor::new(&[0.5f32, 2.0, -1.0], &Device::Cpu).unwrap())
+                    .unwrap();
+                data["bias"]
+                    .set(&Tensor::new(&[0.1f32, -0.3, 0.7], &Device::Cpu).unwrap())
+                    .unwrap();
+            }
+            let x = Var::from_vec(raw.clone(), shape, &Device::Cpu).unwrap();
+            let y = if fused {
+                forward_t(&bn, x.as_tensor(), true).unwrap()
+            } else {
+                bn.forward_t(x.as_tensor(), true).unwrap()
+            };
+            let w = Tensor::arange(0f32, n as f32, &Device::Cpu)
+                .unwrap()
+                .reshape(shape)
+                .unwrap()
+                .cos()
+                .unwrap();
+            let grads = (&y * &w).unwrap().sum_all().unwrap().backward().unwrap();
+            let data = varmap.data().lock().unwrap();
+            results.push(vec![
+                values(&y),
+                values(grads.get(x.as_tensor()).unwrap()),
+                values(grads.get(data["weight"].as_tensor()).unwrap()),
+                values(grads.get(data["bias"].as_tensor()).unwrap()),
+                values(data["running_mean"].as_tensor()),
+                values(data["running_var"].as_tensor()),
+            ]);
+        }
+        let names = [
+            "output",
+            "dx",
+            "dgamma",
+            "dbeta",
+            "running mean",
+            "running var",
+        ];
+        for (k, name) in names.iter().enumerate() {
+            for (a, b) in results[0][k].iter().zip(&results[1][k]) {
+                assert!(
+                    (a - b).abs() < 1e-4 * b.abs().max(1.0),
+                    "{name}: {a} vs {b}"
+                );
+            }
+        }
+    }
+}
