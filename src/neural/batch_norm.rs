@@ -12,15 +12,9 @@
 //! The running averages are updated exactly as candle does (momentum, unbiased variance), so
 //! checkpoints and evaluation mode are unchanged. Other devices and dtypes use candle's layer.
 
+use super::cpu::{f32_slice, f32_slice_mut};
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use candle_nn::{BatchNorm, ModuleT};
-
-fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
-    match (s, l.contiguous_offsets()) {
-        (CpuStorage::F32(v), Some((a, b))) => Ok(&v[a..b]),
-        _ => candle_core::bail!("batch norm: expected a contiguous f32 tensor"),
-    }
-}
 
 /// Per-channel mean and biased variance of an (N, C, spatial) buffer, in f64.
 fn channel_stats(x: &[f32], n: usize, c: usize, spatial: usize) -> Vec<(f64, f64)> {
@@ -69,9 +63,9 @@ impl CustomOp3 for Forward {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let (x, gamma, beta) = (
-            contiguous_f32(s1, l1)?,
-            contiguous_f32(s2, l2)?,
-            contiguous_f32(s3, l3)?,
+            f32_slice(s1, l1, "batch norm")?,
+            f32_slice(s2, l2, "batch norm")?,
+            f32_slice(s3, l3, "batch norm")?,
         );
         let (n, c, spatial) = dims(l1)?;
         let stats = channel_stats(x, n, c, spatial);
@@ -127,9 +121,9 @@ impl CustomOp3 for Backward {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let (x, g, gamma) = (
-            contiguous_f32(s1, l1)?,
-            contiguous_f32(s2, l2)?,
-            contiguous_f32(s3, l3)?,
+            f32_slice(s1, l1, "batch norm")?,
+            f32_slice(s2, l2, "batch norm")?,
+            f32_slice(s3, l3, "batch norm")?,
         );
         let (n, c, spatial) = dims(l1)?;
         let m = (n * spatial) as f64;
@@ -195,7 +189,7 @@ impl candle_core::CustomOp1 for Stats {
     }
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let (n, c, spatial) = dims(l)?;
-        let stats = channel_stats(contiguous_f32(s, l)?, n, c, spatial);
+        let stats = channel_stats(f32_slice(s, l, "batch norm")?, n, c, spatial);
         let mut out: Vec<f32> = stats.iter().map(|s| s.0 as f32).collect();
         out.extend(stats.iter().map(|s| s.1 as f32));
         Ok((CpuStorage::F32(out), Shape::from((2, c))))
@@ -222,14 +216,13 @@ impl candle_core::InplaceOp2 for CopyFrom {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<()> {
-        let src = contiguous_f32(s2, l2)?;
-        match (s1, l1.contiguous_offsets()) {
-            (CpuStorage::F32(v), Some((a, b))) if b - a == src.len() => {
-                v[a..b].copy_from_slice(src);
-                Ok(())
-            }
-            _ => candle_core::bail!("batch norm: running statistics must be contiguous f32"),
+        let src = f32_slice(s2, l2, "batch norm")?;
+        let dst = f32_slice_mut(s1, l1, "batch norm")?;
+        if dst.len() != src.len() {
+            candle_core::bail!("batch norm: {} running values for {}", dst.len(), src.len());
         }
+        dst.copy_from_slice(src);
+        Ok(())
     }
 }
 

@@ -13,6 +13,7 @@
 //! (channel, ky, kx), so a whole batch is one GEMM. Other devices and dtypes use candle's own
 //! layers; the tests check both give the same values and gradients.
 
+use super::cpu::f32_slice;
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor};
 use candle_nn::{Conv2d, ConvTranspose2d, Module};
 use rayon::prelude::*;
@@ -124,13 +125,6 @@ impl Window {
     }
 }
 
-fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
-    match (s, l.contiguous_offsets()) {
-        (CpuStorage::F32(v), Some((a, b))) => Ok(&v[a..b]),
-        _ => candle_core::bail!("im2col: expected a contiguous f32 tensor"),
-    }
-}
-
 /// Image → patches; backward folds the gradient.
 struct Unfold(Window);
 /// Patches → image; backward unfolds the gradient.
@@ -142,7 +136,7 @@ impl CustomOp1 for Unfold {
     }
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let w = self.0;
-        let out = w.unfold(contiguous_f32(s, l)?);
+        let out = w.unfold(f32_slice(s, l, "convolution")?);
         Ok((CpuStorage::F32(out), Shape::from((w.rows(), w.cols()))))
     }
     fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
@@ -156,7 +150,7 @@ impl CustomOp1 for Fold {
     }
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let w = self.0;
-        let out = w.fold(contiguous_f32(s, l)?);
+        let out = w.fold(f32_slice(s, l, "convolution")?);
         Ok((
             CpuStorage::F32(out),
             Shape::from((w.batch, w.channels, w.height, w.width)),
@@ -262,7 +256,10 @@ impl candle_core::CustomOp2 for ChannelBias {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (x, b) = (contiguous_f32(s1, l1)?, contiguous_f32(s2, l2)?);
+        let (x, b) = (
+            f32_slice(s1, l1, "convolution")?,
+            f32_slice(s2, l2, "convolution")?,
+        );
         let (_, c, plane) = planes(l1)?;
         if b.len() != c {
             candle_core::bail!("channel bias: {} values for {c} channels", b.len());
@@ -296,7 +293,7 @@ impl CustomOp1 for ChannelSums {
         "genmod-channel-sums"
     }
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let g = contiguous_f32(s, l)?;
+        let g = f32_slice(s, l, "convolution")?;
         let (_, c, plane) = planes(l)?;
         let mut sums = vec![0f64; c];
         for (i, chunk) in g.chunks(plane).enumerate() {

@@ -7,6 +7,7 @@
 //! On other devices, other dtypes or in a build where the fast path cannot apply, the plain
 //! candle formula is used, so results agree to rounding wherever the op runs.
 
+use super::cpu::f32_slice;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor};
 
 /// Which activation.
@@ -63,17 +64,6 @@ impl Kind {
     }
 }
 
-/// The contiguous f32 slice behind a CPU storage and its layout, if it has one.
-fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
-    let CpuStorage::F32(v) = s else {
-        candle_core::bail!("fused op: expected an f32 tensor")
-    };
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&v[a..b]),
-        None => candle_core::bail!("fused op: expected a contiguous tensor"),
-    }
-}
-
 struct Activation(Kind);
 
 impl CustomOp1 for Activation {
@@ -82,7 +72,7 @@ impl CustomOp1 for Activation {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let x = f32_slice(s, l)?;
+        let x = f32_slice(s, l, "fused activation")?;
         let k = self.0;
         let y: Vec<f32> = x.iter().map(|&v| k.value(v)).collect();
         Ok((CpuStorage::F32(y), l.shape().clone()))
@@ -109,8 +99,8 @@ impl CustomOp2 for ActivationGrad {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let x = f32_slice(s1, l1)?;
-        let g = f32_slice(s2, l2)?;
+        let x = f32_slice(s1, l1, "fused activation")?;
+        let g = f32_slice(s2, l2, "fused activation")?;
         if x.len() != g.len() {
             candle_core::bail!("fused op gradient: {} values against {}", x.len(), g.len());
         }

@@ -6,6 +6,7 @@ pub mod autoencoder;
 pub mod batch_norm;
 pub mod cgan;
 pub mod conv;
+pub mod cpu;
 pub mod dcgan;
 pub mod fused;
 pub mod gan;

@@ -2,6 +2,7 @@
 //! saved and restored: candle's own AdamW keeps them private, and a checkpoint that drops
 //! them does not continue the same training curve.
 
+use crate::neural::cpu::{f32_slice, f32_slice_mut};
 use candle_core::backprop::GradStore;
 use candle_core::{CpuStorage, DType, InplaceOp2, InplaceOp3, Layout, Result, Tensor, Var};
 use std::collections::HashMap;
@@ -160,20 +161,6 @@ fn fused_step_applies(var: &Tensor, g: &Tensor) -> bool {
         && var.shape() == g.shape()
 }
 
-fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
-    match (s, l.contiguous_offsets()) {
-        (CpuStorage::F32(v), Some((a, b))) => Ok(&v[a..b]),
-        _ => candle_core::bail!("Adam: expected a contiguous f32 tensor"),
-    }
-}
-
-fn contiguous_f32_mut<'a>(s: &'a mut CpuStorage, l: &Layout) -> Result<&'a mut [f32]> {
-    match (s, l.contiguous_offsets()) {
-        (CpuStorage::F32(v), Some((a, b))) => Ok(&mut v[a..b]),
-        _ => candle_core::bail!("Adam: expected a contiguous f32 tensor"),
-    }
-}
-
 /// m ← decay·m + (1 − decay)·g, or with g² for the second moment, in place.
 struct Moment {
     decay: f32,
@@ -192,8 +179,8 @@ impl InplaceOp2 for Moment {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<()> {
-        let m = contiguous_f32_mut(s1, l1)?;
-        let g = contiguous_f32(s2, l2)?;
+        let m = f32_slice_mut(s1, l1, "Adam")?;
+        let g = f32_slice(s2, l2, "Adam")?;
         let (d, e) = (self.decay, 1.0 - self.decay);
         if self.square {
             m.iter_mut()
@@ -228,9 +215,9 @@ impl InplaceOp3 for Update {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<()> {
-        let w = contiguous_f32_mut(s1, l1)?;
-        let m = contiguous_f32(s2, l2)?;
-        let v = contiguous_f32(s3, l3)?;
+        let w = f32_slice_mut(s1, l1, "Adam")?;
+        let m = f32_slice(s2, l2, "Adam")?;
+        let v = f32_slice(s3, l3, "Adam")?;
         for ((w, &m), &v) in w.iter_mut().zip(m).zip(v) {
             *w = self.shrink * *w - self.step * m / ((v / self.bc2).sqrt() + self.eps);
         }
