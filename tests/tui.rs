@@ -310,29 +310,42 @@ fn image_mode_key_cycles_through_pixel_modes_only_where_the_terminal_has_them() 
     assert_eq!(a.image_mode, ImageMode::HalfBlocks);
 }
 
+/// Starts `command` (run in `dir`) in a detached tmux session of `width` x `height`; when it
+/// exits, the pane shows `EXIT=<status>`, whether the terminal is back in cooked mode
+/// (`icanon echo`) and `DONE`. Waits for the model picker.
+fn start_in_tmux(session: &str, dir: &std::path::Path, command: &str, width: u16, height: u16) {
+    let script = format!(
+        "cd {} && {command}; echo EXIT=$?; stty -a | tr ' ' '\\n' | grep -x -e icanon -e echo | tr '\\n' ' '; echo; echo DONE; sleep 60",
+        dir.display()
+    );
+    let (w, h) = (width.to_string(), height.to_string());
+    tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        session,
+        "-x",
+        &w,
+        "-y",
+        &h,
+        &script,
+    ]);
+    wait_for(session, 30, "the picker", |p| p.contains("pick a model"));
+}
+
 #[test]
 fn end_to_end_in_tmux_train_vae_save_png_quit() {
     let dir = tempfile::tempdir().unwrap();
     let session = format!("genmod-e2e-{}", std::process::id());
     let bin = env!("CARGO_BIN_EXE_genmod-tui");
     let runs = dir.path().join("runs");
-    let script = format!(
-        "cd {} && {bin} --out {} ; echo EXIT=$?; stty -a | tr ' ' '\\n' | grep -x -e icanon -e echo | tr '\\n' ' '; echo; echo DONE; sleep 60",
-        dir.path().display(),
-        runs.display()
-    );
-    tmux(&[
-        "new-session",
-        "-d",
-        "-s",
+    start_in_tmux(
         &session,
-        "-x",
-        "120",
-        "-y",
-        "36",
-        &script,
-    ]);
-    wait_for(&session, 30, "the picker", |p| p.contains("pick a model"));
+        dir.path(),
+        &format!("{bin} --out {}", runs.display()),
+        120,
+        36,
+    );
     // The VAE is preselected; one epoch of training.
     tmux(&[
         "send-keys",
@@ -393,22 +406,8 @@ fn terminal_is_restored_after_a_panic_and_survives_a_tiny_resize() {
     let dir = tempfile::tempdir().unwrap();
     let session = format!("genmod-panic-{}", std::process::id());
     let bin = env!("CARGO_BIN_EXE_genmod-tui");
-    let script = format!(
-        "cd {} && GENMOD_TUI_TEST_PANIC_AFTER_MS=4000 {bin} 2>panic.txt; echo EXIT=$?; stty -a | tr ' ' '\\n' | grep -x -e icanon -e echo | tr '\\n' ' '; echo; echo DONE; sleep 60",
-        dir.path().display()
-    );
-    tmux(&[
-        "new-session",
-        "-d",
-        "-s",
-        &session,
-        "-x",
-        "100",
-        "-y",
-        "30",
-        &script,
-    ]);
-    wait_for(&session, 30, "the picker", |p| p.contains("pick a model"));
+    let command = format!("GENMOD_TUI_TEST_PANIC_AFTER_MS=4000 {bin} 2>panic.txt");
+    start_in_tmux(&session, dir.path(), &command, 100, 30);
     // A tiny window: the too-small screen, no panic; then back to a usable size.
     tmux(&["resize-window", "-t", &session, "-x", "20", "-y", "6"]);
     wait_for(&session, 10, "the too-small screen", |p| {
@@ -456,23 +455,13 @@ fn ctrl_c_sigterm_and_sighup_mid_epoch_save_a_checkpoint_and_restore_the_termina
         let dir = tempfile::tempdir().unwrap();
         let runs = dir.path().join("runs");
         let session = format!("genmod-sig-{how}-{}", std::process::id());
-        let script = format!(
-            "cd {} && {bin} --out {} ; echo EXIT=$?; stty -a | tr ' ' '\\n' | grep -x -e icanon -e echo | tr '\\n' ' '; echo; echo DONE; sleep 60",
-            dir.path().display(),
-            runs.display()
-        );
-        tmux(&[
-            "new-session",
-            "-d",
-            "-s",
+        start_in_tmux(
             &session,
-            "-x",
-            "120",
-            "-y",
-            "36",
-            &script,
-        ]);
-        wait_for(&session, 30, "the picker", |p| p.contains("pick a model"));
+            dir.path(),
+            &format!("{bin} --out {}", runs.display()),
+            120,
+            36,
+        );
         tmux(&["send-keys", "-t", &session, "Enter"]);
         wait_for(&session, 60, "training under way", |p| {
             p.split_whitespace()
