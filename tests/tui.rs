@@ -333,6 +333,22 @@ fn start_in_tmux(session: &str, dir: &std::path::Path, command: &str, width: u16
     wait_for(session, 30, "the picker", |p| p.contains("pick a model"));
 }
 
+/// Waits for the program started by [`start_in_tmux`] to exit after `how`, closes the
+/// session, and checks exit status 0, cooked mode and the main screen back.
+fn wait_for_clean_exit(session: &str, how: &str) {
+    let pane = wait_for(session, 30, "the exit", |p| p.contains("DONE"));
+    let _ = tmux(&["kill-session", "-t", session]);
+    assert!(pane.contains("EXIT=0"), "{how}:\n{pane}");
+    assert!(
+        pane.contains("icanon echo"),
+        "{how}: the terminal was not restored to cooked mode:\n{pane}"
+    );
+    assert!(
+        !pane.contains("pick a model"),
+        "{how}: the alternate screen was not left:\n{pane}"
+    );
+}
+
 #[test]
 fn end_to_end_in_tmux_train_vae_save_png_quit() {
     let dir = tempfile::tempdir().unwrap();
@@ -382,17 +398,7 @@ fn end_to_end_in_tmux_train_vae_save_png_quit() {
     assert!(img.width() > 100 && img.height() > 100);
     // The run is finished and checkpointed: q quits without asking.
     tmux(&["send-keys", "-t", &session, "q"]);
-    let pane = wait_for(&session, 30, "the exit", |p| p.contains("DONE"));
-    let _ = tmux(&["kill-session", "-t", &session]);
-    assert!(pane.contains("EXIT=0"), "{pane}");
-    assert!(
-        pane.contains("icanon echo"),
-        "the terminal was not restored to cooked mode:\n{pane}"
-    );
-    assert!(
-        !pane.contains("pick a model"),
-        "the alternate screen was not left:\n{pane}"
-    );
+    wait_for_clean_exit(&session, "q");
     assert!(
         runs.join("vae")
             .join("ckpt-0000000062")
@@ -500,17 +506,7 @@ fn ctrl_c_sigterm_and_sighup_mid_epoch_save_a_checkpoint_and_restore_the_termina
                 std::thread::sleep(std::time::Duration::from_millis(200));
             }
         } else {
-            let pane = wait_for(&session, 30, "the exit", |p| p.contains("DONE"));
-            let _ = tmux(&["kill-session", "-t", &session]);
-            assert!(pane.contains("EXIT=0"), "{how}:\n{pane}");
-            assert!(
-                pane.contains("icanon echo"),
-                "{how}: terminal not restored:\n{pane}"
-            );
-            assert!(
-                !pane.contains("pick a model"),
-                "{how}: alternate screen kept:\n{pane}"
-            );
+            wait_for_clean_exit(&session, how);
         }
         let steps = checkpoint_steps(&run);
         let newest = steps.last().copied().unwrap_or(0);
