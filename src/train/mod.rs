@@ -161,7 +161,14 @@ pub fn parse_device(name: &str) -> Result<Device, String> {
             "device `{name}`: this genmod was built without CUDA; rebuild with `cargo build --release --features cuda`"
         ));
     }
-    Device::new_cuda(ordinal).map_err(|e| format!("device `{name}`: {e}"))
+    Device::new_cuda(ordinal).map_err(|e| {
+        // The user needs the driver's reason (no device, bad ordinal), not candle's backtrace.
+        let reason = match e {
+            candle_core::Error::WithBacktrace { inner, .. } => inner.to_string(),
+            other => other.to_string(),
+        };
+        format!("device `{name}`: {reason}")
+    })
 }
 
 /// The shape and class count a model needs from a dataset.
