@@ -472,6 +472,7 @@ enum DataCommand {
 }
 
 fn main() {
+    genmod::util::settle_thread_count();
     if let Err(e) = run(Cli::parse()) {
         eprintln!("error: {e:#}");
         std::process::exit(1);

@@ -4,6 +4,7 @@
 //! is corrupted with Gaussian noise, the target stays clean). With a 2-D code the codes of
 //! the test digits show the scattered, gappy latent space of figure 3.9.
 
+use super::linear::{Activation, WeightLayout, dense_with};
 use super::losses::{bce_with_logits, squared_error};
 use super::{ImageShape, Metrics, Model, NeuralConfig, ReconLoss, normal, scalar};
 use crate::data::Batch;
@@ -23,14 +24,15 @@ pub struct Autoencoder {
     opt: Adam,
 }
 
-fn dense(x: &Tensor, w: &Tensor, b: &Tensor, transposed: bool) -> Result<Tensor> {
-    // Weights are stored out x in, as candle's Linear; tied decoders use them transposed.
-    let y = if transposed {
-        x.matmul(w)?
+/// act(x·W + b). Weights are stored out x in, as candle's Linear; tied decoders read the
+/// encoder's weights transposed.
+fn dense(x: &Tensor, w: &Tensor, b: &Tensor, transposed: bool, act: Activation) -> Result<Tensor> {
+    let layout = if transposed {
+        WeightLayout::InByOut
     } else {
-        x.matmul(&w.t()?)?
+        WeightLayout::OutByIn
     };
-    y.broadcast_add(b)
+    dense_with(x, w, Some(b), layout, act)
 }
 
 impl Autoencoder {
@@ -81,8 +83,14 @@ impl Autoencoder {
     }
 
     fn code(&self, x: &Tensor) -> Result<Tensor> {
-        let h = dense(x, &self.enc[0].0, &self.enc[0].1, false)?.relu()?;
-        dense(&h, &self.enc[1].0, &self.enc[1].1, false)
+        let h = dense(x, &self.enc[0].0, &self.enc[0].1, false, Activation::Relu)?;
+        dense(
+            &h,
+            &self.enc[1].0,
+            &self.enc[1].1,
+            false,
+            Activation::Identity,
+        )
     }
 
     /// Decoder logits (before the output sigmoid).
@@ -91,12 +99,12 @@ impl Autoencoder {
             Some(w) => (w, false),
             None => (&self.enc[1].0, true),
         };
-        let h = dense(z, w1, &self.dec[0].1, t1)?.relu()?;
+        let h = dense(z, w1, &self.dec[0].1, t1, Activation::Relu)?;
         let (w2, t2) = match &self.dec[1].0 {
             Some(w) => (w, false),
             None => (&self.enc[0].0, true),
         };
-        dense(&h, w2, &self.dec[1].1, t2)
+        dense(&h, w2, &self.dec[1].1, t2, Activation::Identity)
     }
 
     fn recon_loss(&self, logits: &Tensor, x: &Tensor) -> Result<Tensor> {

@@ -16,8 +16,8 @@ use crate::data::Batch;
 use crate::train::optim::Adam;
 use candle_core::{Result, Tensor};
 use candle_nn::{
-    BatchNorm, Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig, Linear, Module,
-    VarBuilder, VarMap,
+    BatchNorm, Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig, Linear, VarBuilder,
+    VarMap,
 };
 use rand_chacha::ChaCha8Rng;
 
@@ -166,7 +166,8 @@ impl Dcgan {
 impl Generator {
     fn forward(&self, z: &Tensor, train: bool) -> Result<Tensor> {
         let (c, s) = self.start;
-        let mut h = self.project.forward(z)?.reshape((z.dim(0)?, c, s, s))?;
+        let mut h = super::linear::dense(&self.project, z, super::linear::Activation::Identity)?
+            .reshape((z.dim(0)?, c, s, s))?;
         h = super::batch_norm::forward_t(&self.bn0, &h, train)?.relu()?;
         for (conv, bn) in &self.ups {
             h = super::conv::conv_transpose2d(conv, &h, up_cfg().stride, up_cfg().padding)?;
@@ -189,7 +190,11 @@ impl Discriminator {
             }
             h = super::fused::leaky_relu(&h, 0.2)?;
         }
-        self.score.forward(&h.flatten_from(1)?)
+        super::linear::dense(
+            &self.score,
+            &h.flatten_from(1)?,
+            super::linear::Activation::Identity,
+        )
     }
 }
 

@@ -8,12 +8,13 @@
 //! generator's gradient norm, which makes the vanishing gradient of the saturating loss
 //! visible when D rejects the fakes.
 
+use super::linear::{Activation, dense};
 use super::losses::{discriminator, generator_non_saturating, generator_saturating};
 use super::{GeneratorLoss, ImageShape, Metrics, Model, NeuralConfig, normal, scalar};
 use crate::data::Batch;
 use crate::train::optim::{Adam, AdamConfig, grad_norm, trainable};
 use candle_core::{Result, Tensor};
-use candle_nn::{Linear, Module, VarBuilder, VarMap, linear};
+use candle_nn::{Linear, VarBuilder, VarMap, linear};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
@@ -139,10 +140,12 @@ impl Mlp {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let mut h = x.clone();
         for (i, l) in self.layers.iter().enumerate() {
-            h = l.forward(&h)?;
-            if i + 1 < self.layers.len() {
-                h = super::fused::leaky_relu(&h, 0.2)?;
-            }
+            let act = if i + 1 < self.layers.len() {
+                Activation::LeakyRelu(0.2)
+            } else {
+                Activation::Identity
+            };
+            h = dense(l, &h, act)?;
         }
         Ok(h)
     }

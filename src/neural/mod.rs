@@ -11,6 +11,7 @@ pub mod dcgan;
 pub mod fused;
 pub mod gan;
 pub mod interpolate;
+pub mod linear;
 pub mod losses;
 pub mod vae;
 

@@ -10,12 +10,13 @@
 //! L = r·RL + KL scales the reconstruction instead. Both are here ([`KlSchedule`]); the
 //! likelihood is only meaningful once the weight has reached 1.
 
+use super::linear::{Activation, dense};
 use super::losses::{bce_with_logits_per_image, gaussian_kl_per_image};
 use super::{ImageShape, KlSchedule, Metrics, Model, NeuralConfig, normal, scalar};
 use crate::data::Batch;
 use crate::train::optim::{Adam, AdamConfig, trainable};
 use candle_core::{D, Result, Tensor};
-use candle_nn::{Linear, Module, VarBuilder, VarMap, linear};
+use candle_nn::{Linear, VarBuilder, VarMap, linear};
 use rand_chacha::ChaCha8Rng;
 
 /// The VAE's nets: d → h → (μ, log σ²) and z → h → d logits.
@@ -70,12 +71,16 @@ impl Vae {
     }
 
     fn posterior(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
-        let h = self.enc.forward(x)?.relu()?;
-        Ok((self.enc_mu.forward(&h)?, self.enc_logvar.forward(&h)?))
+        let h = dense(&self.enc, x, Activation::Relu)?;
+        Ok((
+            dense(&self.enc_mu, &h, Activation::Identity)?,
+            dense(&self.enc_logvar, &h, Activation::Identity)?,
+        ))
     }
 
     fn decode_logits(&self, z: &Tensor) -> Result<Tensor> {
-        self.dec2.forward(&self.dec1.forward(z)?.relu()?)
+        let h = dense(&self.dec1, z, Activation::Relu)?;
+        dense(&self.dec2, &h, Activation::Identity)
     }
 
     /// z = μ + σ ⊙ ε with ε from the seeded host RNG.

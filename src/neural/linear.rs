@@ -1,0 +1,427 @@
+//! Fully connected layers as one fused op on the CPU: y = act(x·Wᵀ + b).
+//!
+//! candle records a dense layer as four backward nodes (transpose, matmul, broadcast add,
+//! activation). Its backward pass then allocates and zeroes a gradient buffer per node, adds
+//! the weight gradient through a strided transpose, and sums the bias gradient with a strided
+//! reduction: on the small MLPs of the report that bookkeeping costs as much as the GEMMs.
+//! Here the forward pass is one GEMM (gemm crate) accumulating onto the bias, with the
+//! activation applied in place, and the backward pass is the three textbook products:
+//! gx = g·W, gW = gᵀ·x, gb = Σ_rows g, with g = upstream ⊙ act′. The derivative of ReLU and
+//! LeakyReLU is read from the output's sign, so no pre-activation is kept.
+//!
+//! Anything off the fast path (another device or dtype, a batched input) uses candle's own
+//! ops, so results agree to rounding wherever the layer runs.
+
+use super::cpu::f32_slice;
+use candle_core::Tensor;
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape};
+use candle_nn::Linear;
+
+/// The activation that follows a dense layer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Activation {
+    Identity,
+    Relu,
+    /// max(x, 0) + slope · min(x, 0), slope > 0.
+    LeakyRelu(f32),
+}
+
+impl Activation {
+    #[inline]
+    fn value(self, x: f32) -> f32 {
+        match self {
+            Activation::Identity => x,
+            Activation::Relu => x.max(0.0),
+            Activation::LeakyRelu(s) => {
+                if x > 0.0 {
+                    x
+                } else {
+                    s * x
+                }
+            }
+        }
+    }
+
+    /// f′ at the pre-activation, from the output y = f(x): y > 0 exactly when x > 0.
+    #[inline]
+    fn derivative_from_output(self, y: f32) -> f32 {
+        match self {
+            Activation::Identity => 1.0,
+            Activation::Relu => {
+                if y > 0.0 {
+                    1.0
+                } else {
+                    0.0
+                }
+            }
+            Activation::LeakyRelu(s) => {
+                if y > 0.0 {
+                    1.0
+                } else {
+                    s
+                }
+            }
+        }
+    }
+
+    /// candle's own formula, off the fast path.
+    fn apply(self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Activation::Identity => Ok(x.clone()),
+            Activation::Relu => x.relu(),
+            Activation::LeakyRelu(s) => super::fused::leaky_relu(x, s as f64),
+        }
+    }
+}
+
+/// How a weight matrix is stored: (out, in) as candle's `Linear`, or (in, out) as a tied
+/// decoder reads its encoder's weight.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum WeightLayout {
+    OutByIn,
+    InByOut,
+}
+
+/// `act(layer.forward(x))` for a 2-D input.
+pub fn dense(layer: &Linear, x: &Tensor, act: Activation) -> Result<Tensor> {
+    dense_with(x, layer.weight(), layer.bias(), WeightLayout::OutByIn, act)
+}
+
+/// act(x·W + b) with W stored as `layout` says; `b` is optional.
+pub fn dense_with(
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    layout: WeightLayout,
+    act: Activation,
+) -> Result<Tensor> {
+    let fast = x.device().is_cpu()
+        && x.rank() == 2
+        && w.rank() == 2
+        && [x.dtype(), w.dtype()] == [DType::F32; 2]
+        && b.is_none_or(|b| b.dtype() == DType::F32 && b.rank() == 1);
+    if !fast {
+        let wt = match layout {
+            WeightLayout::OutByIn => w.t()?,
+            WeightLayout::InByOut => w.clone(),
+        };
+        let y = x.broadcast_matmul(&wt)?;
+        let y = match b {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        };
+        return act.apply(&y);
+    }
+    let out_dim = match layout {
+        WeightLayout::OutByIn => w.dim(0)?,
+        WeightLayout::InByOut => w.dim(1)?,
+    };
+    let b = match b {
+        Some(b) => b.contiguous()?,
+        // A zero bias keeps one op with three arguments; its gradient is simply unused.
+        None => Tensor::zeros(out_dim, DType::F32, x.device())?,
+    };
+    x.contiguous()?
+        .apply_op3(&w.contiguous()?, &b, Dense { act, layout })
+}
+
+struct Dense {
+    act: Activation,
+    layout: WeightLayout,
+}
+
+impl Dense {
+    /// (rows, in, out) of a product, checked against the weight and bias.
+    fn dims(&self, x: &Layout, w: &Layout, b: &Layout) -> Result<(usize, usize, usize)> {
+        let (m, k) = x.shape().dims2()?;
+        let (w0, w1) = w.shape().dims2()?;
+        let (wk, n) = match self.layout {
+            WeightLayout::OutByIn => (w1, w0),
+            WeightLayout::InByOut => (w0, w1),
+        };
+        if wk != k || b.shape().elem_count() != n {
+            candle_core::bail!(
+                "dense layer: input has {k} features, weight is {w0}x{w1}, bias has {} values",
+                b.shape().elem_count()
+            );
+        }
+        Ok((m, k, n))
+    }
+}
+
+impl CustomOp3 for Dense {
+    fn name(&self) -> &'static str {
+        "genmod-dense"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        ws: &CpuStorage,
+        wl: &Layout,
+        bs: &CpuStorage,
+        bl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (m, k, n) = self.dims(xl, wl, bl)?;
+        let x = f32_slice(xs, xl, "dense layer")?;
+        let w = f32_slice(ws, wl, "dense layer")?;
+        let b = f32_slice(bs, bl, "dense layer")?;
+        // Each output row starts as the bias; the GEMM adds x·W onto it.
+        let mut y: Vec<f32> = Vec::with_capacity(m * n);
+        for _ in 0..m {
+            y.extend_from_slice(b);
+        }
+        // W viewed as the (k, n) right-hand side: element (kk, j) sits at
+        // kk·rs + j·cs of the stored matrix.
+        let (w_rs, w_cs) = match self.layout {
+            WeightLayout::OutByIn => (1, k as isize),
+            WeightLayout::InByOut => (n as isize, 1),
+        };
+        let threads = rayon::current_num_threads();
+        let parallelism = if threads > 1 {
+            gemm::Parallelism::Rayon(threads)
+        } else {
+            gemm::Parallelism::None
+        };
+        // SAFETY: the pointers cover m·k, k·n and m·n elements with the strides given
+        // (dims() checked the shapes) and y does not alias x or w.
+        unsafe {
+            gemm::gemm(
+                m,
+                n,
+                k,
+                y.as_mut_ptr(),
+                1,
+                n as isize,
+                true,
+                x.as_ptr(),
+                1,
+                k as isize,
+                w.as_ptr(),
+                w_cs,
+                w_rs,
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                parallelism,
+            );
+        }
+        if self.act != Activation::Identity {
+            let act = self.act;
+            y.iter_mut().for_each(|v| *v = act.value(*v));
+        }
+        Ok((CpuStorage::F32(y), Shape::from((m, n))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _b: &Tensor,
+        y: &Tensor,
+        grad_y: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let grad_y = grad_y.contiguous()?;
+        let g = if self.act == Activation::Identity {
+            grad_y
+        } else {
+            y.apply_op2_no_bwd(&grad_y, &ActivationGrad(self.act))?
+        };
+        let (gx, gw) = match self.layout {
+            WeightLayout::OutByIn => (g.matmul(w)?, g.t()?.matmul(x)?),
+            WeightLayout::InByOut => (g.matmul(&w.t()?)?, x.t()?.matmul(&g)?),
+        };
+        let gb = g.apply_op1_no_bwd(&ColumnSums)?;
+        Ok((Some(gx), Some(gw), Some(gb)))
+    }
+}
+
+/// (output y, upstream gradient) → upstream · f′, in one pass.
+struct ActivationGrad(Activation);
+
+impl CustomOp2 for ActivationGrad {
+    fn name(&self) -> &'static str {
+        "genmod-dense-activation-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        ys: &CpuStorage,
+        yl: &Layout,
+        gs: &CpuStorage,
+        gl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let y = f32_slice(ys, yl, "dense layer gradient")?;
+        let g = f32_slice(gs, gl, "dense layer gradient")?;
+        if y.len() != g.len() {
+            candle_core::bail!(
+                "dense layer gradient: {} values against {}",
+                y.len(),
+                g.len()
+            );
+        }
+        let act = self.0;
+        let out = y
+            .iter()
+            .zip(g)
+            .map(|(&y, &g)| g * act.derivative_from_output(y))
+            .collect();
+        Ok((CpuStorage::F32(out), yl.shape().clone()))
+    }
+}
+
+/// The sum of each column of a (rows, cols) matrix: the bias gradient, one contiguous pass.
+struct ColumnSums;
+
+impl CustomOp1 for ColumnSums {
+    fn name(&self) -> &'static str {
+        "genmod-column-sums"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (_, cols) = l.shape().dims2()?;
+        let g = f32_slice(s, l, "dense layer bias gradient")?;
+        let mut sums = vec![0f32; cols];
+        for row in g.chunks_exact(cols.max(1)) {
+            sums.iter_mut().zip(row).for_each(|(s, v)| *s += v);
+        }
+        Ok((CpuStorage::F32(sums), Shape::from(cols)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    fn var(rows: usize, cols: usize, seed: f32) -> Var {
+        let v: Vec<f32> = (0..rows * cols)
+            .map(|i| ((i as f32 + seed) * 0.731).sin() * 1.3)
+            .collect();
+        Var::from_vec(v, (rows, cols), &Device::Cpu).unwrap()
+    }
+
+    /// Values and the gradients of x, W and b against candle's matmul, add and activation.
+    fn agrees(act: Activation, layout: WeightLayout, with_bias: bool) {
+        let (m, k, n) = (7, 5, 3);
+        let x = var(m, k, 0.5);
+        let w = match layout {
+            WeightLayout::OutByIn => var(n, k, 2.0),
+            WeightLayout::InByOut => var(k, n, 2.0),
+        };
+        let b = var(1, n, 9.0);
+        let b1 = b.as_tensor().flatten_all().unwrap();
+        // A weighted sum, so each output's gradient differs.
+        let weights = var(m, n, 4.0).as_tensor().detach();
+        let mut results = Vec::new();
+        for fused in [true, false] {
+            let bias = with_bias.then_some(&b1);
+            let y = if fused {
+                dense_with(x.as_tensor(), w.as_tensor(), bias, layout, act).unwrap()
+            } else {
+                let wt = match layout {
+                    WeightLayout::OutByIn => w.as_tensor().t().unwrap(),
+                    WeightLayout::InByOut => w.as_tensor().clone(),
+                };
+                let mut y = x.as_tensor().matmul(&wt).unwrap();
+                if let Some(bias) = bias {
+                    y = y.broadcast_add(bias).unwrap();
+                }
+                match act {
+                    Activation::Identity => y,
+                    Activation::Relu => y.relu().unwrap(),
+                    Activation::LeakyRelu(s) => candle_nn::ops::leaky_relu(&y, s as f64).unwrap(),
+                }
+            };
+            let grads = (&y * &weights)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let gb = grads.get(b.as_tensor()).map(flat);
+            results.push((
+                flat(&y),
+                flat(grads.get(x.as_tensor()).unwrap()),
+                flat(grads.get(w.as_tensor()).unwrap()),
+                gb,
+            ));
+        }
+        let close = |a: &[f32], b: &[f32], what: &str| {
+            assert_eq!(a.len(), b.len(), "{what}");
+            for (i, (p, q)) in a.iter().zip(b).enumerate() {
+                assert!(
+                    (p - q).abs() < 1e-5,
+                    "{what}[{i}]: {p} vs {q} ({act:?}, {layout:?})"
+                );
+            }
+        };
+        let (f, p) = (&results[0], &results[1]);
+        close(&f.0, &p.0, "value");
+        close(&f.1, &p.1, "gradient of x");
+        close(&f.2, &p.2, "gradient of W");
+        match (&f.3, &p.3) {
+            (Some(a), Some(c)) => close(a, c, "gradient of b"),
+            (None, None) => assert!(!with_bias),
+            _ => panic!("bias gradient present on one side only"),
+        }
+        // The activation really acted: some outputs are negative before it.
+        assert!(p.0.iter().any(|v| *v <= 0.0) || act != Activation::Relu);
+    }
+
+    #[test]
+    fn dense_matches_candles_ops_in_value_and_every_gradient() {
+        for act in [
+            Activation::Identity,
+            Activation::Relu,
+            Activation::LeakyRelu(0.2),
+        ] {
+            for layout in [WeightLayout::OutByIn, WeightLayout::InByOut] {
+                for with_bias in [true, false] {
+                    agrees(act, layout, with_bias);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn dense_accepts_a_transposed_input_and_rejects_a_shape_mismatch() {
+        let x = var(4, 6, 1.0).as_tensor().t().unwrap(); // (6, 4), not contiguous
+        let w = var(3, 4, 2.0);
+        let got = dense_with(
+            &x,
+            w.as_tensor(),
+            None,
+            WeightLayout::OutByIn,
+            Activation::Relu,
+        )
+        .unwrap()
+        .to_vec2::<f32>()
+        .unwrap();
+        let want = x
+            .matmul(&w.as_tensor().t().unwrap())
+            .unwrap()
+            .relu()
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap();
+        for (a, b) in got.iter().flatten().zip(want.iter().flatten()) {
+            assert!((a - b).abs() < 1e-5);
+        }
+        let wrong = var(3, 5, 2.0);
+        let err = dense_with(
+            &x,
+            wrong.as_tensor(),
+            None,
+            WeightLayout::OutByIn,
+            Activation::Relu,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("input has 4 features"), "{err}");
+    }
+}
