@@ -17,14 +17,16 @@ fn per_image_mean(t: &Tensor) -> Result<Tensor> {
 /// Binary cross-entropy of targets `x` in [0, 1] under Bernoulli logits `l`:
 /// −[x log σ(l) + (1 − x) log(1 − σ(l))] = softplus(l) − x·l, summed per image.
 pub fn bce_with_logits(logits: &Tensor, x: &Tensor) -> Result<Tensor> {
-    per_image_mean(&(softplus(logits)? - (logits * x)?)?)
+    bce_with_logits_per_image(logits, x)?.mean_all()
 }
 
 /// The same, per image (N values), for importance weighting.
 pub fn bce_with_logits_per_image(logits: &Tensor, x: &Tensor) -> Result<Tensor> {
-    (softplus(logits)? - (logits * x)?)?
-        .flatten_from(1)?
-        .sum(D::Minus1)
+    let (logits, x) = (logits.flatten_from(1)?, x.flatten_from(1)?);
+    if let Some(fused) = super::fused::bce_with_logits_rows(&logits, &x)? {
+        return Ok(fused);
+    }
+    (softplus(&logits)? - (&logits * &x)?)?.sum(D::Minus1)
 }
 
 /// Squared error Σ (x̂ − x)², summed per image.
