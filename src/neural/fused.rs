@@ -9,6 +9,7 @@
 
 use super::cpu::f32_slice;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor};
+use wide::f32x8;
 
 /// Which activation.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -144,12 +145,7 @@ impl CustomOp2 for BceWithLogitsRows {
         let sums = l
             .chunks_exact(cols.max(1))
             .zip(x.chunks_exact(cols.max(1)))
-            .map(|(l, x)| {
-                l.iter()
-                    .zip(x)
-                    .map(|(&l, &x)| Kind::Softplus.value(l) - l * x)
-                    .sum::<f32>()
-            })
+            .map(|(l, x)| bce_row(l, x))
             .collect();
         Ok((CpuStorage::F32(sums), Shape::from(rows)))
     }
@@ -194,14 +190,53 @@ impl candle_core::CustomOp3 for BceWithLogitsGrad {
             .zip(x.chunks_exact(cols.max(1)))
             .zip(g)
         {
-            out.extend(
-                l.iter()
-                    .zip(x)
-                    .map(|(&l, &x)| g * (Kind::Softplus.derivative(l) - x)),
-            );
+            bce_row_grad(l, x, g, &mut out);
         }
         Ok((CpuStorage::F32(out), ll.shape().clone()))
     }
+}
+
+// The cross-entropy's exp and log1p run eight lanes at a time (wide's f32x8, whose ln_1p
+// follows musl's log1pf): called one value at a time through libm they were 7% of a VAE step.
+
+/// Σ_j softplus(l_j) − l_j·x_j for one row.
+fn bce_row(l: &[f32], x: &[f32]) -> f32 {
+    let (lc, lt) = l.split_at(l.len() / 8 * 8);
+    let (xc, xt) = x.split_at(lc.len());
+    let mut acc = f32x8::ZERO;
+    for (l8, x8) in lc.chunks_exact(8).zip(xc.chunks_exact(8)) {
+        let l8 = f32x8::from(<[f32; 8]>::try_from(l8).expect("chunk of 8"));
+        let x8 = f32x8::from(<[f32; 8]>::try_from(x8).expect("chunk of 8"));
+        let softplus = l8.max(f32x8::ZERO) + (-l8.abs()).exp().ln_1p();
+        acc += softplus - l8 * x8;
+    }
+    let tail: f32 = lt
+        .iter()
+        .zip(xt)
+        .map(|(&l, &x)| Kind::Softplus.value(l) - l * x)
+        .sum();
+    acc.reduce_add() + tail
+}
+
+/// Appends g · (σ(l_j) − x_j) for one row to `out`.
+fn bce_row_grad(l: &[f32], x: &[f32], g: f32, out: &mut Vec<f32>) {
+    let (lc, lt) = l.split_at(l.len() / 8 * 8);
+    let (xc, xt) = x.split_at(lc.len());
+    let g8 = f32x8::splat(g);
+    for (l8, x8) in lc.chunks_exact(8).zip(xc.chunks_exact(8)) {
+        let l8 = f32x8::from(<[f32; 8]>::try_from(l8).expect("chunk of 8"));
+        let x8 = f32x8::from(<[f32; 8]>::try_from(x8).expect("chunk of 8"));
+        // σ(l) = 1/(1 + e^−l) for l ≥ 0 and e^l/(1 + e^l) below: neither overflows.
+        let e = (-l8.abs()).exp();
+        let numerator = l8.simd_ge(f32x8::ZERO).select(f32x8::ONE, e);
+        let sigmoid = numerator / (f32x8::ONE + e);
+        out.extend_from_slice(&(g8 * (sigmoid - x8)).to_array());
+    }
+    out.extend(
+        lt.iter()
+            .zip(xt)
+            .map(|(&l, &x)| g * (Kind::Softplus.derivative(l) - x)),
+    );
 }
 
 /// Per-row binary cross-entropy of logits against targets in [0, 1], for (rows, cols) f32

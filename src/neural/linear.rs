@@ -220,7 +220,7 @@ impl CustomOp3 for Dense {
         &self,
         x: &Tensor,
         w: &Tensor,
-        _b: &Tensor,
+        b: &Tensor,
         y: &Tensor,
         grad_y: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
@@ -230,12 +230,25 @@ impl CustomOp3 for Dense {
         } else {
             y.apply_op2_no_bwd(&grad_y, &ActivationGrad(self.act))?
         };
-        let (gx, gw) = match self.layout {
-            WeightLayout::OutByIn => (g.matmul(w)?, g.t()?.matmul(x)?),
-            WeightLayout::InByOut => (g.matmul(&w.t()?)?, x.t()?.matmul(&g)?),
+        // Only the gradients someone will read: an input batch of images, a detached fake
+        // or frozen weights record no graph, and their products would be thrown away
+        // (for the first layer, gx is the largest GEMM of the backward pass).
+        let gx = match (x.track_op(), self.layout) {
+            (false, _) => None,
+            (true, WeightLayout::OutByIn) => Some(g.matmul(w)?),
+            (true, WeightLayout::InByOut) => Some(g.matmul(&w.t()?)?),
         };
-        let gb = g.apply_op1_no_bwd(&ColumnSums)?;
-        Ok((Some(gx), Some(gw), Some(gb)))
+        let gw = match (w.track_op(), self.layout) {
+            (false, _) => None,
+            (true, WeightLayout::OutByIn) => Some(g.t()?.matmul(x)?),
+            (true, WeightLayout::InByOut) => Some(x.t()?.matmul(&g)?),
+        };
+        let gb = if b.track_op() {
+            Some(g.apply_op1_no_bwd(&ColumnSums)?)
+        } else {
+            None
+        };
+        Ok((gx, gw, gb))
     }
 }
 
