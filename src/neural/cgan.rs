@@ -55,7 +55,7 @@ impl Cgan {
 
     fn generator(&self, z: &Tensor, labels: Option<&Tensor>) -> Result<Tensor> {
         let y = one_hot(Self::labels_of(labels)?, self.classes)?;
-        self.g.forward(&Tensor::cat(&[z, &y], 1)?)?.tanh()
+        self.g.forward_tanh(&Tensor::cat(&[z, &y], 1)?)
     }
 
     fn disc(&self, x: &Tensor, labels: Option<&Tensor>) -> Result<Tensor> {
@@ -90,14 +90,17 @@ impl Model for Cgan {
         Self::labels_of(labels)?;
         let (g, d, k) = (&self.g, &self.d, self.classes);
         let generator = |z: &Tensor, l: Option<&Tensor>| {
-            g.forward(&Tensor::cat(&[z, &one_hot(Self::labels_of(l)?, k)?], 1)?)?
-                .tanh()
+            g.forward_tanh(&Tensor::cat(&[z, &one_hot(Self::labels_of(l)?, k)?], 1)?)
         };
         let disc = |x: &Tensor, l: Option<&Tensor>| {
             d.forward(&Tensor::cat(&[x, &one_hot(Self::labels_of(l)?, k)?], 1)?)
         };
-        self.adv
-            .step(&self.cfg, &generator, &disc, &real, labels, k, step, rng)
+        let frozen = |x: &Tensor, l: Option<&Tensor>| {
+            d.forward_frozen(&Tensor::cat(&[x, &one_hot(Self::labels_of(l)?, k)?], 1)?)
+        };
+        self.adv.step(
+            &self.cfg, &generator, &disc, &frozen, &real, labels, k, step, rng,
+        )
     }
 
     fn eval_batch(&self, batch: &Batch, rng: &mut ChaCha8Rng) -> Result<Metrics> {

@@ -219,9 +219,12 @@ impl Model for Dcgan {
         let (g, d) = (&self.g, &self.d);
         let generator = |z: &Tensor, _: Option<&Tensor>| g.forward(z, true);
         let disc = |x: &Tensor, _: Option<&Tensor>| d.forward(x, true);
+        // D's conv and batch-norm layers have no frozen variant: the generator step runs the
+        // plain D and its weight gradients go unused.
         self.adv.step(
             &self.cfg,
             &generator,
+            &disc,
             &disc,
             &batch.images,
             None,

@@ -8,7 +8,7 @@
 //! generator's gradient norm, which makes the vanishing gradient of the saturating loss
 //! visible when D rejects the fakes.
 
-use super::linear::{Activation, dense};
+use super::linear::{Activation, WeightLayout, dense, dense_with};
 use super::losses::{discriminator, generator_non_saturating, generator_saturating};
 use super::{GeneratorLoss, ImageShape, Metrics, Model, NeuralConfig, normal, scalar};
 use crate::data::Batch;
@@ -42,12 +42,15 @@ impl Adversarial {
     }
 
     /// One discriminator step on `real` and, every k-th call, one generator step.
+    /// `d_frozen` is D with no gradients for its own weights (or plain D where a model has
+    /// no such variant): the generator step reads only G's gradients.
     #[allow(clippy::too_many_arguments)]
     pub fn step(
         &mut self,
         cfg: &NeuralConfig,
         g: Net<'_>,
         d: Net<'_>,
+        d_frozen: Net<'_>,
         real: &Tensor,
         labels: Option<&Tensor>,
         num_classes: usize,
@@ -74,7 +77,7 @@ impl Adversarial {
             } else {
                 None
             };
-            let logits = d(&g(&z, g_labels.as_ref())?, g_labels.as_ref())?;
+            let logits = d_frozen(&g(&z, g_labels.as_ref())?, g_labels.as_ref())?;
             let g_loss = match cfg.g_loss {
                 GeneratorLoss::Saturating => generator_saturating(&logits)?,
                 GeneratorLoss::NonSaturating => generator_non_saturating(&logits)?,
@@ -138,14 +141,41 @@ impl Mlp {
 
     /// Forward pass; the last layer has no activation.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.run(x, Activation::Identity, false)
+    }
+
+    /// Forward pass with tanh on the last layer (a generator's output).
+    pub fn forward_tanh(&self, x: &Tensor) -> Result<Tensor> {
+        self.run(x, Activation::Tanh, false)
+    }
+
+    /// Forward pass with the weights detached: gradients reach the input only. The
+    /// generator step uses it for D, whose weight gradients it would otherwise compute and
+    /// discard.
+    pub fn forward_frozen(&self, x: &Tensor) -> Result<Tensor> {
+        self.run(x, Activation::Identity, true)
+    }
+
+    fn run(&self, x: &Tensor, last: Activation, frozen: bool) -> Result<Tensor> {
         let mut h = x.clone();
         for (i, l) in self.layers.iter().enumerate() {
             let act = if i + 1 < self.layers.len() {
                 Activation::LeakyRelu(0.2)
             } else {
-                Activation::Identity
+                last
             };
-            h = dense(l, &h, act)?;
+            h = if frozen {
+                let b = l.bias().map(Tensor::detach);
+                dense_with(
+                    &h,
+                    &l.weight().detach(),
+                    b.as_ref(),
+                    WeightLayout::OutByIn,
+                    act,
+                )?
+            } else {
+                dense(l, &h, act)?
+            };
         }
         Ok(h)
     }
@@ -183,7 +213,7 @@ impl Gan {
     }
 
     fn generator(&self, z: &Tensor) -> Result<Tensor> {
-        self.g.forward(z)?.tanh()
+        self.g.forward_tanh(z)
     }
 }
 
@@ -207,10 +237,12 @@ impl Model for Gan {
     fn train_step(&mut self, batch: &Batch, step: u64, rng: &mut ChaCha8Rng) -> Result<Metrics> {
         let real = batch.images.flatten_from(1)?;
         let (g, d) = (&self.g, &self.d);
-        let generator = |z: &Tensor, _: Option<&Tensor>| g.forward(z)?.tanh();
+        let generator = |z: &Tensor, _: Option<&Tensor>| g.forward_tanh(z);
         let disc = |x: &Tensor, _: Option<&Tensor>| d.forward(x);
-        self.adv
-            .step(&self.cfg, &generator, &disc, &real, None, 0, step, rng)
+        let frozen = |x: &Tensor, _: Option<&Tensor>| d.forward_frozen(x);
+        self.adv.step(
+            &self.cfg, &generator, &disc, &frozen, &real, None, 0, step, rng,
+        )
     }
 
     fn eval_batch(&self, batch: &Batch, rng: &mut ChaCha8Rng) -> Result<Metrics> {
@@ -225,5 +257,44 @@ impl Model for Gan {
         let s = self.shape;
         self.generator(z)?
             .reshape((z.dim(0)?, s.channels, s.height, s.width))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{DType, Device, Var};
+
+    /// The frozen forward pass is the same function of the input, passes the same gradient
+    /// back to it, and leaves D's weights without gradients.
+    #[test]
+    fn frozen_discriminator_gives_the_input_the_same_gradient_and_its_weights_none() {
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        let d = Mlp::new(&[6, 5, 4, 1], vb.pp("d")).unwrap();
+        let xs: Vec<f32> = (0..18).map(|i| (i as f32 * 0.37).cos()).collect();
+        let mut seen = Vec::new();
+        for frozen in [false, true] {
+            let x = Var::from_vec(xs.clone(), (3, 6), &Device::Cpu).unwrap();
+            let y = if frozen {
+                d.forward_frozen(x.as_tensor())
+            } else {
+                d.forward(x.as_tensor())
+            }
+            .unwrap();
+            let grads = y.sum_all().unwrap().backward().unwrap();
+            let weight_grads = varmap
+                .all_vars()
+                .iter()
+                .filter(|v| grads.get(v.as_tensor()).is_some())
+                .count();
+            assert_eq!(weight_grads, if frozen { 0 } else { 6 });
+            let gx = grads.get(x.as_tensor()).unwrap();
+            seen.push((
+                y.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                gx.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            ));
+        }
+        assert_eq!(seen[0], seen[1]);
     }
 }

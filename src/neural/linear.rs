@@ -16,6 +16,7 @@ use super::cpu::f32_slice;
 use candle_core::Tensor;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape};
 use candle_nn::Linear;
+use wide::f32x8;
 
 /// The activation that follows a dense layer.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -24,6 +25,8 @@ pub enum Activation {
     Relu,
     /// max(x, 0) + slope · min(x, 0), slope > 0.
     LeakyRelu(f32),
+    /// tanh x, the generators' output layer.
+    Tanh,
 }
 
 impl Activation {
@@ -39,10 +42,34 @@ impl Activation {
                     s * x
                 }
             }
+            Activation::Tanh => x.tanh(),
         }
     }
 
-    /// f′ at the pre-activation, from the output y = f(x): y > 0 exactly when x > 0.
+    /// Applies the activation to every value in place.
+    fn apply_in_place(self, ys: &mut [f32]) {
+        match self {
+            Activation::Identity => {}
+            // tanh x = 1 − 2/(e^{2x} + 1), eight lanes at a time (scalar libm tanh was 4% of an
+            // MLP GAN step); saturates to ±1 without overflow, absolute error ~1e-7.
+            Activation::Tanh => {
+                let mut chunks = ys.chunks_exact_mut(8);
+                for c in &mut chunks {
+                    let v = f32x8::from(<[f32; 8]>::try_from(&*c).expect("chunk of 8"));
+                    let t = f32x8::ONE - f32x8::splat(2.0) / ((v + v).exp() + f32x8::ONE);
+                    c.copy_from_slice(&t.to_array());
+                }
+                chunks
+                    .into_remainder()
+                    .iter_mut()
+                    .for_each(|v| *v = v.tanh());
+            }
+            act => ys.iter_mut().for_each(|v| *v = act.value(*v)),
+        }
+    }
+
+    /// f′ at the pre-activation, from the output y = f(x): y > 0 exactly when x > 0, and
+    /// tanh′ = 1 − y².
     #[inline]
     fn derivative_from_output(self, y: f32) -> f32 {
         match self {
@@ -61,6 +88,7 @@ impl Activation {
                     s
                 }
             }
+            Activation::Tanh => 1.0 - y * y,
         }
     }
 
@@ -70,6 +98,7 @@ impl Activation {
             Activation::Identity => Ok(x.clone()),
             Activation::Relu => x.relu(),
             Activation::LeakyRelu(s) => super::fused::leaky_relu(x, s as f64),
+            Activation::Tanh => x.tanh(),
         }
     }
 }
@@ -209,10 +238,7 @@ impl CustomOp3 for Dense {
                 parallelism,
             );
         }
-        if self.act != Activation::Identity {
-            let act = self.act;
-            y.iter_mut().for_each(|v| *v = act.value(*v));
-        }
+        self.act.apply_in_place(&mut y);
         Ok((CpuStorage::F32(y), Shape::from((m, n))))
     }
 
@@ -347,6 +373,7 @@ mod tests {
                     Activation::Identity => y,
                     Activation::Relu => y.relu().unwrap(),
                     Activation::LeakyRelu(s) => candle_nn::ops::leaky_relu(&y, s as f64).unwrap(),
+                    Activation::Tanh => y.tanh().unwrap(),
                 }
             };
             let grads = (&y * &weights)
@@ -392,6 +419,7 @@ mod tests {
             Activation::Identity,
             Activation::Relu,
             Activation::LeakyRelu(0.2),
+            Activation::Tanh,
         ] {
             for layout in [WeightLayout::OutByIn, WeightLayout::InByOut] {
                 for with_bias in [true, false] {
