@@ -23,8 +23,8 @@ struct Cli {
     /// Continue from a checkpoint or a run folder's newest checkpoint.
     #[arg(long)]
     resume: Option<PathBuf>,
-    /// auto (ask the terminal: sixel if it answers for it, else half-blocks), halfblocks,
-    /// ascii, sixel or kitty (kitty 0.28 or newer).
+    /// auto (ask the terminal: kitty graphics or sixel if it answers for them, else
+    /// half-blocks), halfblocks, ascii, sixel or kitty.
     #[arg(long)]
     image_mode: Option<String>,
 }

@@ -1,5 +1,12 @@
-//! Pixel graphics in the terminal (sixel, kitty) through ratatui-image, for terminals that
-//! draw real pixels: a sample grid then shows every pixel instead of two per character cell.
+//! Pixel graphics in the terminal (sixel, kitty), for terminals that draw real pixels: a
+//! sample grid then shows every pixel instead of two per character cell.
+//!
+//! Sixel goes through ratatui-image. Kitty graphics are written here as a direct placement
+//! (transmit the pixels, place them over the area's cells, `a=T`): ratatui-image places kitty
+//! images with Unicode placeholders, which need kitty 0.28 or newer (Debian 12 ships 0.26.5,
+//! where they show as boxes); a direct placement works in every kitty-protocol terminal.
+//! Text does not erase a kitty placement, so [`Graphics::after_draw`] deletes it on any frame
+//! that did not draw it, and the UI leaves it out while a pop-up covers the grid.
 //!
 //! The terminal is asked once, at start and with a short time-out, which protocols it speaks
 //! and how large a character cell is in pixels. Encoding a grid is the slow part (a sixel
@@ -9,12 +16,14 @@
 use super::app::ImageMode;
 use crate::render::Grid;
 use ratatui::Frame;
+use ratatui::buffer::CellDiffOption;
 use ratatui::layout::{Rect, Size};
 use ratatui_image::picker::cap_parser::{Parser, QueryStdioOptions, Response};
 use ratatui_image::picker::{Picker, ProtocolType};
 use ratatui_image::protocol::Protocol;
 use ratatui_image::{Image, Resize};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::num::NonZeroU16;
 use std::time::Duration;
 
 /// How long the start-up query waits for the terminal's answers. A terminal that answers at
@@ -27,13 +36,61 @@ pub struct Graphics {
     /// The pixel modes this terminal answered for (sixel, kitty), best first.
     pub available: Vec<ImageMode>,
     cache: RefCell<Option<Cached>>,
+    /// A kitty placement is on the screen (drawn by an earlier frame, not yet deleted).
+    kitty_shown: Cell<bool>,
+    /// The frame being drawn has placed the kitty picture.
+    kitty_drawn: Cell<bool>,
 }
 
 struct Cached {
     grid: Grid,
     area: Rect,
     mode: ImageMode,
-    protocol: Protocol,
+    picture: Picture,
+}
+
+/// An encoded grid, ready to draw.
+enum Picture {
+    Protocol(Protocol),
+    /// The escape sequences that blank the cells, replace the previous kitty image and
+    /// place this one, and the rectangle of cells it covers.
+    Kitty(String, Rect),
+}
+
+/// The kitty image id genmod uses for its one picture.
+const KITTY_IMAGE_ID: u32 = 0x67_6d;
+
+/// Deletes the kitty image and frees its data.
+fn kitty_delete() -> String {
+    format!("\x1b_Ga=d,d=I,i={KITTY_IMAGE_ID},q=2\x1b\\")
+}
+
+/// Transmits `rgb` (width x height, 8-bit RGB) zlib-compressed and places it over `cols` x
+/// `rows` cells at the cursor without moving it, replacing the previous picture. The payload
+/// goes in base64 chunks of at most 4096 bytes, as the protocol requires.
+fn kitty_place(rgb: &[u8], width: usize, height: usize, cols: u16, rows: u16) -> String {
+    use base64::Engine;
+    use std::io::Write;
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+    let packed = z
+        .write_all(rgb)
+        .and_then(|_| z.finish())
+        .unwrap_or_default();
+    let payload = base64::engine::general_purpose::STANDARD.encode(packed);
+    let mut out = kitty_delete();
+    let chunks: Vec<&[u8]> = payload.as_bytes().chunks(4096).collect();
+    for (i, chunk) in chunks.iter().enumerate() {
+        let more = u8::from(i + 1 < chunks.len());
+        let chunk = std::str::from_utf8(chunk).unwrap_or_default();
+        if i == 0 {
+            out.push_str(&format!(
+                "\x1b_Ga=T,f=24,o=z,s={width},v={height},i={KITTY_IMAGE_ID},c={cols},r={rows},C=1,q=2,m={more};{chunk}\x1b\\"
+            ));
+        } else {
+            out.push_str(&format!("\x1b_Gm={more};{chunk}\x1b\\"));
+        }
+    }
+    out
 }
 
 impl Graphics {
@@ -69,6 +126,8 @@ impl Graphics {
             picker,
             available,
             cache: RefCell::new(None),
+            kitty_shown: Cell::new(false),
+            kitty_drawn: Cell::new(false),
         }
     }
 
@@ -98,12 +157,12 @@ impl Graphics {
             .is_some_and(|c| c.area == area && c.mode == mode && c.grid == *grid);
         if !fresh {
             match self.encode(area, grid, mode) {
-                Some(protocol) => {
+                Some(picture) => {
                     *cache = Some(Cached {
                         grid: grid.clone(),
                         area,
                         mode,
-                        protocol,
+                        picture,
                     })
                 }
                 None => {
@@ -112,12 +171,42 @@ impl Graphics {
                 }
             }
         }
-        if let Some(c) = cache.as_ref() {
-            f.render_widget(Image::new(&c.protocol), area);
+        match cache.as_ref().map(|c| &c.picture) {
+            Some(Picture::Protocol(p)) => f.render_widget(Image::new(p), area),
+            Some(Picture::Kitty(escape, covered)) => {
+                // The whole picture travels in the corner cell; the cells it covers are
+                // skipped so ratatui writes nothing over them (the rest of the area stays
+                // ordinary cells, so stale text there is cleared).
+                let buf = f.buffer_mut();
+                for y in covered.top()..covered.bottom() {
+                    for x in covered.left()..covered.right() {
+                        buf[(x, y)].set_diff_option(CellDiffOption::Skip);
+                    }
+                }
+                // One column wide whatever the escape's length, or ratatui's diff would
+                // take its printable bytes for as many columns and skip the cells after it.
+                buf[(covered.x, covered.y)]
+                    .set_symbol(escape)
+                    .set_diff_option(CellDiffOption::ForcedWidth(NonZeroU16::MIN));
+                self.kitty_drawn.set(true);
+            }
+            None => {}
         }
     }
 
-    fn encode(&self, area: Rect, grid: &Grid, mode: ImageMode) -> Option<Protocol> {
+    /// Call after each frame is flushed: a kitty picture that this frame did not draw (the
+    /// view changed, a pop-up covers it, another image mode) is deleted from the screen.
+    pub fn after_draw(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
+        if self.kitty_drawn.replace(false) {
+            self.kitty_shown.set(true);
+        } else if self.kitty_shown.replace(false) {
+            out.write_all(kitty_delete().as_bytes())?;
+            out.flush()?;
+        }
+        Ok(())
+    }
+
+    fn encode(&self, area: Rect, grid: &Grid, mode: ImageMode) -> Option<Picture> {
         let (cw, ch) = self.cell_pixels();
         let (px_w, px_h) = (
             area.width as usize * cw as usize,
@@ -131,13 +220,43 @@ impl Graphics {
             None => grid.clone(),
         };
         let factor = (px_w / shown.width).min(px_h / shown.height).max(1);
+        if mode == ImageMode::Kitty {
+            // kitty scales the picture to the cells it is given, so the grid travels at its
+            // own size (a fraction of the upscaled bytes) over as many columns and rows as
+            // the upscaled picture would cover.
+            let cols = (shown.width * factor)
+                .div_ceil(cw as usize)
+                .min(area.width as usize);
+            let rows = (shown.height * factor)
+                .div_ceil(ch as usize)
+                .min(area.height as usize);
+            let covered = Rect::new(area.x, area.y, cols as u16, rows as u16);
+            // Text under a kitty picture stays in the terminal's cells (a pop-up that was
+            // there, say) and would show again when the picture goes: blank the cells first
+            // (ECH on each row), then come back to the corner to place it.
+            let mut escape = String::new();
+            for row in covered.top()..covered.bottom() {
+                escape.push_str(&format!(
+                    "\x1b[{};{}H\x1b[{}X",
+                    row + 1,
+                    covered.x + 1,
+                    cols
+                ));
+            }
+            escape.push_str(&format!("\x1b[{};{}H", covered.y + 1, covered.x + 1));
+            escape.push_str(&kitty_place(
+                &shown.rgb,
+                shown.width,
+                shown.height,
+                cols as u16,
+                rows as u16,
+            ));
+            return Some(Picture::Kitty(escape, covered));
+        }
         let big = shown.upscale(factor);
         let image = image::RgbImage::from_raw(big.width as u32, big.height as u32, big.rgb)?;
         let mut picker = self.picker.clone();
-        picker.set_protocol_type(match mode {
-            ImageMode::Kitty => ProtocolType::Kitty,
-            _ => ProtocolType::Sixel,
-        });
+        picker.set_protocol_type(ProtocolType::Sixel);
         picker
             .new_protocol(
                 image::DynamicImage::ImageRgb8(image),
@@ -145,6 +264,7 @@ impl Graphics {
                 Resize::Fit(None),
             )
             .ok()
+            .map(Picture::Protocol)
     }
 }
 
@@ -273,16 +393,108 @@ mod tests {
         );
     }
 
+    /// The value of `key` in the control data of a kitty command.
+    fn control<'a>(command: &'a str, key: &str) -> Option<&'a str> {
+        let controls = command.split(';').next()?;
+        controls
+            .split(',')
+            .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+    }
+
     #[test]
-    fn kitty_mode_emits_kitty_graphics_commands() {
+    fn kitty_mode_transmits_the_grid_and_places_it_over_the_area() {
+        use base64::Engine;
+        use std::io::Read;
         let mut g = Graphics::none();
         g.force(ImageMode::Kitty);
         let s = first_cell(&g, ImageMode::Kitty, Rect::new(0, 0, 30, 12));
-        assert!(
-            s.contains("\x1b_G"),
-            "no kitty APC command in {:?}",
-            &s[..s.len().min(40)]
+        let commands: Vec<&str> = s
+            .split("\x1b_G")
+            .skip(1)
+            .map(|c| {
+                c.strip_suffix("\x1b\\")
+                    .expect("command not terminated by ST")
+            })
+            .collect();
+        // Delete the previous picture, then transmit-and-place in chunks.
+        assert_eq!(control(commands[0], "a"), Some("d"));
+        let first = commands[1];
+        assert_eq!(control(first, "a"), Some("T"));
+        assert_eq!(control(first, "f"), Some("24"));
+        assert_eq!(control(first, "o"), Some("z"));
+        assert_eq!(control(first, "C"), Some("1"), "the cursor must not move");
+        let (w, h): (usize, usize) = (
+            control(first, "s").unwrap().parse().unwrap(),
+            control(first, "v").unwrap().parse().unwrap(),
         );
+        let cols: u16 = control(first, "c").unwrap().parse().unwrap();
+        let rows: u16 = control(first, "r").unwrap().parse().unwrap();
+        assert!(cols <= 30 && rows <= 12 && cols > 0 && rows > 0);
+        // The chunks: every one but the last says more follow; each payload ≤ 4096 bytes.
+        let payload: String = commands[1..]
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let more = control(c, "m").unwrap();
+                assert_eq!(more, if i + 2 < commands.len() { "1" } else { "0" });
+                let data = c.split_once(';').unwrap().1;
+                assert!(data.len() <= 4096);
+                data
+            })
+            .collect();
+        let packed = base64::engine::general_purpose::STANDARD
+            .decode(payload)
+            .unwrap();
+        let mut rgb = Vec::new();
+        flate2::read::ZlibDecoder::new(&packed[..])
+            .read_to_end(&mut rgb)
+            .unwrap();
+        assert_eq!(
+            rgb.len(),
+            w * h * 3,
+            "the payload is the {w}x{h} RGB picture"
+        );
+        assert!(
+            rgb.contains(&255) && rgb.contains(&0),
+            "the grid's two colours"
+        );
+    }
+
+    #[test]
+    fn a_kitty_picture_skips_its_cells_and_is_deleted_when_a_frame_leaves_it_out() {
+        let mut g = Graphics::none();
+        g.force(ImageMode::Kitty);
+        let mut term = Terminal::new(TestBackend::new(40, 20)).unwrap();
+        let grid = digits_grid();
+        let area = Rect::new(2, 1, 30, 12);
+        let mut buf = None;
+        term.draw(|f| {
+            g.render(f, area, &grid, ImageMode::Kitty);
+            buf = Some(f.buffer_mut().clone());
+        })
+        .unwrap();
+        let buf = buf.unwrap();
+        assert_eq!(
+            buf[(2, 1)].diff_option,
+            CellDiffOption::ForcedWidth(NonZeroU16::MIN),
+            "the corner cell must count as one column"
+        );
+        assert_eq!(buf[(3, 1)].diff_option, CellDiffOption::Skip);
+        assert_eq!(buf[(0, 0)].diff_option, CellDiffOption::None);
+        let mut out = Vec::new();
+        g.after_draw(&mut out).unwrap();
+        assert!(out.is_empty(), "a drawn picture stays");
+        term.draw(|_| {}).unwrap(); // a frame without the picture (a pop-up, say)
+        g.after_draw(&mut out).unwrap();
+        let deleted = String::from_utf8(out.clone()).unwrap();
+        assert_eq!(
+            control(deleted.trim_start_matches("\x1b_G"), "a"),
+            Some("d")
+        );
+        out.clear();
+        term.draw(|_| {}).unwrap();
+        g.after_draw(&mut out).unwrap();
+        assert!(out.is_empty(), "deleted once, not on every frame");
     }
 
     #[test]

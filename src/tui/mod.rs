@@ -89,11 +89,9 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     match opts.image_mode {
         None => {
             app.graphics = graphics::Graphics::query();
-            // Sixel is chosen on its own; kitty only when asked for (`m`, --image-mode):
-            // ratatui-image draws kitty images with Unicode placeholders, which kitty
-            // before 0.28 (Debian 12 ships 0.26) shows as boxes although it answers the query.
-            if app.graphics.available.contains(&ImageMode::Sixel) {
-                app.image_mode = ImageMode::Sixel;
+            // The best pixel mode the terminal answered for (kitty, then sixel).
+            if let Some(&best) = app.graphics.available.first() {
+                app.image_mode = best;
             }
         }
         Some(m) if m.is_pixels() => {
@@ -191,6 +189,7 @@ fn event_loop(
             if terminal.draw(|f| ui::draw(f, app)).is_err() {
                 terminal_lost = true;
             }
+            terminal_lost |= app.graphics.after_draw(terminal.backend_mut()).is_err();
             last_draw = Instant::now();
             dirty = false;
         }

@@ -216,6 +216,9 @@ fn draw_dashboard(f: &mut Frame, area: Rect, app: &App) {
     let inner = block.inner(images);
     f.render_widget(block, images);
     match grid {
+        // A kitty picture lies above the text, so it would hide a pop-up drawn over it; while
+        // one is open the grid waits (sixel pixels are plain cells and get overdrawn).
+        Some(_) if app.image_mode == ImageMode::Kitty && (app.help || app.confirm_quit) => {}
         Some(g) if app.image_mode.is_pixels() => app.graphics.render(f, inner, g, app.image_mode),
         Some(g) => f.render_widget(
             GridWidget {
