@@ -16,6 +16,7 @@ use super::cpu::f32_slice;
 use candle_core::Tensor;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape};
 use candle_nn::Linear;
+use rayon::prelude::*;
 use wide::f32x8;
 
 /// The activation that follows a dense layer.
@@ -154,6 +155,9 @@ pub fn dense_with(
         .apply_op3(&w.contiguous()?, &b, Dense { act, layout })
 }
 
+/// Elements per task when an activation is spread over threads.
+const PARALLEL_BLOCK: usize = 32 * 1024;
+
 struct Dense {
     act: Activation,
     layout: WeightLayout,
@@ -238,7 +242,17 @@ impl CustomOp3 for Dense {
                 parallelism,
             );
         }
-        self.act.apply_in_place(&mut y);
+        // Large outputs (sampling a thousand images) are activated on every core, in
+        // blocks of rows big enough to be worth a task.
+        if self.act != Activation::Identity {
+            let rows_per_task = (PARALLEL_BLOCK / n.max(1)).max(1);
+            if m * n >= PARALLEL_BLOCK * 2 {
+                y.par_chunks_mut(rows_per_task * n)
+                    .for_each(|block| self.act.apply_in_place(block));
+            } else {
+                self.act.apply_in_place(&mut y);
+            }
+        }
         Ok((CpuStorage::F32(y), Shape::from((m, n))))
     }
 
