@@ -15,21 +15,37 @@
 use super::cpu::{f32_slice, f32_slice_mut};
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use candle_nn::{BatchNorm, ModuleT};
+use rayon::prelude::*;
 
-/// Per-channel mean and biased variance of an (N, C, spatial) buffer, in f64.
+/// Sum of a plane in f32 lanes (a plane is at most a few thousand values), returned as f64.
+fn plane_sum(v: &[f32], f: impl Fn(f32) -> f32) -> f64 {
+    let mut lanes = [0f32; 8];
+    let mut chunks = v.chunks_exact(8);
+    for c in &mut chunks {
+        for (l, &x) in lanes.iter_mut().zip(c) {
+            *l += f(x);
+        }
+    }
+    let tail: f32 = chunks.remainder().iter().map(|&x| f(x)).sum();
+    lanes.iter().map(|&l| l as f64).sum::<f64>() + tail as f64
+}
+
+/// Per-channel mean and biased variance of an (N, C, spatial) buffer: two passes (mean,
+/// then squared deviations, which keeps the variance accurate when the mean is large),
+/// channels spread over the threads.
 fn channel_stats(x: &[f32], n: usize, c: usize, spatial: usize) -> Vec<(f64, f64)> {
+    let m = (n * spatial) as f64;
     (0..c)
+        .into_par_iter()
         .map(|ch| {
-            let (mut s, mut s2) = (0f64, 0f64);
-            for i in 0..n {
-                for &v in &x[(i * c + ch) * spatial..][..spatial] {
-                    s += v as f64;
-                    s2 += (v as f64) * (v as f64);
-                }
-            }
-            let m = (n * spatial) as f64;
-            let mean = s / m;
-            (mean, (s2 / m - mean * mean).max(0.0))
+            let planes = (0..n).map(|i| &x[(i * c + ch) * spatial..][..spatial]);
+            let mean = planes.clone().map(|p| plane_sum(p, |v| v)).sum::<f64>() / m;
+            let mf = mean as f32;
+            let var = planes
+                .map(|p| plane_sum(p, |v| (v - mf) * (v - mf)))
+                .sum::<f64>()
+                / m;
+            (mean, var)
         })
         .collect()
 }
@@ -69,17 +85,27 @@ impl CustomOp3 for Forward {
         );
         let (n, c, spatial) = dims(l1)?;
         let stats = channel_stats(x, n, c, spatial);
-        let mut y = vec![0f32; x.len()];
-        for i in 0..n {
-            for (ch, &(mean, var)) in stats.iter().enumerate() {
+        // y = x·scale + shift per channel, images spread over the threads.
+        let affine: Vec<(f32, f32)> = stats
+            .iter()
+            .enumerate()
+            .map(|(ch, &(mean, var))| {
                 let scale = gamma[ch] as f64 / (var + self.eps).sqrt();
-                let shift = beta[ch] as f64 - mean * scale;
-                let o = (i * c + ch) * spatial;
-                for (dst, &v) in y[o..o + spatial].iter_mut().zip(&x[o..o + spatial]) {
-                    *dst = (v as f64 * scale + shift) as f32;
+                (scale as f32, (beta[ch] as f64 - mean * scale) as f32)
+            })
+            .collect();
+        let mut y = vec![0f32; x.len()];
+        y.par_chunks_mut(c * spatial)
+            .zip(x.par_chunks(c * spatial))
+            .for_each(|(yi, xi)| {
+                for ((yp, xp), &(scale, shift)) in
+                    yi.chunks_mut(spatial).zip(xi.chunks(spatial)).zip(&affine)
+                {
+                    yp.iter_mut()
+                        .zip(xp)
+                        .for_each(|(y, &x)| *y = x * scale + shift);
                 }
-            }
-        }
+            });
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
 
@@ -87,7 +113,7 @@ impl CustomOp3 for Forward {
         &self,
         x: &Tensor,
         gamma: &Tensor,
-        _beta: &Tensor,
+        beta: &Tensor,
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
@@ -97,7 +123,12 @@ impl CustomOp3 for Forward {
         let dx = packed.narrow(0, 0, total)?.reshape(x.shape())?;
         let dgamma = packed.narrow(0, total, c)?;
         let dbeta = packed.narrow(0, total + c, c)?;
-        Ok((Some(dx), Some(dgamma), Some(dbeta)))
+        // Frozen γ and β record no graph: hand back only what someone reads.
+        Ok((
+            x.track_op().then_some(dx),
+            gamma.track_op().then_some(dgamma),
+            beta.track_op().then_some(dbeta),
+        ))
     }
 }
 
@@ -128,25 +159,70 @@ impl CustomOp3 for Backward {
         let (n, c, spatial) = dims(l1)?;
         let m = (n * spatial) as f64;
         let stats = channel_stats(x, n, c, spatial);
+        // Per channel: dβ = Σ g and dγ = Σ g·x̂ (channels over the threads) ...
+        let sums: Vec<(f64, f64)> = stats
+            .par_iter()
+            .enumerate()
+            .map(|(ch, &(mean, var))| {
+                let inv_std = 1.0 / (var + self.eps).sqrt();
+                let (mut dbeta, mut dcentred) = (0f64, 0f64);
+                let mf = mean as f32;
+                for i in 0..n {
+                    let o = (i * c + ch) * spatial;
+                    let (xp, gp) = (&x[o..o + spatial], &g[o..o + spatial]);
+                    dbeta += plane_sum(gp, |v| v);
+                    let mut lanes = [0f32; 8];
+                    let (xc, gc) = (xp.chunks_exact(8), gp.chunks_exact(8));
+                    let tail: f32 = xc
+                        .remainder()
+                        .iter()
+                        .zip(gc.remainder())
+                        .map(|(&xv, &gv)| gv * (xv - mf))
+                        .sum();
+                    for (xs, gs) in xc.zip(gc) {
+                        for ((l, &xv), &gv) in lanes.iter_mut().zip(xs).zip(gs) {
+                            *l += gv * (xv - mf);
+                        }
+                    }
+                    dcentred += lanes.iter().map(|&l| l as f64).sum::<f64>() + tail as f64;
+                }
+                (dbeta, dcentred * inv_std)
+            })
+            .collect();
+        // ... then dx = γ/σ · (g − dβ/M − x̂·dγ/M), images over the threads.
+        let coef: Vec<(f32, f32, f32, f32)> = stats
+            .iter()
+            .zip(&sums)
+            .enumerate()
+            .map(|(ch, (&(mean, var), &(dbeta, dgamma)))| {
+                let inv_std = 1.0 / (var + self.eps).sqrt();
+                let k = gamma[ch] as f64 * inv_std;
+                // dx = k·g − k·dβ/M − k·dγ/M·inv_std·(x − mean)
+                (
+                    k as f32,
+                    (k * dbeta / m) as f32,
+                    (k * dgamma / m * inv_std) as f32,
+                    mean as f32,
+                )
+            })
+            .collect();
         let mut out = vec![0f32; x.len() + 2 * c];
-        for (ch, &(mean, var)) in stats.iter().enumerate() {
-            let inv_std = 1.0 / (var + self.eps).sqrt();
-            let (mut dbeta, mut dgamma) = (0f64, 0f64);
-            for i in 0..n {
-                let o = (i * c + ch) * spatial;
-                for (&v, &gv) in x[o..o + spatial].iter().zip(&g[o..o + spatial]) {
-                    dbeta += gv as f64;
-                    dgamma += gv as f64 * (v as f64 - mean) * inv_std;
+        out[..x.len()]
+            .par_chunks_mut(c * spatial)
+            .zip(x.par_chunks(c * spatial).zip(g.par_chunks(c * spatial)))
+            .for_each(|(di, (xi, gi))| {
+                for (((dp, xp), gp), &(k, shift, slope, mean)) in di
+                    .chunks_mut(spatial)
+                    .zip(xi.chunks(spatial))
+                    .zip(gi.chunks(spatial))
+                    .zip(&coef)
+                {
+                    for ((d, &xv), &gv) in dp.iter_mut().zip(xp).zip(gp) {
+                        *d = k * gv - shift - slope * (xv - mean);
+                    }
                 }
-            }
-            let k = gamma[ch] as f64 * inv_std;
-            for i in 0..n {
-                let o = (i * c + ch) * spatial;
-                for j in o..o + spatial {
-                    let xhat = (x[j] as f64 - mean) * inv_std;
-                    out[j] = (k * (g[j] as f64 - dbeta / m - xhat * dgamma / m)) as f32;
-                }
-            }
+            });
+        for (ch, &(dbeta, dgamma)) in sums.iter().enumerate() {
             out[x.len() + ch] = dgamma as f32;
             out[x.len() + c + ch] = dbeta as f32;
         }
@@ -155,8 +231,10 @@ impl CustomOp3 for Backward {
 }
 
 /// `bn.forward_t(x, train)`, with the training-mode pass fused on the CPU. In training the
-/// running mean and variance are updated as candle would.
-pub fn forward_t(bn: &BatchNorm, x: &Tensor, train: bool) -> Result<Tensor> {
+/// running mean and variance are updated as candle would. With `frozen`, the fused pass
+/// computes no gradient for γ and β (a discriminator seen by the generator's step); off the
+/// fused path they are computed and left unread.
+pub fn forward_t(bn: &BatchNorm, x: &Tensor, train: bool, frozen: bool) -> Result<Tensor> {
     let fused = train
         && x.device().is_cpu()
         && x.dtype() == DType::F32
@@ -177,7 +255,11 @@ pub fn forward_t(bn: &BatchNorm, x: &Tensor, train: bool) -> Result<Tensor> {
     let new_var = ((rv * (1.0 - mom))? + (&var * (mom * m as f64 / (m as f64 - 1.0)))?)?;
     running_set(rm, &new_mean)?;
     running_set(rv, &new_var)?;
-    x.apply_op3(gamma, beta, Forward { eps: bn.eps() })
+    let (gamma, beta) = match frozen {
+        true => (gamma.detach(), beta.detach()),
+        false => (gamma.clone(), beta.clone()),
+    };
+    x.apply_op3(&gamma, &beta, Forward { eps: bn.eps() })
 }
 
 /// x → (2, C): each channel's batch mean and biased variance.
@@ -260,7 +342,7 @@ mod tests {
             }
             let x = Var::from_vec(raw.clone(), shape, &Device::Cpu).unwrap();
             let y = if fused {
-                forward_t(&bn, x.as_tensor(), true).unwrap()
+                forward_t(&bn, x.as_tensor(), true, false).unwrap()
             } else {
                 bn.forward_t(x.as_tensor(), true).unwrap()
             };
@@ -297,5 +379,36 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn frozen_parameters_pass_the_same_input_gradient_and_get_none_of_their_own() {
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        let bn = candle_nn::batch_norm(2, 1e-5, vb).unwrap();
+        let raw: Vec<f32> = (0..2 * 2 * 9)
+            .map(|i| (i as f32 * 0.7).sin() * 3.0 + 5.0)
+            .collect();
+        let x = Var::from_vec(raw, (2, 2, 3, 3), &Device::Cpu).unwrap();
+        let w = Tensor::arange(0f32, 36.0, &Device::Cpu)
+            .unwrap()
+            .reshape((2, 2, 3, 3))
+            .unwrap()
+            .sin()
+            .unwrap();
+        let mut runs = Vec::new();
+        for frozen in [false, true] {
+            let y = forward_t(&bn, x.as_tensor(), true, frozen).unwrap();
+            let grads = (&y * &w).unwrap().sum_all().unwrap().backward().unwrap();
+            let has_gamma = grads.get(bn.weight_and_bias().unwrap().0).is_some();
+            runs.push((
+                values(&y),
+                values(grads.get(x.as_tensor()).unwrap()),
+                has_gamma,
+            ));
+        }
+        assert_eq!(runs[0].0, runs[1].0, "output");
+        assert_eq!(runs[0].1, runs[1].1, "input gradient");
+        assert!(runs[0].2 && !runs[1].2, "γ's gradient only when not frozen");
     }
 }

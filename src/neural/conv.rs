@@ -1,28 +1,34 @@
-//! Convolutions as one matrix product each, for the CPU.
+//! Convolutions as matrix products, one fused op per layer, for the CPU.
 //!
-//! Profiling the DCGAN (`perf record` on `genmod train dcgan`) put about half of a step in
-//! candle's direct convolution loops: its transposed convolution is a per-pixel dot-product
-//! loop, and its convolution backward computes the kernel gradient as a dilated convolution
-//! whose "kernel" is the whole output gradient. Here both layers are written the way BLAS
-//! frameworks do it: unfold the image into patches (im2col), multiply by the kernel as a
-//! matrix, and fold the patches back (col2im), which is im2col's adjoint. Only the unfold and
-//! fold are custom ops, each the other's backward; every product is a candle `matmul`, so
-//! candle's autograd derives the input and kernel gradients as plain GEMMs too.
+//! Profiling the DCGAN (`perf record` on `genmod train dcgan`) first put about half of a
+//! step in candle's direct convolution loops: its transposed convolution is a per-pixel
+//! dot-product loop, and its convolution backward computes the kernel gradient as a dilated
+//! convolution whose "kernel" is the whole output gradient. Both layers are written here the
+//! way BLAS frameworks do it (Chellapilla et al. 2006): unfold an image into patches
+//! (im2col), multiply by the kernel as a matrix, and fold patches back (col2im, im2col's
+//! adjoint).
 //!
-//! Patches are laid out one row per output position (n, y, x) and one column per
-//! (channel, ky, kx), so a whole batch is one GEMM. Other devices and dtypes use candle's own
-//! layers; the tests check both give the same values and gradients.
+//! Each layer is one op over (input, kernel, bias) whose backward pass computes, in one
+//! sweep, only the gradients someone reads (no input gradient for a batch of images or a
+//! detached fake, no kernel gradient for a frozen discriminator). The work goes image by
+//! image, one run of images per thread: an image's patch matrix (at most a few hundred KiB)
+//! stays in cache between the unfold and its GEMMs instead of a whole batch's patches
+//! (tens of MiB) going through memory several times, and the kernel gradient is summed in a
+//! buffer per thread. Other devices and dtypes use candle's own layers; the tests check
+//! both give the same values and gradients.
+//!
+//! Patches of one image are laid out one row per window position (y, x) and one column per
+//! (channel, ky, kx).
 
-use super::cpu::f32_slice;
-use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor};
+use super::cpu::{Strided, f32_slice, matmul};
+use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use candle_nn::{Conv2d, ConvTranspose2d, Module};
 use rayon::prelude::*;
 
-/// A square-kernel sliding window: image of `channels` x `height` x `width`, kernel side `k`,
-/// `stride`, zero `padding`; the grid of window positions is `grid_h` x `grid_w`.
+/// A square-kernel sliding window over one image of `channels` x `height` x `width`: kernel
+/// side `k`, `stride`, zero `padding`; the grid of window positions is `grid_h` x `grid_w`.
 #[derive(Debug, Clone, Copy)]
 struct Window {
-    batch: usize,
     channels: usize,
     height: usize,
     width: usize,
@@ -35,7 +41,7 @@ struct Window {
 
 impl Window {
     fn new(
-        (batch, channels, height, width): (usize, usize, usize, usize),
+        (channels, height, width): (usize, usize, usize),
         k: usize,
         stride: usize,
         padding: usize,
@@ -43,7 +49,6 @@ impl Window {
         let span = |side: usize| (side + 2 * padding).checked_sub(k).map(|d| d / stride + 1);
         match (span(height), span(width)) {
             (Some(grid_h), Some(grid_w)) if stride > 0 => Ok(Self {
-                batch,
                 channels,
                 height,
                 width,
@@ -57,107 +62,429 @@ impl Window {
         }
     }
 
+    /// Window positions per image: rows of the patch matrix.
     fn rows(&self) -> usize {
-        self.batch * self.grid_h * self.grid_w
+        self.grid_h * self.grid_w
     }
 
+    /// Taps per window: columns of the patch matrix.
     fn cols(&self) -> usize {
         self.channels * self.k * self.k
     }
 
-    /// Calls `f(image index within the item, patch column)` for every in-bounds tap of the
-    /// window at grid position (gy, gx).
+    /// Values in one image.
+    fn image_len(&self) -> usize {
+        self.channels * self.height * self.width
+    }
+
+    /// For the window at grid position (gy, gx): calls `f(patch column, image index, n)`
+    /// for each (channel, kernel row) whose row lies inside the image, where the `n` taps
+    /// starting at that column read the `n` pixels starting at that image index; taps
+    /// outside the image are skipped (they read zero padding).
     #[inline]
-    fn taps(&self, gy: usize, gx: usize, mut f: impl FnMut(usize, usize)) {
-        let (k, s, p) = (self.k, self.stride, self.padding);
-        for c in 0..self.channels {
-            for ky in 0..k {
-                let y = (gy * s + ky) as isize - p as isize;
-                if y < 0 || y >= self.height as isize {
-                    continue;
-                }
-                for kx in 0..k {
-                    let x = (gx * s + kx) as isize - p as isize;
-                    if x < 0 || x >= self.width as isize {
-                        continue;
-                    }
-                    let img = (c * self.height + y as usize) * self.width + x as usize;
-                    f(img, (c * k + ky) * k + kx);
-                }
+    fn runs(&self, gy: usize, gx: usize, mut f: impl FnMut(usize, usize, usize)) {
+        let (k, s, p) = (self.k, self.stride, self.padding as isize);
+        let x0 = (gx * s) as isize - p;
+        let kx_lo = (-x0).clamp(0, k as isize) as usize;
+        let kx_hi = (self.width as isize - x0).clamp(kx_lo as isize, k as isize) as usize;
+        if kx_lo == kx_hi {
+            return;
+        }
+        for ky in 0..k {
+            let y = (gy * s + ky) as isize - p;
+            if y < 0 || y >= self.height as isize {
+                continue;
+            }
+            let start = y as usize * self.width + (x0 + kx_lo as isize) as usize;
+            for c in 0..self.channels {
+                f(
+                    (c * k + ky) * k + kx_lo,
+                    c * self.height * self.width + start,
+                    kx_hi - kx_lo,
+                );
             }
         }
     }
 
-    /// Image (N, C, H, W) → patches (N·GH·GW, C·k·k).
-    fn unfold(&self, image: &[f32]) -> Vec<f32> {
-        let (cols, per_item) = (self.cols(), self.channels * self.height * self.width);
-        let per_row_block = self.grid_h * self.grid_w * cols;
-        let mut out = vec![0f32; self.rows() * cols];
-        out.par_chunks_mut(per_row_block)
-            .zip(image.par_chunks(per_item))
-            .for_each(|(dst, src)| {
-                for gy in 0..self.grid_h {
-                    for gx in 0..self.grid_w {
-                        let row = &mut dst[(gy * self.grid_w + gx) * cols..][..cols];
-                        self.taps(gy, gx, |img, col| row[col] = src[img]);
-                    }
+    /// One image (C, H, W) → its patches (GH·GW, C·k·k); taps in the padding are zero.
+    fn unfold(&self, image: &[f32], patches: &mut [f32]) {
+        let cols = self.cols();
+        for gy in 0..self.grid_h {
+            for gx in 0..self.grid_w {
+                let row = &mut patches[(gy * self.grid_w + gx) * cols..][..cols];
+                if self.padding > 0 {
+                    row.fill(0.0);
                 }
-            });
-        out
+                self.runs(gy, gx, |col, img, n| {
+                    // Runs are a kernel row wide: a fixed-size copy for the usual 4 avoids
+                    // a memmove call per run.
+                    if n == 4 {
+                        row[col..col + 4].copy_from_slice(&image[img..img + 4]);
+                    } else {
+                        for (d, &v) in row[col..col + n].iter_mut().zip(&image[img..img + n]) {
+                            *d = v;
+                        }
+                    }
+                });
+            }
+        }
     }
 
-    /// Patches (N·GH·GW, C·k·k) → image (N, C, H, W), overlapping taps summed.
-    fn fold(&self, patches: &[f32]) -> Vec<f32> {
-        let (cols, per_item) = (self.cols(), self.channels * self.height * self.width);
-        let per_row_block = self.grid_h * self.grid_w * cols;
-        let mut out = vec![0f32; self.batch * per_item];
-        out.par_chunks_mut(per_item)
-            .zip(patches.par_chunks(per_row_block))
-            .for_each(|(dst, src)| {
-                for gy in 0..self.grid_h {
-                    for gx in 0..self.grid_w {
-                        let row = &src[(gy * self.grid_w + gx) * cols..][..cols];
-                        self.taps(gy, gx, |img, col| dst[img] += row[col]);
-                    }
-                }
-            });
-        out
+    /// Patches (GH·GW, C·k·k) → one image (C, H, W), overlapping taps added to what `image`
+    /// already holds.
+    fn fold_into(&self, patches: &[f32], image: &mut [f32]) {
+        let cols = self.cols();
+        for gy in 0..self.grid_h {
+            for gx in 0..self.grid_w {
+                let row = &patches[(gy * self.grid_w + gx) * cols..][..cols];
+                self.runs(gy, gx, |col, img, n| {
+                    image[img..img + n]
+                        .iter_mut()
+                        .zip(&row[col..col + n])
+                        .for_each(|(d, v)| *d += v);
+                });
+            }
+        }
     }
 }
 
-/// Image → patches; backward folds the gradient.
-struct Unfold(Window);
-/// Patches → image; backward unfolds the gradient.
-struct Fold(Window);
+/// Which way a layer maps between image and window grid.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Direction {
+    /// Convolution: the window slides over the input; each position gives an output pixel.
+    Down,
+    /// Transposed convolution: the window slides over the output; each input pixel spreads
+    /// over one window.
+    Up,
+}
 
-impl CustomOp1 for Unfold {
-    fn name(&self) -> &'static str {
-        "genmod-im2col"
+/// One convolution layer over a batch; `window` slides over the input (`Down`) or over the
+/// output (`Up`).
+#[derive(Debug, Clone, Copy)]
+struct ConvLayer {
+    direction: Direction,
+    window: Window,
+    batch: usize,
+    c_in: usize,
+    c_out: usize,
+}
+
+impl ConvLayer {
+    /// Values per image on the input side.
+    fn in_len(&self) -> usize {
+        match self.direction {
+            Direction::Down => self.window.image_len(),
+            Direction::Up => self.c_in * self.window.rows(),
+        }
     }
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let w = self.0;
-        let out = w.unfold(f32_slice(s, l, "convolution")?);
-        Ok((CpuStorage::F32(out), Shape::from((w.rows(), w.cols()))))
+
+    /// Values per image on the output side.
+    fn out_len(&self) -> usize {
+        match self.direction {
+            Direction::Down => self.c_out * self.window.rows(),
+            Direction::Up => self.window.image_len(),
+        }
     }
-    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(grad.contiguous()?.apply_op1_no_bwd(&Fold(self.0))?))
+
+    /// Values per output channel plane.
+    fn out_plane(&self) -> usize {
+        self.out_len() / self.c_out
+    }
+
+    fn output_shape(&self) -> Shape {
+        let w = &self.window;
+        match self.direction {
+            Direction::Down => Shape::from((self.batch, self.c_out, w.grid_h, w.grid_w)),
+            Direction::Up => Shape::from((self.batch, self.c_out, w.height, w.width)),
+        }
+    }
+
+    /// Images per thread: one contiguous run each.
+    fn images_per_task(&self) -> usize {
+        self.batch
+            .div_ceil(rayon::current_num_threads().max(1))
+            .max(1)
+    }
+
+    fn check_lengths(&self, x: &[f32], w: &[f32], what: &str) -> Result<()> {
+        let kernel = self.c_in * self.c_out * self.window.k * self.window.k;
+        if x.len() != self.batch * self.in_len() || w.len() != kernel {
+            candle_core::bail!(
+                "{what}: {} input values and {} kernel values, expected {} and {kernel}",
+                x.len(),
+                w.len(),
+                self.batch * self.in_len()
+            );
+        }
+        Ok(())
+    }
+
+    /// The layer's output for a batch, bias included.
+    fn forward(&self, x: &[f32], w: &[f32], b: &[f32]) -> Result<Vec<f32>> {
+        self.check_lengths(x, w, "convolution")?;
+        if b.len() != self.c_out {
+            candle_core::bail!(
+                "convolution: {} bias values for {} channels",
+                b.len(),
+                self.c_out
+            );
+        }
+        let (win, rows, cols) = (self.window, self.window.rows(), self.window.cols());
+        let (in_len, out_len, plane) = (self.in_len(), self.out_len(), self.out_plane());
+        let per = self.images_per_task();
+        let mut y = vec![0f32; self.batch * out_len];
+        y.par_chunks_mut(per * out_len)
+            .zip(x.par_chunks(per * in_len))
+            .try_for_each(|(ys, xs)| -> Result<()> {
+                let mut patches = vec![0f32; rows * cols];
+                for (yi, xi) in ys.chunks_mut(out_len).zip(xs.chunks(in_len)) {
+                    // Every output plane starts as its channel's bias.
+                    for (p, &bias) in yi.chunks_mut(plane).zip(b) {
+                        p.fill(bias);
+                    }
+                    match self.direction {
+                        // y (C_out, positions) += W (C_out, taps) · patchesᵀ
+                        Direction::Down => {
+                            win.unfold(xi, &mut patches);
+                            matmul(
+                                (self.c_out, rows, cols),
+                                yi,
+                                true,
+                                Strided::rows(w, cols),
+                                Strided::transposed(&patches, cols),
+                                1,
+                            )?;
+                        }
+                        // patches (positions, taps) = xᵀ (positions, C_in) · W (C_in, taps),
+                        // then each window's taps land on the output.
+                        Direction::Up => {
+                            matmul(
+                                (rows, cols, self.c_in),
+                                &mut patches,
+                                false,
+                                Strided::transposed(xi, rows),
+                                Strided::rows(w, cols),
+                                1,
+                            )?;
+                            win.fold_into(&patches, yi);
+                        }
+                    }
+                }
+                Ok(())
+            })?;
+        Ok(y)
+    }
+
+    /// Gradients of the input, kernel and bias from the output gradient `g`, each computed
+    /// only if asked for; packed in that order into one buffer.
+    fn backward(&self, x: &[f32], w: &[f32], g: &[f32], need: Needs) -> Result<Vec<f32>> {
+        self.check_lengths(x, w, "convolution gradient")?;
+        if g.len() != self.batch * self.out_len() {
+            candle_core::bail!(
+                "convolution gradient: {} values for an output of {}",
+                g.len(),
+                self.batch * self.out_len()
+            );
+        }
+        let (win, rows, cols) = (self.window, self.window.rows(), self.window.cols());
+        let (in_len, out_len, plane) = (self.in_len(), self.out_len(), self.out_plane());
+        let per = self.images_per_task();
+        let tasks = self.batch.div_ceil(per);
+        let mut gx = vec![0f32; if need.input { x.len() } else { 0 }];
+        let gx_runs: Vec<&mut [f32]> = if need.input {
+            gx.chunks_mut(per * in_len).collect()
+        } else {
+            (0..tasks).map(|_| <&mut [f32]>::default()).collect()
+        };
+        let partials = gx_runs
+            .into_par_iter()
+            .enumerate()
+            .map(|(t, gx_run)| -> Result<(Vec<f32>, Vec<f32>)> {
+                let first = t * per;
+                let count = per.min(self.batch - first);
+                let xs = &x[first * in_len..][..count * in_len];
+                let gs = &g[first * out_len..][..count * out_len];
+                let mut gw = vec![0f32; if need.kernel { w.len() } else { 0 }];
+                let mut gb = vec![0f32; self.c_out];
+                let mut patches = vec![0f32; rows * cols];
+                let mut grad_patches = vec![0f32; rows * cols];
+                for i in 0..count {
+                    let (xi, gi) = (&xs[i * in_len..][..in_len], &gs[i * out_len..][..out_len]);
+                    if need.bias {
+                        for (sum, p) in gb.iter_mut().zip(gi.chunks(plane)) {
+                            *sum += p.iter().sum::<f32>();
+                        }
+                    }
+                    match self.direction {
+                        Direction::Down => {
+                            // gW (C_out, taps) += g (C_out, positions) · patches
+                            if need.kernel {
+                                win.unfold(xi, &mut patches);
+                                matmul(
+                                    (self.c_out, cols, rows),
+                                    &mut gw,
+                                    true,
+                                    Strided::rows(gi, rows),
+                                    Strided::rows(&patches, cols),
+                                    1,
+                                )?;
+                            }
+                            // patch gradient = gᵀ · W, folded back onto the input
+                            if need.input {
+                                matmul(
+                                    (rows, cols, self.c_out),
+                                    &mut grad_patches,
+                                    false,
+                                    Strided::transposed(gi, rows),
+                                    Strided::rows(w, cols),
+                                    1,
+                                )?;
+                                win.fold_into(&grad_patches, &mut gx_run[i * in_len..][..in_len]);
+                            }
+                        }
+                        Direction::Up => {
+                            // The output gradient seen through each input pixel's window.
+                            win.unfold(gi, &mut grad_patches);
+                            // gx (C_in, positions) = W (C_in, taps) · patch gradientᵀ
+                            if need.input {
+                                matmul(
+                                    (self.c_in, rows, cols),
+                                    &mut gx_run[i * in_len..][..in_len],
+                                    false,
+                                    Strided::rows(w, cols),
+                                    Strided::transposed(&grad_patches, cols),
+                                    1,
+                                )?;
+                            }
+                            // gW (C_in, taps) += x (C_in, positions) · patch gradient
+                            if need.kernel {
+                                matmul(
+                                    (self.c_in, cols, rows),
+                                    &mut gw,
+                                    true,
+                                    Strided::rows(xi, rows),
+                                    Strided::rows(&grad_patches, cols),
+                                    1,
+                                )?;
+                            }
+                        }
+                    }
+                }
+                Ok((gw, gb))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut out = gx;
+        if need.kernel {
+            let start = out.len();
+            out.resize(start + w.len(), 0.0);
+            for (gw, _) in &partials {
+                out[start..].iter_mut().zip(gw).for_each(|(o, v)| *o += v);
+            }
+        }
+        if need.bias {
+            let start = out.len();
+            out.resize(start + self.c_out, 0.0);
+            for (_, gb) in &partials {
+                out[start..].iter_mut().zip(gb).for_each(|(o, v)| *o += v);
+            }
+        }
+        Ok(out)
     }
 }
 
-impl CustomOp1 for Fold {
+/// Which gradients a backward pass computes.
+#[derive(Debug, Clone, Copy)]
+struct Needs {
+    input: bool,
+    kernel: bool,
+    bias: bool,
+}
+
+/// (input, kernel, bias) → output.
+struct Forward(ConvLayer);
+
+/// (input, kernel, output gradient) → packed gradients, see [`ConvLayer::backward`].
+struct Backward(ConvLayer, Needs);
+
+impl CustomOp3 for Forward {
     fn name(&self) -> &'static str {
-        "genmod-col2im"
+        "genmod-convolution"
     }
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let w = self.0;
-        let out = w.fold(f32_slice(s, l, "convolution")?);
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        ws: &CpuStorage,
+        wl: &Layout,
+        bs: &CpuStorage,
+        bl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let y = self.0.forward(
+            f32_slice(xs, xl, "convolution")?,
+            f32_slice(ws, wl, "convolution")?,
+            f32_slice(bs, bl, "convolution")?,
+        )?;
+        Ok((CpuStorage::F32(y), self.0.output_shape()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        _y: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let need = Needs {
+            input: x.track_op(),
+            kernel: w.track_op(),
+            bias: b.track_op(),
+        };
+        if !(need.input || need.kernel || need.bias) {
+            return Ok((None, None, None));
+        }
+        let packed = x.apply_op3_no_bwd(w, &grad.contiguous()?, &Backward(self.0, need))?;
+        let mut at = 0;
+        let mut take = |wanted: bool, like: &Tensor| -> Result<Option<Tensor>> {
+            if !wanted {
+                return Ok(None);
+            }
+            let n = like.elem_count();
+            let t = packed.narrow(0, at, n)?.reshape(like.shape())?;
+            at += n;
+            Ok(Some(t))
+        };
         Ok((
-            CpuStorage::F32(out),
-            Shape::from((w.batch, w.channels, w.height, w.width)),
+            take(need.input, x)?,
+            take(need.kernel, w)?,
+            take(need.bias, b)?,
         ))
     }
-    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(grad.contiguous()?.apply_op1_no_bwd(&Unfold(self.0))?))
+}
+
+impl CustomOp3 for Backward {
+    fn name(&self) -> &'static str {
+        "genmod-convolution-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        ws: &CpuStorage,
+        wl: &Layout,
+        gs: &CpuStorage,
+        gl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let out = self.0.backward(
+            f32_slice(xs, xl, "convolution gradient")?,
+            f32_slice(ws, wl, "convolution gradient")?,
+            f32_slice(gs, gl, "convolution gradient")?,
+            self.1,
+        )?;
+        let n = out.len();
+        Ok((CpuStorage::F32(out), Shape::from(n)))
     }
 }
 
@@ -165,35 +492,67 @@ fn fast_path(x: &Tensor, w: &Tensor) -> bool {
     x.device().is_cpu() && x.dtype() == DType::F32 && w.dtype() == DType::F32
 }
 
+/// The kernel and bias a layer runs with: detached when `frozen`, so no gradient is
+/// computed for them (a discriminator seen by the generator's step).
+fn parameters(
+    w: &Tensor,
+    b: Option<&Tensor>,
+    c_out: usize,
+    frozen: bool,
+) -> Result<(Tensor, Tensor)> {
+    let b = match b {
+        Some(b) => b.contiguous()?,
+        // A zero bias keeps one op with three arguments; its gradient is simply unused.
+        None => Tensor::zeros(c_out, DType::F32, w.device())?,
+    };
+    let w = w.contiguous()?;
+    Ok(if frozen {
+        (w.detach(), b.detach())
+    } else {
+        (w, b)
+    })
+}
+
 /// `layer.forward(x)` for a square-kernel convolution with the given stride and padding
-/// (no dilation, no groups), as im2col and one GEMM on the CPU.
-pub fn conv2d(layer: &Conv2d, x: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
+/// (no dilation, no groups), as one fused op on the CPU. With `frozen` the kernel and bias
+/// get no gradient.
+pub fn conv2d(
+    layer: &Conv2d,
+    x: &Tensor,
+    stride: usize,
+    padding: usize,
+    frozen: bool,
+) -> Result<Tensor> {
     let w = layer.weight();
     if !fast_path(x, w) {
-        return layer.forward(x);
+        return match frozen {
+            false => layer.forward(x),
+            true => Conv2d::new(
+                w.detach(),
+                layer.bias().map(Tensor::detach),
+                *layer.config(),
+            )
+            .forward(x),
+        };
     }
     let (c_out, c_in, k, _) = w.dims4()?;
-    let win = Window::new(x.dims4()?, k, stride, padding)?;
-    if win.channels != c_in {
-        candle_core::bail!(
-            "conv2d: {} input channels, kernel wants {c_in}",
-            win.channels
-        );
+    let (n, c, h, wd) = x.dims4()?;
+    if c != c_in {
+        candle_core::bail!("conv2d: {c} input channels, kernel wants {c_in}");
     }
-    let patches = x.contiguous()?.apply_op1(Unfold(win))?;
-    let out = patches.matmul(&w.reshape((c_out, c_in * k * k))?.t()?)?; // (N·GH·GW, Cout)
-    let out = out
-        .reshape((win.batch, win.grid_h * win.grid_w, c_out))?
-        .transpose(1, 2)?
-        .reshape((win.batch, c_out, win.grid_h, win.grid_w))?;
-    match layer.bias() {
-        Some(b) => add_channel_bias(&out, b),
-        None => Ok(out),
-    }
+    let layer_shape = ConvLayer {
+        direction: Direction::Down,
+        window: Window::new((c, h, wd), k, stride, padding)?,
+        batch: n,
+        c_in,
+        c_out,
+    };
+    let (w, b) = parameters(w, layer.bias(), c_out, frozen)?;
+    x.contiguous()?.apply_op3(&w, &b, Forward(layer_shape))
 }
 
 /// `layer.forward(x)` for a square-kernel transposed convolution with the given stride and
-/// padding (no output padding, no dilation), as one GEMM and col2im on the CPU.
+/// padding (no output padding, no dilation), as one fused op on the CPU.
 pub fn conv_transpose2d(
     layer: &ConvTranspose2d,
     x: &Tensor,
@@ -209,99 +568,30 @@ pub fn conv_transpose2d(
     if c != c_in {
         candle_core::bail!("conv_transpose2d: {c} input channels, kernel wants {c_in}");
     }
-    let (out_h, out_w) = (
-        (h - 1) * stride + k - 2 * padding,
-        (wd - 1) * stride + k - 2 * padding,
-    );
-    let win = Window::new((n, c_out, out_h, out_w), k, stride, padding)?;
-    // One row per input pixel: its contribution to every tap of its output window.
-    let rows = x.permute((0, 2, 3, 1))?.reshape((n * h * wd, c_in))?;
-    let patches = rows.matmul(&w.reshape((c_in, c_out * k * k))?)?;
-    let out = patches.apply_op1(Fold(win))?;
-    match layer.bias() {
-        Some(b) => add_channel_bias(&out, b),
-        None => Ok(out),
-    }
-}
-
-/// x (N, C, H, W) + b[c]. candle's broadcast add is right, but its backward sums the
-/// gradient over (N, H, W) with a strided reduction that cost a tenth of a DCGAN step; here
-/// the bias gradient is one contiguous pass per channel.
-fn add_channel_bias(x: &Tensor, b: &Tensor) -> Result<Tensor> {
-    if b.dtype() != DType::F32 || b.rank() != 1 {
-        let c = b.elem_count();
-        return x.broadcast_add(&b.reshape((1, c, 1, 1))?);
-    }
-    x.contiguous()?.apply_op2(&b.contiguous()?, ChannelBias)
-}
-
-struct ChannelBias;
-
-/// The (batch, channels, plane size) of a 4-D layout.
-fn planes(l: &Layout) -> Result<(usize, usize, usize)> {
-    match l.dims() {
-        [n, c, h, w] => Ok((*n, *c, h * w)),
-        d => candle_core::bail!("channel bias: expected N x C x H x W, got {d:?}"),
-    }
-}
-
-impl candle_core::CustomOp2 for ChannelBias {
-    fn name(&self) -> &'static str {
-        "genmod-channel-bias"
-    }
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let (x, b) = (
-            f32_slice(s1, l1, "convolution")?,
-            f32_slice(s2, l2, "convolution")?,
+    let side = |s: usize| {
+        s.checked_sub(1)
+            .and_then(|s| (s * stride + k).checked_sub(2 * padding))
+    };
+    let (Some(out_h), Some(out_w)) = (side(h), side(wd)) else {
+        candle_core::bail!(
+            "conv_transpose2d: an empty input or padding {padding} too large for the {k}x{k} kernel"
         );
-        let (_, c, plane) = planes(l1)?;
-        if b.len() != c {
-            candle_core::bail!("channel bias: {} values for {c} channels", b.len());
-        }
-        let mut y = x.to_vec();
-        for (i, chunk) in y.chunks_mut(plane).enumerate() {
-            let v = b[i % c];
-            chunk.iter_mut().for_each(|y| *y += v);
-        }
-        Ok((CpuStorage::F32(y), l1.shape().clone()))
+    };
+    let window = Window::new((c_out, out_h, out_w), k, stride, padding)?;
+    if (window.grid_h, window.grid_w) != (h, wd) {
+        candle_core::bail!(
+            "conv_transpose2d: a {h}x{wd} input does not tile a {out_h}x{out_w} output"
+        );
     }
-    fn bwd(
-        &self,
-        _x: &Tensor,
-        _b: &Tensor,
-        _res: &Tensor,
-        grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let db = grad.contiguous()?.apply_op1_no_bwd(&ChannelSums)?;
-        Ok((Some(grad.clone()), Some(db)))
-    }
-}
-
-/// g (N, C, H, W) → Σ over N, H, W for each channel.
-struct ChannelSums;
-
-impl CustomOp1 for ChannelSums {
-    fn name(&self) -> &'static str {
-        "genmod-channel-sums"
-    }
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let g = f32_slice(s, l, "convolution")?;
-        let (_, c, plane) = planes(l)?;
-        let mut sums = vec![0f64; c];
-        for (i, chunk) in g.chunks(plane).enumerate() {
-            sums[i % c] += chunk.iter().map(|&v| v as f64).sum::<f64>();
-        }
-        Ok((
-            CpuStorage::F32(sums.into_iter().map(|v| v as f32).collect()),
-            Shape::from(c),
-        ))
-    }
+    let layer_shape = ConvLayer {
+        direction: Direction::Up,
+        window,
+        batch: n,
+        c_in,
+        c_out,
+    };
+    let (w, b) = parameters(w, layer.bias(), c_out, false)?;
+    x.contiguous()?.apply_op3(&w, &b, Forward(layer_shape))
 }
 
 #[cfg(test)]
@@ -383,7 +673,7 @@ mod tests {
                     let layer = candle_nn::conv2d(shape.1, 5, k, cfg, vb).unwrap();
                     Box::new(move |x, fast| {
                         if fast {
-                            conv2d(&layer, x, s, p)
+                            conv2d(&layer, x, s, p, false)
                         } else {
                             layer.forward(x)
                         }
@@ -418,9 +708,112 @@ mod tests {
         }
     }
 
+    /// The weighted sum of a layer's output whose gradient the tests compare.
+    fn objective(y: &Tensor) -> Tensor {
+        let weights = Tensor::arange(0f32, y.elem_count() as f32, &Device::Cpu)
+            .unwrap()
+            .reshape(y.shape())
+            .unwrap()
+            .cos()
+            .unwrap();
+        (y * &weights).unwrap().sum_all().unwrap()
+    }
+
+    #[test]
+    fn a_frozen_convolution_passes_the_input_gradient_and_leaves_the_kernel_alone() {
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        let cfg = Conv2dConfig {
+            padding: 1,
+            stride: 2,
+            ..Default::default()
+        };
+        let layer = candle_nn::conv2d(3, 4, 4, cfg, vb).unwrap();
+        let x = input((3, 3, 8, 8));
+        let plain = conv2d(&layer, x.as_tensor(), 2, 1, false).unwrap();
+        let frozen = conv2d(&layer, x.as_tensor(), 2, 1, true).unwrap();
+        close(&frozen, &plain, "output");
+        let g_plain = objective(&plain).backward().unwrap();
+        let g_frozen = objective(&frozen).backward().unwrap();
+        close(
+            g_frozen.get(x.as_tensor()).unwrap(),
+            g_plain.get(x.as_tensor()).unwrap(),
+            "input gradient",
+        );
+        assert!(g_plain.get(layer.weight()).is_some());
+        assert!(g_frozen.get(layer.weight()).is_none(), "kernel gradient");
+        assert!(
+            g_frozen.get(layer.bias().unwrap()).is_none(),
+            "bias gradient"
+        );
+    }
+
+    #[test]
+    fn an_untracked_input_still_gives_candles_kernel_and_bias_gradients() {
+        // A batch of images records no graph: only the kernel and bias gradients are made.
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        let down = candle_nn::conv2d(
+            1,
+            6,
+            4,
+            Conv2dConfig {
+                padding: 1,
+                stride: 2,
+                ..Default::default()
+            },
+            vb.pp("down"),
+        )
+        .unwrap();
+        let up = candle_nn::conv_transpose2d(
+            6,
+            2,
+            4,
+            ConvTranspose2dConfig {
+                padding: 1,
+                stride: 2,
+                ..Default::default()
+            },
+            vb.pp("up"),
+        )
+        .unwrap();
+        let x = input((5, 1, 12, 12)).as_tensor().detach();
+        let ours = conv_transpose2d(&up, &conv2d(&down, &x, 2, 1, false).unwrap(), 2, 1).unwrap();
+        let theirs = up.forward(&down.forward(&x).unwrap()).unwrap();
+        close(&ours, &theirs, "output");
+        let (g1, g2) = (
+            objective(&ours).backward().unwrap(),
+            objective(&theirs).backward().unwrap(),
+        );
+        assert!(g1.get(&x).is_none(), "no gradient for the images");
+        for t in [
+            down.weight(),
+            down.bias().unwrap(),
+            up.weight(),
+            up.bias().unwrap(),
+        ] {
+            close(g1.get(t).unwrap(), g2.get(t).unwrap(), "parameter gradient");
+        }
+    }
+
+    #[test]
+    fn mismatched_channels_and_empty_inputs_are_errors() {
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        let down = candle_nn::conv2d(2, 3, 4, Default::default(), vb.pp("d")).unwrap();
+        let up = candle_nn::conv_transpose2d(2, 3, 4, Default::default(), vb.pp("u")).unwrap();
+        let three = input((1, 3, 8, 8));
+        let err = conv2d(&down, three.as_tensor(), 1, 0, false).unwrap_err();
+        assert!(err.to_string().contains("3 input channels"), "{err}");
+        let err = conv_transpose2d(&up, three.as_tensor(), 1, 0).unwrap_err();
+        assert!(err.to_string().contains("3 input channels"), "{err}");
+        let empty = Tensor::zeros((1, 2, 0, 0), DType::F32, &Device::Cpu).unwrap();
+        assert!(conv_transpose2d(&up, &empty, 2, 1).is_err());
+    }
+
     #[test]
     fn a_window_larger_than_the_padded_image_is_an_error() {
-        assert!(Window::new((1, 1, 2, 2), 5, 1, 1).is_err());
-        assert!(Window::new((1, 1, 2, 2), 4, 1, 1).is_ok());
+        assert!(Window::new((1, 2, 2), 5, 1, 1).is_err());
+        assert!(Window::new((1, 2, 2), 4, 1, 1).is_ok());
     }
 }

@@ -168,11 +168,11 @@ impl Generator {
         let (c, s) = self.start;
         let mut h = super::linear::dense(&self.project, z, super::linear::Activation::Identity)?
             .reshape((z.dim(0)?, c, s, s))?;
-        h = super::batch_norm::forward_t(&self.bn0, &h, train)?.relu()?;
+        h = super::batch_norm::forward_t(&self.bn0, &h, train, false)?.relu()?;
         for (conv, bn) in &self.ups {
             h = super::conv::conv_transpose2d(conv, &h, up_cfg().stride, up_cfg().padding)?;
             h = match bn {
-                Some(bn) => super::batch_norm::forward_t(bn, &h, train)?.relu()?,
+                Some(bn) => super::batch_norm::forward_t(bn, &h, train, false)?.relu()?,
                 None => h.tanh()?,
             };
         }
@@ -181,18 +181,27 @@ impl Generator {
 }
 
 impl Discriminator {
-    fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+    /// The logit of each image; with `frozen`, D's own weights get no gradient (the
+    /// generator's step reads only the input's).
+    fn forward(&self, x: &Tensor, train: bool, frozen: bool) -> Result<Tensor> {
         let mut h = x.clone();
         for (conv, bn) in &self.downs {
-            h = super::conv::conv2d(conv, &h, down_cfg().stride, down_cfg().padding)?;
+            h = super::conv::conv2d(conv, &h, down_cfg().stride, down_cfg().padding, frozen)?;
             if let Some(bn) = bn {
-                h = super::batch_norm::forward_t(bn, &h, train)?;
+                h = super::batch_norm::forward_t(bn, &h, train, frozen)?;
             }
             h = super::fused::leaky_relu(&h, 0.2)?;
         }
-        super::linear::dense(
-            &self.score,
+        let (w, b) = (self.score.weight(), self.score.bias());
+        let (w, b) = match frozen {
+            true => (w.detach(), b.map(Tensor::detach)),
+            false => (w.clone(), b.cloned()),
+        };
+        super::linear::dense_with(
             &h.flatten_from(1)?,
+            &w,
+            b.as_ref(),
+            super::linear::WeightLayout::OutByIn,
             super::linear::Activation::Identity,
         )
     }
@@ -218,14 +227,13 @@ impl Model for Dcgan {
     fn train_step(&mut self, batch: &Batch, step: u64, rng: &mut ChaCha8Rng) -> Result<Metrics> {
         let (g, d) = (&self.g, &self.d);
         let generator = |z: &Tensor, _: Option<&Tensor>| g.forward(z, true);
-        let disc = |x: &Tensor, _: Option<&Tensor>| d.forward(x, true);
-        // D's conv and batch-norm layers have no frozen variant: the generator step runs the
-        // plain D and its weight gradients go unused.
+        let disc = |x: &Tensor, _: Option<&Tensor>| d.forward(x, true, false);
+        let frozen = |x: &Tensor, _: Option<&Tensor>| d.forward(x, true, true);
         self.adv.step(
             &self.cfg,
             &generator,
             &disc,
-            &disc,
+            &frozen,
             &batch.images,
             None,
             0,
@@ -236,7 +244,7 @@ impl Model for Dcgan {
 
     fn eval_batch(&self, batch: &Batch, rng: &mut ChaCha8Rng) -> Result<Metrics> {
         let generator = |z: &Tensor, _: Option<&Tensor>| self.g.forward(z, false);
-        let disc = |x: &Tensor, _: Option<&Tensor>| self.d.forward(x, false);
+        let disc = |x: &Tensor, _: Option<&Tensor>| self.d.forward(x, false, false);
         self.adv.eval(
             &generator,
             &disc,
