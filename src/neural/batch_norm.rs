@@ -13,6 +13,7 @@
 //! checkpoints and evaluation mode are unchanged. Other devices and dtypes use candle's layer.
 
 use super::cpu::{f32_slice, f32_slice_mut};
+use super::linear::{Activation, ActivationGrad};
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use candle_nn::{BatchNorm, ModuleT};
 use rayon::prelude::*;
@@ -59,9 +60,10 @@ fn dims(l: &Layout) -> Result<(usize, usize, usize)> {
     Ok((d[0], d[1], d[2..].iter().product()))
 }
 
-/// (x, γ, β) → γ·x̂ + β with batch statistics.
+/// (x, γ, β) → act(γ·x̂ + β) with batch statistics.
 struct Forward {
     eps: f64,
+    act: Activation,
 }
 
 impl CustomOp3 for Forward {
@@ -101,9 +103,10 @@ impl CustomOp3 for Forward {
                 for ((yp, xp), &(scale, shift)) in
                     yi.chunks_mut(spatial).zip(xi.chunks(spatial)).zip(&affine)
                 {
+                    let act = self.act;
                     yp.iter_mut()
                         .zip(xp)
-                        .for_each(|(y, &x)| *y = x * scale + shift);
+                        .for_each(|(y, &x)| *y = act.value(x * scale + shift));
                 }
             });
         Ok((CpuStorage::F32(y), l1.shape().clone()))
@@ -114,11 +117,17 @@ impl CustomOp3 for Forward {
         x: &Tensor,
         gamma: &Tensor,
         beta: &Tensor,
-        _res: &Tensor,
+        y: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let c = x.dim(1)?;
-        let packed = x.apply_op3_no_bwd(&grad.contiguous()?, gamma, &Backward { eps: self.eps })?;
+        let grad = grad.contiguous()?;
+        // Through the activation first; its derivative is read from the output.
+        let grad = match self.act {
+            Activation::Identity => grad,
+            act => y.apply_op2_no_bwd(&grad, &ActivationGrad(act))?,
+        };
+        let packed = x.apply_op3_no_bwd(&grad, gamma, &Backward { eps: self.eps })?;
         let total = x.elem_count();
         let dx = packed.narrow(0, 0, total)?.reshape(x.shape())?;
         let dgamma = packed.narrow(0, total, c)?;
@@ -230,18 +239,25 @@ impl CustomOp3 for Backward {
     }
 }
 
-/// `bn.forward_t(x, train)`, with the training-mode pass fused on the CPU. In training the
-/// running mean and variance are updated as candle would. With `frozen`, the fused pass
-/// computes no gradient for γ and β (a discriminator seen by the generator's step); off the
-/// fused path they are computed and left unread.
-pub fn forward_t(bn: &BatchNorm, x: &Tensor, train: bool, frozen: bool) -> Result<Tensor> {
+/// `act(bn.forward_t(x, train))`, with the training-mode pass fused on the CPU (the
+/// activation that follows batch norm in both DCGAN nets costs no extra pass or backward
+/// node). In training the running mean and variance are updated as candle would. With
+/// `frozen`, the fused pass computes no gradient for γ and β (a discriminator seen by the
+/// generator's step); off the fused path they are computed and left unread.
+pub fn forward_t(
+    bn: &BatchNorm,
+    x: &Tensor,
+    train: bool,
+    frozen: bool,
+    act: Activation,
+) -> Result<Tensor> {
     let fused = train
         && x.device().is_cpu()
         && x.dtype() == DType::F32
         && x.rank() >= 2
         && x.elem_count() > x.dim(1)?;
     let Some((gamma, beta)) = bn.weight_and_bias().filter(|_| fused) else {
-        return bn.forward_t(x, train);
+        return act.apply(&bn.forward_t(x, train)?);
     };
     let x = x.contiguous()?;
     let m = x.elem_count() / x.dim(1)?;
@@ -259,7 +275,7 @@ pub fn forward_t(bn: &BatchNorm, x: &Tensor, train: bool, frozen: bool) -> Resul
         true => (gamma.detach(), beta.detach()),
         false => (gamma.clone(), beta.clone()),
     };
-    x.apply_op3(&gamma, &beta, Forward { eps: bn.eps() })
+    x.apply_op3(&gamma, &beta, Forward { eps: bn.eps(), act })
 }
 
 /// x → (2, C): each channel's batch mean and biased variance.
@@ -320,6 +336,17 @@ mod tests {
 
     #[test]
     fn matches_candles_batch_norm_in_output_gradients_and_running_statistics() {
+        for act in [
+            Activation::Identity,
+            Activation::Relu,
+            Activation::LeakyRelu(0.2),
+        ] {
+            agrees_with_candle(act);
+        }
+    }
+
+    /// The fused op against candle's layer followed by candle's activation.
+    fn agrees_with_candle(act: Activation) {
         let shape = (4, 3, 5, 5);
         let n: usize = 4 * 3 * 5 * 5;
         let raw: Vec<f32> = (0..n)
@@ -342,9 +369,10 @@ mod tests {
             }
             let x = Var::from_vec(raw.clone(), shape, &Device::Cpu).unwrap();
             let y = if fused {
-                forward_t(&bn, x.as_tensor(), true, false).unwrap()
+                forward_t(&bn, x.as_tensor(), true, false, act).unwrap()
             } else {
-                bn.forward_t(x.as_tensor(), true).unwrap()
+                act.apply(&bn.forward_t(x.as_tensor(), true).unwrap())
+                    .unwrap()
             };
             let w = Tensor::arange(0f32, n as f32, &Device::Cpu)
                 .unwrap()
@@ -375,7 +403,7 @@ mod tests {
             for (a, b) in results[0][k].iter().zip(&results[1][k]) {
                 assert!(
                     (a - b).abs() < 1e-4 * b.abs().max(1.0),
-                    "{name}: {a} vs {b}"
+                    "{act:?} {name}: {a} vs {b}"
                 );
             }
         }
@@ -398,7 +426,7 @@ mod tests {
             .unwrap();
         let mut runs = Vec::new();
         for frozen in [false, true] {
-            let y = forward_t(&bn, x.as_tensor(), true, frozen).unwrap();
+            let y = forward_t(&bn, x.as_tensor(), true, frozen, Activation::Identity).unwrap();
             let grads = (&y * &w).unwrap().sum_all().unwrap().backward().unwrap();
             let has_gamma = grads.get(bn.weight_and_bias().unwrap().0).is_some();
             runs.push((

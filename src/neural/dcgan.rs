@@ -10,7 +10,9 @@
 //! Batch norm uses batch statistics while training and the running averages for
 //! generation; the running averages are saved with the weights.
 
+use super::batch_norm;
 use super::gan::{Adversarial, GAN_LOSSES};
+use super::linear::Activation;
 use super::{ImageShape, Metrics, Model, NeuralConfig};
 use crate::data::Batch;
 use crate::train::optim::Adam;
@@ -39,6 +41,9 @@ fn down_cfg() -> Conv2dConfig {
         cudnn_fwd_algo: None,
     }
 }
+
+/// D's activation: LeakyReLU with slope 0.2, as Radford et al. use.
+const LEAKY: Activation = Activation::LeakyRelu(0.2);
 
 /// Start side and number of stride-2 steps for an image side.
 pub fn plan(side: usize) -> Option<(usize, usize)> {
@@ -168,11 +173,11 @@ impl Generator {
         let (c, s) = self.start;
         let mut h = super::linear::dense(&self.project, z, super::linear::Activation::Identity)?
             .reshape((z.dim(0)?, c, s, s))?;
-        h = super::batch_norm::forward_t(&self.bn0, &h, train, false)?.relu()?;
+        h = batch_norm::forward_t(&self.bn0, &h, train, false, Activation::Relu)?;
         for (conv, bn) in &self.ups {
             h = super::conv::conv_transpose2d(conv, &h, up_cfg().stride, up_cfg().padding)?;
             h = match bn {
-                Some(bn) => super::batch_norm::forward_t(bn, &h, train, false)?.relu()?,
+                Some(bn) => batch_norm::forward_t(bn, &h, train, false, Activation::Relu)?,
                 None => h.tanh()?,
             };
         }
@@ -187,10 +192,10 @@ impl Discriminator {
         let mut h = x.clone();
         for (conv, bn) in &self.downs {
             h = super::conv::conv2d(conv, &h, down_cfg().stride, down_cfg().padding, frozen)?;
-            if let Some(bn) = bn {
-                h = super::batch_norm::forward_t(bn, &h, train, frozen)?;
-            }
-            h = super::fused::leaky_relu(&h, 0.2)?;
+            h = match bn {
+                Some(bn) => batch_norm::forward_t(bn, &h, train, frozen, LEAKY)?,
+                None => super::fused::leaky_relu(&h, 0.2)?,
+            };
         }
         let (w, b) = (self.score.weight(), self.score.bias());
         let (w, b) = match frozen {

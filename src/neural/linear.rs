@@ -32,7 +32,7 @@ pub enum Activation {
 
 impl Activation {
     #[inline]
-    fn value(self, x: f32) -> f32 {
+    pub(super) fn value(self, x: f32) -> f32 {
         match self {
             Activation::Identity => x,
             Activation::Relu => x.max(0.0),
@@ -94,7 +94,7 @@ impl Activation {
     }
 
     /// candle's own formula, off the fast path.
-    fn apply(self, x: &Tensor) -> Result<Tensor> {
+    pub(super) fn apply(self, x: &Tensor) -> Result<Tensor> {
         match self {
             Activation::Identity => Ok(x.clone()),
             Activation::Relu => x.relu(),
@@ -293,7 +293,7 @@ impl CustomOp3 for Dense {
 }
 
 /// (output y, upstream gradient) → upstream · f′, in one pass.
-struct ActivationGrad(Activation);
+pub(super) struct ActivationGrad(pub(super) Activation);
 
 impl CustomOp2 for ActivationGrad {
     fn name(&self) -> &'static str {
