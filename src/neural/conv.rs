@@ -138,10 +138,17 @@ impl Window {
             for gx in 0..self.grid_w {
                 let row = &patches[(gy * self.grid_w + gx) * cols..][..cols];
                 self.runs(gy, gx, |col, img, n| {
-                    image[img..img + n]
-                        .iter_mut()
-                        .zip(&row[col..col + n])
-                        .for_each(|(d, v)| *d += v);
+                    if n == 4 {
+                        let (dst, src) = (&mut image[img..img + 4], &row[col..col + 4]);
+                        for j in 0..4 {
+                            dst[j] += src[j];
+                        }
+                    } else {
+                        image[img..img + n]
+                            .iter_mut()
+                            .zip(&row[col..col + n])
+                            .for_each(|(d, v)| *d += v);
+                    }
                 });
             }
         }
