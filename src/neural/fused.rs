@@ -9,6 +9,7 @@
 
 use super::cpu::f32_slice;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
 use wide::f32x8;
 
 /// Which activation.
@@ -142,9 +143,10 @@ impl CustomOp2 for BceWithLogitsRows {
         }
         let l = f32_slice(ls, ll, "cross-entropy")?;
         let x = f32_slice(xs, xl, "cross-entropy")?;
+        // Rows spread over the threads (a batch of 128 images is 100k exp/log1p pairs).
         let sums = l
-            .chunks_exact(cols.max(1))
-            .zip(x.chunks_exact(cols.max(1)))
+            .par_chunks_exact(cols.max(1))
+            .zip(x.par_chunks_exact(cols.max(1)))
             .map(|(l, x)| bce_row(l, x))
             .collect();
         Ok((CpuStorage::F32(sums), Shape::from(rows)))
@@ -184,14 +186,19 @@ impl candle_core::CustomOp3 for BceWithLogitsGrad {
         let l = f32_slice(ls, ll, "cross-entropy gradient")?;
         let x = f32_slice(xs, xl, "cross-entropy gradient")?;
         let g = f32_slice(gs, gl, "cross-entropy gradient")?;
-        let mut out = Vec::with_capacity(l.len());
-        for ((l, x), &g) in l
-            .chunks_exact(cols.max(1))
-            .zip(x.chunks_exact(cols.max(1)))
-            .zip(g)
-        {
-            bce_row_grad(l, x, g, &mut out);
+        if x.len() != l.len() || g.len() * cols != l.len() {
+            candle_core::bail!(
+                "cross-entropy gradient: {} logits, {} targets, {} row gradients",
+                l.len(),
+                x.len(),
+                g.len()
+            );
         }
+        let mut out = vec![0f32; l.len()];
+        out.par_chunks_exact_mut(cols.max(1))
+            .zip(l.par_chunks_exact(cols.max(1)))
+            .zip(x.par_chunks_exact(cols.max(1)).zip(g.par_iter()))
+            .for_each(|((out, l), (x, &g))| bce_row_grad(l, x, g, out));
         Ok((CpuStorage::F32(out), ll.shape().clone()))
     }
 }
@@ -218,25 +225,28 @@ fn bce_row(l: &[f32], x: &[f32]) -> f32 {
     acc.reduce_add() + tail
 }
 
-/// Appends g · (σ(l_j) − x_j) for one row to `out`.
-fn bce_row_grad(l: &[f32], x: &[f32], g: f32, out: &mut Vec<f32>) {
+/// Writes g · (σ(l_j) − x_j) for one row into `out`.
+fn bce_row_grad(l: &[f32], x: &[f32], g: f32, out: &mut [f32]) {
     let (lc, lt) = l.split_at(l.len() / 8 * 8);
     let (xc, xt) = x.split_at(lc.len());
+    let (oc, ot) = out.split_at_mut(lc.len());
     let g8 = f32x8::splat(g);
-    for (l8, x8) in lc.chunks_exact(8).zip(xc.chunks_exact(8)) {
+    for ((l8, x8), o8) in lc
+        .chunks_exact(8)
+        .zip(xc.chunks_exact(8))
+        .zip(oc.chunks_exact_mut(8))
+    {
         let l8 = f32x8::from(<[f32; 8]>::try_from(l8).expect("chunk of 8"));
         let x8 = f32x8::from(<[f32; 8]>::try_from(x8).expect("chunk of 8"));
         // σ(l) = 1/(1 + e^−l) for l ≥ 0 and e^l/(1 + e^l) below: neither overflows.
         let e = (-l8.abs()).exp();
         let numerator = l8.simd_ge(f32x8::ZERO).select(f32x8::ONE, e);
         let sigmoid = numerator / (f32x8::ONE + e);
-        out.extend_from_slice(&(g8 * (sigmoid - x8)).to_array());
+        o8.copy_from_slice(&(g8 * (sigmoid - x8)).to_array());
     }
-    out.extend(
-        lt.iter()
-            .zip(xt)
-            .map(|(&l, &x)| g * (Kind::Softplus.derivative(l) - x)),
-    );
+    for ((o, &l), &x) in ot.iter_mut().zip(lt).zip(xt) {
+        *o = g * (Kind::Softplus.derivative(l) - x);
+    }
 }
 
 /// Per-row binary cross-entropy of logits against targets in [0, 1], for (rows, cols) f32

@@ -5,7 +5,12 @@
 use crate::neural::cpu::{f32_slice, f32_slice_mut};
 use candle_core::backprop::GradStore;
 use candle_core::{CpuStorage, DType, InplaceOp2, InplaceOp3, Layout, Result, Tensor, Var};
+use rayon::prelude::*;
 use std::collections::HashMap;
+
+/// Parameters per task when an update is spread over the threads: a weight matrix of the
+/// VAE (313,600 values) was updated on one core while the other waited.
+const PARALLEL_BLOCK: usize = 16 * 1024;
 
 /// Hyperparameters of Adam.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -181,13 +186,25 @@ impl InplaceOp2 for Moment {
     ) -> Result<()> {
         let m = f32_slice_mut(s1, l1, "Adam")?;
         let g = f32_slice(s2, l2, "Adam")?;
-        let (d, e) = (self.decay, 1.0 - self.decay);
-        if self.square {
-            m.iter_mut()
-                .zip(g)
-                .for_each(|(m, &g)| *m = d * *m + e * g * g);
+        if m.len() != g.len() {
+            candle_core::bail!("Adam: {} moments for {} gradients", m.len(), g.len());
+        }
+        let (d, e, square) = (self.decay, 1.0 - self.decay, self.square);
+        let run = |m: &mut [f32], g: &[f32]| {
+            if square {
+                m.iter_mut()
+                    .zip(g)
+                    .for_each(|(m, &g)| *m = d * *m + e * g * g);
+            } else {
+                m.iter_mut().zip(g).for_each(|(m, &g)| *m = d * *m + e * g);
+            }
+        };
+        if m.len() >= 2 * PARALLEL_BLOCK {
+            m.par_chunks_mut(PARALLEL_BLOCK)
+                .zip(g.par_chunks(PARALLEL_BLOCK))
+                .for_each(|(m, g)| run(m, g));
         } else {
-            m.iter_mut().zip(g).for_each(|(m, &g)| *m = d * *m + e * g);
+            run(m, g);
         }
         Ok(())
     }
@@ -218,8 +235,28 @@ impl InplaceOp3 for Update {
         let w = f32_slice_mut(s1, l1, "Adam")?;
         let m = f32_slice(s2, l2, "Adam")?;
         let v = f32_slice(s3, l3, "Adam")?;
-        for ((w, &m), &v) in w.iter_mut().zip(m).zip(v) {
-            *w = self.shrink * *w - self.step * m / ((v / self.bc2).sqrt() + self.eps);
+        if m.len() != w.len() || v.len() != w.len() {
+            candle_core::bail!(
+                "Adam: moments of {} and {} for {} weights",
+                m.len(),
+                v.len(),
+                w.len()
+            );
+        }
+        let run = |w: &mut [f32], m: &[f32], v: &[f32]| {
+            for ((w, &m), &v) in w.iter_mut().zip(m).zip(v) {
+                *w = self.shrink * *w - self.step * m / ((v / self.bc2).sqrt() + self.eps);
+            }
+        };
+        if w.len() >= 2 * PARALLEL_BLOCK {
+            w.par_chunks_mut(PARALLEL_BLOCK)
+                .zip(
+                    m.par_chunks(PARALLEL_BLOCK)
+                        .zip(v.par_chunks(PARALLEL_BLOCK)),
+                )
+                .for_each(|(w, (m, v))| run(w, m, v));
+        } else {
+            run(w, m, v);
         }
         Ok(())
     }
