@@ -9,8 +9,13 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::time::Instant;
 
-/// Median images per second over three timed blocks of `steps` steps, after 5 warm-up steps.
+/// Median images per second over three timed blocks of `steps` steps, after 5 warm-up steps,
+/// on a compute pool as the trainer runs.
 pub fn throughput(kind: ModelKind, batch: usize, steps: usize) -> f64 {
+    crate::util::on_compute_pool(|| throughput_here(kind, batch, steps))
+}
+
+fn throughput_here(kind: ModelKind, batch: usize, steps: usize) -> f64 {
     let split = mnist::embedded();
     let cfg = NeuralConfig::new(kind);
     let mut model = neural::build(&cfg, shape_of(&split), 10, &Device::Cpu, 0).expect("model");
@@ -45,6 +50,10 @@ pub fn throughput(kind: ModelKind, batch: usize, steps: usize) -> f64 {
 /// generator, three timed rounds of `rounds` batches after one warm-up batch. No gradients
 /// are recorded (plain tensors, no variables), as in `torch.no_grad()`.
 pub fn sampling_throughput(kind: ModelKind, batch: usize, rounds: usize) -> f64 {
+    crate::util::on_compute_pool(|| sampling_here(kind, batch, rounds))
+}
+
+fn sampling_here(kind: ModelKind, batch: usize, rounds: usize) -> f64 {
     let split = mnist::embedded();
     let cfg = NeuralConfig::new(kind);
     let model = neural::build(&cfg, shape_of(&split), 10, &Device::Cpu, 0).expect("model");

@@ -272,7 +272,7 @@ pub fn spawn(
     let (ctx, crx) = channel();
     let thread = std::thread::Builder::new()
         .name("genmod-trainer".into())
-        .spawn(move || run(cfg, split, prepared, etx, crx))
+        .spawn(move || crate::util::on_compute_pool(move || run(cfg, split, prepared, etx, crx)))
         .map_err(|e| format!("could not start the trainer thread: {e}"))?;
     Ok(TrainHandle {
         events: erx,
