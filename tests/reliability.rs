@@ -94,13 +94,19 @@ fn sigkill_mid_training_loses_at_most_one_checkpoint_interval() {
     let total = 120u64;
     // The reference: one uninterrupted run.
     let reference_dir = tempfile::tempdir().unwrap();
+    let began = Instant::now();
     let ok = genmod()
         .args(train_args(reference_dir.path(), total))
+        .env("GENMOD_TEST_CHECKPOINT_DELAY_MS", "120")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
         .unwrap();
     assert!(ok.success());
+    // Kill moments scale with how long a whole run takes on this machine and build (debug or
+    // release), so that at least four kills land before the run can finish: each round runs
+    // at most a sixth of a whole run.
+    let whole_run_ms = began.elapsed().as_millis() as u64;
     let reference = d_losses(&reference_dir.path().join("metrics.csv"));
     assert_eq!(reference.len() as u64, total);
 
@@ -122,7 +128,10 @@ fn sigkill_mid_training_loses_at_most_one_checkpoint_interval() {
             .unwrap();
         // Let it start and make some progress, then kill at a random moment.
         let start = Instant::now();
-        let target = Duration::from_millis(rng.random_range(400..1600));
+        let target = Duration::from_millis(
+            rng.random_range(whole_run_ms / 15..whole_run_ms / 6)
+                .max(150),
+        );
         while start.elapsed() < target {
             if child.try_wait().unwrap().is_some() {
                 break;
