@@ -28,6 +28,8 @@ pub enum Activation {
     LeakyRelu(f32),
     /// tanh x, the generators' output layer.
     Tanh,
+    /// 1/(1 + e^−x): a Bernoulli decoder's means, for sampling (training reads the logits).
+    Sigmoid,
 }
 
 impl Activation {
@@ -44,6 +46,7 @@ impl Activation {
                 }
             }
             Activation::Tanh => x.tanh(),
+            Activation::Sigmoid => 1.0 / (1.0 + (-x).exp()),
         }
     }
 
@@ -64,6 +67,18 @@ impl Activation {
                     .into_remainder()
                     .iter_mut()
                     .for_each(|v| *v = v.tanh());
+            }
+            // 1/(1 + e^−x), eight lanes at a time; e^−x overflowing to +inf gives 0.
+            Activation::Sigmoid => {
+                let mut chunks = ys.chunks_exact_mut(8);
+                for c in &mut chunks {
+                    let v = f32x8::from(<[f32; 8]>::try_from(&*c).expect("chunk of 8"));
+                    let t = f32x8::ONE / (f32x8::ONE + (-v).exp());
+                    c.copy_from_slice(&t.to_array());
+                }
+                let rest = chunks.into_remainder();
+                rest.iter_mut()
+                    .for_each(|v| *v = Activation::Sigmoid.value(*v));
             }
             act => ys.iter_mut().for_each(|v| *v = act.value(*v)),
         }
@@ -90,6 +105,7 @@ impl Activation {
                 }
             }
             Activation::Tanh => 1.0 - y * y,
+            Activation::Sigmoid => y * (1.0 - y),
         }
     }
 
@@ -100,6 +116,7 @@ impl Activation {
             Activation::Relu => x.relu(),
             Activation::LeakyRelu(s) => super::fused::leaky_relu(x, s as f64),
             Activation::Tanh => x.tanh(),
+            Activation::Sigmoid => candle_nn::ops::sigmoid(x),
         }
     }
 }
@@ -388,6 +405,10 @@ mod tests {
                     Activation::Relu => y.relu().unwrap(),
                     Activation::LeakyRelu(s) => candle_nn::ops::leaky_relu(&y, s as f64).unwrap(),
                     Activation::Tanh => y.tanh().unwrap(),
+                    Activation::Sigmoid => (y.neg().unwrap().exp().unwrap() + 1.0)
+                        .unwrap()
+                        .recip()
+                        .unwrap(),
                 }
             };
             let grads = (&y * &weights)
@@ -428,12 +449,29 @@ mod tests {
     }
 
     #[test]
+    fn eight_lane_sigmoid_and_tanh_saturate_without_overflow() {
+        let xs = [-1e30f32, 1e30, -100.0, 100.0, -88.8, 88.8, -20.0, 20.0, -1.0, 0.0, 0.5];
+        for act in [Activation::Sigmoid, Activation::Tanh] {
+            let mut ys = xs.to_vec();
+            act.apply_in_place(&mut ys);
+            for (&x, &y) in xs.iter().zip(&ys) {
+                let want = match act {
+                    Activation::Sigmoid => 1.0 / (1.0 + (-(x as f64)).exp()),
+                    _ => (x as f64).tanh(),
+                };
+                assert!((y as f64 - want).abs() < 1e-6, "{act:?}({x}) = {y}, want {want}");
+            }
+        }
+    }
+
+    #[test]
     fn dense_matches_candles_ops_in_value_and_every_gradient() {
         for act in [
             Activation::Identity,
             Activation::Relu,
             Activation::LeakyRelu(0.2),
             Activation::Tanh,
+            Activation::Sigmoid,
         ] {
             for layout in [WeightLayout::OutByIn, WeightLayout::InByOut] {
                 for with_bias in [true, false] {

@@ -178,7 +178,9 @@ impl Model for Vae {
 
     fn generate(&self, z: &Tensor, _labels: Option<&Tensor>) -> Result<Tensor> {
         let s = self.shape;
-        candle_nn::ops::sigmoid(&self.decode_logits(z)?)?.reshape((
+        // The decoder's means: sigmoid fused into the last layer.
+        let h = dense(&self.dec1, z, Activation::Relu)?;
+        dense(&self.dec2, &h, Activation::Sigmoid)?.reshape((
             z.dim(0)?,
             s.channels,
             s.height,
