@@ -450,7 +450,9 @@ mod tests {
 
     #[test]
     fn eight_lane_sigmoid_and_tanh_saturate_without_overflow() {
-        let xs = [-1e30f32, 1e30, -100.0, 100.0, -88.8, 88.8, -20.0, 20.0, -1.0, 0.0, 0.5];
+        let xs = [
+            -1e30f32, 1e30, -100.0, 100.0, -88.8, 88.8, -20.0, 20.0, -1.0, 0.0, 0.5,
+        ];
         for act in [Activation::Sigmoid, Activation::Tanh] {
             let mut ys = xs.to_vec();
             act.apply_in_place(&mut ys);
@@ -459,7 +461,10 @@ mod tests {
                     Activation::Sigmoid => 1.0 / (1.0 + (-(x as f64)).exp()),
                     _ => (x as f64).tanh(),
                 };
-                assert!((y as f64 - want).abs() < 1e-6, "{act:?}({x}) = {y}, want {want}");
+                assert!(
+                    (y as f64 - want).abs() < 1e-6,
+                    "{act:?}({x}) = {y}, want {want}"
+                );
             }
         }
     }
