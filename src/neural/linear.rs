@@ -12,7 +12,7 @@
 //! Anything off the fast path (another device or dtype, a batched input) uses candle's own
 //! ops, so results agree to rounding wherever the layer runs.
 
-use super::cpu::f32_slice;
+use super::cpu::{Strided, f32_slice, matmul};
 use candle_core::Tensor;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape};
 use candle_nn::Linear;
@@ -224,41 +224,18 @@ impl CustomOp3 for Dense {
         }
         // W viewed as the (k, n) right-hand side: element (kk, j) sits at
         // kk·rs + j·cs of the stored matrix.
-        let (w_rs, w_cs) = match self.layout {
-            WeightLayout::OutByIn => (1, k as isize),
-            WeightLayout::InByOut => (n as isize, 1),
+        let (rs, cs) = match self.layout {
+            WeightLayout::OutByIn => (1, k),
+            WeightLayout::InByOut => (n, 1),
         };
-        let threads = rayon::current_num_threads();
-        let parallelism = if threads > 1 {
-            gemm::Parallelism::Rayon(threads)
-        } else {
-            gemm::Parallelism::None
-        };
-        // SAFETY: the pointers cover m·k, k·n and m·n elements with the strides given
-        // (dims() checked the shapes) and y does not alias x or w.
-        unsafe {
-            gemm::gemm(
-                m,
-                n,
-                k,
-                y.as_mut_ptr(),
-                1,
-                n as isize,
-                true,
-                x.as_ptr(),
-                1,
-                k as isize,
-                w.as_ptr(),
-                w_cs,
-                w_rs,
-                1.0,
-                1.0,
-                false,
-                false,
-                false,
-                parallelism,
-            );
-        }
+        matmul(
+            (m, n, k),
+            &mut y,
+            true,
+            Strided::rows(x, k),
+            Strided { data: w, rs, cs },
+            rayon::current_num_threads(),
+        )?;
         // Large outputs (sampling a thousand images) are activated on every core, in
         // blocks of rows big enough to be worth a task.
         if self.act != Activation::Identity {
