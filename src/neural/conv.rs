@@ -21,6 +21,7 @@
 //! (channel, ky, kx).
 
 use super::cpu::{Strided, f32_slice, matmul};
+use super::linear::{Activation, ActivationGrad};
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use candle_nn::{Conv2d, ConvTranspose2d, Module};
 use rayon::prelude::*;
@@ -174,6 +175,8 @@ struct ConvLayer {
     batch: usize,
     c_in: usize,
     c_out: usize,
+    /// Applied to the output in place (D's first LeakyReLU, G's closing tanh).
+    act: Activation,
 }
 
 impl ConvLayer {
@@ -271,6 +274,7 @@ impl ConvLayer {
                                 1,
                             )?;
                             to_planes(small, c_out, rows, yg, Some(b));
+                            self.act.apply_in_place(yg);
                         }
                         // patches (images·positions, taps) = xᵀ · W, each window's taps then
                         // landing on the output, which starts as the bias.
@@ -291,6 +295,7 @@ impl ConvLayer {
                                     p.fill(bias);
                                 }
                                 win.fold_into(pi, yi);
+                                self.act.apply_in_place(yi);
                             }
                         }
                     }
@@ -529,7 +534,7 @@ impl CustomOp3 for Forward {
         x: &Tensor,
         w: &Tensor,
         b: &Tensor,
-        _y: &Tensor,
+        y: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let need = Needs {
@@ -540,7 +545,13 @@ impl CustomOp3 for Forward {
         if !(need.input || need.kernel || need.bias) {
             return Ok((None, None, None));
         }
-        let packed = x.apply_op3_no_bwd(w, &grad.contiguous()?, &Backward(self.0, need))?;
+        let grad = grad.contiguous()?;
+        // Through the activation first; its derivative is read from the output.
+        let grad = match self.0.act {
+            Activation::Identity => grad,
+            act => y.apply_op2_no_bwd(&grad, &ActivationGrad(act))?,
+        };
+        let packed = x.apply_op3_no_bwd(w, &grad, &Backward(self.0, need))?;
         let mut at = 0;
         let mut take = |wanted: bool, like: &Tensor| -> Result<Option<Tensor>> {
             if !wanted {
@@ -609,27 +620,29 @@ fn parameters(
     })
 }
 
-/// `layer.forward(x)` for a square-kernel convolution with the given stride and padding
-/// (no dilation, no groups), as one fused op on the CPU. With `frozen` the kernel and bias
-/// get no gradient.
+/// `act(layer.forward(x))` for a square-kernel convolution with the given stride and
+/// padding (no dilation, no groups), as one fused op on the CPU. With `frozen` the kernel
+/// and bias get no gradient.
 pub fn conv2d(
     layer: &Conv2d,
     x: &Tensor,
     stride: usize,
     padding: usize,
     frozen: bool,
+    act: Activation,
 ) -> Result<Tensor> {
     let w = layer.weight();
     if !fast_path(x, w) {
-        return match frozen {
-            false => layer.forward(x),
+        let y = match frozen {
+            false => layer.forward(x)?,
             true => Conv2d::new(
                 w.detach(),
                 layer.bias().map(Tensor::detach),
                 *layer.config(),
             )
-            .forward(x),
+            .forward(x)?,
         };
+        return act.apply(&y);
     }
     let (c_out, c_in, k, _) = w.dims4()?;
     let (n, c, h, wd) = x.dims4()?;
@@ -642,22 +655,24 @@ pub fn conv2d(
         batch: n,
         c_in,
         c_out,
+        act,
     };
     let (w, b) = parameters(w, layer.bias(), c_out, frozen)?;
     x.contiguous()?.apply_op3(&w, &b, Forward(layer_shape))
 }
 
-/// `layer.forward(x)` for a square-kernel transposed convolution with the given stride and
-/// padding (no output padding, no dilation), as one fused op on the CPU.
+/// `act(layer.forward(x))` for a square-kernel transposed convolution with the given stride
+/// and padding (no output padding, no dilation), as one fused op on the CPU.
 pub fn conv_transpose2d(
     layer: &ConvTranspose2d,
     x: &Tensor,
     stride: usize,
     padding: usize,
+    act: Activation,
 ) -> Result<Tensor> {
     let w = layer.weight();
     if !fast_path(x, w) {
-        return layer.forward(x);
+        return act.apply(&layer.forward(x)?);
     }
     let (c_in, c_out, k, _) = w.dims4()?;
     let (n, c, h, wd) = x.dims4()?;
@@ -685,6 +700,7 @@ pub fn conv_transpose2d(
         batch: n,
         c_in,
         c_out,
+        act,
     };
     let (w, b) = parameters(w, layer.bias(), c_out, false)?;
     x.contiguous()?.apply_op3(&w, &b, Forward(layer_shape))
@@ -761,24 +777,26 @@ mod tests {
             // Several groups of images per thread, the last one short.
             (4, 2, 1, (11, 2, 6, 6)),
         ] {
-            check(
-                &|vb| {
-                    let cfg = Conv2dConfig {
-                        padding: p,
-                        stride: s,
-                        ..Default::default()
-                    };
-                    let layer = candle_nn::conv2d(shape.1, 5, k, cfg, vb).unwrap();
-                    Box::new(move |x, fast| {
-                        if fast {
-                            conv2d(&layer, x, s, p, false)
-                        } else {
-                            layer.forward(x)
-                        }
-                    })
-                },
-                shape,
-            );
+            for act in [Activation::Identity, Activation::LeakyRelu(0.2)] {
+                check(
+                    &|vb| {
+                        let cfg = Conv2dConfig {
+                            padding: p,
+                            stride: s,
+                            ..Default::default()
+                        };
+                        let layer = candle_nn::conv2d(shape.1, 5, k, cfg, vb).unwrap();
+                        Box::new(move |x, fast| {
+                            if fast {
+                                conv2d(&layer, x, s, p, false, act)
+                            } else {
+                                act.apply(&layer.forward(x)?)
+                            }
+                        })
+                    },
+                    shape,
+                );
+            }
         }
     }
 
@@ -789,24 +807,26 @@ mod tests {
             (3, 1, 1, (2, 3, 5, 4)),
             (4, 2, 1, (11, 3, 3, 3)),
         ] {
-            check(
-                &|vb| {
-                    let cfg = ConvTranspose2dConfig {
-                        padding: p,
-                        stride: s,
-                        ..Default::default()
-                    };
-                    let layer = candle_nn::conv_transpose2d(shape.1, 2, k, cfg, vb).unwrap();
-                    Box::new(move |x, fast| {
-                        if fast {
-                            conv_transpose2d(&layer, x, s, p)
-                        } else {
-                            layer.forward(x)
-                        }
-                    })
-                },
-                shape,
-            );
+            for act in [Activation::Identity, Activation::Tanh] {
+                check(
+                    &|vb| {
+                        let cfg = ConvTranspose2dConfig {
+                            padding: p,
+                            stride: s,
+                            ..Default::default()
+                        };
+                        let layer = candle_nn::conv_transpose2d(shape.1, 2, k, cfg, vb).unwrap();
+                        Box::new(move |x, fast| {
+                            if fast {
+                                conv_transpose2d(&layer, x, s, p, act)
+                            } else {
+                                act.apply(&layer.forward(x)?)
+                            }
+                        })
+                    },
+                    shape,
+                );
+            }
         }
     }
 
@@ -832,8 +852,8 @@ mod tests {
         };
         let layer = candle_nn::conv2d(3, 4, 4, cfg, vb).unwrap();
         let x = input((3, 3, 8, 8));
-        let plain = conv2d(&layer, x.as_tensor(), 2, 1, false).unwrap();
-        let frozen = conv2d(&layer, x.as_tensor(), 2, 1, true).unwrap();
+        let plain = conv2d(&layer, x.as_tensor(), 2, 1, false, Activation::Identity).unwrap();
+        let frozen = conv2d(&layer, x.as_tensor(), 2, 1, true, Activation::Identity).unwrap();
         close(&frozen, &plain, "output");
         let g_plain = objective(&plain).backward().unwrap();
         let g_frozen = objective(&frozen).backward().unwrap();
@@ -880,7 +900,14 @@ mod tests {
         )
         .unwrap();
         let x = input((5, 1, 12, 12)).as_tensor().detach();
-        let ours = conv_transpose2d(&up, &conv2d(&down, &x, 2, 1, false).unwrap(), 2, 1).unwrap();
+        let ours = conv_transpose2d(
+            &up,
+            &conv2d(&down, &x, 2, 1, false, Activation::Identity).unwrap(),
+            2,
+            1,
+            Activation::Identity,
+        )
+        .unwrap();
         let theirs = up.forward(&down.forward(&x).unwrap()).unwrap();
         close(&ours, &theirs, "output");
         let (g1, g2) = (
@@ -905,12 +932,12 @@ mod tests {
         let down = candle_nn::conv2d(2, 3, 4, Default::default(), vb.pp("d")).unwrap();
         let up = candle_nn::conv_transpose2d(2, 3, 4, Default::default(), vb.pp("u")).unwrap();
         let three = input((1, 3, 8, 8));
-        let err = conv2d(&down, three.as_tensor(), 1, 0, false).unwrap_err();
+        let err = conv2d(&down, three.as_tensor(), 1, 0, false, Activation::Identity).unwrap_err();
         assert!(err.to_string().contains("3 input channels"), "{err}");
-        let err = conv_transpose2d(&up, three.as_tensor(), 1, 0).unwrap_err();
+        let err = conv_transpose2d(&up, three.as_tensor(), 1, 0, Activation::Identity).unwrap_err();
         assert!(err.to_string().contains("3 input channels"), "{err}");
         let empty = Tensor::zeros((1, 2, 0, 0), DType::F32, &Device::Cpu).unwrap();
-        assert!(conv_transpose2d(&up, &empty, 2, 1).is_err());
+        assert!(conv_transpose2d(&up, &empty, 2, 1, Activation::Identity).is_err());
     }
 
     #[test]

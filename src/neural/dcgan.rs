@@ -175,11 +175,15 @@ impl Generator {
             .reshape((z.dim(0)?, c, s, s))?;
         h = batch_norm::forward_t(&self.bn0, &h, train, false, Activation::Relu)?;
         for (conv, bn) in &self.ups {
-            h = super::conv::conv_transpose2d(conv, &h, up_cfg().stride, up_cfg().padding)?;
-            h = match bn {
-                Some(bn) => batch_norm::forward_t(bn, &h, train, false, Activation::Relu)?,
-                None => h.tanh()?,
+            // The last layer has no batch norm: its tanh is fused into the convolution.
+            let act = match bn {
+                Some(_) => Activation::Identity,
+                None => Activation::Tanh,
             };
+            h = super::conv::conv_transpose2d(conv, &h, up_cfg().stride, up_cfg().padding, act)?;
+            if let Some(bn) = bn {
+                h = batch_norm::forward_t(bn, &h, train, false, Activation::Relu)?;
+            }
         }
         Ok(h)
     }
@@ -191,11 +195,17 @@ impl Discriminator {
     fn forward(&self, x: &Tensor, train: bool, frozen: bool) -> Result<Tensor> {
         let mut h = x.clone();
         for (conv, bn) in &self.downs {
-            h = super::conv::conv2d(conv, &h, down_cfg().stride, down_cfg().padding, frozen)?;
-            h = match bn {
-                Some(bn) => batch_norm::forward_t(bn, &h, train, frozen, LEAKY)?,
-                None => super::fused::leaky_relu(&h, 0.2)?,
+            // Without batch norm (the first layer) the LeakyReLU is fused into the
+            // convolution; with it, into the batch norm.
+            let act = match bn {
+                Some(_) => Activation::Identity,
+                None => LEAKY,
             };
+            let (stride, padding) = (down_cfg().stride, down_cfg().padding);
+            h = super::conv::conv2d(conv, &h, stride, padding, frozen, act)?;
+            if let Some(bn) = bn {
+                h = batch_norm::forward_t(bn, &h, train, frozen, LEAKY)?;
+            }
         }
         let (w, b) = (self.score.weight(), self.score.bias());
         let (w, b) = match frozen {
