@@ -13,7 +13,7 @@
 //! checkpoints and evaluation mode are unchanged. Other devices and dtypes use candle's layer.
 
 use super::cpu::{f32_slice, f32_slice_mut};
-use super::linear::{Activation, ActivationGrad};
+use super::linear::Activation;
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use candle_nn::{BatchNorm, ModuleT};
 use rayon::prelude::*;
@@ -123,10 +123,7 @@ impl CustomOp3 for Forward {
         let c = x.dim(1)?;
         let grad = grad.contiguous()?;
         // Through the activation first; its derivative is read from the output.
-        let grad = match self.act {
-            Activation::Identity => grad,
-            act => y.apply_op2_no_bwd(&grad, &ActivationGrad(act))?,
-        };
+        let grad = self.act.backward(y, &grad)?;
         let packed = x.apply_op3_no_bwd(&grad, gamma, &Backward { eps: self.eps })?;
         let total = x.elem_count();
         let dx = packed.narrow(0, 0, total)?.reshape(x.shape())?;

@@ -21,7 +21,7 @@
 //! (channel, ky, kx).
 
 use super::cpu::{Strided, f32_slice, matmul};
-use super::linear::{Activation, ActivationGrad};
+use super::linear::Activation;
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use candle_nn::{Conv2d, ConvTranspose2d, Module};
 use rayon::prelude::*;
@@ -547,10 +547,7 @@ impl CustomOp3 for Forward {
         }
         let grad = grad.contiguous()?;
         // Through the activation first; its derivative is read from the output.
-        let grad = match self.0.act {
-            Activation::Identity => grad,
-            act => y.apply_op2_no_bwd(&grad, &ActivationGrad(act))?,
-        };
+        let grad = self.0.act.backward(y, &grad)?;
         let packed = x.apply_op3_no_bwd(w, &grad, &Backward(self.0, need))?;
         let mut at = 0;
         let mut take = |wanted: bool, like: &Tensor| -> Result<Option<Tensor>> {

@@ -109,6 +109,16 @@ impl Activation {
         }
     }
 
+    /// The gradient before the activation from the one after it, `grad` (contiguous), and
+    /// the activation's output `y`: one pass, the derivative read from `y`. Shared by the
+    /// fused dense, convolution and batch-norm ops.
+    pub(super) fn backward(self, y: &Tensor, grad: &Tensor) -> Result<Tensor> {
+        match self {
+            Activation::Identity => Ok(grad.clone()),
+            act => y.apply_op2_no_bwd(grad, &ActivationGrad(act)),
+        }
+    }
+
     /// candle's own formula, off the fast path.
     pub(super) fn apply(self, x: &Tensor) -> Result<Tensor> {
         match self {
@@ -259,11 +269,7 @@ impl CustomOp3 for Dense {
         grad_y: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let grad_y = grad_y.contiguous()?;
-        let g = if self.act == Activation::Identity {
-            grad_y
-        } else {
-            y.apply_op2_no_bwd(&grad_y, &ActivationGrad(self.act))?
-        };
+        let g = self.act.backward(y, &grad_y)?;
         // Only the gradients someone will read: an input batch of images, a detached fake
         // or frozen weights record no graph, and their products would be thrown away
         // (for the first layer, gx is the largest GEMM of the backward pass).
@@ -287,7 +293,7 @@ impl CustomOp3 for Dense {
 }
 
 /// (output y, upstream gradient) → upstream · f′, in one pass.
-pub(super) struct ActivationGrad(pub(super) Activation);
+struct ActivationGrad(Activation);
 
 impl CustomOp2 for ActivationGrad {
     fn name(&self) -> &'static str {
