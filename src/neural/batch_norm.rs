@@ -17,6 +17,7 @@ use super::linear::Activation;
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use candle_nn::{BatchNorm, ModuleT};
 use rayon::prelude::*;
+use std::sync::Arc;
 
 /// Sum of a plane in f32 lanes (a plane is at most a few thousand values), returned as f64.
 fn plane_sum(v: &[f32], f: impl Fn(f32) -> f32) -> f64 {
@@ -64,6 +65,9 @@ fn dims(l: &Layout) -> Result<(usize, usize, usize)> {
 struct Forward {
     eps: f64,
     act: Activation,
+    /// Each channel's batch mean and biased variance of x, computed once in [`forward_t`]
+    /// and shared by the running averages, this pass and the backward pass.
+    stats: Arc<[(f64, f64)]>,
 }
 
 impl CustomOp3 for Forward {
@@ -85,10 +89,16 @@ impl CustomOp3 for Forward {
             f32_slice(s2, l2, "batch norm")?,
             f32_slice(s3, l3, "batch norm")?,
         );
-        let (n, c, spatial) = dims(l1)?;
-        let stats = channel_stats(x, n, c, spatial);
+        let (_, c, spatial) = dims(l1)?;
+        if self.stats.len() != c {
+            candle_core::bail!(
+                "batch norm: statistics for {} channels, input has {c}",
+                self.stats.len()
+            );
+        }
         // y = x·scale + shift per channel, images spread over the threads.
-        let affine: Vec<(f32, f32)> = stats
+        let affine: Vec<(f32, f32)> = self
+            .stats
             .iter()
             .enumerate()
             .map(|(ch, &(mean, var))| {
@@ -124,7 +134,11 @@ impl CustomOp3 for Forward {
         let grad = grad.contiguous()?;
         // Through the activation first; its derivative is read from the output.
         let grad = self.act.backward(y, &grad)?;
-        let packed = x.apply_op3_no_bwd(&grad, gamma, &Backward { eps: self.eps })?;
+        let backward = Backward {
+            eps: self.eps,
+            stats: self.stats.clone(),
+        };
+        let packed = x.apply_op3_no_bwd(&grad, gamma, &backward)?;
         let total = x.elem_count();
         let dx = packed.narrow(0, 0, total)?.reshape(x.shape())?;
         let dgamma = packed.narrow(0, total, c)?;
@@ -141,6 +155,8 @@ impl CustomOp3 for Forward {
 /// (x, upstream gradient, γ) → [dx (flattened), dγ, dβ] in one buffer.
 struct Backward {
     eps: f64,
+    /// The forward pass's statistics of the same x.
+    stats: Arc<[(f64, f64)]>,
 }
 
 impl CustomOp3 for Backward {
@@ -164,7 +180,13 @@ impl CustomOp3 for Backward {
         );
         let (n, c, spatial) = dims(l1)?;
         let m = (n * spatial) as f64;
-        let stats = channel_stats(x, n, c, spatial);
+        let stats = &self.stats;
+        if stats.len() != c {
+            candle_core::bail!(
+                "batch norm: statistics for {} channels, input has {c}",
+                stats.len()
+            );
+        }
         // Per channel: dβ = Σ g and dγ = Σ g·x̂ (channels over the threads) ...
         let sums: Vec<(f64, f64)> = stats
             .par_iter()
@@ -257,10 +279,21 @@ pub fn forward_t(
         return act.apply(&bn.forward_t(x, train)?);
     };
     let x = x.contiguous()?;
+    let stats: Arc<[(f64, f64)]> = {
+        let (storage, layout) = x.storage_and_layout();
+        let candle_core::Storage::Cpu(cpu) = &*storage else {
+            candle_core::bail!("batch norm: expected a CPU tensor");
+        };
+        let (n, c, spatial) = dims(layout)?;
+        channel_stats(f32_slice(cpu, layout, "batch norm")?, n, c, spatial).into()
+    };
+    // Running averages from the batch statistics (no graph).
     let m = x.elem_count() / x.dim(1)?;
-    // Running averages from the batch statistics (one pass, no graph).
-    let stats = x.apply_op1_no_bwd(&Stats)?;
-    let (mean, var) = (stats.get(0)?, stats.get(1)?);
+    let column = |f: fn(&(f64, f64)) -> f64| {
+        let values: Vec<f32> = stats.iter().map(|s| f(s) as f32).collect();
+        Tensor::from_vec(values, stats.len(), x.device())
+    };
+    let (mean, var) = (column(|s| s.0)?, column(|s| s.1)?);
     let mom = bn.momentum();
     let rm = bn.running_mean();
     let rv = bn.running_var();
@@ -272,23 +305,15 @@ pub fn forward_t(
         true => (gamma.detach(), beta.detach()),
         false => (gamma.clone(), beta.clone()),
     };
-    x.apply_op3(&gamma, &beta, Forward { eps: bn.eps(), act })
-}
-
-/// x → (2, C): each channel's batch mean and biased variance.
-struct Stats;
-
-impl candle_core::CustomOp1 for Stats {
-    fn name(&self) -> &'static str {
-        "genmod-batch-norm-stats"
-    }
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (n, c, spatial) = dims(l)?;
-        let stats = channel_stats(f32_slice(s, l, "batch norm")?, n, c, spatial);
-        let mut out: Vec<f32> = stats.iter().map(|s| s.0 as f32).collect();
-        out.extend(stats.iter().map(|s| s.1 as f32));
-        Ok((CpuStorage::F32(out), Shape::from((2, c))))
-    }
+    x.apply_op3(
+        &gamma,
+        &beta,
+        Forward {
+            eps: bn.eps(),
+            act,
+            stats,
+        },
+    )
 }
 
 /// Writes `value` into a running-statistics tensor in place (it is a variable in the VarMap,

@@ -12,7 +12,7 @@
 
 use super::batch_norm;
 use super::gan::{Adversarial, GAN_LOSSES};
-use super::linear::Activation;
+use super::linear::{Activation, dense, dense_frozen};
 use super::{ImageShape, Metrics, Model, NeuralConfig};
 use crate::data::Batch;
 use crate::train::optim::Adam;
@@ -171,8 +171,7 @@ impl Dcgan {
 impl Generator {
     fn forward(&self, z: &Tensor, train: bool) -> Result<Tensor> {
         let (c, s) = self.start;
-        let mut h = super::linear::dense(&self.project, z, super::linear::Activation::Identity)?
-            .reshape((z.dim(0)?, c, s, s))?;
+        let mut h = dense(&self.project, z, Activation::Identity)?.reshape((z.dim(0)?, c, s, s))?;
         h = batch_norm::forward_t(&self.bn0, &h, train, false, Activation::Relu)?;
         for (conv, bn) in &self.ups {
             // The last layer has no batch norm: its tanh is fused into the convolution.
@@ -207,18 +206,12 @@ impl Discriminator {
                 h = batch_norm::forward_t(bn, &h, train, frozen, LEAKY)?;
             }
         }
-        let (w, b) = (self.score.weight(), self.score.bias());
-        let (w, b) = match frozen {
-            true => (w.detach(), b.map(Tensor::detach)),
-            false => (w.clone(), b.cloned()),
-        };
-        super::linear::dense_with(
-            &h.flatten_from(1)?,
-            &w,
-            b.as_ref(),
-            super::linear::WeightLayout::OutByIn,
-            super::linear::Activation::Identity,
-        )
+        let h = h.flatten_from(1)?;
+        if frozen {
+            dense_frozen(&self.score, &h, Activation::Identity)
+        } else {
+            dense(&self.score, &h, Activation::Identity)
+        }
     }
 }
 

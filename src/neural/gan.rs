@@ -8,7 +8,7 @@
 //! generator's gradient norm, which makes the vanishing gradient of the saturating loss
 //! visible when D rejects the fakes.
 
-use super::linear::{Activation, WeightLayout, dense, dense_with};
+use super::linear::{Activation, dense, dense_frozen};
 use super::losses::{discriminator, generator_non_saturating, generator_saturating};
 use super::{GeneratorLoss, ImageShape, Metrics, Model, NeuralConfig, normal, scalar};
 use crate::data::Batch;
@@ -165,14 +165,7 @@ impl Mlp {
                 last
             };
             h = if frozen {
-                let b = l.bias().map(Tensor::detach);
-                dense_with(
-                    &h,
-                    &l.weight().detach(),
-                    b.as_ref(),
-                    WeightLayout::OutByIn,
-                    act,
-                )?
+                dense_frozen(l, &h, act)?
             } else {
                 dense(l, &h, act)?
             };

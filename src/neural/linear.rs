@@ -144,6 +144,20 @@ pub fn dense(layer: &Linear, x: &Tensor, act: Activation) -> Result<Tensor> {
     dense_with(x, layer.weight(), layer.bias(), WeightLayout::OutByIn, act)
 }
 
+/// `act(layer.forward(x))` with the layer's weight and bias detached: gradients reach `x`
+/// only (a discriminator seen by the generator's step, whose weight gradients would be
+/// computed and thrown away).
+pub fn dense_frozen(layer: &Linear, x: &Tensor, act: Activation) -> Result<Tensor> {
+    let b = layer.bias().map(Tensor::detach);
+    dense_with(
+        x,
+        &layer.weight().detach(),
+        b.as_ref(),
+        WeightLayout::OutByIn,
+        act,
+    )
+}
+
 /// act(x·W + b) with W stored as `layout` says; `b` is optional.
 pub fn dense_with(
     x: &Tensor,
@@ -297,7 +311,7 @@ struct ActivationGrad(Activation);
 
 impl CustomOp2 for ActivationGrad {
     fn name(&self) -> &'static str {
-        "genmod-dense-activation-grad"
+        "genmod-activation-grad-from-output"
     }
 
     fn cpu_fwd(
@@ -307,11 +321,11 @@ impl CustomOp2 for ActivationGrad {
         gs: &CpuStorage,
         gl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let y = f32_slice(ys, yl, "dense layer gradient")?;
-        let g = f32_slice(gs, gl, "dense layer gradient")?;
+        let y = f32_slice(ys, yl, "activation gradient")?;
+        let g = f32_slice(gs, gl, "activation gradient")?;
         if y.len() != g.len() {
             candle_core::bail!(
-                "dense layer gradient: {} values against {}",
+                "activation gradient: {} values against {}",
                 y.len(),
                 g.len()
             );

@@ -79,8 +79,13 @@ impl Vae {
     }
 
     fn decode_logits(&self, z: &Tensor) -> Result<Tensor> {
+        self.decode(z, Activation::Identity)
+    }
+
+    /// The decoder with `out` applied to its last layer (identity: logits; sigmoid: means).
+    fn decode(&self, z: &Tensor, out: Activation) -> Result<Tensor> {
         let h = dense(&self.dec1, z, Activation::Relu)?;
-        dense(&self.dec2, &h, Activation::Identity)
+        dense(&self.dec2, &h, out)
     }
 
     /// z = μ + σ ⊙ ε with ε from the seeded host RNG.
@@ -179,13 +184,8 @@ impl Model for Vae {
     fn generate(&self, z: &Tensor, _labels: Option<&Tensor>) -> Result<Tensor> {
         let s = self.shape;
         // The decoder's means: sigmoid fused into the last layer.
-        let h = dense(&self.dec1, z, Activation::Relu)?;
-        dense(&self.dec2, &h, Activation::Sigmoid)?.reshape((
-            z.dim(0)?,
-            s.channels,
-            s.height,
-            s.width,
-        ))
+        self.decode(z, Activation::Sigmoid)?
+            .reshape((z.dim(0)?, s.channels, s.height, s.width))
     }
 
     fn encode(&self, images: &Tensor) -> Result<Option<Tensor>> {
