@@ -1,0 +1,62 @@
+//! The vendored candle-core stores the first gradient reaching a tensor instead of adding it
+//! onto zeros (vendor/README.md). These check what that must not change: single-use and
+//! fan-in gradients, the subtracting rules it leaves alone, and contiguous results.
+
+use candle_core::{Device, Tensor, Var};
+
+fn var(values: &[f32]) -> Var {
+    Var::from_slice(values, values.len(), &Device::Cpu).unwrap()
+}
+
+fn values(t: &Tensor) -> Vec<f32> {
+    t.flatten_all().unwrap().to_vec1().unwrap()
+}
+
+#[test]
+fn a_single_use_passes_its_gradient_through_unchanged() {
+    let x = var(&[1.0, -2.0, 0.5]);
+    let grads = (x.as_tensor() * 3.0)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    assert_eq!(values(grads.get(x.as_tensor()).unwrap()), [3.0, 3.0, 3.0]);
+}
+
+#[test]
+fn fan_in_sums_every_path() {
+    // y = Σ (2x + x²): dy/dx = 2 + 2x, through two uses of x.
+    let x = var(&[1.0, -2.0, 0.5]);
+    let t = x.as_tensor();
+    let y = ((t * 2.0).unwrap() + t.sqr().unwrap()).unwrap();
+    let grads = y.sum_all().unwrap().backward().unwrap();
+    assert_eq!(values(grads.get(t).unwrap()), [4.0, -2.0, 3.0]);
+    // x + x: the same incoming gradient reaches both sides of the addition.
+    let grads = (t + t).unwrap().sum_all().unwrap().backward().unwrap();
+    assert_eq!(values(grads.get(t).unwrap()), [2.0, 2.0, 2.0]);
+}
+
+#[test]
+fn subtraction_and_a_mixed_fan_in_keep_their_signs() {
+    // y = Σ (a − x) + Σ x·a: dy/dx = a − 1, dy/da = 1 + x.
+    let (a, x) = (var(&[2.0, 3.0]), var(&[5.0, -1.0]));
+    let (at, xt) = (a.as_tensor(), x.as_tensor());
+    let y =
+        ((at - xt).unwrap().sum_all().unwrap() + (xt * at).unwrap().sum_all().unwrap()).unwrap();
+    let grads = y.backward().unwrap();
+    assert_eq!(values(grads.get(xt).unwrap()), [1.0, 2.0]);
+    assert_eq!(values(grads.get(at).unwrap()), [6.0, 0.0]);
+}
+
+#[test]
+fn a_broadcast_gradient_is_stored_contiguous() {
+    // x (3) broadcast over 2 rows: each entry's gradient is the sum over the rows.
+    let x = var(&[1.0, 2.0, 3.0]);
+    let w = Tensor::from_slice(&[1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0], (2, 3), &Device::Cpu).unwrap();
+    let y = x.as_tensor().broadcast_as((2, 3)).unwrap().mul(&w).unwrap();
+    let grads = y.sum_all().unwrap().backward().unwrap();
+    let g = grads.get(x.as_tensor()).unwrap();
+    assert!(g.is_contiguous());
+    assert_eq!(values(g), [5.0, 7.0, 9.0]);
+}
