@@ -4,7 +4,7 @@
 //! step draws its labels uniformly. Whether samples honour their label is measured by the
 //! conditional accuracy of the evaluation (a GAN can learn to ignore the label).
 
-use super::gan::{Adversarial, GAN_LOSSES, Mlp};
+use super::gan::{Adversarial, GAN_LOSSES, Mlp, Nets};
 use super::{ImageShape, Metrics, Model, NeuralConfig, one_hot};
 use crate::data::Batch;
 use crate::train::optim::Adam;
@@ -98,9 +98,13 @@ impl Model for Cgan {
         let frozen = |x: &Tensor, l: Option<&Tensor>| {
             d.forward_frozen(&Tensor::cat(&[x, &one_hot(Self::labels_of(l)?, k)?], 1)?)
         };
-        self.adv.step(
-            &self.cfg, &generator, &disc, &frozen, &real, labels, k, step, rng,
-        )
+        let nets = Nets {
+            g: &generator,
+            d: &disc,
+            d_frozen: &frozen,
+            rows_independent: true,
+        };
+        self.adv.step(&self.cfg, &nets, &real, labels, k, step, rng)
     }
 
     fn eval_batch(&self, batch: &Batch, rng: &mut ChaCha8Rng) -> Result<Metrics> {

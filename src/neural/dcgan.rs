@@ -11,7 +11,7 @@
 //! generation; the running averages are saved with the weights.
 
 use super::batch_norm;
-use super::gan::{Adversarial, GAN_LOSSES};
+use super::gan::{Adversarial, GAN_LOSSES, Nets};
 use super::linear::{Activation, dense, dense_frozen};
 use super::{ImageShape, Metrics, Model, NeuralConfig};
 use crate::data::Batch;
@@ -237,17 +237,15 @@ impl Model for Dcgan {
         let generator = |z: &Tensor, _: Option<&Tensor>| g.forward(z, true);
         let disc = |x: &Tensor, _: Option<&Tensor>| d.forward(x, true, false);
         let frozen = |x: &Tensor, _: Option<&Tensor>| d.forward(x, true, true);
-        self.adv.step(
-            &self.cfg,
-            &generator,
-            &disc,
-            &frozen,
-            &batch.images,
-            None,
-            0,
-            step,
-            rng,
-        )
+        let nets = Nets {
+            g: &generator,
+            d: &disc,
+            d_frozen: &frozen,
+            // D's batch norm normalises the real and the fake batch each by its own statistics.
+            rows_independent: false,
+        };
+        self.adv
+            .step(&self.cfg, &nets, &batch.images, None, 0, step, rng)
     }
 
     fn eval_batch(&self, batch: &Batch, rng: &mut ChaCha8Rng) -> Result<Metrics> {

@@ -29,6 +29,47 @@ pub struct Adversarial {
 /// The net of a GAN as a function: (input, labels) → output.
 pub type Net<'a> = &'a dyn Fn(&Tensor, Option<&Tensor>) -> Result<Tensor>;
 
+/// A GAN's nets as one training step uses them.
+pub struct Nets<'a> {
+    pub g: Net<'a>,
+    pub d: Net<'a>,
+    /// D with no gradients for its own weights (or plain D where a model has no such
+    /// variant): the generator step reads only G's gradients.
+    pub d_frozen: Net<'a>,
+    /// Whether each row of D's output depends on that row of the input alone (no batch
+    /// norm). Then the discriminator step passes the real and the fake batch through D as
+    /// one batch of 2n rows: the same function and the same gradients, but one pass over
+    /// twice the rows instead of two, and D's weight gradients come out of one product
+    /// each instead of two that candle then adds. With batch norm the two batches must
+    /// stay apart, since each is normalised by its own statistics.
+    pub rows_independent: bool,
+}
+
+impl Nets<'_> {
+    /// D's logits for a real and a fake batch of the same size, both seen with `labels`:
+    /// one pass over both when rows are independent, else two.
+    pub fn discriminate(
+        &self,
+        real: &Tensor,
+        fake: &Tensor,
+        labels: Option<&Tensor>,
+    ) -> Result<(Tensor, Tensor)> {
+        if !self.rows_independent {
+            return Ok(((self.d)(real, labels)?, (self.d)(fake, labels)?));
+        }
+        let n = real.dim(0)?;
+        if fake.dim(0)? != n {
+            candle_core::bail!(
+                "discriminator: {n} real and {} fake images, expected as many",
+                fake.dim(0)?
+            );
+        }
+        let both_labels = labels.map(|l| Tensor::cat(&[l, l], 0)).transpose()?;
+        let both = (self.d)(&Tensor::cat(&[real, fake], 0)?, both_labels.as_ref())?;
+        Ok((both.narrow(0, 0, n)?, both.narrow(0, n, n)?))
+    }
+}
+
 impl Adversarial {
     /// Adam for the variables under `d.` and under `g.`, no weight decay.
     pub fn new(varmap: &VarMap, cfg: &NeuralConfig) -> Result<Self> {
@@ -42,15 +83,10 @@ impl Adversarial {
     }
 
     /// One discriminator step on `real` and, every k-th call, one generator step.
-    /// `d_frozen` is D with no gradients for its own weights (or plain D where a model has
-    /// no such variant): the generator step reads only G's gradients.
-    #[allow(clippy::too_many_arguments)]
     pub fn step(
         &mut self,
         cfg: &NeuralConfig,
-        g: Net<'_>,
-        d: Net<'_>,
-        d_frozen: Net<'_>,
+        nets: &Nets<'_>,
         real: &Tensor,
         labels: Option<&Tensor>,
         num_classes: usize,
@@ -60,9 +96,9 @@ impl Adversarial {
         let n = real.dim(0)?;
         let dev = real.device();
         let z = normal(n, cfg.latent_dim, rng, dev)?;
+        let Nets { g, d_frozen, .. } = *nets;
         let fake = g(&z, labels)?.detach();
-        let real_logits = d(real, labels)?;
-        let fake_logits = d(&fake, labels)?;
+        let (real_logits, fake_logits) = nets.discriminate(real, &fake, labels)?;
         let d_loss = discriminator(&real_logits, &fake_logits)?;
         self.opt_d.step(&d_loss.backward()?)?;
         let d_real = scalar(&candle_nn::ops::sigmoid(&real_logits)?)?;
@@ -233,9 +269,13 @@ impl Model for Gan {
         let generator = |z: &Tensor, _: Option<&Tensor>| g.forward_tanh(z);
         let disc = |x: &Tensor, _: Option<&Tensor>| d.forward(x);
         let frozen = |x: &Tensor, _: Option<&Tensor>| d.forward_frozen(x);
-        self.adv.step(
-            &self.cfg, &generator, &disc, &frozen, &real, None, 0, step, rng,
-        )
+        let nets = Nets {
+            g: &generator,
+            d: &disc,
+            d_frozen: &frozen,
+            rows_independent: true,
+        };
+        self.adv.step(&self.cfg, &nets, &real, None, 0, step, rng)
     }
 
     fn eval_batch(&self, batch: &Batch, rng: &mut ChaCha8Rng) -> Result<Metrics> {
@@ -289,5 +329,57 @@ mod tests {
             ));
         }
         assert_eq!(seen[0], seen[1]);
+    }
+
+    /// The discriminator step's joint pass over real and fake rows gives the same logits,
+    /// loss and weight gradients as two passes; the cGAN's labels go with both halves.
+    #[test]
+    fn joint_discriminator_pass_matches_two_passes() {
+        for classes in [0, 3] {
+            let varmap = VarMap::new();
+            let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+            let d = Mlp::new(&[6 + classes, 5, 4, 1], vb.pp("d")).unwrap();
+            let rows = |seed: f32| {
+                let v: Vec<f32> = (0..24).map(|i| ((i as f32 + seed) * 0.61).sin()).collect();
+                Tensor::from_vec(v, (4, 6), &Device::Cpu).unwrap()
+            };
+            let (real, fake) = (rows(0.0), rows(9.0));
+            let labels = (classes > 0)
+                .then(|| Tensor::from_vec(vec![0u32, 2, 1, 2], 4, &Device::Cpu).unwrap());
+            let disc = |x: &Tensor, l: Option<&Tensor>| match l {
+                Some(l) => d.forward(&Tensor::cat(&[x, &super::super::one_hot(l, classes)?], 1)?),
+                None => d.forward(x),
+            };
+            let mut seen = Vec::new();
+            for rows_independent in [false, true] {
+                let nets = Nets {
+                    g: &disc,
+                    d: &disc,
+                    d_frozen: &disc,
+                    rows_independent,
+                };
+                let (r, f) = nets.discriminate(&real, &fake, labels.as_ref()).unwrap();
+                let loss = discriminator(&r, &f).unwrap();
+                let grads = loss.backward().unwrap();
+                let mut values = vec![scalar(&loss).unwrap() as f32];
+                for t in [&r, &f] {
+                    values.extend(t.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+                }
+                let data = varmap.data().lock().unwrap();
+                let mut names: Vec<&String> = data.keys().collect();
+                names.sort();
+                for v in names.into_iter().map(|name| &data[name]) {
+                    let g = grads
+                        .get(v.as_tensor())
+                        .expect("every weight has a gradient");
+                    values.extend(g.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+                }
+                seen.push(values);
+            }
+            assert_eq!(seen[0].len(), seen[1].len());
+            for (a, b) in seen[0].iter().zip(&seen[1]) {
+                assert!((a - b).abs() <= 1e-6 * (1.0 + a.abs()), "{a} vs {b}");
+            }
+        }
     }
 }

@@ -331,11 +331,18 @@ impl CustomOp2 for ActivationGrad {
             );
         }
         let act = self.0;
-        let out = y
-            .iter()
-            .zip(g)
-            .map(|(&y, &g)| g * act.derivative_from_output(y))
-            .collect();
+        let grad = |(&y, &g): (&f32, &f32)| g * act.derivative_from_output(y);
+        // Large gradients (a convolution's or batch norm's output) on every core, in blocks
+        // big enough to be worth a task.
+        let out = if y.len() >= PARALLEL_BLOCK * 2 {
+            y.par_iter()
+                .zip(g)
+                .with_min_len(PARALLEL_BLOCK)
+                .map(grad)
+                .collect()
+        } else {
+            y.iter().zip(g).map(grad).collect()
+        };
         Ok((CpuStorage::F32(out), yl.shape().clone()))
     }
 }
