@@ -60,3 +60,30 @@ fn a_broadcast_gradient_is_stored_contiguous() {
     assert!(g.is_contiguous());
     assert_eq!(values(g), [5.0, 7.0, 9.0]);
 }
+
+/// An op whose backward pass returns a gradient of the wrong shape.
+struct WrongShapedGradient;
+
+impl candle_core::CustomOp1 for WrongShapedGradient {
+    fn name(&self) -> &'static str {
+        "wrong-shaped-gradient"
+    }
+    fn cpu_fwd(
+        &self,
+        s: &candle_core::CpuStorage,
+        l: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        Ok((s.clone(), l.shape().clone()))
+    }
+    fn bwd(&self, _: &Tensor, _: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(Tensor::cat(&[grad, grad], 0)?))
+    }
+}
+
+#[test]
+fn a_gradient_of_the_wrong_shape_is_an_error_not_stored() {
+    let x = var(&[1.0, 2.0]);
+    let y = x.as_tensor().apply_op1(WrongShapedGradient).unwrap();
+    let err = y.sum_all().unwrap().backward().unwrap_err().to_string();
+    assert!(err.contains("shape mismatch"), "{err}");
+}
