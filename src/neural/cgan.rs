@@ -103,8 +103,9 @@ impl Model for Cgan {
             d: &disc,
             d_frozen: &frozen,
             rows_independent: true,
+            classes: k,
         };
-        self.adv.step(&self.cfg, &nets, &real, labels, k, step, rng)
+        self.adv.step(&self.cfg, &nets, &real, labels, step, rng)
     }
 
     fn eval_batch(&self, batch: &Batch, rng: &mut ChaCha8Rng) -> Result<Metrics> {

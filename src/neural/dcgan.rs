@@ -243,9 +243,10 @@ impl Model for Dcgan {
             d_frozen: &frozen,
             // D's batch norm normalises the real and the fake batch each by its own statistics.
             rows_independent: false,
+            classes: 0,
         };
         self.adv
-            .step(&self.cfg, &nets, &batch.images, None, 0, step, rng)
+            .step(&self.cfg, &nets, &batch.images, None, step, rng)
     }
 
     fn eval_batch(&self, batch: &Batch, rng: &mut ChaCha8Rng) -> Result<Metrics> {

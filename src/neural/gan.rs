@@ -43,6 +43,9 @@ pub struct Nets<'a> {
     /// each instead of two that candle then adds. With batch norm the two batches must
     /// stay apart, since each is normalised by its own statistics.
     pub rows_independent: bool,
+    /// How many classes G and D are conditioned on (0: unconditional); the generator step
+    /// draws its labels from them.
+    pub classes: usize,
 }
 
 impl Nets<'_> {
@@ -89,7 +92,6 @@ impl Adversarial {
         nets: &Nets<'_>,
         real: &Tensor,
         labels: Option<&Tensor>,
-        num_classes: usize,
         step: u64,
         rng: &mut ChaCha8Rng,
     ) -> Result<Metrics> {
@@ -105,9 +107,9 @@ impl Adversarial {
         let d_fake = scalar(&candle_nn::ops::sigmoid(&fake_logits)?)?;
         if step % cfg.k as u64 == cfg.k as u64 - 1 {
             let z = normal(n, cfg.latent_dim, rng, dev)?;
-            let g_labels = if num_classes > 0 {
+            let g_labels = if nets.classes > 0 {
                 let ids: Vec<u32> = (0..n)
-                    .map(|_| rng.random_range(0..num_classes as u32))
+                    .map(|_| rng.random_range(0..nets.classes as u32))
                     .collect();
                 Some(Tensor::from_vec(ids, n, dev)?)
             } else {
@@ -274,8 +276,9 @@ impl Model for Gan {
             d: &disc,
             d_frozen: &frozen,
             rows_independent: true,
+            classes: 0,
         };
-        self.adv.step(&self.cfg, &nets, &real, None, 0, step, rng)
+        self.adv.step(&self.cfg, &nets, &real, None, step, rng)
     }
 
     fn eval_batch(&self, batch: &Batch, rng: &mut ChaCha8Rng) -> Result<Metrics> {
@@ -357,6 +360,7 @@ mod tests {
                     d: &disc,
                     d_frozen: &disc,
                     rows_independent,
+                    classes,
                 };
                 let (r, f) = nets.discriminate(&real, &fake, labels.as_ref()).unwrap();
                 let loss = discriminator(&r, &f).unwrap();
