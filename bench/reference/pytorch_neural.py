@@ -7,7 +7,10 @@ Images per second at steady state: a few warm-up steps, then the median of timed
 Sampling: images per second decoded from noise by the (untrained) generators, no gradients.
 With --first-grid: seconds from the start of this script (before `import torch`) to the
 first 8x8 grid of VAE samples in memory, printed alone.
-`genmod bench neural` runs this script itself so that both sides are measured in one run.
+With --only KEY (a key of the JSON: vae, autoencoder, gan, cgan, dcgan, sample_vae, ...):
+that workload alone, so that a caller can time each one right after its own.
+`genmod bench neural` runs this script itself, one workload at a time next to genmod's, so
+that both sides of each ratio are measured within seconds of each other.
 """
 
 import gzip
@@ -155,45 +158,82 @@ def first_grid():
     return time.perf_counter() - T0
 
 
-def sampling_all(out):
+def train_vae_like(model):
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+    def step(x, y):
+        loss = model.loss(x)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return throughput(step, 128, "01", 40)
+
+
+def train_gan(cond):
+    extra = 10 if cond else 0
+    g = nn.Sequential(mlp([100 + extra, 256, 512, 1024, 784]), nn.Tanh())
+    d = mlp([784 + extra, 512, 256, 1])
+    og = torch.optim.Adam(g.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    od = torch.optim.Adam(d.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    return throughput(lambda x, y: gan_step(g, d, og, od, x, y, cond), 128, "pm1", 20)
+
+
+def train_dcgan():
+    g, d = dcgan()
+    og = torch.optim.Adam(g.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    od = torch.optim.Adam(d.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    return throughput(lambda x, y: gan_step(g, d, og, od, x, y, False), 128, "pm1", 4)
+
+
+def sample_vae():
     vae = Vae().eval()
-    out["sample_vae"] = sampling(lambda z: torch.sigmoid(vae.d2(F.relu(vae.d1(z)))), 20)
+    return sampling(lambda z: torch.sigmoid(vae.d2(F.relu(vae.d1(z)))), 20)
+
+
+def sample_gan():
     g = nn.Sequential(mlp([100, 256, 512, 1024, 784]), nn.Tanh()).eval()
-    out["sample_gan"] = sampling(g, 100)
+    return sampling(g, 100)
+
+
+def sample_cgan():
     gc = nn.Sequential(mlp([110, 256, 512, 1024, 784]), nn.Tanh()).eval()
     labels = F.one_hot(torch.arange(1000) % 10, 10).float()
-    out["sample_cgan"] = sampling(lambda z: gc(torch.cat([z, labels], 1)), 100)
+    return sampling(lambda z: gc(torch.cat([z, labels], 1)), 100)
+
+
+def sample_dcgan():
     gd, _ = dcgan()
     gd.eval()
-    out["sample_dcgan"] = sampling(gd, 100, rounds=2)
+    return sampling(gd, 100, rounds=2)
+
+
+WORKLOADS = {
+    "vae": lambda: train_vae_like(Vae()),
+    "autoencoder": lambda: train_vae_like(Ae()),
+    "gan": lambda: train_gan(False),
+    "cgan": lambda: train_gan(True),
+    "dcgan": train_dcgan,
+    "sample_vae": sample_vae,
+    "sample_gan": sample_gan,
+    "sample_cgan": sample_cgan,
+    "sample_dcgan": sample_dcgan,
+}
 
 
 def main():
     if "--first-grid" in sys.argv:
         print(first_grid())
         return
-    bs = 128
-    out = {"torch": torch.__version__, "threads": threads, "batch": bs}
-    for name, model in [("vae", Vae()), ("autoencoder", Ae())]:
-        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-        def step(x, y, model=model, opt=opt):
-            loss = model.loss(x)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        out[name] = throughput(step, bs, "01", 40)
-    for name, cond in [("gan", False), ("cgan", True)]:
-        extra = 10 if cond else 0
-        g = nn.Sequential(mlp([100 + extra, 256, 512, 1024, 784]), nn.Tanh())
-        d = mlp([784 + extra, 512, 256, 1])
-        og = torch.optim.Adam(g.parameters(), lr=2e-4, betas=(0.5, 0.999))
-        od = torch.optim.Adam(d.parameters(), lr=2e-4, betas=(0.5, 0.999))
-        out[name] = throughput(lambda x, y, g=g, d=d, og=og, od=od, cond=cond: gan_step(g, d, og, od, x, y, cond), bs, "pm1", 20)
-    g, d = dcgan()
-    og = torch.optim.Adam(g.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    od = torch.optim.Adam(d.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    out["dcgan"] = throughput(lambda x, y: gan_step(g, d, og, od, x, y, False), bs, "pm1", 4)
-    sampling_all(out)
+    keys = list(WORKLOADS)
+    if "--only" in sys.argv:
+        i = sys.argv.index("--only") + 1
+        if i >= len(sys.argv) or sys.argv[i] not in WORKLOADS:
+            sys.exit(f"--only expects one of: {', '.join(WORKLOADS)}")
+        keys = [sys.argv[i]]
+    out = {"torch": torch.__version__, "threads": threads, "batch": 128}
+    for key in keys:
+        out[key] = WORKLOADS[key]()
     json.dump(out, sys.stdout)
     sys.stdout.write("\n")
 

@@ -844,7 +844,43 @@ fn bench_neural(reps: usize, no_reference: bool, out: Option<PathBuf>) -> Result
     use genmod::neural::ModelKind;
     let threads = rayon::current_num_threads();
     let scale = reps.max(1);
-    let workloads = [
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/reference/pytorch_neural.py");
+    // PyTorch's figure for one workload, measured right after genmod's: the machine's speed
+    // drifts over minutes, so the two sides of a ratio are timed seconds apart.
+    let mut torch_version: Option<String> = None;
+    let mut reference = |key: &str| -> Option<f64> {
+        if no_reference {
+            return None;
+        }
+        let run = std::process::Command::new("python3")
+            .arg(&script)
+            .args(["--only", key])
+            .env("GENMOD_THREADS", threads.to_string())
+            .output();
+        match run {
+            Ok(o) if o.status.success() => {
+                let v: serde_json::Value = serde_json::from_slice(&o.stdout).ok()?;
+                torch_version = v["torch"].as_str().map(str::to_string);
+                v[key].as_f64()
+            }
+            Ok(o) => {
+                eprintln!(
+                    "reference script failed on {key}: {}",
+                    String::from_utf8_lossy(&o.stderr)
+                        .lines()
+                        .last()
+                        .unwrap_or("")
+                );
+                None
+            }
+            Err(e) => {
+                eprintln!("could not run python3: {e}");
+                None
+            }
+        }
+    };
+    let training = [
         (
             "autoencoder 784-256-32",
             "autoencoder",
@@ -856,17 +892,18 @@ fn bench_neural(reps: usize, no_reference: bool, out: Option<PathBuf>) -> Result
         ("conditional GAN", "cgan", ModelKind::Cgan, 20),
         ("DCGAN 28x28", "dcgan", ModelKind::Dcgan, 4),
     ];
-    eprintln!("timing genmod on {threads} threads ...");
-    let ours: Vec<(&str, &str, f64)> = workloads
-        .iter()
-        .map(|(name, key, kind, steps)| {
-            (
-                *name,
-                *key,
-                neural::throughput(*kind, 128, steps * scale / 5 + 1),
-            )
-        })
-        .collect();
+    let mut rows: Vec<Row> = Vec::new();
+    for (name, key, kind, steps) in training {
+        eprintln!("timing training: {name}, genmod then PyTorch, {threads} threads ...");
+        rows.push(Row {
+            workload: format!("training, batch 128: {name}"),
+            unit: "img/s",
+            genmod: neural::throughput(kind, 128, steps * scale / 5 + 1),
+            reference: reference(key),
+            reference_name: "PyTorch",
+            lower_is_better: false,
+        });
+    }
     let samplers = [
         ("VAE decoder", "sample_vae", ModelKind::Vae, 5),
         ("MLP GAN generator", "sample_gan", ModelKind::Gan, 5),
@@ -878,20 +915,18 @@ fn bench_neural(reps: usize, no_reference: bool, out: Option<PathBuf>) -> Result
         ),
         ("DCGAN generator", "sample_dcgan", ModelKind::Dcgan, 2),
     ];
-    eprintln!("timing sampling, 1000 images a batch ...");
-    let sampling: Vec<(&str, &str, f64)> = samplers
-        .iter()
-        .map(|(name, key, kind, rounds)| {
-            (
-                *name,
-                *key,
-                neural::sampling_throughput(*kind, 1000, *rounds),
-            )
-        })
-        .collect();
+    for (name, key, kind, rounds) in samplers {
+        eprintln!("timing sampling, 1000 images a batch: {name}, genmod then PyTorch ...");
+        rows.push(Row {
+            workload: format!("sampling, 1000 a batch: {name}"),
+            unit: "img/s",
+            genmod: neural::sampling_throughput(kind, 1000, rounds),
+            reference: reference(key),
+            reference_name: "PyTorch",
+            lower_is_better: false,
+        });
+    }
     eprintln!("timing start to first grid, 3 fresh processes each ...");
-    let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/reference/pytorch_neural.py");
     let median_of_runs = |cmd: &mut dyn FnMut() -> std::io::Result<std::process::Output>| {
         let mut v: Vec<f64> = (0..3)
             .filter_map(|_| {
@@ -912,34 +947,6 @@ fn bench_neural(reps: usize, no_reference: bool, out: Option<PathBuf>) -> Result
             .output()
     })
     .context("timing genmod bench first-grid in a fresh process")?;
-    let reference = if no_reference {
-        None
-    } else {
-        eprintln!("timing PyTorch (bench/reference/pytorch_neural.py) ...");
-        match std::process::Command::new("python3")
-            .arg(&script)
-            .env("GENMOD_THREADS", threads.to_string())
-            .output()
-        {
-            Ok(o) if o.status.success() => {
-                Some(serde_json::from_slice::<serde_json::Value>(&o.stdout)?)
-            }
-            Ok(o) => {
-                eprintln!(
-                    "reference script failed: {}",
-                    String::from_utf8_lossy(&o.stderr)
-                        .lines()
-                        .last()
-                        .unwrap_or("")
-                );
-                None
-            }
-            Err(e) => {
-                eprintln!("could not run python3: {e}");
-                None
-            }
-        }
-    };
     let torch_first = if no_reference {
         None
     } else {
@@ -951,25 +958,6 @@ fn bench_neural(reps: usize, no_reference: bool, out: Option<PathBuf>) -> Result
                 .output()
         })
     };
-    let mut rows: Vec<Row> = ours
-        .iter()
-        .map(|(name, key, v)| Row {
-            workload: format!("training, batch 128: {name}"),
-            unit: "img/s",
-            genmod: *v,
-            reference: reference.as_ref().and_then(|r| r[*key].as_f64()),
-            reference_name: "PyTorch",
-            lower_is_better: false,
-        })
-        .collect();
-    rows.extend(sampling.iter().map(|(name, key, v)| Row {
-        workload: format!("sampling, 1000 a batch: {name}"),
-        unit: "img/s",
-        genmod: *v,
-        reference: reference.as_ref().and_then(|r| r[*key].as_f64()),
-        reference_name: "PyTorch",
-        lower_is_better: false,
-    }));
     rows.push(Row {
         workload: "start to first 8x8 VAE grid (fresh process, median of 3)".into(),
         unit: "s",
@@ -980,9 +968,8 @@ fn bench_neural(reps: usize, no_reference: bool, out: Option<PathBuf>) -> Result
     });
     let mut table = format!(
         "Embedded digits, CPU, {threads} threads{}.\n\n",
-        reference
-            .as_ref()
-            .map(|r| format!("; PyTorch {}", r["torch"].as_str().unwrap_or("?")))
+        torch_version
+            .map(|v| format!("; PyTorch {v}, each workload timed right after genmod's"))
             .unwrap_or_default()
     );
     table.push_str(&markdown(&rows));
