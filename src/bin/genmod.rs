@@ -783,30 +783,13 @@ fn bench(suite: &str, reps: usize, no_reference: bool, out: Option<PathBuf>) -> 
         eprintln!("timing scikit-learn (bench/reference/sklearn_classical.py) ...");
         let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("bench/reference/sklearn_classical.py");
-        match std::process::Command::new("python3")
-            .arg(&script)
-            .arg(reps.to_string())
-            .env("GENMOD_THREADS", threads.to_string())
-            .output()
-        {
-            Ok(o) if o.status.success() => {
-                Some(serde_json::from_slice::<serde_json::Value>(&o.stdout)?)
-            }
-            Ok(o) => {
-                eprintln!(
-                    "reference script failed: {}",
-                    String::from_utf8_lossy(&o.stderr)
-                        .lines()
-                        .last()
-                        .unwrap_or("")
-                );
-                None
-            }
-            Err(e) => {
-                eprintln!("could not run python3: {e}");
-                None
-            }
-        }
+        run_reference(
+            std::process::Command::new("python3")
+                .arg(&script)
+                .arg(reps.to_string())
+                .env("GENMOD_THREADS", threads.to_string()),
+            "reference script",
+        )?
     };
     let rows: Vec<Row> = ours
         .iter()
@@ -839,6 +822,32 @@ fn bench(suite: &str, reps: usize, no_reference: bool, out: Option<PathBuf>) -> 
     Ok(())
 }
 
+/// Runs a reference script and reads the JSON it prints. A script that fails or a missing
+/// python3 is reported and gives `None` (the table then has no reference column); output
+/// that is not JSON is an error naming `what`.
+fn run_reference(cmd: &mut std::process::Command, what: &str) -> Result<Option<serde_json::Value>> {
+    match cmd.output() {
+        Ok(o) if o.status.success() => Ok(Some(
+            serde_json::from_slice(&o.stdout)
+                .with_context(|| format!("{what}: reading its JSON"))?,
+        )),
+        Ok(o) => {
+            eprintln!(
+                "{what} failed: {}",
+                String::from_utf8_lossy(&o.stderr)
+                    .lines()
+                    .last()
+                    .unwrap_or("")
+            );
+            Ok(None)
+        }
+        Err(e) => {
+            eprintln!("could not run python3: {e}");
+            Ok(None)
+        }
+    }
+}
+
 fn bench_neural(reps: usize, no_reference: bool, out: Option<PathBuf>) -> Result<()> {
     use genmod::bench::{Row, markdown, neural};
     use genmod::neural::ModelKind;
@@ -853,32 +862,19 @@ fn bench_neural(reps: usize, no_reference: bool, out: Option<PathBuf>) -> Result
         if no_reference {
             return None;
         }
-        let run = std::process::Command::new("python3")
-            .arg(&script)
-            .args(["--only", key])
-            .env("GENMOD_THREADS", threads.to_string())
-            .output();
-        match run {
-            Ok(o) if o.status.success() => {
-                let v: serde_json::Value = serde_json::from_slice(&o.stdout).ok()?;
-                torch_version = v["torch"].as_str().map(str::to_string);
-                v[key].as_f64()
-            }
-            Ok(o) => {
-                eprintln!(
-                    "reference script failed on {key}: {}",
-                    String::from_utf8_lossy(&o.stderr)
-                        .lines()
-                        .last()
-                        .unwrap_or("")
-                );
-                None
-            }
-            Err(e) => {
-                eprintln!("could not run python3: {e}");
-                None
-            }
-        }
+        let v = run_reference(
+            std::process::Command::new("python3")
+                .arg(&script)
+                .args(["--only", key])
+                .env("GENMOD_THREADS", threads.to_string()),
+            &format!("reference script on {key}"),
+        )
+        .unwrap_or_else(|e| {
+            eprintln!("{e:#}");
+            None
+        })?;
+        torch_version = v["torch"].as_str().map(str::to_string);
+        v[key].as_f64()
     };
     let training = [
         (
