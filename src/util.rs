@@ -80,6 +80,31 @@ pub fn settle_thread_count() {
     }
 }
 
+/// mimalloc's index of its `purge_delay` option in the v3 sources libmimalloc-sys 0.1.49
+/// builds (`mi_option_e` in include/mimalloc.h; the crate names no constant for it), and
+/// that option's default there in milliseconds (src/options.c).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+const MI_PURGE_DELAY_DEFAULT: std::os::raw::c_long = 1000;
+
+/// Keeps the pages a training step frees for the next step instead of handing them back to
+/// the OS. A step frees and allocates the same large buffers (layer outputs, gradients,
+/// patch matrices) over and over; once mimalloc has purged them, each reuse page-faults
+/// and the kernel zeroes the pages again (`clear_page_erms` was 5-7% of a DCGAN step in
+/// perf). Measured on the DCGAN: page faults in one training epoch 24-31k → 0.4k;
+/// throughput 1.02x to 1.09x (medians of four sets of interleaved A/B runs); peak RSS
+/// 188 → 201 MiB; the samples are byte-identical. For a binary's
+/// `main`. Left alone when the option does not hold that default: any other value a user
+/// sets in MIMALLOC_PURGE_DELAY wins, and so does any other mimalloc build.
+pub fn keep_freed_memory() {
+    // SAFETY: both calls only read and write an entry of mimalloc's option table; option
+    // values may be changed at any time.
+    unsafe {
+        if libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) == MI_PURGE_DELAY_DEFAULT {
+            libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1);
+        }
+    }
+}
+
 /// Runs `f` on a worker of a new rayon pool (RAYON_NUM_THREADS threads) and waits for it.
 /// The parallel kernels `f` calls then split their work with the other workers by work
 /// stealing; called from an outside thread, every parallel op would instead park the

@@ -31,6 +31,7 @@ struct Cli {
 
 fn main() {
     genmod::util::settle_thread_count();
+    genmod::util::keep_freed_memory();
     let cli = Cli::parse();
     let result = (|| -> anyhow::Result<()> {
         let image_mode = match cli.image_mode.as_deref() {

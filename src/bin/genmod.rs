@@ -473,6 +473,7 @@ enum DataCommand {
 
 fn main() {
     genmod::util::settle_thread_count();
+    genmod::util::keep_freed_memory();
     if let Err(e) = run(Cli::parse()) {
         eprintln!("error: {e:#}");
         std::process::exit(1);
