@@ -125,7 +125,7 @@ pub fn save(
     sync(&mp)?;
     let dest = run.join(format!("ckpt-{:010}", meta.step));
     if dest.exists() {
-        std::fs::remove_dir_all(&dest).map_err(|e| err(&dest, e))?;
+        discard(run, &dest).map_err(|e| err(&dest, e))?;
     }
     std::fs::rename(&tmp, &dest).map_err(|e| err(&dest, e))?;
     if let Ok(d) = std::fs::File::open(run) {
@@ -133,9 +133,24 @@ pub fn save(
     }
     let all = list(run);
     for old in all.iter().take(all.len().saturating_sub(keep.max(1))) {
-        let _ = std::fs::remove_dir_all(old);
+        let _ = discard(run, old);
     }
     Ok(dest)
+}
+
+/// Deletes a checkpoint folder without ever showing a half-deleted checkpoint: deleting
+/// file by file, a kill could leave `meta.json` beside a missing `optimizer.safetensors`
+/// (the SIGKILL test caught it). The folder is first renamed out of the listing, which is
+/// atomic, then deleted; a kill in between leaves a temporary folder that the next save or
+/// resume removes.
+fn discard(run: &Path, ckpt: &Path) -> std::io::Result<()> {
+    let name = ckpt
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let doomed = run.join(format!("{TMP_PREFIX}discard-{name}-{}", std::process::id()));
+    std::fs::rename(ckpt, &doomed)?;
+    std::fs::remove_dir_all(&doomed)
 }
 
 fn sync(p: &Path) -> Result<(), String> {
