@@ -132,13 +132,11 @@ impl CustomOp3 for Forward {
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let c = x.dim(1)?;
         let grad = grad.contiguous()?;
-        // The activation's derivative is read from the output inside the backward op, as
-        // it reads the gradient: no separate pass over both.
+        // Through the activation first; its derivative is read from the output.
+        let grad = self.act.backward(y, &grad)?;
         let backward = Backward {
             eps: self.eps,
             stats: self.stats.clone(),
-            act: self.act,
-            y: (self.act != Activation::Identity).then(|| y.clone()),
         };
         let packed = x.apply_op3_no_bwd(&grad, gamma, &backward)?;
         let total = x.elem_count();
@@ -154,32 +152,11 @@ impl CustomOp3 for Forward {
     }
 }
 
-/// (x, upstream gradient, γ) → [dx (flattened), dγ, dβ] in one buffer. The upstream
-/// gradient is the one after the activation; each value is multiplied by the activation's
-/// derivative, read from the forward output `y`, where it is read.
+/// (x, upstream gradient, γ) → [dx (flattened), dγ, dβ] in one buffer.
 struct Backward {
     eps: f64,
     /// The forward pass's statistics of the same x.
     stats: Arc<[(f64, f64)]>,
-    act: Activation,
-    /// The forward pass's output, when an activation followed the normalisation.
-    y: Option<Tensor>,
-}
-
-impl Backward {
-    /// One plane of the gradient before the activation: `g` itself without an activation,
-    /// else g·f′(y) written into `buf`.
-    fn plane<'a>(&self, g: &'a [f32], y: Option<&[f32]>, buf: &'a mut [f32]) -> &'a [f32] {
-        match y {
-            None => g,
-            Some(y) => {
-                for ((b, &gv), &yv) in buf.iter_mut().zip(g).zip(y) {
-                    *b = gv * self.act.derivative_from_output(yv);
-                }
-                &buf[..g.len()]
-            }
-        }
-    }
 }
 
 impl CustomOp3 for Backward {
@@ -203,17 +180,6 @@ impl CustomOp3 for Backward {
         );
         let (n, c, spatial) = dims(l1)?;
         let m = (n * spatial) as f64;
-        let y_storage = self.y.as_ref().map(Tensor::storage_and_layout);
-        let y = match &y_storage {
-            None => None,
-            Some((storage, layout)) => match &**storage {
-                candle_core::Storage::Cpu(cpu) => Some(f32_slice(cpu, layout, "batch norm")?),
-                _ => candle_core::bail!("batch norm: expected a CPU tensor"),
-            },
-        };
-        if y.is_some_and(|y| y.len() != x.len()) || g.len() != x.len() {
-            candle_core::bail!("batch norm: input, output and gradient sizes differ");
-        }
         let stats = &self.stats;
         if stats.len() != c {
             candle_core::bail!(
@@ -229,14 +195,9 @@ impl CustomOp3 for Backward {
                 let inv_std = 1.0 / (var + self.eps).sqrt();
                 let (mut dbeta, mut dcentred) = (0f64, 0f64);
                 let mf = mean as f32;
-                let mut buf = vec![0f32; if y.is_some() { spatial } else { 0 }];
                 for i in 0..n {
                     let o = (i * c + ch) * spatial;
-                    let yp = y.map(|y| &y[o..o + spatial]);
-                    let (xp, gp) = (
-                        &x[o..o + spatial],
-                        self.plane(&g[o..o + spatial], yp, &mut buf),
-                    );
+                    let (xp, gp) = (&x[o..o + spatial], &g[o..o + spatial]);
                     dbeta += plane_sum(gp, |v| v);
                     let mut lanes = [0f32; 8];
                     let (xc, gc) = (xp.chunks_exact(8), gp.chunks_exact(8));
@@ -276,23 +237,14 @@ impl CustomOp3 for Backward {
         let mut out = vec![0f32; x.len() + 2 * c];
         out[..x.len()]
             .par_chunks_mut(c * spatial)
-            .enumerate()
             .zip(x.par_chunks(c * spatial).zip(g.par_chunks(c * spatial)))
-            .for_each(|((image, di), (xi, gi))| {
-                let mut buf = vec![0f32; if y.is_some() { spatial } else { 0 }];
-                let yi = y.map(|y| &y[image * c * spatial..][..c * spatial]);
-                for (ch, ((dp, xp), &(k, shift, slope, mean))) in di
+            .for_each(|(di, (xi, gi))| {
+                for (((dp, xp), gp), &(k, shift, slope, mean)) in di
                     .chunks_mut(spatial)
                     .zip(xi.chunks(spatial))
+                    .zip(gi.chunks(spatial))
                     .zip(&coef)
-                    .enumerate()
                 {
-                    let o = ch * spatial;
-                    let gp = self.plane(
-                        &gi[o..o + spatial],
-                        yi.map(|y| &y[o..o + spatial]),
-                        &mut buf,
-                    );
                     for ((d, &xv), &gv) in dp.iter_mut().zip(xp).zip(gp) {
                         *d = k * gv - shift - slope * (xv - mean);
                     }

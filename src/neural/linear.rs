@@ -87,7 +87,7 @@ impl Activation {
     /// f′ at the pre-activation, from the output y = f(x): y > 0 exactly when x > 0, and
     /// tanh′ = 1 − y².
     #[inline]
-    pub(super) fn derivative_from_output(self, y: f32) -> f32 {
+    fn derivative_from_output(self, y: f32) -> f32 {
         match self {
             Activation::Identity => 1.0,
             Activation::Relu => {
