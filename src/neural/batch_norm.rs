@@ -113,10 +113,7 @@ impl CustomOp3 for Forward {
                 for ((yp, xp), &(scale, shift)) in
                     yi.chunks_mut(spatial).zip(xi.chunks(spatial)).zip(&affine)
                 {
-                    let act = self.act;
-                    yp.iter_mut()
-                        .zip(xp)
-                        .for_each(|(y, &x)| *y = act.value(x * scale + shift));
+                    self.act.affine_into(yp, xp, scale, shift);
                 }
             });
         Ok((CpuStorage::F32(y), l1.shape().clone()))

@@ -38,13 +38,7 @@ impl Activation {
         match self {
             Activation::Identity => x,
             Activation::Relu => x.max(0.0),
-            Activation::LeakyRelu(s) => {
-                if x > 0.0 {
-                    x
-                } else {
-                    s * x
-                }
-            }
+            Activation::LeakyRelu(s) => leaky(x, s),
             Activation::Tanh => x.tanh(),
             Activation::Sigmoid => 1.0 / (1.0 + (-x).exp()),
         }
@@ -80,32 +74,44 @@ impl Activation {
                 rest.iter_mut()
                     .for_each(|v| *v = Activation::Sigmoid.value(*v));
             }
-            act => ys.iter_mut().for_each(|v| *v = act.value(*v)),
+            Activation::Relu => ys.iter_mut().for_each(|v| *v = v.max(0.0)),
+            Activation::LeakyRelu(s) => ys.iter_mut().for_each(|v| *v = leaky(*v, s)),
         }
     }
 
-    /// f′ at the pre-activation, from the output y = f(x): y > 0 exactly when x > 0, and
-    /// tanh′ = 1 − y².
-    #[inline]
-    fn derivative_from_output(self, y: f32) -> f32 {
+    /// ys = f(xs · scale + shift), batch norm's output. The piecewise-linear activations
+    /// get a loop each, so that the compiler vectorises it rather than matching per value.
+    pub(super) fn affine_into(self, ys: &mut [f32], xs: &[f32], scale: f32, shift: f32) {
+        #[inline(always)]
+        fn run(ys: &mut [f32], xs: &[f32], f: impl Fn(f32) -> f32) {
+            ys.iter_mut().zip(xs).for_each(|(y, &x)| *y = f(x));
+        }
         match self {
-            Activation::Identity => 1.0,
-            Activation::Relu => {
-                if y > 0.0 {
-                    1.0
-                } else {
-                    0.0
-                }
+            Activation::Relu => run(ys, xs, |x| (x * scale + shift).max(0.0)),
+            Activation::LeakyRelu(s) => run(ys, xs, |x| leaky(x * scale + shift, s)),
+            act => {
+                run(ys, xs, |x| x * scale + shift);
+                act.apply_in_place(ys);
             }
-            Activation::LeakyRelu(s) => {
-                if y > 0.0 {
-                    1.0
-                } else {
-                    s
-                }
-            }
-            Activation::Tanh => 1.0 - y * y,
-            Activation::Sigmoid => y * (1.0 - y),
+        }
+    }
+
+    /// out = grad · f′, f′ read from the output `y` (y > 0 exactly when x > 0, tanh′ = 1 − y²,
+    /// σ′ = y(1 − y)); one loop per activation
+    /// (matching on the activation per value kept this loop scalar: 9% of a DCGAN step).
+    fn gradient_into(self, out: &mut [f32], y: &[f32], grad: &[f32]) {
+        #[inline(always)]
+        fn run(out: &mut [f32], y: &[f32], grad: &[f32], f: impl Fn(f32, f32) -> f32) {
+            out.iter_mut()
+                .zip(y.iter().zip(grad))
+                .for_each(|(o, (&y, &g))| *o = f(y, g));
+        }
+        match self {
+            Activation::Identity => out.copy_from_slice(grad),
+            Activation::Relu => run(out, y, grad, |y, g| if y > 0.0 { g } else { 0.0 }),
+            Activation::LeakyRelu(s) => run(out, y, grad, |y, g| if y > 0.0 { g } else { s * g }),
+            Activation::Tanh => run(out, y, grad, |y, g| g * (1.0 - y * y)),
+            Activation::Sigmoid => run(out, y, grad, |y, g| g * (y * (1.0 - y))),
         }
     }
 
@@ -129,6 +135,12 @@ impl Activation {
             Activation::Sigmoid => candle_nn::ops::sigmoid(x),
         }
     }
+}
+
+/// LeakyReLU with slope `s` below zero.
+#[inline(always)]
+fn leaky(x: f32, s: f32) -> f32 {
+    if x > 0.0 { x } else { s * x }
 }
 
 /// How a weight matrix is stored: (out, in) as candle's `Linear`, or (in, out) as a tied
@@ -331,18 +343,19 @@ impl CustomOp2 for ActivationGrad {
             );
         }
         let act = self.0;
-        let grad = |(&y, &g): (&f32, &f32)| g * act.derivative_from_output(y);
+        let mut out = vec![0f32; y.len()];
         // Large gradients (a convolution's or batch norm's output) on every core, in blocks
         // big enough to be worth a task.
-        let out = if y.len() >= PARALLEL_BLOCK * 2 {
-            y.par_iter()
-                .zip(g)
-                .with_min_len(PARALLEL_BLOCK)
-                .map(grad)
-                .collect()
+        if y.len() >= PARALLEL_BLOCK * 2 {
+            out.par_chunks_mut(PARALLEL_BLOCK)
+                .zip(
+                    y.par_chunks(PARALLEL_BLOCK)
+                        .zip(g.par_chunks(PARALLEL_BLOCK)),
+                )
+                .for_each(|(o, (y, g))| act.gradient_into(o, y, g));
         } else {
-            y.iter().zip(g).map(grad).collect()
-        };
+            act.gradient_into(&mut out, y, g);
+        }
         Ok((CpuStorage::F32(out), yl.shape().clone()))
     }
 }
