@@ -243,64 +243,77 @@ impl ConvLayer {
         let (in_len, out_len, plane) = (self.in_len(), self.out_len(), self.out_plane());
         let (c_in, c_out) = (self.c_in, self.c_out);
         let per = self.images_per_task();
+        // The kernel as the right operand, (taps, C_out) row-major: gemm reads a transposed
+        // right operand 10-35% slower for these shapes, and the copy is a few hundred KiB.
+        let w_t = match self.direction {
+            Direction::Down => transpose(w, c_out, cols),
+            Direction::Up => Vec::new(),
+        };
         let mut y = vec![0f32; self.batch * out_len];
         y.par_chunks_mut(per * out_len)
             .zip(x.par_chunks(per * in_len))
             .try_for_each(|(ys, xs)| -> Result<()> {
-                let mut patches = vec![0f32; GROUP * rows * cols];
-                let mut small = vec![0f32; GROUP * rows * c_in.max(c_out)];
-                for (yg, xg) in ys
-                    .chunks_mut(GROUP * out_len)
-                    .zip(xs.chunks(GROUP * in_len))
-                {
-                    let count = xg.len() / in_len;
-                    let (patches, small) = (
-                        &mut patches[..count * rows * cols],
-                        &mut small[..count * rows * c_in.max(c_out)],
-                    );
-                    match self.direction {
-                        // yᵀ (images·positions, C_out) = patches · Wᵀ, then back to planes.
-                        Direction::Down => {
-                            for (xi, pi) in xg.chunks(in_len).zip(patches.chunks_mut(rows * cols)) {
-                                win.unfold(xi, pi);
-                            }
-                            let small = &mut small[..count * rows * c_out];
-                            matmul(
-                                (count * rows, c_out, cols),
-                                small,
-                                false,
-                                Strided::rows(patches, cols),
-                                Strided::transposed(w, cols),
-                                1,
-                            )?;
-                            to_planes(small, c_out, rows, yg, Some(b));
-                            self.act.apply_in_place(yg);
-                        }
-                        // patches (images·positions, taps) = xᵀ · W, each window's taps then
-                        // landing on the output, which starts as the bias.
-                        Direction::Up => {
-                            let small = &mut small[..count * rows * c_in];
-                            to_rows(xg, c_in, rows, small);
-                            matmul(
-                                (count * rows, cols, c_in),
-                                patches,
-                                false,
-                                Strided::rows(small, c_in),
-                                Strided::rows(w, cols),
-                                1,
-                            )?;
-                            for (yi, pi) in yg.chunks_mut(out_len).zip(patches.chunks(rows * cols))
-                            {
-                                for (p, &bias) in yi.chunks_mut(plane).zip(b) {
-                                    p.fill(bias);
+                with_scratch(
+                    GROUP * rows * cols,
+                    GROUP * rows * c_in.max(c_out),
+                    |patches, small| {
+                        for (yg, xg) in ys
+                            .chunks_mut(GROUP * out_len)
+                            .zip(xs.chunks(GROUP * in_len))
+                        {
+                            let count = xg.len() / in_len;
+                            let (patches, small) = (
+                                &mut patches[..count * rows * cols],
+                                &mut small[..count * rows * c_in.max(c_out)],
+                            );
+                            match self.direction {
+                                // yᵀ (images·positions, C_out) = patches · Wᵀ, then back to planes.
+                                Direction::Down => {
+                                    for (xi, pi) in
+                                        xg.chunks(in_len).zip(patches.chunks_mut(rows * cols))
+                                    {
+                                        win.unfold(xi, pi);
+                                    }
+                                    let small = &mut small[..count * rows * c_out];
+                                    matmul(
+                                        (count * rows, c_out, cols),
+                                        small,
+                                        false,
+                                        Strided::rows(patches, cols),
+                                        Strided::rows(&w_t, c_out),
+                                        1,
+                                    )?;
+                                    to_planes(small, c_out, rows, yg, Some(b));
+                                    self.act.apply_in_place(yg);
                                 }
-                                win.fold_into(pi, yi);
-                                self.act.apply_in_place(yi);
+                                // patches (images·positions, taps) = xᵀ · W, each window's taps then
+                                // landing on the output, which starts as the bias.
+                                Direction::Up => {
+                                    let small = &mut small[..count * rows * c_in];
+                                    to_rows(xg, c_in, rows, small);
+                                    matmul(
+                                        (count * rows, cols, c_in),
+                                        patches,
+                                        false,
+                                        Strided::rows(small, c_in),
+                                        Strided::rows(w, cols),
+                                        1,
+                                    )?;
+                                    for (yi, pi) in
+                                        yg.chunks_mut(out_len).zip(patches.chunks(rows * cols))
+                                    {
+                                        for (p, &bias) in yi.chunks_mut(plane).zip(b) {
+                                            p.fill(bias);
+                                        }
+                                        win.fold_into(pi, yi);
+                                        self.act.apply_in_place(yi);
+                                    }
+                                }
                             }
                         }
-                    }
-                }
-                Ok(())
+                        Ok(())
+                    },
+                )
             })?;
         Ok(y)
     }
@@ -321,7 +334,16 @@ impl ConvLayer {
         let (c_in, c_out) = (self.c_in, self.c_out);
         let per = self.images_per_task();
         let tasks = self.batch.div_ceil(per);
-        let mut gx = vec![0f32; if need.input { x.len() } else { 0 }];
+        // (taps, C_in) row-major for the input gradient of a transposed convolution, as in
+        // the forward pass.
+        let w_t = match self.direction {
+            Direction::Up if need.input => transpose(w, c_in, cols),
+            _ => Vec::new(),
+        };
+        // Room for the kernel and bias gradients packed behind the input's, so that
+        // appending them does not move the input gradient (megabytes) to a larger buffer.
+        let mut gx = Vec::with_capacity(x.len() + w.len() + c_out);
+        gx.resize(if need.input { x.len() } else { 0 }, 0f32);
         let gx_runs: Vec<&mut [f32]> = if need.input {
             gx.chunks_mut(per * in_len).collect()
         } else {
@@ -344,90 +366,97 @@ impl ConvLayer {
                         }
                     }
                 }
-                let mut patches = vec![0f32; GROUP * rows * cols];
-                let mut small = vec![0f32; GROUP * rows * c_in.max(c_out)];
-                for (k, start) in (0..count).step_by(GROUP).enumerate() {
-                    let n = GROUP.min(count - start);
-                    let xg = &xs[start * in_len..][..n * in_len];
-                    let gg = &gs[start * out_len..][..n * out_len];
-                    let patches = &mut patches[..n * rows * cols];
-                    let gx_group = if need.input {
-                        &mut gx_run[k * GROUP * in_len..][..n * in_len]
-                    } else {
-                        &mut []
-                    };
-                    match self.direction {
-                        Direction::Down => {
-                            // gᵀ (images·positions, C_out)
-                            let gt = &mut small[..n * rows * c_out];
-                            to_rows(gg, c_out, rows, gt);
-                            // gW (C_out, taps) += g · patches
-                            if need.kernel {
-                                for (xi, pi) in
-                                    xg.chunks(in_len).zip(patches.chunks_mut(rows * cols))
-                                {
-                                    win.unfold(xi, pi);
+                with_scratch(
+                    GROUP * rows * cols,
+                    GROUP * rows * c_in.max(c_out),
+                    |patches, small| {
+                        for (k, start) in (0..count).step_by(GROUP).enumerate() {
+                            let n = GROUP.min(count - start);
+                            let xg = &xs[start * in_len..][..n * in_len];
+                            let gg = &gs[start * out_len..][..n * out_len];
+                            let patches = &mut patches[..n * rows * cols];
+                            let gx_group = if need.input {
+                                &mut gx_run[k * GROUP * in_len..][..n * in_len]
+                            } else {
+                                &mut []
+                            };
+                            match self.direction {
+                                Direction::Down => {
+                                    // gᵀ (images·positions, C_out)
+                                    let gt = &mut small[..n * rows * c_out];
+                                    to_rows(gg, c_out, rows, gt);
+                                    // gW (C_out, taps) += g · patches
+                                    if need.kernel {
+                                        for (xi, pi) in
+                                            xg.chunks(in_len).zip(patches.chunks_mut(rows * cols))
+                                        {
+                                            win.unfold(xi, pi);
+                                        }
+                                        matmul(
+                                            (c_out, cols, n * rows),
+                                            &mut gw,
+                                            true,
+                                            Strided::transposed(gt, c_out),
+                                            Strided::rows(patches, cols),
+                                            1,
+                                        )?;
+                                    }
+                                    // patch gradient = gᵀ · W, folded back onto each input
+                                    if need.input {
+                                        matmul(
+                                            (n * rows, cols, c_out),
+                                            patches,
+                                            false,
+                                            Strided::rows(gt, c_out),
+                                            Strided::rows(w, cols),
+                                            1,
+                                        )?;
+                                        for (gxi, pi) in gx_group
+                                            .chunks_mut(in_len)
+                                            .zip(patches.chunks(rows * cols))
+                                        {
+                                            win.fold_into(pi, gxi);
+                                        }
+                                    }
                                 }
-                                matmul(
-                                    (c_out, cols, n * rows),
-                                    &mut gw,
-                                    true,
-                                    Strided::transposed(gt, c_out),
-                                    Strided::rows(patches, cols),
-                                    1,
-                                )?;
-                            }
-                            // patch gradient = gᵀ · W, folded back onto each input
-                            if need.input {
-                                matmul(
-                                    (n * rows, cols, c_out),
-                                    patches,
-                                    false,
-                                    Strided::rows(gt, c_out),
-                                    Strided::rows(w, cols),
-                                    1,
-                                )?;
-                                for (gxi, pi) in
-                                    gx_group.chunks_mut(in_len).zip(patches.chunks(rows * cols))
-                                {
-                                    win.fold_into(pi, gxi);
+                                Direction::Up => {
+                                    // The output gradient seen through each input pixel's window.
+                                    for (gi, pi) in
+                                        gg.chunks(out_len).zip(patches.chunks_mut(rows * cols))
+                                    {
+                                        win.unfold(gi, pi);
+                                    }
+                                    let small = &mut small[..n * rows * c_in];
+                                    // gxᵀ (images·positions, C_in) = patch gradient · Wᵀ
+                                    if need.input {
+                                        matmul(
+                                            (n * rows, c_in, cols),
+                                            small,
+                                            false,
+                                            Strided::rows(patches, cols),
+                                            Strided::rows(&w_t, c_in),
+                                            1,
+                                        )?;
+                                        to_planes(small, c_in, rows, gx_group, None);
+                                    }
+                                    // gW (C_in, taps) += x · patch gradient
+                                    if need.kernel {
+                                        to_rows(xg, c_in, rows, small);
+                                        matmul(
+                                            (c_in, cols, n * rows),
+                                            &mut gw,
+                                            true,
+                                            Strided::transposed(small, c_in),
+                                            Strided::rows(patches, cols),
+                                            1,
+                                        )?;
+                                    }
                                 }
                             }
                         }
-                        Direction::Up => {
-                            // The output gradient seen through each input pixel's window.
-                            for (gi, pi) in gg.chunks(out_len).zip(patches.chunks_mut(rows * cols))
-                            {
-                                win.unfold(gi, pi);
-                            }
-                            let small = &mut small[..n * rows * c_in];
-                            // gxᵀ (images·positions, C_in) = patch gradient · Wᵀ
-                            if need.input {
-                                matmul(
-                                    (n * rows, c_in, cols),
-                                    small,
-                                    false,
-                                    Strided::rows(patches, cols),
-                                    Strided::transposed(w, cols),
-                                    1,
-                                )?;
-                                to_planes(small, c_in, rows, gx_group, None);
-                            }
-                            // gW (C_in, taps) += x · patch gradient
-                            if need.kernel {
-                                to_rows(xg, c_in, rows, small);
-                                matmul(
-                                    (c_in, cols, n * rows),
-                                    &mut gw,
-                                    true,
-                                    Strided::transposed(small, c_in),
-                                    Strided::rows(patches, cols),
-                                    1,
-                                )?;
-                            }
-                        }
-                    }
-                }
+                        Ok::<(), candle_core::Error>(())
+                    },
+                )?;
                 Ok((gw, gb))
             })
             .collect::<Result<Vec<_>>>()?;
@@ -456,6 +485,42 @@ impl ConvLayer {
 /// was 10% and the one-row edge kernel 5%). Four images' patches of the 28x28 DCGAN
 /// (about 800 KiB) stay near the core.
 const GROUP: usize = 4;
+
+thread_local! {
+    /// Each thread's patch and small buffers, kept between layers and steps: fresh ones cost
+    /// a zeroing pass and, for the larger layers, page faults on every call.
+    static SCRATCH: std::cell::RefCell<(Vec<f32>, Vec<f32>)> = const {
+        std::cell::RefCell::new((Vec::new(), Vec::new()))
+    };
+}
+
+/// Runs `f` with this thread's scratch buffers of `a` and `b` values. Their contents are
+/// whatever the last layer left: every use writes a buffer before reading it. `f` must not
+/// re-enter (it runs single-threaded GEMMs only).
+fn with_scratch<R>(a: usize, b: usize, f: impl FnOnce(&mut [f32], &mut [f32]) -> R) -> R {
+    SCRATCH.with(|cell| {
+        let mut guard = cell.borrow_mut();
+        let (pa, pb) = &mut *guard;
+        if pa.len() < a {
+            pa.resize(a, 0.0);
+        }
+        if pb.len() < b {
+            pb.resize(b, 0.0);
+        }
+        f(&mut pa[..a], &mut pb[..b])
+    })
+}
+
+/// A (rows, cols) row-major matrix → its (cols, rows) transpose, row-major.
+fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut t = vec![0f32; rows * cols];
+    for (r, row) in m.chunks(cols).enumerate() {
+        for (c, &v) in row.iter().enumerate() {
+            t[c * rows + r] = v;
+        }
+    }
+    t
+}
 
 /// Images of (channels, positions) each → rows (image·positions, channels).
 fn to_rows(planes: &[f32], channels: usize, positions: usize, rows: &mut [f32]) {
