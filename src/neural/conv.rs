@@ -290,12 +290,12 @@ impl ConvLayer {
                                 // landing on the output, which starts as the bias.
                                 Direction::Up => {
                                     let small = &mut small[..count * rows * c_in];
-                                    to_rows(xg, c_in, rows, small);
+                                    side_by_side(xg, c_in, rows, small);
                                     matmul(
                                         (count * rows, cols, c_in),
                                         patches,
                                         false,
-                                        Strided::rows(small, c_in),
+                                        Strided::transposed(small, count * rows),
                                         Strided::rows(w, cols),
                                         1,
                                     )?;
@@ -382,9 +382,9 @@ impl ConvLayer {
                             };
                             match self.direction {
                                 Direction::Down => {
-                                    // gᵀ (images·positions, C_out)
+                                    // g (C_out, images·positions)
                                     let gt = &mut small[..n * rows * c_out];
-                                    to_rows(gg, c_out, rows, gt);
+                                    side_by_side(gg, c_out, rows, gt);
                                     // gW (C_out, taps) += g · patches
                                     if need.kernel {
                                         for (xi, pi) in
@@ -396,7 +396,7 @@ impl ConvLayer {
                                             (c_out, cols, n * rows),
                                             &mut gw,
                                             true,
-                                            Strided::transposed(gt, c_out),
+                                            Strided::rows(gt, n * rows),
                                             Strided::rows(patches, cols),
                                             1,
                                         )?;
@@ -407,7 +407,7 @@ impl ConvLayer {
                                             (n * rows, cols, c_out),
                                             patches,
                                             false,
-                                            Strided::rows(gt, c_out),
+                                            Strided::transposed(gt, n * rows),
                                             Strided::rows(w, cols),
                                             1,
                                         )?;
@@ -441,12 +441,12 @@ impl ConvLayer {
                                     }
                                     // gW (C_in, taps) += x · patch gradient
                                     if need.kernel {
-                                        to_rows(xg, c_in, rows, small);
+                                        side_by_side(xg, c_in, rows, small);
                                         matmul(
                                             (c_in, cols, n * rows),
                                             &mut gw,
                                             true,
-                                            Strided::transposed(small, c_in),
+                                            Strided::rows(small, n * rows),
                                             Strided::rows(patches, cols),
                                             1,
                                         )?;
@@ -522,16 +522,15 @@ fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     t
 }
 
-/// Images of (channels, positions) each → rows (image·positions, channels).
-fn to_rows(planes: &[f32], channels: usize, positions: usize, rows: &mut [f32]) {
-    for (src, dst) in planes
-        .chunks(channels * positions)
-        .zip(rows.chunks_mut(channels * positions))
-    {
-        for (c, plane) in src.chunks(positions).enumerate() {
-            for (r, &v) in plane.iter().enumerate() {
-                dst[r * channels + c] = v;
-            }
+/// Images of (channels, positions) each → one (channels, images·positions) matrix: each
+/// image's planes side by side, in copies of whole planes. gemm reads it as either operand,
+/// transposed or not, at the same speed for these shapes, where transposing image by image
+/// (a scalar scatter) was 3% of a DCGAN step.
+fn side_by_side(planes: &[f32], channels: usize, positions: usize, matrix: &mut [f32]) {
+    let images = planes.len() / (channels * positions);
+    for (i, image) in planes.chunks(channels * positions).enumerate() {
+        for (c, plane) in image.chunks(positions).enumerate() {
+            matrix[(c * images + i) * positions..][..positions].copy_from_slice(plane);
         }
     }
 }
