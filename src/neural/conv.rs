@@ -239,8 +239,8 @@ impl ConvLayer {
                 self.c_out
             );
         }
-        let (win, rows, cols) = (self.window, self.window.rows(), self.window.cols());
-        let (in_len, out_len, plane) = (self.in_len(), self.out_len(), self.out_plane());
+        let (rows, cols) = (self.window.rows(), self.window.cols());
+        let (in_len, out_len) = (self.in_len(), self.out_len());
         let (c_in, c_out) = (self.c_in, self.c_out);
         let per = self.images_per_task();
         // The kernel as the right operand, (taps, C_out) row-major: gemm reads a transposed
@@ -249,73 +249,80 @@ impl ConvLayer {
             Direction::Down => transpose(w, c_out, cols),
             Direction::Up => Vec::new(),
         };
+        let kernel = Kernel { w, w_t: &w_t, b };
         let mut y = vec![0f32; self.batch * out_len];
         y.par_chunks_mut(per * out_len)
             .zip(x.par_chunks(per * in_len))
-            .try_for_each(|(ys, xs)| -> Result<()> {
+            .try_for_each(|(ys, xs)| {
                 with_scratch(
                     GROUP * rows * cols,
                     GROUP * rows * c_in.max(c_out),
                     |patches, small| {
-                        for (yg, xg) in ys
-                            .chunks_mut(GROUP * out_len)
+                        ys.chunks_mut(GROUP * out_len)
                             .zip(xs.chunks(GROUP * in_len))
-                        {
-                            let count = xg.len() / in_len;
-                            let (patches, small) = (
-                                &mut patches[..count * rows * cols],
-                                &mut small[..count * rows * c_in.max(c_out)],
-                            );
-                            match self.direction {
-                                // yᵀ (images·positions, C_out) = patches · Wᵀ, then back to planes.
-                                Direction::Down => {
-                                    for (xi, pi) in
-                                        xg.chunks(in_len).zip(patches.chunks_mut(rows * cols))
-                                    {
-                                        win.unfold(xi, pi);
-                                    }
-                                    let small = &mut small[..count * rows * c_out];
-                                    matmul(
-                                        (count * rows, c_out, cols),
-                                        small,
-                                        false,
-                                        Strided::rows(patches, cols),
-                                        Strided::rows(&w_t, c_out),
-                                        1,
-                                    )?;
-                                    to_planes(small, c_out, rows, yg, Some(b));
-                                    self.act.apply_in_place(yg);
-                                }
-                                // patches (images·positions, taps) = xᵀ · W, each window's taps then
-                                // landing on the output, which starts as the bias.
-                                Direction::Up => {
-                                    let small = &mut small[..count * rows * c_in];
-                                    side_by_side(xg, c_in, rows, small);
-                                    matmul(
-                                        (count * rows, cols, c_in),
-                                        patches,
-                                        false,
-                                        Strided::transposed(small, count * rows),
-                                        Strided::rows(w, cols),
-                                        1,
-                                    )?;
-                                    for (yi, pi) in
-                                        yg.chunks_mut(out_len).zip(patches.chunks(rows * cols))
-                                    {
-                                        for (p, &bias) in yi.chunks_mut(plane).zip(b) {
-                                            p.fill(bias);
-                                        }
-                                        win.fold_into(pi, yi);
-                                        self.act.apply_in_place(yi);
-                                    }
-                                }
-                            }
-                        }
-                        Ok(())
+                            .try_for_each(|(yg, xg)| {
+                                self.forward_group(xg, yg, &kernel, (patches, small))
+                            })
                     },
                 )
             })?;
         Ok(y)
+    }
+
+    /// The forward pass for one group of images `xg` into their outputs `yg`, in this
+    /// thread's scratch buffers (patches, small).
+    fn forward_group(
+        &self,
+        xg: &[f32],
+        yg: &mut [f32],
+        kernel: &Kernel,
+        (patches, small): (&mut [f32], &mut [f32]),
+    ) -> Result<()> {
+        let (win, rows, cols) = (self.window, self.window.rows(), self.window.cols());
+        let (in_len, out_len, plane) = (self.in_len(), self.out_len(), self.out_plane());
+        let count = xg.len() / in_len;
+        let patches = &mut patches[..count * rows * cols];
+        match self.direction {
+            // yᵀ (images·positions, C_out) = patches · Wᵀ, then back to planes.
+            Direction::Down => {
+                for (xi, pi) in xg.chunks(in_len).zip(patches.chunks_mut(rows * cols)) {
+                    win.unfold(xi, pi);
+                }
+                let small = &mut small[..count * rows * self.c_out];
+                matmul(
+                    (count * rows, self.c_out, cols),
+                    small,
+                    false,
+                    Strided::rows(patches, cols),
+                    Strided::rows(kernel.w_t, self.c_out),
+                    1,
+                )?;
+                to_planes(small, self.c_out, rows, yg, Some(kernel.b));
+                self.act.apply_in_place(yg);
+            }
+            // patches (images·positions, taps) = xᵀ · W, each window's taps then landing on
+            // the output, which starts as the bias.
+            Direction::Up => {
+                let small = &mut small[..count * rows * self.c_in];
+                side_by_side(xg, self.c_in, rows, small);
+                matmul(
+                    (count * rows, cols, self.c_in),
+                    patches,
+                    false,
+                    Strided::transposed(small, count * rows),
+                    Strided::rows(kernel.w, cols),
+                    1,
+                )?;
+                for (yi, pi) in yg.chunks_mut(out_len).zip(patches.chunks(rows * cols)) {
+                    for (p, &bias) in yi.chunks_mut(plane).zip(kernel.b) {
+                        p.fill(bias);
+                    }
+                    win.fold_into(pi, yi);
+                    self.act.apply_in_place(yi);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Gradients of the input, kernel and bias from the output gradient `g`, each computed
@@ -329,7 +336,7 @@ impl ConvLayer {
                 self.batch * self.out_len()
             );
         }
-        let (win, rows, cols) = (self.window, self.window.rows(), self.window.cols());
+        let (rows, cols) = (self.window.rows(), self.window.cols());
         let (in_len, out_len, plane) = (self.in_len(), self.out_len(), self.out_plane());
         let (c_in, c_out) = (self.c_in, self.c_out);
         let per = self.images_per_task();
@@ -339,6 +346,11 @@ impl ConvLayer {
         let w_t = match self.direction {
             Direction::Up if need.input => transpose(w, c_in, cols),
             _ => Vec::new(),
+        };
+        let kernel = Kernel {
+            w,
+            w_t: &w_t,
+            b: &[],
         };
         // Room for the kernel and bias gradients packed behind the input's, so that
         // appending them does not move the input gradient (megabytes) to a larger buffer.
@@ -372,87 +384,19 @@ impl ConvLayer {
                     |patches, small| {
                         for (k, start) in (0..count).step_by(GROUP).enumerate() {
                             let n = GROUP.min(count - start);
-                            let xg = &xs[start * in_len..][..n * in_len];
-                            let gg = &gs[start * out_len..][..n * out_len];
-                            let patches = &mut patches[..n * rows * cols];
-                            let gx_group = if need.input {
-                                &mut gx_run[k * GROUP * in_len..][..n * in_len]
-                            } else {
-                                &mut []
+                            let grads = GroupGrads {
+                                input: need
+                                    .input
+                                    .then(|| &mut gx_run[k * GROUP * in_len..][..n * in_len]),
+                                kernel: need.kernel.then_some(gw.as_mut_slice()),
                             };
-                            match self.direction {
-                                Direction::Down => {
-                                    // g (C_out, images·positions)
-                                    let gt = &mut small[..n * rows * c_out];
-                                    side_by_side(gg, c_out, rows, gt);
-                                    // gW (C_out, taps) += g · patches
-                                    if need.kernel {
-                                        for (xi, pi) in
-                                            xg.chunks(in_len).zip(patches.chunks_mut(rows * cols))
-                                        {
-                                            win.unfold(xi, pi);
-                                        }
-                                        matmul(
-                                            (c_out, cols, n * rows),
-                                            &mut gw,
-                                            true,
-                                            Strided::rows(gt, n * rows),
-                                            Strided::rows(patches, cols),
-                                            1,
-                                        )?;
-                                    }
-                                    // patch gradient = gᵀ · W, folded back onto each input
-                                    if need.input {
-                                        matmul(
-                                            (n * rows, cols, c_out),
-                                            patches,
-                                            false,
-                                            Strided::transposed(gt, n * rows),
-                                            Strided::rows(w, cols),
-                                            1,
-                                        )?;
-                                        for (gxi, pi) in gx_group
-                                            .chunks_mut(in_len)
-                                            .zip(patches.chunks(rows * cols))
-                                        {
-                                            win.fold_into(pi, gxi);
-                                        }
-                                    }
-                                }
-                                Direction::Up => {
-                                    // The output gradient seen through each input pixel's window.
-                                    for (gi, pi) in
-                                        gg.chunks(out_len).zip(patches.chunks_mut(rows * cols))
-                                    {
-                                        win.unfold(gi, pi);
-                                    }
-                                    let small = &mut small[..n * rows * c_in];
-                                    // gxᵀ (images·positions, C_in) = patch gradient · Wᵀ
-                                    if need.input {
-                                        matmul(
-                                            (n * rows, c_in, cols),
-                                            small,
-                                            false,
-                                            Strided::rows(patches, cols),
-                                            Strided::rows(&w_t, c_in),
-                                            1,
-                                        )?;
-                                        to_planes(small, c_in, rows, gx_group, None);
-                                    }
-                                    // gW (C_in, taps) += x · patch gradient
-                                    if need.kernel {
-                                        side_by_side(xg, c_in, rows, small);
-                                        matmul(
-                                            (c_in, cols, n * rows),
-                                            &mut gw,
-                                            true,
-                                            Strided::rows(small, n * rows),
-                                            Strided::rows(patches, cols),
-                                            1,
-                                        )?;
-                                    }
-                                }
-                            }
+                            self.backward_group(
+                                &xs[start * in_len..][..n * in_len],
+                                &gs[start * out_len..][..n * out_len],
+                                &kernel,
+                                grads,
+                                (&mut *patches, &mut *small),
+                            )?;
                         }
                         Ok::<(), candle_core::Error>(())
                     },
@@ -477,6 +421,105 @@ impl ConvLayer {
         }
         Ok(out)
     }
+
+    /// The backward pass for one group of images `xg` with output gradients `gg`, adding
+    /// to the kernel gradient and writing the input gradient, each only if given.
+    fn backward_group(
+        &self,
+        xg: &[f32],
+        gg: &[f32],
+        kernel: &Kernel,
+        grads: GroupGrads,
+        (patches, small): (&mut [f32], &mut [f32]),
+    ) -> Result<()> {
+        let (win, rows, cols) = (self.window, self.window.rows(), self.window.cols());
+        let (in_len, out_len) = (self.in_len(), self.out_len());
+        let (c_in, c_out) = (self.c_in, self.c_out);
+        let n = xg.len() / in_len;
+        let patches = &mut patches[..n * rows * cols];
+        match self.direction {
+            Direction::Down => {
+                // g (C_out, images·positions)
+                let gt = &mut small[..n * rows * c_out];
+                side_by_side(gg, c_out, rows, gt);
+                // gW (C_out, taps) += g · patches
+                if let Some(gw) = grads.kernel {
+                    for (xi, pi) in xg.chunks(in_len).zip(patches.chunks_mut(rows * cols)) {
+                        win.unfold(xi, pi);
+                    }
+                    matmul(
+                        (c_out, cols, n * rows),
+                        gw,
+                        true,
+                        Strided::rows(gt, n * rows),
+                        Strided::rows(patches, cols),
+                        1,
+                    )?;
+                }
+                // patch gradient = gᵀ · W, folded back onto each input
+                if let Some(gx) = grads.input {
+                    matmul(
+                        (n * rows, cols, c_out),
+                        patches,
+                        false,
+                        Strided::transposed(gt, n * rows),
+                        Strided::rows(kernel.w, cols),
+                        1,
+                    )?;
+                    for (gxi, pi) in gx.chunks_mut(in_len).zip(patches.chunks(rows * cols)) {
+                        win.fold_into(pi, gxi);
+                    }
+                }
+            }
+            Direction::Up => {
+                // The output gradient seen through each input pixel's window.
+                for (gi, pi) in gg.chunks(out_len).zip(patches.chunks_mut(rows * cols)) {
+                    win.unfold(gi, pi);
+                }
+                let small = &mut small[..n * rows * c_in];
+                // gxᵀ (images·positions, C_in) = patch gradient · Wᵀ
+                if let Some(gx) = grads.input {
+                    matmul(
+                        (n * rows, c_in, cols),
+                        small,
+                        false,
+                        Strided::rows(patches, cols),
+                        Strided::rows(kernel.w_t, c_in),
+                        1,
+                    )?;
+                    to_planes(small, c_in, rows, gx, None);
+                }
+                // gW (C_in, taps) += x · patch gradient
+                if let Some(gw) = grads.kernel {
+                    side_by_side(xg, c_in, rows, small);
+                    matmul(
+                        (c_in, cols, n * rows),
+                        gw,
+                        true,
+                        Strided::rows(small, n * rows),
+                        Strided::rows(patches, cols),
+                        1,
+                    )?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A layer's kernel as the products read it: as stored (`w`), transposed to (taps,
+/// channels) row-major where a pass multiplies by Wᵀ (`w_t`, empty otherwise), and the bias.
+struct Kernel<'a> {
+    w: &'a [f32],
+    w_t: &'a [f32],
+    b: &'a [f32],
+}
+
+/// Where one group's gradients go: its slice of the input gradient and the thread's kernel
+/// gradient sum, each present only if asked for.
+struct GroupGrads<'a> {
+    input: Option<&'a mut [f32]>,
+    kernel: Option<&'a mut [f32]>,
 }
 
 /// Images per GEMM. Stacking a few images' patch matrices makes one product of a few

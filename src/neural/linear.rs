@@ -97,8 +97,8 @@ impl Activation {
     }
 
     /// out = grad · f′, f′ read from the output `y` (y > 0 exactly when x > 0, tanh′ = 1 − y²,
-    /// σ′ = y(1 − y)); one loop per activation
-    /// (matching on the activation per value kept this loop scalar: 9% of a DCGAN step).
+    /// σ′ = y(1 − y)). One loop per activation: matching on the activation per value kept
+    /// this loop scalar, 9% of a DCGAN step.
     fn gradient_into(self, out: &mut [f32], y: &[f32], grad: &[f32]) {
         #[inline(always)]
         fn run(out: &mut [f32], y: &[f32], grad: &[f32], f: impl Fn(f32, f32) -> f32) {
