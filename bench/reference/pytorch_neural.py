@@ -7,6 +7,8 @@ Images per second at steady state: a few warm-up steps, then the median of timed
 Sampling: images per second decoded from noise by the (untrained) generators, no gradients.
 With --first-grid: seconds from the start of this script (before `import torch`) to the
 first 8x8 grid of VAE samples in memory, printed alone.
+Layers (layer_d1, ..., layer_g2): seconds of one forward and backward pass through one of the
+DCGAN's layers, as genmod's DCGAN_LAYERS.
 With --only KEY (a key of the JSON: vae, autoencoder, gan, cgan, dcgan, sample_vae, ...):
 that workload alone, so that a caller can time each one right after its own.
 `genmod bench neural` runs this script itself, one workload at a time next to genmod's, so
@@ -208,6 +210,34 @@ def sample_dcgan():
     return sampling(gd, 100, rounds=2)
 
 
+def dcgan_layer(key, reps=15):
+    """Median seconds of one forward and backward pass (input, weight and bias gradients,
+    from the sum of the output) through one of the DCGAN's layers, in training mode: the
+    same layers and input shapes as DCGAN_LAYERS in src/bench/neural.rs."""
+    layers = {
+        "layer_d1": (nn.Sequential(nn.Conv2d(1, 64, 4, 2, 1), nn.LeakyReLU(0.2)), (128, 1, 28, 28)),
+        "layer_d2": (nn.Conv2d(64, 128, 4, 2, 1), (128, 64, 14, 14)),
+        "layer_dbn": (nn.Sequential(nn.BatchNorm2d(128), nn.LeakyReLU(0.2)), (128, 128, 7, 7)),
+        "layer_g1": (nn.ConvTranspose2d(128, 64, 4, 2, 1), (128, 128, 7, 7)),
+        "layer_gbn": (nn.Sequential(nn.BatchNorm2d(64), nn.ReLU()), (128, 64, 14, 14)),
+        "layer_g2": (nn.Sequential(nn.ConvTranspose2d(64, 1, 4, 2, 1), nn.Tanh()), (128, 64, 14, 14)),
+    }
+    layer, shape = layers[key]
+    layer.train()
+    x = torch.randn(shape, requires_grad=True)
+
+    def once():
+        layer(x).sum().backward()
+
+    once()
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        once()
+        times.append(time.perf_counter() - t)
+    return sorted(times)[len(times) // 2]
+
+
 WORKLOADS = {
     "vae": lambda: train_vae_like(Vae()),
     "autoencoder": lambda: train_vae_like(Ae()),
@@ -218,6 +248,7 @@ WORKLOADS = {
     "sample_gan": sample_gan,
     "sample_cgan": sample_cgan,
     "sample_dcgan": sample_dcgan,
+    **{k: (lambda k=k: dcgan_layer(k)) for k in ["layer_d1", "layer_d2", "layer_dbn", "layer_g1", "layer_gbn", "layer_g2"]},
 }
 
 
