@@ -2,6 +2,7 @@
 //! a given batch size, on the embedded digits, the same nets as `bench/reference/pytorch_neural.py`.
 
 use crate::data::mnist;
+use crate::neural::linear::Activation;
 use crate::neural::{self, ModelKind, NeuralConfig};
 use crate::train::shape_of;
 use candle_core::Device;
@@ -109,101 +110,106 @@ pub fn time_to_first_grid() -> f64 {
 /// One layer as a function of its input.
 type LayerFn = dyn Fn(&candle_core::Tensor) -> candle_core::Result<candle_core::Tensor>;
 
-/// The DCGAN's layers (28x28), one at a time: what each costs and where PyTorch leads.
-/// Key, description, and the input's shape (batch first).
-pub const DCGAN_LAYERS: [(&str, &str, [usize; 4]); 6] = [
-    (
-        "layer_d1",
-        "D conv 1->64, 28->14, LeakyReLU",
-        [128, 1, 28, 28],
-    ),
-    ("layer_d2", "D conv 64->128, 14->7", [128, 64, 14, 14]),
-    (
-        "layer_dbn",
-        "D batch norm 128 at 7x7, LeakyReLU",
-        [128, 128, 7, 7],
-    ),
-    (
-        "layer_g1",
-        "G transposed conv 128->64, 7->14",
-        [128, 128, 7, 7],
-    ),
-    (
-        "layer_gbn",
-        "G batch norm 64 at 14x14, ReLU",
-        [128, 64, 14, 14],
-    ),
-    (
-        "layer_g2",
-        "G transposed conv 64->1, 14->28, tanh",
-        [128, 64, 14, 14],
-    ),
-];
-
-/// Median seconds of one forward and backward pass (input, weight and bias gradients, from
-/// the sum of the output) through the DCGAN layer named `key` (see [`DCGAN_LAYERS`]), in
-/// training mode, over `reps` timed runs after warm-up; `None` for an unknown key.
-pub fn dcgan_layer_seconds(key: &str, reps: usize) -> Option<f64> {
-    crate::util::on_compute_pool(|| dcgan_layer_here(key, reps))
+/// What a benchmarked DCGAN layer is, with the activation fused after it.
+#[derive(Debug, Clone, Copy)]
+pub enum LayerKind {
+    /// Strided convolution to this many channels (D).
+    Down(usize, Activation),
+    /// Transposed convolution to this many channels (G).
+    Up(usize, Activation),
+    /// Batch norm in training mode (both nets).
+    Norm(Activation),
 }
 
-fn dcgan_layer_here(key: &str, reps: usize) -> Option<f64> {
-    use crate::neural::linear::Activation;
+/// One row of [`DCGAN_LAYERS`].
+#[derive(Debug, Clone, Copy)]
+pub struct DcganLayer {
+    /// The reference script's key (`pytorch_neural.py --only KEY`).
+    pub key: &'static str,
+    pub name: &'static str,
+    /// The input's shape, batch first.
+    pub input: [usize; 4],
+    pub kind: LayerKind,
+}
+
+/// The DCGAN's layers (28x28), one at a time: what each costs and where PyTorch leads.
+pub const DCGAN_LAYERS: [DcganLayer; 6] = {
+    use crate::neural::dcgan::LEAKY;
+    use Activation::{Identity, Relu, Tanh};
+    use LayerKind::{Down, Norm, Up};
+    [
+        DcganLayer {
+            key: "layer_d1",
+            name: "D conv 1->64, 28->14, LeakyReLU",
+            input: [128, 1, 28, 28],
+            kind: Down(64, LEAKY),
+        },
+        DcganLayer {
+            key: "layer_d2",
+            name: "D conv 64->128, 14->7",
+            input: [128, 64, 14, 14],
+            kind: Down(128, Identity),
+        },
+        DcganLayer {
+            key: "layer_dbn",
+            name: "D batch norm 128 at 7x7, LeakyReLU",
+            input: [128, 128, 7, 7],
+            kind: Norm(LEAKY),
+        },
+        DcganLayer {
+            key: "layer_g1",
+            name: "G transposed conv 128->64, 7->14",
+            input: [128, 128, 7, 7],
+            kind: Up(64, Identity),
+        },
+        DcganLayer {
+            key: "layer_gbn",
+            name: "G batch norm 64 at 14x14, ReLU",
+            input: [128, 64, 14, 14],
+            kind: Norm(Relu),
+        },
+        DcganLayer {
+            key: "layer_g2",
+            name: "G transposed conv 64->1, 14->28, tanh",
+            input: [128, 64, 14, 14],
+            kind: Up(1, Tanh),
+        },
+    ]
+};
+
+/// Median seconds of one forward and backward pass (input, weight and bias gradients, from
+/// the sum of the output) through `layer`, in training mode, over `reps` timed runs after
+/// warm-up; `None` if the layer cannot be built or run.
+pub fn dcgan_layer_seconds(layer: &DcganLayer, reps: usize) -> Option<f64> {
+    crate::util::on_compute_pool(|| dcgan_layer_here(layer, reps))
+}
+
+fn dcgan_layer_here(spec: &DcganLayer, reps: usize) -> Option<f64> {
+    use crate::neural::dcgan::{down_cfg, up_cfg};
     use crate::neural::{batch_norm, conv};
     use candle_core::{DType, Var};
-    use candle_nn::{Conv2dConfig, ConvTranspose2dConfig, VarBuilder, VarMap};
-    let &(_, _, shape) = DCGAN_LAYERS.iter().find(|(k, _, _)| *k == key)?;
+    use candle_nn::{VarBuilder, VarMap};
     let dev = Device::Cpu;
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
-    let down = Conv2dConfig {
-        padding: 1,
-        stride: 2,
-        dilation: 1,
-        groups: 1,
-        cudnn_fwd_algo: None,
-    };
-    let up = ConvTranspose2dConfig {
-        padding: 1,
-        output_padding: 0,
-        stride: 2,
-        dilation: 1,
-    };
-    let leaky = Activation::LeakyRelu(0.2);
-    let layer: Box<LayerFn> = match key {
-        "layer_d1" | "layer_d2" => {
-            let c_out = if key == "layer_d1" { 64 } else { 128 };
-            let act = if key == "layer_d1" {
-                leaky
-            } else {
-                Activation::Identity
-            };
-            let l = candle_nn::conv2d(shape[1], c_out, 4, down, vb.clone()).ok()?;
+    let [n, c_in, h, w] = spec.input;
+    let layer: Box<LayerFn> = match spec.kind {
+        LayerKind::Down(c_out, act) => {
+            let l = candle_nn::conv2d(c_in, c_out, 4, down_cfg(), vb).ok()?;
             Box::new(move |x| conv::conv2d(&l, x, 2, 1, false, act))
         }
-        "layer_g1" | "layer_g2" => {
-            let c_out = if key == "layer_g1" { 64 } else { 1 };
-            let act = if key == "layer_g1" {
-                Activation::Identity
-            } else {
-                Activation::Tanh
-            };
-            let l = candle_nn::conv_transpose2d(shape[1], c_out, 4, up, vb.clone()).ok()?;
+        LayerKind::Up(c_out, act) => {
+            let l = candle_nn::conv_transpose2d(c_in, c_out, 4, up_cfg(), vb).ok()?;
             Box::new(move |x| conv::conv_transpose2d(&l, x, 2, 1, act))
         }
-        _ => {
-            let act = if key == "layer_dbn" {
-                leaky
-            } else {
-                Activation::Relu
-            };
-            let bn = candle_nn::batch_norm(shape[1], 1e-5, vb.clone()).ok()?;
+        LayerKind::Norm(act) => {
+            let bn = candle_nn::batch_norm(c_in, 1e-5, vb).ok()?;
             Box::new(move |x| batch_norm::forward_t(&bn, x, true, false, act))
         }
     };
     let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let values = neural::normal(shape[0], shape[1..].iter().product(), &mut rng, &dev).ok()?;
-    let x = Var::from_tensor(&values.reshape(&shape[..]).ok()?).ok()?;
+    let values = neural::normal(n, c_in * h * w, &mut rng, &dev).ok()?;
+    let x = Var::from_tensor(&values.reshape((n, c_in, h, w)).ok()?).ok()?;
     let pass = || -> candle_core::Result<()> {
         layer(x.as_tensor())?.sum_all()?.backward()?;
         Ok(())

@@ -901,15 +901,18 @@ fn bench_neural(reps: usize, no_reference: bool, out: Option<PathBuf>) -> Result
             lower_is_better: false,
         });
     }
-    for (key, name, _) in neural::DCGAN_LAYERS {
-        eprintln!("timing a DCGAN layer, forward and backward: {name}, genmod then PyTorch ...");
-        let ours = neural::dcgan_layer_seconds(key, 3 * scale)
-            .with_context(|| format!("timing the DCGAN layer {key}"))?;
+    for layer in &neural::DCGAN_LAYERS {
+        eprintln!(
+            "timing a DCGAN layer, forward and backward: {}, genmod then PyTorch ...",
+            layer.name
+        );
+        let ours = neural::dcgan_layer_seconds(layer, 3 * scale)
+            .with_context(|| format!("timing the DCGAN layer {}", layer.key))?;
         rows.push(Row {
-            workload: format!("DCGAN layer forward+backward, batch 128: {name}"),
+            workload: format!("DCGAN layer forward+backward, batch 128: {}", layer.name),
             unit: "ms",
             genmod: ours * 1e3,
-            reference: reference(key).map(|s| s * 1e3),
+            reference: reference(layer.key).map(|s| s * 1e3),
             reference_name: "PyTorch",
             lower_is_better: true,
         });

@@ -554,14 +554,11 @@ fn with_scratch<R>(a: usize, b: usize, f: impl FnOnce(&mut [f32], &mut [f32]) ->
     })
 }
 
-/// A (rows, cols) row-major matrix → its (cols, rows) transpose, row-major.
+/// A (rows, cols) row-major matrix → its (cols, rows) transpose, row-major: one "image" of
+/// `rows` positions and `cols` channels turned into planes.
 fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     let mut t = vec![0f32; rows * cols];
-    for (r, row) in m.chunks(cols).enumerate() {
-        for (c, &v) in row.iter().enumerate() {
-            t[c * rows + r] = v;
-        }
-    }
+    to_planes(m, cols, rows, &mut t, None);
     t
 }
 

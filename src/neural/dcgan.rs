@@ -23,7 +23,7 @@ use candle_nn::{
 };
 use rand_chacha::ChaCha8Rng;
 
-fn up_cfg() -> ConvTranspose2dConfig {
+pub(crate) fn up_cfg() -> ConvTranspose2dConfig {
     ConvTranspose2dConfig {
         padding: 1,
         output_padding: 0,
@@ -32,7 +32,7 @@ fn up_cfg() -> ConvTranspose2dConfig {
     }
 }
 
-fn down_cfg() -> Conv2dConfig {
+pub(crate) fn down_cfg() -> Conv2dConfig {
     Conv2dConfig {
         padding: 1,
         stride: 2,
@@ -43,7 +43,7 @@ fn down_cfg() -> Conv2dConfig {
 }
 
 /// D's activation: LeakyReLU with slope 0.2, as Radford et al. use.
-const LEAKY: Activation = Activation::LeakyRelu(0.2);
+pub(crate) const LEAKY: Activation = Activation::LeakyRelu(0.2);
 
 /// Start side and number of stride-2 steps for an image side.
 pub fn plan(side: usize) -> Option<(usize, usize)> {
