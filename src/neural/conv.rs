@@ -22,6 +22,7 @@
 
 use super::cpu::{Strided, f32_slice, matmul};
 use super::linear::Activation;
+use super::winograd::{Plan, Wanted};
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use candle_nn::{Conv2d, ConvTranspose2d, Module};
 use rayon::prelude::*;
@@ -229,6 +230,22 @@ impl ConvLayer {
         Ok(())
     }
 
+    /// The Winograd plan for this layer where one applies (4x4 kernels, stride 2, padding
+    /// 1, channels in eights): the image side is the window's, the grid the other.
+    fn winograd(&self) -> Option<Plan> {
+        let w = &self.window;
+        let grid_channels = match self.direction {
+            Direction::Down => self.c_out,
+            Direction::Up => self.c_in,
+        };
+        Plan::new(
+            self.batch,
+            (w.channels, w.height, w.width),
+            grid_channels,
+            (w.k, w.stride, w.padding),
+        )
+    }
+
     /// The layer's output for a batch, bias included.
     fn forward(&self, x: &[f32], w: &[f32], b: &[f32]) -> Result<Vec<f32>> {
         self.check_lengths(x, w, "convolution")?;
@@ -238,6 +255,12 @@ impl ConvLayer {
                 b.len(),
                 self.c_out
             );
+        }
+        if let Some(plan) = self.winograd() {
+            return match self.direction {
+                Direction::Down => plan.down(x, w, b, self.act),
+                Direction::Up => plan.up(x, w, b, self.act),
+            };
         }
         let (rows, cols) = (self.window.rows(), self.window.cols());
         let (in_len, out_len) = (self.in_len(), self.out_len());
@@ -336,6 +359,9 @@ impl ConvLayer {
                 self.batch * self.out_len()
             );
         }
+        if let Some(plan) = self.winograd() {
+            return self.backward_winograd(&plan, x, w, g, need);
+        }
         let (rows, cols) = (self.window.rows(), self.window.cols());
         let (in_len, out_len, plane) = (self.in_len(), self.out_len(), self.out_plane());
         let (c_in, c_out) = (self.c_in, self.c_out);
@@ -417,6 +443,38 @@ impl ConvLayer {
             out.resize(start + c_out, 0.0);
             for (_, gb) in &partials {
                 out[start..].iter_mut().zip(gb).for_each(|(o, v)| *o += v);
+            }
+        }
+        Ok(out)
+    }
+
+    /// [`ConvLayer::backward`] by the Winograd plan, packed the same way.
+    fn backward_winograd(
+        &self,
+        plan: &Plan,
+        x: &[f32],
+        w: &[f32],
+        g: &[f32],
+        need: Needs,
+    ) -> Result<Vec<f32>> {
+        let down = self.direction == Direction::Down;
+        let (image, grid) = if down { (x, g) } else { (g, x) };
+        let wanted = Wanted {
+            image: need.input && down,
+            grid: need.input && !down,
+            kernel: need.kernel,
+        };
+        let (g_image, g_grid, g_kernel) = plan.backward(image, grid, w, wanted)?;
+        let mut out = if down { g_image } else { g_grid };
+        out.reserve(g_kernel.len() + self.c_out);
+        out.extend(g_kernel);
+        if need.bias {
+            let start = out.len();
+            out.resize(start + self.c_out, 0.0);
+            for gi in g.chunks(self.out_len()) {
+                for (sum, p) in out[start..].iter_mut().zip(gi.chunks(self.out_plane())) {
+                    *sum += p.iter().sum::<f32>();
+                }
             }
         }
         Ok(out)
@@ -925,6 +983,69 @@ mod tests {
                     shape,
                 );
             }
+        }
+    }
+
+    /// Layers that take the Winograd path (4x4, stride 2, padding 1, channels in eights):
+    /// the DCGAN's middle layers at a small batch, a grid that leaves part of the last
+    /// blocks unused (10x10 → 5x5), a non-square image, and more images than one group.
+    #[test]
+    fn winograd_layers_match_candle_in_value_and_every_gradient() {
+        for (shape, grid_channels, act) in [
+            ((2, 64, 14, 14), 128, Activation::LeakyRelu(0.2)),
+            ((3, 16, 10, 10), 24, Activation::Identity),
+            ((2, 8, 8, 12), 16, Activation::Identity),
+            ((37, 16, 6, 6), 16, Activation::Identity),
+        ] {
+            assert!(
+                Plan::new(
+                    shape.0,
+                    (shape.1, shape.2, shape.3),
+                    grid_channels,
+                    (4, 2, 1)
+                )
+                .is_some()
+                    || shape.1 < 16,
+                "{shape:?} should take the Winograd path"
+            );
+            let cfg = Conv2dConfig {
+                padding: 1,
+                stride: 2,
+                ..Default::default()
+            };
+            check(
+                &|vb| {
+                    let layer = candle_nn::conv2d(shape.1, grid_channels, 4, cfg, vb).unwrap();
+                    Box::new(move |x, fast| {
+                        if fast {
+                            conv2d(&layer, x, 2, 1, false, act)
+                        } else {
+                            act.apply(&layer.forward(x)?)
+                        }
+                    })
+                },
+                shape,
+            );
+            let grid = (shape.0, grid_channels, shape.2 / 2, shape.3 / 2);
+            let cfg = ConvTranspose2dConfig {
+                padding: 1,
+                stride: 2,
+                ..Default::default()
+            };
+            check(
+                &|vb| {
+                    let layer =
+                        candle_nn::conv_transpose2d(grid_channels, shape.1, 4, cfg, vb).unwrap();
+                    Box::new(move |x, fast| {
+                        if fast {
+                            conv_transpose2d(&layer, x, 2, 1, act)
+                        } else {
+                            act.apply(&layer.forward(x)?)
+                        }
+                    })
+                },
+                grid,
+            );
         }
     }
 

@@ -14,6 +14,7 @@ pub mod interpolate;
 pub mod linear;
 pub mod losses;
 pub mod vae;
+mod winograd;
 
 use crate::data::{Batch, PixelScale};
 use crate::train::optim::Adam;

@@ -1,0 +1,909 @@
+//! Convolutions with a 4x4 kernel, stride 2 and padding 1 (the large DCGAN layers) by
+//! Winograd's minimal filtering, with about half the multiplications of a matrix product
+//! over patches.
+//!
+//! Two steps turn the layer into small products:
+//! - **Polyphase split.** A stride-2 window over the padded image touches, for each of the
+//!   four phases (row parity py, column parity px), a stride-1 2x2 window over that phase's
+//!   subsampled image: tap (ky, kx) = (2a + py, 2b + px). So the layer is a stride-1 2x2
+//!   correlation with 4·C input channels c' = (phase, channel).
+//! - **F(4x4, 2x2).** Each 4x4 block of outputs of a 2x2 correlation needs a 5x5 block of
+//!   inputs; Winograd's algorithm (Lavin & Gray 2016, "Fast Algorithms for Convolutional
+//!   Neural Networks", built by Toom-Cook at the points 0, 1, −1, 2, ∞) computes it as
+//!   Y = Aᵀ[(G g Gᵀ) ⊙ (Bᵀ d B)]A: 25 products per block instead of 64. Summed over channels,
+//!   the products for each of the 25 bins are one matrix product (tiles × c') · (c' × o).
+//!
+//! For the DCGAN's 64 ↔ 128-channel layers on a 14x14 image, that is 25 products per 4x4
+//! block, four blocks covering the 7x7 output: 100 multiplications per (o, c') pair and
+//! image against 196 for the patch product. The transforms are a few percent of the work.
+//! The transposed convolution is this layer's adjoint, so the same pieces run backwards
+//! (A gY Aᵀ, products with the kernel transposed, B gV Bᵀ), and the kernel gradient is the
+//! adjoint with respect to G g Gᵀ.
+//!
+//! Each pass works image by image within a group of images per thread, as `conv` does.
+//! Values differ from the patch product at rounding level (the tests bound it).
+
+use super::cpu::{Strided, matmul};
+use super::linear::Activation;
+use candle_core::Result;
+use rayon::prelude::*;
+use std::array::from_fn;
+use wide::f32x8;
+
+/// Output transform Aᵀ of F(4, 2) at the points 0, 1, −1, 2, ∞.
+const AT: [[f32; 5]; 4] = [
+    [1.0, 1.0, 1.0, 1.0, 0.0],
+    [0.0, 1.0, -1.0, 2.0, 0.0],
+    [0.0, 1.0, 1.0, 4.0, 0.0],
+    [0.0, 1.0, -1.0, 8.0, 1.0],
+];
+
+/// Kernel transform G.
+const G: [[f32; 2]; 5] = [[1.0, 0.0], [1.0, 1.0], [1.0, -1.0], [1.0, 2.0], [0.0, 1.0]];
+
+/// Input transform Bᵀ: with these three, Aᵀ[(G g) ⊙ (Bᵀ d)] is the correlation
+/// y_i = g₀ d_i + g₁ d_{i+1}, i = 0..3 (derived with sympy, checked by a test below).
+const BT: [[f32; 5]; 5] = [
+    [1.0, -0.5, -1.0, 0.5, 0.0],
+    [0.0, 1.0, 0.5, -0.5, 0.0],
+    [0.0, -1.0 / 3.0, 0.5, -1.0 / 6.0, 0.0],
+    [0.0, -1.0 / 6.0, 0.0, 1.0 / 6.0, 0.0],
+    [0.0, 2.0, -1.0, -2.0, 1.0],
+];
+
+const fn transposed<const R: usize, const C: usize>(m: [[f32; C]; R]) -> [[f32; R]; C] {
+    let mut t = [[0.0; R]; C];
+    let mut i = 0;
+    while i < R {
+        let mut j = 0;
+        while j < C {
+            t[j][i] = m[i][j];
+            j += 1;
+        }
+        i += 1;
+    }
+    t
+}
+
+const A: [[f32; 4]; 5] = transposed(AT);
+const B: [[f32; 5]; 5] = transposed(BT);
+const GT: [[f32; 5]; 2] = transposed(G);
+
+/// Products per block: one per entry of a 5x5 transformed tile.
+const BINS: usize = 25;
+/// Channels handled together in the transforms.
+const LANES: usize = 8;
+/// Rows (tiles) per group's products: large enough for gemm to run near its peak, small
+/// enough that a group's transformed tiles (1.6 MiB for the DCGAN's 64 → 128 layer) stay
+/// near the core. 64 beat 32 and 128 by 3-10% on a whole DCGAN step.
+const TARGET_ROWS: usize = 64;
+
+/// Values between the starts of consecutive bins' (rows, cols) matrices in a group's
+/// buffer: a cache line more than the matrix, so that the 25 bins a transform writes or
+/// reads at once do not all fall in the same cache sets (with power-of-two matrix sizes
+/// they did, and the input transform ran at a third of its speed).
+fn bin_len(rows: usize, cols: usize) -> usize {
+    rows * cols + 16
+}
+
+/// m · v for a small constant matrix, skipping its zero entries and multiplying by ±1 as
+/// additions (the loops unroll over the constants).
+#[inline(always)]
+fn mul<const R: usize, const K: usize>(m: &[[f32; K]; R], v: &[f32x8; K]) -> [f32x8; R] {
+    // −0 is the identity of addition, so the first term adds exactly.
+    let mut out = [f32x8::splat(-0.0); R];
+    for (acc, row) in out.iter_mut().zip(m) {
+        for (&c, &x) in row.iter().zip(v) {
+            if c == 1.0 {
+                *acc += x;
+            } else if c == -1.0 {
+                *acc -= x;
+            } else if c != 0.0 {
+                *acc += x * f32x8::splat(c);
+            }
+        }
+    }
+    out
+}
+
+/// m · d · mᵀ for a K x K tile d, eight channels at a time. (Plain loops over arrays:
+/// `std::array::from_fn` over arrays of vectors compiled to memcpy calls.)
+#[inline(always)]
+fn sandwich<const R: usize, const K: usize>(
+    m: &[[f32; K]; R],
+    d: &[[f32x8; K]; K],
+) -> [[f32x8; R]; R] {
+    let mut half = [[f32x8::ZERO; K]; R];
+    for j in 0..K {
+        let mut col = [f32x8::ZERO; K];
+        for k in 0..K {
+            col[k] = d[k][j];
+        }
+        let r = mul(m, &col);
+        for i in 0..R {
+            half[i][j] = r[i];
+        }
+    }
+    let mut out = [[f32x8::ZERO; R]; R];
+    for i in 0..R {
+        out[i] = mul(m, &half[i]);
+    }
+    out
+}
+
+/// A K x K tile of vectors from `at(row, column)`.
+#[inline(always)]
+fn tile<const K: usize>(at: impl Fn(usize, usize) -> f32x8) -> [[f32x8; K]; K] {
+    let mut t = [[f32x8::ZERO; K]; K];
+    for (i, row) in t.iter_mut().enumerate() {
+        for (j, v) in row.iter_mut().enumerate() {
+            *v = at(i, j);
+        }
+    }
+    t
+}
+
+#[inline(always)]
+fn load(s: &[f32]) -> f32x8 {
+    f32x8::from(<[f32; LANES]>::try_from(&s[..LANES]).expect("eight values"))
+}
+
+#[inline(always)]
+fn store(s: &mut [f32], v: f32x8) {
+    s[..LANES].copy_from_slice(&v.to_array());
+}
+
+#[inline(always)]
+fn add_to(s: &mut [f32], v: f32x8) {
+    store(s, load(s) + v);
+}
+
+/// Planes (channels, positions) → channel-last rows: the `channels` values of position p
+/// go to `dst[at(p)..]`. Eight channels by eight positions at a time through a register
+/// transpose (a scalar scatter was most of the transforms' time).
+fn planes_to_rows(
+    planes: &[f32],
+    channels: usize,
+    positions: usize,
+    dst: &mut [f32],
+    at: impl Fn(usize) -> usize,
+) {
+    let full = positions / LANES * LANES;
+    for cb in (0..channels).step_by(LANES) {
+        for p0 in (0..full).step_by(LANES) {
+            let block: [f32x8; LANES] =
+                std::array::from_fn(|l| load(&planes[(cb + l) * positions + p0..]));
+            for (k, v) in f32x8::transpose(block).into_iter().enumerate() {
+                store(&mut dst[at(p0 + k) + cb..], v);
+            }
+        }
+        for p in full..positions {
+            for l in 0..LANES {
+                dst[at(p) + cb + l] = planes[(cb + l) * positions + p];
+            }
+        }
+    }
+}
+
+/// The inverse of [`planes_to_rows`], adding `bias[ch]` when given.
+fn rows_to_planes(
+    src: &[f32],
+    channels: usize,
+    positions: usize,
+    planes: &mut [f32],
+    at: impl Fn(usize) -> usize,
+    bias: Option<&[f32]>,
+) {
+    let full = positions / LANES * LANES;
+    for cb in (0..channels).step_by(LANES) {
+        let b = bias.map_or(f32x8::ZERO, |b| load(&b[cb..]));
+        let b_arr = b.to_array();
+        for p0 in (0..full).step_by(LANES) {
+            let block: [f32x8; LANES] = std::array::from_fn(|k| load(&src[at(p0 + k) + cb..]) + b);
+            for (l, v) in f32x8::transpose(block).into_iter().enumerate() {
+                store(&mut planes[(cb + l) * positions + p0..], v);
+            }
+        }
+        for p in full..positions {
+            for l in 0..LANES {
+                planes[(cb + l) * positions + p] = src[at(p) + cb + l] + b_arr[l];
+            }
+        }
+    }
+}
+
+/// One convolution of this kind over a batch. The *image* side has `c` channels of h x w
+/// (a convolution's input, a transposed convolution's output); the *grid* side has `o`
+/// channels of h/2 x w/2. The kernel is (o, c, 4, 4) either way: a transposed
+/// convolution's (in, out, 4, 4) kernel seen from the grid.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Plan {
+    batch: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+    o: usize,
+    tiles_h: usize,
+    tiles_w: usize,
+}
+
+/// Which gradients a backward pass computes: of the image side, of the grid side, of the
+/// kernel.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Wanted {
+    pub image: bool,
+    pub grid: bool,
+    pub kernel: bool,
+}
+
+impl Plan {
+    /// A plan for a 4x4 kernel with stride 2 and padding 1 between images of `c` x h x w and
+    /// grids of `o` channels, or None where it does not apply (odd sides, other windows) or
+    /// does not pay (channel counts under 16 or not a multiple of 8).
+    pub(super) fn new(
+        batch: usize,
+        (c, h, w): (usize, usize, usize),
+        o: usize,
+        (k, stride, padding): (usize, usize, usize),
+    ) -> Option<Self> {
+        let fits = (k, stride, padding) == (4, 2, 1)
+            && h > 0
+            && w > 0
+            && h.is_multiple_of(2)
+            && w.is_multiple_of(2)
+            && c.is_multiple_of(LANES)
+            && o.is_multiple_of(LANES)
+            && c >= 16
+            && o >= 16;
+        fits.then(|| Self {
+            batch,
+            c,
+            h,
+            w,
+            o,
+            tiles_h: (h / 2).div_ceil(4),
+            tiles_w: (w / 2).div_ceil(4),
+        })
+    }
+
+    fn grid_h(&self) -> usize {
+        self.h / 2
+    }
+
+    fn grid_w(&self) -> usize {
+        self.w / 2
+    }
+
+    fn image_len(&self) -> usize {
+        self.c * self.h * self.w
+    }
+
+    fn grid_len(&self) -> usize {
+        self.o * self.grid_h() * self.grid_w()
+    }
+
+    /// Output blocks per image.
+    fn tiles(&self) -> usize {
+        self.tiles_h * self.tiles_w
+    }
+
+    /// Input channels of the polyphase correlation: (phase, channel).
+    fn taps(&self) -> usize {
+        4 * self.c
+    }
+
+    /// The padded channel-last image: one zero row and column before the image, and after
+    /// it enough to cover the last blocks' 5x5 inputs in every phase.
+    fn staged_image(&self) -> (usize, usize) {
+        (8 * self.tiles_h + 2, 8 * self.tiles_w + 2)
+    }
+
+    /// The channel-last grid, zero beyond the grid up to whole blocks.
+    fn staged_grid(&self) -> (usize, usize) {
+        (4 * self.tiles_h, 4 * self.tiles_w)
+    }
+
+    fn images_per_group(&self) -> usize {
+        (TARGET_ROWS / self.tiles()).max(1)
+    }
+
+    fn images_per_task(&self) -> usize {
+        self.batch
+            .div_ceil(rayon::current_num_threads().max(1))
+            .max(1)
+    }
+
+    /// The kernel's bins for products with the kernel transposed (o rows, c' columns):
+    /// G g Gᵀ for the 2x2 phase kernel g of each (o, c'). Layout [o][f][c'], one output
+    /// channel per task; [`Plan::by_channel`] reads bin f as a matrix.
+    fn kernel_bins(&self, w: &[f32]) -> Vec<f32> {
+        let (c, taps) = (self.c, self.taps());
+        let mut ut = vec![0f32; self.o * BINS * taps];
+        ut.par_chunks_mut(BINS * taps)
+            .zip(w.par_chunks(c * 16))
+            .for_each(|(dst, wo)| {
+                for phase in 0..4 {
+                    let (py, px) = (phase / 2, phase % 2);
+                    for cb in (0..c).step_by(LANES) {
+                        let g: [[f32x8; 2]; 2] = tile(|a, b| {
+                            f32x8::from(from_fn::<f32, LANES, _>(|l| {
+                                wo[(cb + l) * 16 + (2 * a + py) * 4 + 2 * b + px]
+                            }))
+                        });
+                        for (f, v) in sandwich(&G, &g).iter().flatten().enumerate() {
+                            store(&mut dst[f * taps + phase * c + cb..], *v);
+                        }
+                    }
+                }
+            });
+        ut
+    }
+
+    /// The kernel's bins for products with the kernel itself (c' rows, o columns): layout
+    /// [c'][f][o], one tap channel per task, eight output channels at a time.
+    fn kernel_bins_by_tap(&self, w: &[f32]) -> Vec<f32> {
+        let (c, o) = (self.c, self.o);
+        let mut u = vec![0f32; self.taps() * BINS * o];
+        u.par_chunks_mut(BINS * o)
+            .enumerate()
+            .for_each(|(tap, dst)| {
+                let (phase, ci) = (tap / c, tap % c);
+                let (py, px) = (phase / 2, phase % 2);
+                for ob in (0..o).step_by(LANES) {
+                    let g: [[f32x8; 2]; 2] = tile(|a, b| {
+                        f32x8::from(from_fn::<f32, LANES, _>(|l| {
+                            w[((ob + l) * c + ci) * 16 + (2 * a + py) * 4 + 2 * b + px]
+                        }))
+                    });
+                    for (f, v) in sandwich(&G, &g).iter().flatten().enumerate() {
+                        store(&mut dst[f * o + ob..], *v);
+                    }
+                }
+            });
+        u
+    }
+
+    /// Bin f of [`Plan::kernel_bins`] (o x c') or [`Plan::kernel_bins_by_tap`] (c' x o)
+    /// as a matrix: rows `BINS` blocks apart.
+    fn bin(bins: &[f32], f: usize, cols: usize) -> Strided<'_> {
+        Strided {
+            data: &bins[f * cols..],
+            rs: BINS * cols,
+            cs: 1,
+        }
+    }
+
+    /// The kernel gradient (o, c, 4, 4) from its bins' gradients (layout [f][o][c']):
+    /// Gᵀ gU G per (o, c'), one output channel per task.
+    fn kernel_from_bins(&self, gu: &[f32]) -> Vec<f32> {
+        let (c, o, taps) = (self.c, self.o, self.taps());
+        let mut gw = vec![0f32; o * c * 16];
+        gw.par_chunks_mut(c * 16).enumerate().for_each(|(oi, dst)| {
+            for phase in 0..4 {
+                let (py, px) = (phase / 2, phase % 2);
+                for cb in (0..c).step_by(LANES) {
+                    let bins: [[f32x8; 5]; 5] =
+                        tile(|p, q| load(&gu[((p * 5 + q) * o + oi) * taps + phase * c + cb..]));
+                    for (a, row) in sandwich(&GT, &bins).iter().enumerate() {
+                        for (b, v) in row.iter().enumerate() {
+                            for (l, x) in v.to_array().into_iter().enumerate() {
+                                dst[(cb + l) * 16 + (2 * a + py) * 4 + 2 * b + px] = x;
+                            }
+                        }
+                    }
+                }
+            }
+        });
+        gw
+    }
+
+    /// One image (c, h, w) into the padded channel-last staging buffer.
+    fn stage_image(&self, image: &[f32], staging: &mut [f32]) {
+        let (c, h, w) = (self.c, self.h, self.w);
+        let (ih, iw) = self.staged_image();
+        // The border stays zero: `with_scratch` clears the buffer once per pass and only
+        // the interior is written.
+        planes_to_rows(image, c, h * w, &mut staging[..ih * iw * c], |p| {
+            ((p / w + 1) * iw + p % w + 1) * c
+        });
+    }
+
+    /// One image → its tiles' rows `t0..` of every bin's (rows, c') matrix: Bᵀ d B for each
+    /// block, phase and channel.
+    fn image_to_bins(
+        &self,
+        image: &[f32],
+        staging: &mut [f32],
+        v: &mut [f32],
+        rows: usize,
+        t0: usize,
+    ) {
+        self.stage_image(image, staging);
+        let (c, taps) = (self.c, self.taps());
+        let iw = self.staged_image().1;
+        for ti in 0..self.tiles_h {
+            for tj in 0..self.tiles_w {
+                let t = t0 + ti * self.tiles_w + tj;
+                for phase in 0..4 {
+                    let (py, px) = (phase / 2, phase % 2);
+                    for cb in (0..c).step_by(LANES) {
+                        let d: [[f32x8; 5]; 5] = tile(|u, q| {
+                            let (y, x) = (8 * ti + 2 * u + py, 8 * tj + 2 * q + px);
+                            load(&staging[(y * iw + x) * c + cb..])
+                        });
+                        let bins = sandwich(&BT, &d);
+                        for (f, val) in bins.iter().flatten().enumerate() {
+                            store(
+                                &mut v[f * bin_len(rows, taps) + t * taps + phase * c + cb..],
+                                *val,
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Rows `t0..` of every bin's (rows, c') gradient → one image (c, h, w): B gV Bᵀ for
+    /// each block, phase and channel, overlapping blocks added; plus `bias[ch]` when given.
+    fn bins_to_image(
+        &self,
+        v: &[f32],
+        rows: usize,
+        t0: usize,
+        staging: &mut [f32],
+        image: &mut [f32],
+        bias: Option<&[f32]>,
+    ) {
+        let (c, h, w, taps) = (self.c, self.h, self.w, self.taps());
+        let (ih, iw) = self.staged_image();
+        let staging = &mut staging[..ih * iw * c];
+        staging.fill(0.0);
+        for ti in 0..self.tiles_h {
+            for tj in 0..self.tiles_w {
+                let t = t0 + ti * self.tiles_w + tj;
+                for phase in 0..4 {
+                    let (py, px) = (phase / 2, phase % 2);
+                    for cb in (0..c).step_by(LANES) {
+                        let bins: [[f32x8; 5]; 5] = tile(|p, q| {
+                            load(
+                                &v[(p * 5 + q) * bin_len(rows, taps) + t * taps + phase * c + cb..],
+                            )
+                        });
+                        let d = sandwich(&B, &bins);
+                        for (u, row) in d.iter().enumerate() {
+                            for (q, val) in row.iter().enumerate() {
+                                let (y, x) = (8 * ti + 2 * u + py, 8 * tj + 2 * q + px);
+                                add_to(&mut staging[(y * iw + x) * c + cb..], *val);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        rows_to_planes(
+            staging,
+            c,
+            h * w,
+            image,
+            |p| ((p / w + 1) * iw + p % w + 1) * c,
+            bias,
+        );
+    }
+
+    /// One grid (o, h/2, w/2) → its tiles' rows `t0..` of every bin's (rows, o) matrix:
+    /// A gY Aᵀ per block and channel (the output transform's adjoint).
+    fn grid_to_bins(
+        &self,
+        grid: &[f32],
+        staging: &mut [f32],
+        m: &mut [f32],
+        rows: usize,
+        t0: usize,
+    ) {
+        let (o, gh, gw) = (self.o, self.grid_h(), self.grid_w());
+        let (sh, sw) = self.staged_grid();
+        // Zero past the grid's edge from `with_scratch`; only the grid itself is written.
+        let staging = &mut staging[..sh * sw * o];
+        planes_to_rows(grid, o, gh * gw, staging, |p| ((p / gw) * sw + p % gw) * o);
+        for ti in 0..self.tiles_h {
+            for tj in 0..self.tiles_w {
+                let t = t0 + ti * self.tiles_w + tj;
+                for ob in (0..o).step_by(LANES) {
+                    let g: [[f32x8; 4]; 4] =
+                        tile(|i, j| load(&staging[((4 * ti + i) * sw + 4 * tj + j) * o + ob..]));
+                    let bins = sandwich(&A, &g);
+                    for (f, val) in bins.iter().flatten().enumerate() {
+                        store(&mut m[f * bin_len(rows, o) + t * o + ob..], *val);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Rows `t0..` of every bin's (rows, o) products → one grid (o, h/2, w/2): Aᵀ M A per
+    /// block and channel, the outputs past the grid's edge dropped; plus `bias[ch]`.
+    fn bins_to_grid(
+        &self,
+        m: &[f32],
+        rows: usize,
+        t0: usize,
+        staging: &mut [f32],
+        grid: &mut [f32],
+        bias: Option<&[f32]>,
+    ) {
+        let (o, gh, gw) = (self.o, self.grid_h(), self.grid_w());
+        let (sh, sw) = self.staged_grid();
+        let staging = &mut staging[..sh * sw * o];
+        for ti in 0..self.tiles_h {
+            for tj in 0..self.tiles_w {
+                let t = t0 + ti * self.tiles_w + tj;
+                for ob in (0..o).step_by(LANES) {
+                    let bins: [[f32x8; 5]; 5] =
+                        tile(|p, q| load(&m[(p * 5 + q) * bin_len(rows, o) + t * o + ob..]));
+                    for (i, row) in sandwich(&AT, &bins).iter().enumerate() {
+                        for (j, val) in row.iter().enumerate() {
+                            store(
+                                &mut staging[((4 * ti + i) * sw + 4 * tj + j) * o + ob..],
+                                *val,
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        rows_to_planes(
+            staging,
+            o,
+            gh * gw,
+            grid,
+            |p| ((p / gw) * sw + p % gw) * o,
+            bias,
+        );
+    }
+
+    /// Convolution: images (batch, c, h, w) → act(grids (batch, o, h/2, w/2) + bias).
+    pub(super) fn down(
+        &self,
+        x: &[f32],
+        w: &[f32],
+        b: &[f32],
+        act: Activation,
+    ) -> Result<Vec<f32>> {
+        let (image_len, grid_len) = (self.image_len(), self.grid_len());
+        let (o, taps, tiles) = (self.o, self.taps(), self.tiles());
+        let u = self.kernel_bins_by_tap(w);
+        let mut y = vec![0f32; self.batch * grid_len];
+        let (per, group) = (self.images_per_task(), self.images_per_group());
+        y.par_chunks_mut(per * grid_len)
+            .zip(x.par_chunks(per * image_len))
+            .try_for_each(|(ys, xs)| {
+                self.with_scratch(
+                    |Scratch {
+                         v,
+                         m,
+                         image_in,
+                         out,
+                         ..
+                     }| {
+                        for (yg, xg) in ys
+                            .chunks_mut(group * grid_len)
+                            .zip(xs.chunks(group * image_len))
+                        {
+                            let rows = xg.len() / image_len * tiles;
+                            for (i, xi) in xg.chunks(image_len).enumerate() {
+                                self.image_to_bins(xi, image_in, v, rows, i * tiles);
+                            }
+                            for f in 0..BINS {
+                                matmul(
+                                    (rows, o, taps),
+                                    &mut m[f * bin_len(rows, o)..][..rows * o],
+                                    false,
+                                    Strided::rows(
+                                        &v[f * bin_len(rows, taps)..][..rows * taps],
+                                        taps,
+                                    ),
+                                    Self::bin(&u, f, o),
+                                    1,
+                                )?;
+                            }
+                            for (i, yi) in yg.chunks_mut(grid_len).enumerate() {
+                                self.bins_to_grid(m, rows, i * tiles, out, yi, Some(b));
+                                act.apply_in_place(yi);
+                            }
+                        }
+                        Ok::<(), candle_core::Error>(())
+                    },
+                )
+            })?;
+        Ok(y)
+    }
+
+    /// Transposed convolution: grids (batch, o, h/2, w/2) → act(images (batch, c, h, w) +
+    /// bias), the adjoint of [`Plan::down`] plus a bias.
+    pub(super) fn up(&self, x: &[f32], w: &[f32], b: &[f32], act: Activation) -> Result<Vec<f32>> {
+        let (image_len, grid_len) = (self.image_len(), self.grid_len());
+        let (o, taps, tiles) = (self.o, self.taps(), self.tiles());
+        let ut = self.kernel_bins(w);
+        let mut y = vec![0f32; self.batch * image_len];
+        let (per, group) = (self.images_per_task(), self.images_per_group());
+        y.par_chunks_mut(per * image_len)
+            .zip(x.par_chunks(per * grid_len))
+            .try_for_each(|(ys, xs)| {
+                self.with_scratch(
+                    |Scratch {
+                         v, m, grid_in, out, ..
+                     }| {
+                        for (yg, xg) in ys
+                            .chunks_mut(group * image_len)
+                            .zip(xs.chunks(group * grid_len))
+                        {
+                            let rows = xg.len() / grid_len * tiles;
+                            for (i, xi) in xg.chunks(grid_len).enumerate() {
+                                self.grid_to_bins(xi, grid_in, m, rows, i * tiles);
+                            }
+                            for f in 0..BINS {
+                                matmul(
+                                    (rows, taps, o),
+                                    &mut v[f * bin_len(rows, taps)..][..rows * taps],
+                                    false,
+                                    Strided::rows(&m[f * bin_len(rows, o)..][..rows * o], o),
+                                    Self::bin(&ut, f, taps),
+                                    1,
+                                )?;
+                            }
+                            for (i, yi) in yg.chunks_mut(image_len).enumerate() {
+                                self.bins_to_image(v, rows, i * tiles, out, yi, Some(b));
+                                act.apply_in_place(yi);
+                            }
+                        }
+                        Ok::<(), candle_core::Error>(())
+                    },
+                )
+            })?;
+        Ok(y)
+    }
+
+    /// Gradients from one side's values and the other side's gradient: `image` and `grid`
+    /// are a convolution's (input, output gradient) or a transposed convolution's (output
+    /// gradient, input). Returns (image-side gradient, grid-side gradient, kernel gradient),
+    /// each empty unless wanted; the image-side one needs `grid`, the grid-side one needs
+    /// `image`, the kernel one both.
+    pub(super) fn backward(
+        &self,
+        image: &[f32],
+        grid: &[f32],
+        w: &[f32],
+        wanted: Wanted,
+    ) -> Result<(Vec<f32>, Vec<f32>, Vec<f32>)> {
+        let (image_len, grid_len) = (self.image_len(), self.grid_len());
+        let (o, taps, tiles) = (self.o, self.taps(), self.tiles());
+        if image.len() != self.batch * image_len || grid.len() != self.batch * grid_len {
+            candle_core::bail!(
+                "winograd convolution gradient: {} image and {} grid values for a batch of {}",
+                image.len(),
+                grid.len(),
+                self.batch
+            );
+        }
+        let ut = if wanted.image || wanted.grid {
+            self.kernel_bins(w)
+        } else {
+            Vec::new()
+        };
+        let u = if wanted.grid {
+            self.kernel_bins_by_tap(w)
+        } else {
+            Vec::new()
+        };
+        let (per, group) = (self.images_per_task(), self.images_per_group());
+        let tasks = self.batch.div_ceil(per);
+        let mut g_image = vec![0f32; if wanted.image { image.len() } else { 0 }];
+        let mut g_grid = vec![0f32; if wanted.grid { grid.len() } else { 0 }];
+        let runs: Vec<_> = task_runs(&mut g_image, per * image_len, tasks)
+            .into_iter()
+            .zip(task_runs(&mut g_grid, per * grid_len, tasks))
+            .collect();
+        let partials = runs
+            .into_par_iter()
+            .enumerate()
+            .map(|(task, (gi_run, gg_run))| -> Result<Vec<f32>> {
+                let first = task * per;
+                let count = per.min(self.batch - first);
+                let mut gu = vec![0f32; if wanted.kernel { BINS * o * taps } else { 0 }];
+                self.with_scratch(
+                    |Scratch {
+                         v,
+                         m,
+                         image_in,
+                         grid_in,
+                         out,
+                     }| {
+                        for start in (first..first + count).step_by(group) {
+                            let n = group.min(first + count - start);
+                            let rows = n * tiles;
+                            let images = &image[start * image_len..][..n * image_len];
+                            let grids = &grid[start * grid_len..][..n * grid_len];
+                            if wanted.kernel || wanted.image {
+                                for (i, gi) in grids.chunks(grid_len).enumerate() {
+                                    self.grid_to_bins(gi, grid_in, m, rows, i * tiles);
+                                }
+                            }
+                            if wanted.kernel || wanted.grid {
+                                for (i, xi) in images.chunks(image_len).enumerate() {
+                                    self.image_to_bins(xi, image_in, v, rows, i * tiles);
+                                }
+                            }
+                            if wanted.kernel {
+                                // gU_f (o, c') += M_fᵀ · V_f
+                                for f in 0..BINS {
+                                    matmul(
+                                        (o, taps, rows),
+                                        &mut gu[f * o * taps..][..o * taps],
+                                        true,
+                                        Strided::transposed(
+                                            &m[f * bin_len(rows, o)..][..rows * o],
+                                            o,
+                                        ),
+                                        Strided::rows(
+                                            &v[f * bin_len(rows, taps)..][..rows * taps],
+                                            taps,
+                                        ),
+                                        1,
+                                    )?;
+                                }
+                            }
+                            let local = start - first;
+                            if wanted.grid {
+                                // The convolution of the image side: M_f = V_f · U_f.
+                                for f in 0..BINS {
+                                    matmul(
+                                        (rows, o, taps),
+                                        &mut m[f * bin_len(rows, o)..][..rows * o],
+                                        false,
+                                        Strided::rows(
+                                            &v[f * bin_len(rows, taps)..][..rows * taps],
+                                            taps,
+                                        ),
+                                        Self::bin(&u, f, o),
+                                        1,
+                                    )?;
+                                }
+                                let dst = &mut gg_run[local * grid_len..][..n * grid_len];
+                                for (i, gi) in dst.chunks_mut(grid_len).enumerate() {
+                                    self.bins_to_grid(m, rows, i * tiles, out, gi, None);
+                                }
+                            }
+                            if wanted.image {
+                                // The adjoint of the grid side: V_f = M_f · U_fᵀ.
+                                for f in 0..BINS {
+                                    matmul(
+                                        (rows, taps, o),
+                                        &mut v[f * bin_len(rows, taps)..][..rows * taps],
+                                        false,
+                                        Strided::rows(&m[f * bin_len(rows, o)..][..rows * o], o),
+                                        Self::bin(&ut, f, taps),
+                                        1,
+                                    )?;
+                                }
+                                let dst = &mut gi_run[local * image_len..][..n * image_len];
+                                for (i, xi) in dst.chunks_mut(image_len).enumerate() {
+                                    self.bins_to_image(v, rows, i * tiles, out, xi, None);
+                                }
+                            }
+                        }
+                        Ok::<(), candle_core::Error>(())
+                    },
+                )?;
+                Ok(gu)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let g_kernel = if wanted.kernel {
+            let mut gu = vec![0f32; BINS * o * taps];
+            for p in &partials {
+                gu.iter_mut().zip(p).for_each(|(s, v)| *s += v);
+            }
+            self.kernel_from_bins(&gu)
+        } else {
+            Vec::new()
+        };
+        Ok((g_image, g_grid, g_kernel))
+    }
+
+    /// Runs `f` with this thread's buffers grown to this plan's sizes, the staging inputs
+    /// cleared.
+    fn with_scratch<R>(&self, f: impl FnOnce(Scratch) -> R) -> R {
+        let rows = self.images_per_group() * self.tiles();
+        let ((ih, iw), (gh, gw)) = (self.staged_image(), self.staged_grid());
+        let sizes = [
+            BINS * bin_len(rows, self.taps()),
+            BINS * bin_len(rows, self.o),
+            ih * iw * self.c,
+            gh * gw * self.o,
+            (ih * iw * self.c).max(gh * gw * self.o),
+        ];
+        SCRATCH.with(|cell| {
+            let mut guard = cell.borrow_mut();
+            let mut parts = guard.iter_mut().zip(sizes).map(|(buf, n)| {
+                if buf.len() < n {
+                    buf.resize(n, 0.0);
+                }
+                &mut buf[..n]
+            });
+            let mut next = || parts.next().expect("five buffers");
+            let (v, m, image_in, grid_in, out) = (next(), next(), next(), next(), next());
+            image_in.fill(0.0);
+            grid_in.fill(0.0);
+            f(Scratch {
+                v,
+                m,
+                image_in,
+                grid_in,
+                out,
+            })
+        })
+    }
+}
+
+/// One thread's buffers for a pass: a group's image-side bins (`v`) and grid-side bins
+/// (`m`); an image and a grid staged channel-last for the input transforms (zero outside
+/// the values written); and a staging buffer for the output transforms.
+struct Scratch<'a> {
+    v: &'a mut [f32],
+    m: &'a mut [f32],
+    image_in: &'a mut [f32],
+    grid_in: &'a mut [f32],
+    out: &'a mut [f32],
+}
+
+/// A gradient buffer cut into each task's run, or `tasks` empty runs where the gradient is
+/// not wanted (the buffer is empty).
+fn task_runs(buf: &mut [f32], run: usize, tasks: usize) -> Vec<&mut [f32]> {
+    if buf.is_empty() {
+        (0..tasks).map(|_| <&mut [f32]>::default()).collect()
+    } else {
+        buf.chunks_mut(run).collect()
+    }
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<[Vec<f32>; 5]> = const {
+        std::cell::RefCell::new([Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new()])
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The 1-D algorithm is exact: Aᵀ[(G g) ⊙ (Bᵀ d)] equals the two-tap correlation for
+    /// every basis pair (g, d), up to f32 rounding of the thirds and sixths.
+    #[test]
+    fn f42_computes_the_two_tap_correlation() {
+        for a in 0..2 {
+            for k in 0..5 {
+                let g: [f32; 2] = from_fn(|i| (i == a) as u8 as f32);
+                let d: [f32; 5] = from_fn(|i| (i == k) as u8 as f32);
+                let gg: [f32; 5] = from_fn(|r| (0..2).map(|i| G[r][i] * g[i]).sum());
+                let bd: [f32; 5] = from_fn(|r| (0..5).map(|i| BT[r][i] * d[i]).sum());
+                for (i, row) in AT.iter().enumerate() {
+                    let y: f32 = (0..5).map(|r| row[r] * gg[r] * bd[r]).sum();
+                    let want = if k == i + a { 1.0 } else { 0.0 };
+                    assert!(
+                        (y - want).abs() < 1e-6,
+                        "g{a} d{k} → y{i} = {y}, want {want}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn only_4x4_stride_2_padding_1_layers_with_channels_in_eights_take_this_path() {
+        assert!(Plan::new(2, (64, 14, 14), 128, (4, 2, 1)).is_some());
+        assert!(Plan::new(2, (64, 14, 14), 128, (3, 1, 1)).is_none());
+        assert!(Plan::new(2, (64, 13, 14), 128, (4, 2, 1)).is_none());
+        assert!(Plan::new(2, (1, 28, 28), 64, (4, 2, 1)).is_none());
+        assert!(Plan::new(2, (20, 14, 14), 128, (4, 2, 1)).is_none());
+    }
+}
