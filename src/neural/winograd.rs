@@ -21,14 +21,16 @@
 //! adjoint with respect to G g Gᵀ.
 //!
 //! Each pass works image by image within a group of images per thread, as `conv` does.
-//! Values differ from the patch product at rounding level (the tests bound it).
+//! The transforms run eight channels at a time, compiled twice: for AVX2 where the
+//! processor has it and for the baseline target otherwise. Values differ from the patch
+//! product at rounding level (the tests bound it).
 
 use super::cpu::{Strided, matmul};
 use super::linear::Activation;
 use candle_core::Result;
 use rayon::prelude::*;
 use std::array::from_fn;
-use wide::f32x8;
+use std::ops::{Add, AddAssign, Mul, MulAssign, Sub, SubAssign};
 
 /// Output transform Aᵀ of F(4, 2) at the points 0, 1, −1, 2, ∞.
 const AT: [[f32; 5]; 4] = [
@@ -78,6 +80,152 @@ const LANES: usize = 8;
 /// near the core. 64 beat 32 and 128 by 3-10% on a whole DCGAN step.
 const TARGET_ROWS: usize = 64;
 
+/// Eight f32 lanes as a plain array with element-wise loops: the compiler turns each
+/// operation into one AVX instruction inside the AVX2 copies of the transforms (`avx2_dispatch`) and two SSE ones in
+/// the baseline build. (wide's f32x8 is fixed to SSE unless the whole crate is built for
+/// AVX, and the 5x5 tiles of two-register vectors spilled to the stack.)
+#[derive(Clone, Copy)]
+#[repr(align(32))]
+struct V8([f32; LANES]);
+
+impl V8 {
+    const ZERO: Self = Self([0.0; LANES]);
+
+    #[inline(always)]
+    fn splat(c: f32) -> Self {
+        Self([c; LANES])
+    }
+
+    #[inline(always)]
+    fn to_array(self) -> [f32; LANES] {
+        self.0
+    }
+
+    /// Row k of the result is lane k of every input vector: with AVX's shuffles where the
+    /// processor has them (the compiler made 64 scalar moves of the plain loop, most of the
+    /// input transform's time), else the plain loop.
+    #[inline(always)]
+    fn transpose(block: [Self; LANES]) -> [Self; LANES] {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the processor has AVX2, checked just above.
+            return unsafe { transpose_avx(block) };
+        }
+        Self::transpose_portable(block)
+    }
+
+    #[inline(always)]
+    fn transpose_portable(block: [Self; LANES]) -> [Self; LANES] {
+        let mut t = [Self::ZERO; LANES];
+        for (k, row) in t.iter_mut().enumerate() {
+            for (l, v) in block.iter().enumerate() {
+                row.0[l] = v.0[k];
+            }
+        }
+        t
+    }
+}
+
+/// [`V8::transpose`] in 24 AVX shuffles (unpack pairs, shuffle quads, swap halves).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn transpose_avx(block: [V8; LANES]) -> [V8; LANES] {
+    use std::arch::x86_64::*;
+    // SAFETY: each V8 is eight contiguous f32; unaligned loads and stores of 32 bytes.
+    let r: [__m256; LANES] = block.map(|v| unsafe { _mm256_loadu_ps(v.0.as_ptr()) });
+    let lo = |a, b| _mm256_unpacklo_ps(a, b);
+    let hi = |a, b| _mm256_unpackhi_ps(a, b);
+    let (t0, t1, t2, t3) = (
+        lo(r[0], r[1]),
+        hi(r[0], r[1]),
+        lo(r[2], r[3]),
+        hi(r[2], r[3]),
+    );
+    let (t4, t5, t6, t7) = (
+        lo(r[4], r[5]),
+        hi(r[4], r[5]),
+        lo(r[6], r[7]),
+        hi(r[6], r[7]),
+    );
+    let even = |a, b| _mm256_shuffle_ps::<0x44>(a, b);
+    let odd = |a, b| _mm256_shuffle_ps::<0xEE>(a, b);
+    let (u0, u1, u2, u3) = (even(t0, t2), odd(t0, t2), even(t1, t3), odd(t1, t3));
+    let (u4, u5, u6, u7) = (even(t4, t6), odd(t4, t6), even(t5, t7), odd(t5, t7));
+    let low = |a, b| _mm256_permute2f128_ps::<0x20>(a, b);
+    let high = |a, b| _mm256_permute2f128_ps::<0x31>(a, b);
+    let rows = [
+        low(u0, u4),
+        low(u1, u5),
+        low(u2, u6),
+        low(u3, u7),
+        high(u0, u4),
+        high(u1, u5),
+        high(u2, u6),
+        high(u3, u7),
+    ];
+    let mut out = [V8::ZERO; LANES];
+    for (o, v) in out.iter_mut().zip(rows) {
+        // SAFETY: as above.
+        unsafe { _mm256_storeu_ps(o.0.as_mut_ptr(), v) };
+    }
+    out
+}
+
+impl From<[f32; LANES]> for V8 {
+    #[inline(always)]
+    fn from(a: [f32; LANES]) -> Self {
+        Self(a)
+    }
+}
+
+macro_rules! lanewise {
+    ($trait:ident, $method:ident, $assign:ident, $assign_method:ident, $op:tt) => {
+        impl $assign for V8 {
+            #[inline(always)]
+            fn $assign_method(&mut self, rhs: V8) {
+                for (a, b) in self.0.iter_mut().zip(rhs.0) {
+                    *a $op b;
+                }
+            }
+        }
+        impl $trait for V8 {
+            type Output = V8;
+            #[inline(always)]
+            fn $method(mut self, rhs: V8) -> V8 {
+                self $op rhs;
+                self
+            }
+        }
+    };
+}
+lanewise!(Add, add, AddAssign, add_assign, +=);
+lanewise!(Sub, sub, SubAssign, sub_assign, -=);
+lanewise!(Mul, mul, MulAssign, mul_assign, *=);
+
+/// Defines `$name` to run `$body` (an `inline(always)` method) compiled for AVX2 where the
+/// processor has it (std caches the check) and for the baseline target otherwise: inside
+/// the AVX2 copy the transforms' [`V8`] loops become 256-bit instructions, about half the
+/// instructions of the SSE build. (A generic AVX2 function taking the body as a closure
+/// left the closure out of line, compiled for SSE.)
+macro_rules! avx2_dispatch {
+    ($name:ident, $avx2:ident, $body:ident, ($($arg:ident: $ty:ty),* $(,)?)) => {
+        fn $name(&self, $($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: the processor has AVX2, checked just above.
+                return unsafe { self.$avx2($($arg),*) };
+            }
+            self.$body($($arg),*)
+        }
+
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2")]
+        fn $avx2(&self, $($arg: $ty),*) {
+            self.$body($($arg),*)
+        }
+    };
+}
+
 /// Values between the starts of consecutive bins' (rows, cols) matrices in a group's
 /// buffer: a cache line more than the matrix, so that the 25 bins a transform writes or
 /// reads at once do not all fall in the same cache sets (with power-of-two matrix sizes
@@ -89,9 +237,9 @@ fn bin_len(rows: usize, cols: usize) -> usize {
 /// m · v for a small constant matrix, skipping its zero entries and multiplying by ±1 as
 /// additions (the loops unroll over the constants).
 #[inline(always)]
-fn mul<const R: usize, const K: usize>(m: &[[f32; K]; R], v: &[f32x8; K]) -> [f32x8; R] {
+fn mul<const R: usize, const K: usize>(m: &[[f32; K]; R], v: &[V8; K]) -> [V8; R] {
     // −0 is the identity of addition, so the first term adds exactly.
-    let mut out = [f32x8::splat(-0.0); R];
+    let mut out = [V8::splat(-0.0); R];
     for (acc, row) in out.iter_mut().zip(m) {
         for (&c, &x) in row.iter().zip(v) {
             if c == 1.0 {
@@ -99,7 +247,7 @@ fn mul<const R: usize, const K: usize>(m: &[[f32; K]; R], v: &[f32x8; K]) -> [f3
             } else if c == -1.0 {
                 *acc -= x;
             } else if c != 0.0 {
-                *acc += x * f32x8::splat(c);
+                *acc += x * V8::splat(c);
             }
         }
     }
@@ -109,13 +257,10 @@ fn mul<const R: usize, const K: usize>(m: &[[f32; K]; R], v: &[f32x8; K]) -> [f3
 /// m · d · mᵀ for a K x K tile d, eight channels at a time. (Plain loops over arrays:
 /// `std::array::from_fn` over arrays of vectors compiled to memcpy calls.)
 #[inline(always)]
-fn sandwich<const R: usize, const K: usize>(
-    m: &[[f32; K]; R],
-    d: &[[f32x8; K]; K],
-) -> [[f32x8; R]; R] {
-    let mut half = [[f32x8::ZERO; K]; R];
+fn sandwich<const R: usize, const K: usize>(m: &[[f32; K]; R], d: &[[V8; K]; K]) -> [[V8; R]; R] {
+    let mut half = [[V8::ZERO; K]; R];
     for j in 0..K {
-        let mut col = [f32x8::ZERO; K];
+        let mut col = [V8::ZERO; K];
         for k in 0..K {
             col[k] = d[k][j];
         }
@@ -124,7 +269,7 @@ fn sandwich<const R: usize, const K: usize>(
             half[i][j] = r[i];
         }
     }
-    let mut out = [[f32x8::ZERO; R]; R];
+    let mut out = [[V8::ZERO; R]; R];
     for i in 0..R {
         out[i] = mul(m, &half[i]);
     }
@@ -133,8 +278,8 @@ fn sandwich<const R: usize, const K: usize>(
 
 /// A K x K tile of vectors from `at(row, column)`.
 #[inline(always)]
-fn tile<const K: usize>(at: impl Fn(usize, usize) -> f32x8) -> [[f32x8; K]; K] {
-    let mut t = [[f32x8::ZERO; K]; K];
+fn tile<const K: usize>(at: impl Fn(usize, usize) -> V8) -> [[V8; K]; K] {
+    let mut t = [[V8::ZERO; K]; K];
     for (i, row) in t.iter_mut().enumerate() {
         for (j, v) in row.iter_mut().enumerate() {
             *v = at(i, j);
@@ -144,23 +289,24 @@ fn tile<const K: usize>(at: impl Fn(usize, usize) -> f32x8) -> [[f32x8; K]; K] {
 }
 
 #[inline(always)]
-fn load(s: &[f32]) -> f32x8 {
-    f32x8::from(<[f32; LANES]>::try_from(&s[..LANES]).expect("eight values"))
+fn load(s: &[f32]) -> V8 {
+    V8::from(<[f32; LANES]>::try_from(&s[..LANES]).expect("eight values"))
 }
 
 #[inline(always)]
-fn store(s: &mut [f32], v: f32x8) {
+fn store(s: &mut [f32], v: V8) {
     s[..LANES].copy_from_slice(&v.to_array());
 }
 
 #[inline(always)]
-fn add_to(s: &mut [f32], v: f32x8) {
+fn add_to(s: &mut [f32], v: V8) {
     store(s, load(s) + v);
 }
 
 /// Planes (channels, positions) → channel-last rows: the `channels` values of position p
 /// go to `dst[at(p)..]`. Eight channels by eight positions at a time through a register
 /// transpose (a scalar scatter was most of the transforms' time).
+#[inline(always)]
 fn planes_to_rows(
     planes: &[f32],
     channels: usize,
@@ -171,9 +317,11 @@ fn planes_to_rows(
     let full = positions / LANES * LANES;
     for cb in (0..channels).step_by(LANES) {
         for p0 in (0..full).step_by(LANES) {
-            let block: [f32x8; LANES] =
-                std::array::from_fn(|l| load(&planes[(cb + l) * positions + p0..]));
-            for (k, v) in f32x8::transpose(block).into_iter().enumerate() {
+            let mut block = [V8::ZERO; LANES];
+            for (l, v) in block.iter_mut().enumerate() {
+                *v = load(&planes[(cb + l) * positions + p0..]);
+            }
+            for (k, v) in V8::transpose(block).into_iter().enumerate() {
                 store(&mut dst[at(p0 + k) + cb..], v);
             }
         }
@@ -186,6 +334,7 @@ fn planes_to_rows(
 }
 
 /// The inverse of [`planes_to_rows`], adding `bias[ch]` when given.
+#[inline(always)]
 fn rows_to_planes(
     src: &[f32],
     channels: usize,
@@ -196,11 +345,14 @@ fn rows_to_planes(
 ) {
     let full = positions / LANES * LANES;
     for cb in (0..channels).step_by(LANES) {
-        let b = bias.map_or(f32x8::ZERO, |b| load(&b[cb..]));
+        let b = bias.map_or(V8::ZERO, |b| load(&b[cb..]));
         let b_arr = b.to_array();
         for p0 in (0..full).step_by(LANES) {
-            let block: [f32x8; LANES] = std::array::from_fn(|k| load(&src[at(p0 + k) + cb..]) + b);
-            for (l, v) in f32x8::transpose(block).into_iter().enumerate() {
+            let mut block = [V8::ZERO; LANES];
+            for (k, v) in block.iter_mut().enumerate() {
+                *v = load(&src[at(p0 + k) + cb..]) + b;
+            }
+            for (l, v) in V8::transpose(block).into_iter().enumerate() {
                 store(&mut planes[(cb + l) * positions + p0..], v);
             }
         }
@@ -321,46 +473,70 @@ impl Plan {
         let mut ut = vec![0f32; self.o * BINS * taps];
         ut.par_chunks_mut(BINS * taps)
             .zip(w.par_chunks(c * 16))
-            .for_each(|(dst, wo)| {
-                for phase in 0..4 {
-                    let (py, px) = (phase / 2, phase % 2);
-                    for cb in (0..c).step_by(LANES) {
-                        let g: [[f32x8; 2]; 2] = tile(|a, b| {
-                            f32x8::from(from_fn::<f32, LANES, _>(|l| {
-                                wo[(cb + l) * 16 + (2 * a + py) * 4 + 2 * b + px]
-                            }))
-                        });
-                        for (f, v) in sandwich(&G, &g).iter().flatten().enumerate() {
-                            store(&mut dst[f * taps + phase * c + cb..], *v);
-                        }
-                    }
-                }
-            });
+            .for_each(|(dst, wo)| self.channel_kernel_bins(dst, wo));
         ut
+    }
+
+    avx2_dispatch!(
+        channel_kernel_bins,
+        channel_kernel_bins_avx2,
+        channel_kernel_bins_body,
+        (dst: &mut [f32], wo: &[f32])
+    );
+
+    /// One output channel's part of [`Plan::kernel_bins`] from its kernel `wo` (c, 4, 4).
+    #[inline(always)]
+    fn channel_kernel_bins_body(&self, dst: &mut [f32], wo: &[f32]) {
+        let (c, taps) = (self.c, self.taps());
+        for phase in 0..4 {
+            let (py, px) = (phase / 2, phase % 2);
+            for cb in (0..c).step_by(LANES) {
+                let g: [[V8; 2]; 2] = tile(|a, b| {
+                    V8::from(from_fn::<f32, LANES, _>(|l| {
+                        wo[(cb + l) * 16 + (2 * a + py) * 4 + 2 * b + px]
+                    }))
+                });
+                for (f, v) in sandwich(&G, &g).iter().flatten().enumerate() {
+                    store(&mut dst[f * taps + phase * c + cb..], *v);
+                }
+            }
+        }
     }
 
     /// The kernel's bins for products with the kernel itself (c' rows, o columns): layout
     /// [c'][f][o], one tap channel per task, eight output channels at a time.
     fn kernel_bins_by_tap(&self, w: &[f32]) -> Vec<f32> {
-        let (c, o) = (self.c, self.o);
+        let o = self.o;
         let mut u = vec![0f32; self.taps() * BINS * o];
         u.par_chunks_mut(BINS * o)
             .enumerate()
-            .for_each(|(tap, dst)| {
-                let (phase, ci) = (tap / c, tap % c);
-                let (py, px) = (phase / 2, phase % 2);
-                for ob in (0..o).step_by(LANES) {
-                    let g: [[f32x8; 2]; 2] = tile(|a, b| {
-                        f32x8::from(from_fn::<f32, LANES, _>(|l| {
-                            w[((ob + l) * c + ci) * 16 + (2 * a + py) * 4 + 2 * b + px]
-                        }))
-                    });
-                    for (f, v) in sandwich(&G, &g).iter().flatten().enumerate() {
-                        store(&mut dst[f * o + ob..], *v);
-                    }
-                }
-            });
+            .for_each(|(tap, dst)| self.tap_kernel_bins(tap, dst, w));
         u
+    }
+
+    avx2_dispatch!(
+        tap_kernel_bins,
+        tap_kernel_bins_avx2,
+        tap_kernel_bins_body,
+        (tap: usize, dst: &mut [f32], w: &[f32])
+    );
+
+    /// One tap channel's part of [`Plan::kernel_bins_by_tap`].
+    #[inline(always)]
+    fn tap_kernel_bins_body(&self, tap: usize, dst: &mut [f32], w: &[f32]) {
+        let (c, o) = (self.c, self.o);
+        let (phase, ci) = (tap / c, tap % c);
+        let (py, px) = (phase / 2, phase % 2);
+        for ob in (0..o).step_by(LANES) {
+            let g: [[V8; 2]; 2] = tile(|a, b| {
+                V8::from(from_fn::<f32, LANES, _>(|l| {
+                    w[((ob + l) * c + ci) * 16 + (2 * a + py) * 4 + 2 * b + px]
+                }))
+            });
+            for (f, v) in sandwich(&G, &g).iter().flatten().enumerate() {
+                store(&mut dst[f * o + ob..], *v);
+            }
+        }
     }
 
     /// Bin f of [`Plan::kernel_bins`] (o x c') or [`Plan::kernel_bins_by_tap`] (c' x o)
@@ -376,28 +552,43 @@ impl Plan {
     /// The kernel gradient (o, c, 4, 4) from its bins' gradients (layout [f][o][c']):
     /// Gᵀ gU G per (o, c'), one output channel per task.
     fn kernel_from_bins(&self, gu: &[f32]) -> Vec<f32> {
-        let (c, o, taps) = (self.c, self.o, self.taps());
+        let (c, o) = (self.c, self.o);
         let mut gw = vec![0f32; o * c * 16];
-        gw.par_chunks_mut(c * 16).enumerate().for_each(|(oi, dst)| {
-            for phase in 0..4 {
-                let (py, px) = (phase / 2, phase % 2);
-                for cb in (0..c).step_by(LANES) {
-                    let bins: [[f32x8; 5]; 5] =
-                        tile(|p, q| load(&gu[((p * 5 + q) * o + oi) * taps + phase * c + cb..]));
-                    for (a, row) in sandwich(&GT, &bins).iter().enumerate() {
-                        for (b, v) in row.iter().enumerate() {
-                            for (l, x) in v.to_array().into_iter().enumerate() {
-                                dst[(cb + l) * 16 + (2 * a + py) * 4 + 2 * b + px] = x;
-                            }
+        gw.par_chunks_mut(c * 16)
+            .enumerate()
+            .for_each(|(oi, dst)| self.channel_kernel_grad(oi, dst, gu));
+        gw
+    }
+
+    avx2_dispatch!(
+        channel_kernel_grad,
+        channel_kernel_grad_avx2,
+        channel_kernel_grad_body,
+        (oi: usize, dst: &mut [f32], gu: &[f32])
+    );
+
+    /// One output channel's part of [`Plan::kernel_from_bins`].
+    #[inline(always)]
+    fn channel_kernel_grad_body(&self, oi: usize, dst: &mut [f32], gu: &[f32]) {
+        let (c, o, taps) = (self.c, self.o, self.taps());
+        for phase in 0..4 {
+            let (py, px) = (phase / 2, phase % 2);
+            for cb in (0..c).step_by(LANES) {
+                let bins: [[V8; 5]; 5] =
+                    tile(|p, q| load(&gu[((p * 5 + q) * o + oi) * taps + phase * c + cb..]));
+                for (a, row) in sandwich(&GT, &bins).iter().enumerate() {
+                    for (b, v) in row.iter().enumerate() {
+                        for (l, x) in v.to_array().into_iter().enumerate() {
+                            dst[(cb + l) * 16 + (2 * a + py) * 4 + 2 * b + px] = x;
                         }
                     }
                 }
             }
-        });
-        gw
+        }
     }
 
     /// One image (c, h, w) into the padded channel-last staging buffer.
+    #[inline(always)]
     fn stage_image(&self, image: &[f32], staging: &mut [f32]) {
         let (c, h, w) = (self.c, self.h, self.w);
         let (ih, iw) = self.staged_image();
@@ -408,9 +599,12 @@ impl Plan {
         });
     }
 
+    avx2_dispatch!(image_to_bins, image_to_bins_avx2, image_to_bins_body, (image: &[f32], staging: &mut [f32], v: &mut [f32], rows: usize, t0: usize));
+
     /// One image → its tiles' rows `t0..` of every bin's (rows, c') matrix: Bᵀ d B for each
     /// block, phase and channel.
-    fn image_to_bins(
+    #[inline(always)]
+    fn image_to_bins_body(
         &self,
         image: &[f32],
         staging: &mut [f32],
@@ -427,7 +621,7 @@ impl Plan {
                 for phase in 0..4 {
                     let (py, px) = (phase / 2, phase % 2);
                     for cb in (0..c).step_by(LANES) {
-                        let d: [[f32x8; 5]; 5] = tile(|u, q| {
+                        let d: [[V8; 5]; 5] = tile(|u, q| {
                             let (y, x) = (8 * ti + 2 * u + py, 8 * tj + 2 * q + px);
                             load(&staging[(y * iw + x) * c + cb..])
                         });
@@ -444,9 +638,12 @@ impl Plan {
         }
     }
 
+    avx2_dispatch!(bins_to_image, bins_to_image_avx2, bins_to_image_body, (v: &[f32], rows: usize, t0: usize, staging: &mut [f32], image: &mut [f32], bias: Option<&[f32]>));
+
     /// Rows `t0..` of every bin's (rows, c') gradient → one image (c, h, w): B gV Bᵀ for
     /// each block, phase and channel, overlapping blocks added; plus `bias[ch]` when given.
-    fn bins_to_image(
+    #[inline(always)]
+    fn bins_to_image_body(
         &self,
         v: &[f32],
         rows: usize,
@@ -465,7 +662,7 @@ impl Plan {
                 for phase in 0..4 {
                     let (py, px) = (phase / 2, phase % 2);
                     for cb in (0..c).step_by(LANES) {
-                        let bins: [[f32x8; 5]; 5] = tile(|p, q| {
+                        let bins: [[V8; 5]; 5] = tile(|p, q| {
                             load(
                                 &v[(p * 5 + q) * bin_len(rows, taps) + t * taps + phase * c + cb..],
                             )
@@ -491,9 +688,12 @@ impl Plan {
         );
     }
 
+    avx2_dispatch!(grid_to_bins, grid_to_bins_avx2, grid_to_bins_body, (grid: &[f32], staging: &mut [f32], m: &mut [f32], rows: usize, t0: usize));
+
     /// One grid (o, h/2, w/2) → its tiles' rows `t0..` of every bin's (rows, o) matrix:
     /// A gY Aᵀ per block and channel (the output transform's adjoint).
-    fn grid_to_bins(
+    #[inline(always)]
+    fn grid_to_bins_body(
         &self,
         grid: &[f32],
         staging: &mut [f32],
@@ -510,7 +710,7 @@ impl Plan {
             for tj in 0..self.tiles_w {
                 let t = t0 + ti * self.tiles_w + tj;
                 for ob in (0..o).step_by(LANES) {
-                    let g: [[f32x8; 4]; 4] =
+                    let g: [[V8; 4]; 4] =
                         tile(|i, j| load(&staging[((4 * ti + i) * sw + 4 * tj + j) * o + ob..]));
                     let bins = sandwich(&A, &g);
                     for (f, val) in bins.iter().flatten().enumerate() {
@@ -521,9 +721,12 @@ impl Plan {
         }
     }
 
+    avx2_dispatch!(bins_to_grid, bins_to_grid_avx2, bins_to_grid_body, (m: &[f32], rows: usize, t0: usize, staging: &mut [f32], grid: &mut [f32], bias: Option<&[f32]>));
+
     /// Rows `t0..` of every bin's (rows, o) products → one grid (o, h/2, w/2): Aᵀ M A per
     /// block and channel, the outputs past the grid's edge dropped; plus `bias[ch]`.
-    fn bins_to_grid(
+    #[inline(always)]
+    fn bins_to_grid_body(
         &self,
         m: &[f32],
         rows: usize,
@@ -539,7 +742,7 @@ impl Plan {
             for tj in 0..self.tiles_w {
                 let t = t0 + ti * self.tiles_w + tj;
                 for ob in (0..o).step_by(LANES) {
-                    let bins: [[f32x8; 5]; 5] =
+                    let bins: [[V8; 5]; 5] =
                         tile(|p, q| load(&m[(p * 5 + q) * bin_len(rows, o) + t * o + ob..]));
                     for (i, row) in sandwich(&AT, &bins).iter().enumerate() {
                         for (j, val) in row.iter().enumerate() {
@@ -579,6 +782,7 @@ impl Plan {
             .zip(x.par_chunks(per * image_len))
             .try_for_each(|(ys, xs)| {
                 self.with_scratch(
+                    group,
                     |Scratch {
                          v,
                          m,
@@ -631,6 +835,7 @@ impl Plan {
             .zip(x.par_chunks(per * grid_len))
             .try_for_each(|(ys, xs)| {
                 self.with_scratch(
+                    group,
                     |Scratch {
                          v, m, grid_in, out, ..
                      }| {
@@ -696,7 +901,16 @@ impl Plan {
         } else {
             Vec::new()
         };
-        let (per, group) = (self.images_per_task(), self.images_per_group());
+        let group = self.images_per_group()
+            * if wanted.kernel {
+                std::env::var("WG_BWD")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(1)
+            } else {
+                1
+            };
+        let per = self.images_per_task();
         let tasks = self.batch.div_ceil(per);
         let mut g_image = vec![0f32; if wanted.image { image.len() } else { 0 }];
         let mut g_grid = vec![0f32; if wanted.grid { grid.len() } else { 0 }];
@@ -712,6 +926,7 @@ impl Plan {
                 let count = per.min(self.batch - first);
                 let mut gu = vec![0f32; if wanted.kernel { BINS * o * taps } else { 0 }];
                 self.with_scratch(
+                    group,
                     |Scratch {
                          v,
                          m,
@@ -812,8 +1027,8 @@ impl Plan {
 
     /// Runs `f` with this thread's buffers grown to this plan's sizes, the staging inputs
     /// cleared.
-    fn with_scratch<R>(&self, f: impl FnOnce(Scratch) -> R) -> R {
-        let rows = self.images_per_group() * self.tiles();
+    fn with_scratch<R>(&self, group: usize, f: impl FnOnce(Scratch) -> R) -> R {
+        let rows = group * self.tiles();
         let ((ih, iw), (gh, gw)) = (self.staged_image(), self.staged_grid());
         let sizes = [
             BINS * bin_len(rows, self.taps()),
@@ -896,6 +1111,71 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn both_transposes_swap_lanes_and_vectors() {
+        let block: [V8; LANES] = from_fn(|l| V8(from_fn(|k| (10 * l + k) as f32)));
+        for t in [V8::transpose(block), V8::transpose_portable(block)] {
+            for (k, row) in t.iter().enumerate() {
+                assert_eq!(row.0, from_fn(|l| (10 * l + k) as f32), "row {k}");
+            }
+        }
+    }
+
+    /// The AVX2 copies of the transforms (taken on this machine where it has AVX2) give the
+    /// same bits as the baseline bodies, so the path a processor without AVX2 takes is
+    /// tested too.
+    #[test]
+    fn the_avx2_and_baseline_transforms_agree_bit_for_bit() {
+        let plan = Plan::new(3, (16, 10, 12), 24, (4, 2, 1)).unwrap();
+        let values = |n: usize, seed: usize| -> Vec<f32> {
+            (0..n)
+                .map(|i| (((i * 7919 + seed * 104729) % 1000) as f32 / 500.0) - 1.0)
+                .collect()
+        };
+        let rows = plan.tiles();
+        let image = values(plan.image_len(), 1);
+        let grid = values(plan.grid_len(), 2);
+        let (ih, iw) = plan.staged_image();
+        let (gh, gw) = plan.staged_grid();
+        let staging = || vec![0f32; (ih * iw * plan.c).max(gh * gw * plan.o)];
+        let (mut s1, mut s2) = (staging(), staging());
+        let mut v1 = vec![0f32; BINS * bin_len(rows, plan.taps())];
+        let mut v2 = v1.clone();
+        plan.image_to_bins(&image, &mut s1, &mut v1, rows, 0);
+        plan.image_to_bins_body(&image, &mut s2, &mut v2, rows, 0);
+        assert_eq!(v1, v2, "image transform");
+        let mut m1 = vec![0f32; BINS * bin_len(rows, plan.o)];
+        let mut m2 = m1.clone();
+        let (mut s1, mut s2) = (staging(), staging());
+        plan.grid_to_bins(&grid, &mut s1, &mut m1, rows, 0);
+        plan.grid_to_bins_body(&grid, &mut s2, &mut m2, rows, 0);
+        assert_eq!(m1, m2, "grid transform");
+        let bias = values(plan.c.max(plan.o), 3);
+        let (mut x1, mut x2) = (vec![0f32; plan.image_len()], vec![0f32; plan.image_len()]);
+        plan.bins_to_image(&v1, rows, 0, &mut s1, &mut x1, Some(&bias));
+        plan.bins_to_image_body(&v1, rows, 0, &mut s2, &mut x2, Some(&bias));
+        assert_eq!(x1, x2, "image output transform");
+        let (mut g1, mut g2) = (vec![0f32; plan.grid_len()], vec![0f32; plan.grid_len()]);
+        plan.bins_to_grid(&m1, rows, 0, &mut s1, &mut g1, Some(&bias));
+        plan.bins_to_grid_body(&m1, rows, 0, &mut s2, &mut g2, Some(&bias));
+        assert_eq!(g1, g2, "grid output transform");
+        let w = values(plan.o * plan.c * 16, 4);
+        let (taps, o) = (plan.taps(), plan.o);
+        let (mut k1, mut k2) = (vec![0f32; BINS * taps], vec![0f32; BINS * taps]);
+        plan.channel_kernel_bins(&mut k1, &w[..plan.c * 16]);
+        plan.channel_kernel_bins_body(&mut k2, &w[..plan.c * 16]);
+        assert_eq!(k1, k2, "kernel transform");
+        let (mut k1, mut k2) = (vec![0f32; BINS * o], vec![0f32; BINS * o]);
+        plan.tap_kernel_bins(5, &mut k1, &w);
+        plan.tap_kernel_bins_body(5, &mut k2, &w);
+        assert_eq!(k1, k2, "kernel transform by tap");
+        let gu = values(BINS * o * taps, 5);
+        let (mut k1, mut k2) = (vec![0f32; plan.c * 16], vec![0f32; plan.c * 16]);
+        plan.channel_kernel_grad(3, &mut k1, &gu);
+        plan.channel_kernel_grad_body(3, &mut k2, &gu);
+        assert_eq!(k1, k2, "kernel gradient transform");
     }
 
     #[test]
