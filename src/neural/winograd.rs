@@ -234,58 +234,66 @@ fn bin_len(rows: usize, cols: usize) -> usize {
     rows * cols + 16
 }
 
-/// m · v for a small constant matrix, skipping its zero entries and multiplying by ±1 as
-/// additions (the loops unroll over the constants).
+/// Σ_k c_k · at(k) over a row of a small constant matrix, skipping its zero entries and
+/// adding or subtracting for ±1 (the loops unroll over the constants).
 #[inline(always)]
-fn mul<const R: usize, const K: usize>(m: &[[f32; K]; R], v: &[V8; K]) -> [V8; R] {
+fn dot<const K: usize>(row: &[f32; K], at: impl Fn(usize) -> V8) -> V8 {
     // −0 is the identity of addition, so the first term adds exactly.
-    let mut out = [V8::splat(-0.0); R];
-    for (acc, row) in out.iter_mut().zip(m) {
-        for (&c, &x) in row.iter().zip(v) {
-            if c == 1.0 {
-                *acc += x;
-            } else if c == -1.0 {
-                *acc -= x;
-            } else if c != 0.0 {
-                *acc += x * V8::splat(c);
+    let mut acc = V8::splat(-0.0);
+    for (k, &c) in row.iter().enumerate() {
+        if c == 1.0 {
+            acc += at(k);
+        } else if c == -1.0 {
+            acc -= at(k);
+        } else if c != 0.0 {
+            acc += at(k) * V8::splat(c);
+        }
+    }
+    acc
+}
+
+/// A K x K tile of eight-channel vectors and its transform m · tile · mᵀ (R x R), kept
+/// across a pass's tiles: fresh arrays per tile were zeroed with a memset call each.
+struct Tile<const R: usize, const K: usize> {
+    input: [[V8; K]; K],
+    half: [[V8; K]; R],
+    out: [[V8; R]; R],
+}
+
+impl<const R: usize, const K: usize> Tile<R, K> {
+    fn new() -> Self {
+        Self {
+            input: [[V8::ZERO; K]; K],
+            half: [[V8::ZERO; K]; R],
+            out: [[V8::ZERO; R]; R],
+        }
+    }
+
+    /// Fills the input tile from `at(row, column)`.
+    #[inline(always)]
+    fn load(&mut self, at: impl Fn(usize, usize) -> V8) {
+        for (i, row) in self.input.iter_mut().enumerate() {
+            for (j, v) in row.iter_mut().enumerate() {
+                *v = at(i, j);
             }
         }
     }
-    out
-}
 
-/// m · d · mᵀ for a K x K tile d, eight channels at a time. (Plain loops over arrays:
-/// `std::array::from_fn` over arrays of vectors compiled to memcpy calls.)
-#[inline(always)]
-fn sandwich<const R: usize, const K: usize>(m: &[[f32; K]; R], d: &[[V8; K]; K]) -> [[V8; R]; R] {
-    let mut half = [[V8::ZERO; K]; R];
-    for j in 0..K {
-        let mut col = [V8::ZERO; K];
-        for k in 0..K {
-            col[k] = d[k][j];
+    /// m · input · mᵀ: columns first, then rows.
+    #[inline(always)]
+    fn transform(&mut self, m: &[[f32; K]; R]) -> &[[V8; R]; R] {
+        for j in 0..K {
+            for (half, row) in self.half.iter_mut().zip(m) {
+                half[j] = dot(row, |k| self.input[k][j]);
+            }
         }
-        let r = mul(m, &col);
-        for i in 0..R {
-            half[i][j] = r[i];
+        for (out, half) in self.out.iter_mut().zip(&self.half) {
+            for (v, row) in out.iter_mut().zip(m) {
+                *v = dot(row, |k| half[k]);
+            }
         }
+        &self.out
     }
-    let mut out = [[V8::ZERO; R]; R];
-    for i in 0..R {
-        out[i] = mul(m, &half[i]);
-    }
-    out
-}
-
-/// A K x K tile of vectors from `at(row, column)`.
-#[inline(always)]
-fn tile<const K: usize>(at: impl Fn(usize, usize) -> V8) -> [[V8; K]; K] {
-    let mut t = [[V8::ZERO; K]; K];
-    for (i, row) in t.iter_mut().enumerate() {
-        for (j, v) in row.iter_mut().enumerate() {
-            *v = at(i, j);
-        }
-    }
-    t
 }
 
 #[inline(always)]
@@ -487,16 +495,17 @@ impl Plan {
     /// One output channel's part of [`Plan::kernel_bins`] from its kernel `wo` (c, 4, 4).
     #[inline(always)]
     fn channel_kernel_bins_body(&self, dst: &mut [f32], wo: &[f32]) {
+        let mut tile = Tile::new();
         let (c, taps) = (self.c, self.taps());
         for phase in 0..4 {
             let (py, px) = (phase / 2, phase % 2);
             for cb in (0..c).step_by(LANES) {
-                let g: [[V8; 2]; 2] = tile(|a, b| {
+                tile.load(|a, b| {
                     V8::from(from_fn::<f32, LANES, _>(|l| {
                         wo[(cb + l) * 16 + (2 * a + py) * 4 + 2 * b + px]
                     }))
                 });
-                for (f, v) in sandwich(&G, &g).iter().flatten().enumerate() {
+                for (f, v) in tile.transform(&G).iter().flatten().enumerate() {
                     store(&mut dst[f * taps + phase * c + cb..], *v);
                 }
             }
@@ -524,16 +533,17 @@ impl Plan {
     /// One tap channel's part of [`Plan::kernel_bins_by_tap`].
     #[inline(always)]
     fn tap_kernel_bins_body(&self, tap: usize, dst: &mut [f32], w: &[f32]) {
+        let mut tile = Tile::new();
         let (c, o) = (self.c, self.o);
         let (phase, ci) = (tap / c, tap % c);
         let (py, px) = (phase / 2, phase % 2);
         for ob in (0..o).step_by(LANES) {
-            let g: [[V8; 2]; 2] = tile(|a, b| {
+            tile.load(|a, b| {
                 V8::from(from_fn::<f32, LANES, _>(|l| {
                     w[((ob + l) * c + ci) * 16 + (2 * a + py) * 4 + 2 * b + px]
                 }))
             });
-            for (f, v) in sandwich(&G, &g).iter().flatten().enumerate() {
+            for (f, v) in tile.transform(&G).iter().flatten().enumerate() {
                 store(&mut dst[f * o + ob..], *v);
             }
         }
@@ -570,13 +580,13 @@ impl Plan {
     /// One output channel's part of [`Plan::kernel_from_bins`].
     #[inline(always)]
     fn channel_kernel_grad_body(&self, oi: usize, dst: &mut [f32], gu: &[f32]) {
+        let mut tile = Tile::new();
         let (c, o, taps) = (self.c, self.o, self.taps());
         for phase in 0..4 {
             let (py, px) = (phase / 2, phase % 2);
             for cb in (0..c).step_by(LANES) {
-                let bins: [[V8; 5]; 5] =
-                    tile(|p, q| load(&gu[((p * 5 + q) * o + oi) * taps + phase * c + cb..]));
-                for (a, row) in sandwich(&GT, &bins).iter().enumerate() {
+                tile.load(|p, q| load(&gu[((p * 5 + q) * o + oi) * taps + phase * c + cb..]));
+                for (a, row) in tile.transform(&GT).iter().enumerate() {
                     for (b, v) in row.iter().enumerate() {
                         for (l, x) in v.to_array().into_iter().enumerate() {
                             dst[(cb + l) * 16 + (2 * a + py) * 4 + 2 * b + px] = x;
@@ -612,6 +622,7 @@ impl Plan {
         rows: usize,
         t0: usize,
     ) {
+        let mut tile = Tile::new();
         self.stage_image(image, staging);
         let (c, taps) = (self.c, self.taps());
         let iw = self.staged_image().1;
@@ -621,11 +632,11 @@ impl Plan {
                 for phase in 0..4 {
                     let (py, px) = (phase / 2, phase % 2);
                     for cb in (0..c).step_by(LANES) {
-                        let d: [[V8; 5]; 5] = tile(|u, q| {
+                        tile.load(|u, q| {
                             let (y, x) = (8 * ti + 2 * u + py, 8 * tj + 2 * q + px);
                             load(&staging[(y * iw + x) * c + cb..])
                         });
-                        let bins = sandwich(&BT, &d);
+                        let bins = tile.transform(&BT);
                         for (f, val) in bins.iter().flatten().enumerate() {
                             store(
                                 &mut v[f * bin_len(rows, taps) + t * taps + phase * c + cb..],
@@ -652,6 +663,7 @@ impl Plan {
         image: &mut [f32],
         bias: Option<&[f32]>,
     ) {
+        let mut tile = Tile::new();
         let (c, h, w, taps) = (self.c, self.h, self.w, self.taps());
         let (ih, iw) = self.staged_image();
         let staging = &mut staging[..ih * iw * c];
@@ -662,12 +674,12 @@ impl Plan {
                 for phase in 0..4 {
                     let (py, px) = (phase / 2, phase % 2);
                     for cb in (0..c).step_by(LANES) {
-                        let bins: [[V8; 5]; 5] = tile(|p, q| {
+                        tile.load(|p, q| {
                             load(
                                 &v[(p * 5 + q) * bin_len(rows, taps) + t * taps + phase * c + cb..],
                             )
                         });
-                        let d = sandwich(&B, &bins);
+                        let d = tile.transform(&B);
                         for (u, row) in d.iter().enumerate() {
                             for (q, val) in row.iter().enumerate() {
                                 let (y, x) = (8 * ti + 2 * u + py, 8 * tj + 2 * q + px);
@@ -701,6 +713,7 @@ impl Plan {
         rows: usize,
         t0: usize,
     ) {
+        let mut tile = Tile::new();
         let (o, gh, gw) = (self.o, self.grid_h(), self.grid_w());
         let (sh, sw) = self.staged_grid();
         // Zero past the grid's edge from `with_scratch`; only the grid itself is written.
@@ -710,9 +723,8 @@ impl Plan {
             for tj in 0..self.tiles_w {
                 let t = t0 + ti * self.tiles_w + tj;
                 for ob in (0..o).step_by(LANES) {
-                    let g: [[V8; 4]; 4] =
-                        tile(|i, j| load(&staging[((4 * ti + i) * sw + 4 * tj + j) * o + ob..]));
-                    let bins = sandwich(&A, &g);
+                    tile.load(|i, j| load(&staging[((4 * ti + i) * sw + 4 * tj + j) * o + ob..]));
+                    let bins = tile.transform(&A);
                     for (f, val) in bins.iter().flatten().enumerate() {
                         store(&mut m[f * bin_len(rows, o) + t * o + ob..], *val);
                     }
@@ -735,6 +747,7 @@ impl Plan {
         grid: &mut [f32],
         bias: Option<&[f32]>,
     ) {
+        let mut tile = Tile::new();
         let (o, gh, gw) = (self.o, self.grid_h(), self.grid_w());
         let (sh, sw) = self.staged_grid();
         let staging = &mut staging[..sh * sw * o];
@@ -742,9 +755,8 @@ impl Plan {
             for tj in 0..self.tiles_w {
                 let t = t0 + ti * self.tiles_w + tj;
                 for ob in (0..o).step_by(LANES) {
-                    let bins: [[V8; 5]; 5] =
-                        tile(|p, q| load(&m[(p * 5 + q) * bin_len(rows, o) + t * o + ob..]));
-                    for (i, row) in sandwich(&AT, &bins).iter().enumerate() {
+                    tile.load(|p, q| load(&m[(p * 5 + q) * bin_len(rows, o) + t * o + ob..]));
+                    for (i, row) in tile.transform(&AT).iter().enumerate() {
                         for (j, val) in row.iter().enumerate() {
                             store(
                                 &mut staging[((4 * ti + i) * sw + 4 * tj + j) * o + ob..],
