@@ -81,9 +81,9 @@ const LANES: usize = 8;
 const TARGET_ROWS: usize = 64;
 
 /// Eight f32 lanes as a plain array with element-wise loops: the compiler turns each
-/// operation into one AVX instruction inside the AVX2 copies of the transforms (`avx2_dispatch`) and two SSE ones in
-/// the baseline build. (wide's f32x8 is fixed to SSE unless the whole crate is built for
-/// AVX, and the 5x5 tiles of two-register vectors spilled to the stack.)
+/// operation into one AVX instruction inside the transforms' AVX2 copies (`avx2_dispatch`)
+/// and into two SSE ones in the baseline copy. (wide's f32x8 is fixed to SSE unless the
+/// whole crate is built for AVX, and 5x5 tiles of two-register vectors spilled.)
 #[derive(Clone, Copy)]
 #[repr(align(32))]
 struct V8([f32; LANES]);
@@ -312,16 +312,12 @@ fn add_to(s: &mut [f32], v: V8) {
 }
 
 /// Planes (channels, positions) → channel-last rows: the `channels` values of position p
-/// go to `dst[at(p)..]`. Eight channels by eight positions at a time through a register
-/// transpose (a scalar scatter was most of the transforms' time).
+/// go to `dst[at[p]..]`. Eight channels by eight positions at a time through a register
+/// transpose (a scalar scatter was most of the transforms' time); the offsets come from a
+/// table (computing them divided by the width at every position, 8-16% of a transform).
 #[inline(always)]
-fn planes_to_rows(
-    planes: &[f32],
-    channels: usize,
-    positions: usize,
-    dst: &mut [f32],
-    at: impl Fn(usize) -> usize,
-) {
+fn planes_to_rows(planes: &[f32], channels: usize, dst: &mut [f32], at: &[usize]) {
+    let positions = at.len();
     let full = positions / LANES * LANES;
     for cb in (0..channels).step_by(LANES) {
         for p0 in (0..full).step_by(LANES) {
@@ -330,12 +326,12 @@ fn planes_to_rows(
                 *v = load(&planes[(cb + l) * positions + p0..]);
             }
             for (k, v) in V8::transpose(block).into_iter().enumerate() {
-                store(&mut dst[at(p0 + k) + cb..], v);
+                store(&mut dst[at[p0 + k] + cb..], v);
             }
         }
         for p in full..positions {
             for l in 0..LANES {
-                dst[at(p) + cb + l] = planes[(cb + l) * positions + p];
+                dst[at[p] + cb + l] = planes[(cb + l) * positions + p];
             }
         }
     }
@@ -346,11 +342,11 @@ fn planes_to_rows(
 fn rows_to_planes(
     src: &[f32],
     channels: usize,
-    positions: usize,
     planes: &mut [f32],
-    at: impl Fn(usize) -> usize,
+    at: &[usize],
     bias: Option<&[f32]>,
 ) {
+    let positions = at.len();
     let full = positions / LANES * LANES;
     for cb in (0..channels).step_by(LANES) {
         let b = bias.map_or(V8::ZERO, |b| load(&b[cb..]));
@@ -358,7 +354,7 @@ fn rows_to_planes(
         for p0 in (0..full).step_by(LANES) {
             let mut block = [V8::ZERO; LANES];
             for (k, v) in block.iter_mut().enumerate() {
-                *v = load(&src[at(p0 + k) + cb..]) + b;
+                *v = load(&src[at[p0 + k] + cb..]) + b;
             }
             for (l, v) in V8::transpose(block).into_iter().enumerate() {
                 store(&mut planes[(cb + l) * positions + p0..], v);
@@ -366,7 +362,7 @@ fn rows_to_planes(
         }
         for p in full..positions {
             for l in 0..LANES {
-                planes[(cb + l) * positions + p] = src[at(p) + cb + l] + b_arr[l];
+                planes[(cb + l) * positions + p] = src[at[p] + cb + l] + b_arr[l];
             }
         }
     }
@@ -376,7 +372,7 @@ fn rows_to_planes(
 /// (a convolution's input, a transposed convolution's output); the *grid* side has `o`
 /// channels of h/2 x w/2. The kernel is (o, c, 4, 4) either way: a transposed
 /// convolution's (in, out, 4, 4) kernel seen from the grid.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(super) struct Plan {
     batch: usize,
     c: usize,
@@ -385,6 +381,10 @@ pub(super) struct Plan {
     o: usize,
     tiles_h: usize,
     tiles_w: usize,
+    /// Where each image position's channels start in the staged image, and each grid
+    /// position's in the staged grid.
+    image_at: Vec<usize>,
+    grid_at: Vec<usize>,
 }
 
 /// Which gradients a backward pass computes: of the image side, of the grid side, of the
@@ -415,14 +415,29 @@ impl Plan {
             && o.is_multiple_of(LANES)
             && c >= 16
             && o >= 16;
-        fits.then(|| Self {
+        if !fits {
+            return None;
+        }
+        let (tiles_h, tiles_w) = ((h / 2).div_ceil(4), (w / 2).div_ceil(4));
+        // Staged image: one row and column of padding before; staged grid: none.
+        let image_w = 8 * tiles_w + 2;
+        let image_at = (0..h * w)
+            .map(|p| ((p / w + 1) * image_w + p % w + 1) * c)
+            .collect();
+        let grid_w = 4 * tiles_w;
+        let grid_at = (0..h / 2 * (w / 2))
+            .map(|p| (p / (w / 2) * grid_w + p % (w / 2)) * o)
+            .collect();
+        Some(Self {
             batch,
             c,
             h,
             w,
             o,
-            tiles_h: (h / 2).div_ceil(4),
-            tiles_w: (w / 2).div_ceil(4),
+            tiles_h,
+            tiles_w,
+            image_at,
+            grid_at,
         })
     }
 
@@ -600,16 +615,25 @@ impl Plan {
     /// One image (c, h, w) into the padded channel-last staging buffer.
     #[inline(always)]
     fn stage_image(&self, image: &[f32], staging: &mut [f32]) {
-        let (c, h, w) = (self.c, self.h, self.w);
+        let c = self.c;
         let (ih, iw) = self.staged_image();
         // The border stays zero: `with_scratch` clears the buffer once per pass and only
         // the interior is written.
-        planes_to_rows(image, c, h * w, &mut staging[..ih * iw * c], |p| {
-            ((p / w + 1) * iw + p % w + 1) * c
-        });
+        planes_to_rows(image, c, &mut staging[..ih * iw * c], &self.image_at);
     }
 
-    avx2_dispatch!(image_to_bins, image_to_bins_avx2, image_to_bins_body, (image: &[f32], staging: &mut [f32], v: &mut [f32], rows: usize, t0: usize));
+    avx2_dispatch!(
+        image_to_bins,
+        image_to_bins_avx2,
+        image_to_bins_body,
+        (
+            image: &[f32],
+            staging: &mut [f32],
+            v: &mut [f32],
+            rows: usize,
+            t0: usize,
+        )
+    );
 
     /// One image → its tiles' rows `t0..` of every bin's (rows, c') matrix: Bᵀ d B for each
     /// block, phase and channel.
@@ -649,7 +673,19 @@ impl Plan {
         }
     }
 
-    avx2_dispatch!(bins_to_image, bins_to_image_avx2, bins_to_image_body, (v: &[f32], rows: usize, t0: usize, staging: &mut [f32], image: &mut [f32], bias: Option<&[f32]>));
+    avx2_dispatch!(
+        bins_to_image,
+        bins_to_image_avx2,
+        bins_to_image_body,
+        (
+            v: &[f32],
+            rows: usize,
+            t0: usize,
+            staging: &mut [f32],
+            image: &mut [f32],
+            bias: Option<&[f32]>,
+        )
+    );
 
     /// Rows `t0..` of every bin's (rows, c') gradient → one image (c, h, w): B gV Bᵀ for
     /// each block, phase and channel, overlapping blocks added; plus `bias[ch]` when given.
@@ -664,7 +700,7 @@ impl Plan {
         bias: Option<&[f32]>,
     ) {
         let mut tile = Tile::new();
-        let (c, h, w, taps) = (self.c, self.h, self.w, self.taps());
+        let (c, taps) = (self.c, self.taps());
         let (ih, iw) = self.staged_image();
         let staging = &mut staging[..ih * iw * c];
         staging.fill(0.0);
@@ -690,17 +726,21 @@ impl Plan {
                 }
             }
         }
-        rows_to_planes(
-            staging,
-            c,
-            h * w,
-            image,
-            |p| ((p / w + 1) * iw + p % w + 1) * c,
-            bias,
-        );
+        rows_to_planes(staging, c, image, &self.image_at, bias);
     }
 
-    avx2_dispatch!(grid_to_bins, grid_to_bins_avx2, grid_to_bins_body, (grid: &[f32], staging: &mut [f32], m: &mut [f32], rows: usize, t0: usize));
+    avx2_dispatch!(
+        grid_to_bins,
+        grid_to_bins_avx2,
+        grid_to_bins_body,
+        (
+            grid: &[f32],
+            staging: &mut [f32],
+            m: &mut [f32],
+            rows: usize,
+            t0: usize,
+        )
+    );
 
     /// One grid (o, h/2, w/2) → its tiles' rows `t0..` of every bin's (rows, o) matrix:
     /// A gY Aᵀ per block and channel (the output transform's adjoint).
@@ -714,11 +754,11 @@ impl Plan {
         t0: usize,
     ) {
         let mut tile = Tile::new();
-        let (o, gh, gw) = (self.o, self.grid_h(), self.grid_w());
+        let o = self.o;
         let (sh, sw) = self.staged_grid();
         // Zero past the grid's edge from `with_scratch`; only the grid itself is written.
         let staging = &mut staging[..sh * sw * o];
-        planes_to_rows(grid, o, gh * gw, staging, |p| ((p / gw) * sw + p % gw) * o);
+        planes_to_rows(grid, o, staging, &self.grid_at);
         for ti in 0..self.tiles_h {
             for tj in 0..self.tiles_w {
                 let t = t0 + ti * self.tiles_w + tj;
@@ -733,7 +773,19 @@ impl Plan {
         }
     }
 
-    avx2_dispatch!(bins_to_grid, bins_to_grid_avx2, bins_to_grid_body, (m: &[f32], rows: usize, t0: usize, staging: &mut [f32], grid: &mut [f32], bias: Option<&[f32]>));
+    avx2_dispatch!(
+        bins_to_grid,
+        bins_to_grid_avx2,
+        bins_to_grid_body,
+        (
+            m: &[f32],
+            rows: usize,
+            t0: usize,
+            staging: &mut [f32],
+            grid: &mut [f32],
+            bias: Option<&[f32]>,
+        )
+    );
 
     /// Rows `t0..` of every bin's (rows, o) products → one grid (o, h/2, w/2): Aᵀ M A per
     /// block and channel, the outputs past the grid's edge dropped; plus `bias[ch]`.
@@ -748,7 +800,7 @@ impl Plan {
         bias: Option<&[f32]>,
     ) {
         let mut tile = Tile::new();
-        let (o, gh, gw) = (self.o, self.grid_h(), self.grid_w());
+        let o = self.o;
         let (sh, sw) = self.staged_grid();
         let staging = &mut staging[..sh * sw * o];
         for ti in 0..self.tiles_h {
@@ -767,14 +819,7 @@ impl Plan {
                 }
             }
         }
-        rows_to_planes(
-            staging,
-            o,
-            gh * gw,
-            grid,
-            |p| ((p / gw) * sw + p % gw) * o,
-            bias,
-        );
+        rows_to_planes(staging, o, grid, &self.grid_at, bias);
     }
 
     /// Convolution: images (batch, c, h, w) → act(grids (batch, o, h/2, w/2) + bias).
