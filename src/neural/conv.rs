@@ -19,6 +19,10 @@
 //!
 //! Patches of one image are laid out one row per window position (y, x) and one column per
 //! (channel, ky, kx).
+//!
+//! Layers with a 4x4 kernel, stride 2, padding 1 and channels in eights (the DCGAN's large
+//! ones) go to `winograd.rs` instead, which needs about half the multiplications;
+//! the ops, their gradients and the packing of the backward pass's output stay the same.
 
 use super::cpu::{Strided, f32_slice, matmul};
 use super::linear::Activation;
