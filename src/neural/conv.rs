@@ -992,14 +992,15 @@ mod tests {
 
     /// Layers that take the Winograd path (4x4, stride 2, padding 1, channels in eights):
     /// the DCGAN's middle layers at a small batch, a grid that leaves part of the last
-    /// blocks unused (10x10 → 5x5), a non-square image, and more images than one group.
+    /// blocks unused (10x10 → 5x5), a non-square image, and more images than one group of
+    /// 64 (one tile each) per thread, the last group short.
     #[test]
     fn winograd_layers_match_candle_in_value_and_every_gradient() {
         for (shape, grid_channels, act) in [
             ((2, 64, 14, 14), 128, Activation::LeakyRelu(0.2)),
             ((3, 16, 10, 10), 24, Activation::Identity),
             ((2, 16, 8, 12), 16, Activation::Identity),
-            ((37, 16, 6, 6), 16, Activation::Identity),
+            ((150, 16, 6, 6), 16, Activation::Identity),
         ] {
             assert!(
                 Plan::new(
