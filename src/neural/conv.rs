@@ -24,7 +24,7 @@
 //! ones) go to `winograd.rs` instead, which needs about half the multiplications;
 //! the ops, their gradients and the packing of the backward pass's output stay the same.
 
-use super::cpu::{Strided, f32_slice, matmul};
+use super::cpu::{Strided, f32_slice, matmul, task_runs};
 use super::linear::Activation;
 use super::winograd::{Plan, Wanted};
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
@@ -367,7 +367,7 @@ impl ConvLayer {
             return self.backward_winograd(&plan, x, w, g, need);
         }
         let (rows, cols) = (self.window.rows(), self.window.cols());
-        let (in_len, out_len, plane) = (self.in_len(), self.out_len(), self.out_plane());
+        let (in_len, out_len) = (self.in_len(), self.out_len());
         let (c_in, c_out) = (self.c_in, self.c_out);
         let per = self.images_per_task();
         let tasks = self.batch.div_ceil(per);
@@ -386,12 +386,7 @@ impl ConvLayer {
         // appending them does not move the input gradient (megabytes) to a larger buffer.
         let mut gx = Vec::with_capacity(x.len() + w.len() + c_out);
         gx.resize(if need.input { x.len() } else { 0 }, 0f32);
-        let gx_runs: Vec<&mut [f32]> = if need.input {
-            gx.chunks_mut(per * in_len).collect()
-        } else {
-            (0..tasks).map(|_| <&mut [f32]>::default()).collect()
-        };
-        let partials = gx_runs
+        let partials = task_runs(&mut gx, per * in_len, tasks)
             .into_par_iter()
             .enumerate()
             .map(|(t, gx_run)| -> Result<(Vec<f32>, Vec<f32>)> {
@@ -402,11 +397,7 @@ impl ConvLayer {
                 let mut gw = vec![0f32; if need.kernel { w.len() } else { 0 }];
                 let mut gb = vec![0f32; c_out];
                 if need.bias {
-                    for gi in gs.chunks(out_len) {
-                        for (sum, p) in gb.iter_mut().zip(gi.chunks(plane)) {
-                            *sum += p.iter().sum::<f32>();
-                        }
-                    }
+                    self.add_bias_gradient(gs, &mut gb);
                 }
                 with_scratch(
                     GROUP * rows * cols,
@@ -475,13 +466,18 @@ impl ConvLayer {
         if need.bias {
             let start = out.len();
             out.resize(start + self.c_out, 0.0);
-            for gi in g.chunks(self.out_len()) {
-                for (sum, p) in out[start..].iter_mut().zip(gi.chunks(self.out_plane())) {
-                    *sum += p.iter().sum::<f32>();
-                }
-            }
+            self.add_bias_gradient(g, &mut out[start..]);
         }
         Ok(out)
+    }
+
+    /// Adds each output channel's gradient sum over the images of `g` to `sums`.
+    fn add_bias_gradient(&self, g: &[f32], sums: &mut [f32]) {
+        for gi in g.chunks(self.out_len()) {
+            for (sum, p) in sums.iter_mut().zip(gi.chunks(self.out_plane())) {
+                *sum += p.iter().sum::<f32>();
+            }
+        }
     }
 
     /// The backward pass for one group of images `xg` with output gradients `gg`, adding

@@ -114,3 +114,13 @@ pub fn matmul(
     }
     Ok(())
 }
+
+/// A gradient buffer cut into each parallel task's run of `run` values, or `tasks` empty
+/// runs where the gradient is not wanted (the buffer is empty).
+pub fn task_runs(buf: &mut [f32], run: usize, tasks: usize) -> Vec<&mut [f32]> {
+    if buf.is_empty() {
+        (0..tasks).map(|_| <&mut [f32]>::default()).collect()
+    } else {
+        buf.chunks_mut(run).collect()
+    }
+}

@@ -25,7 +25,7 @@
 //! processor has it and for the baseline target otherwise. Values differ from the patch
 //! product at rounding level (the tests bound it).
 
-use super::cpu::{Strided, matmul};
+use super::cpu::{Strided, matmul, task_runs};
 use super::linear::Activation;
 use candle_core::Result;
 use rayon::prelude::*;
@@ -232,6 +232,15 @@ macro_rules! avx2_dispatch {
 /// they did, and the input transform ran at a third of its speed).
 fn bin_len(rows: usize, cols: usize) -> usize {
     rows * cols + 16
+}
+
+/// Bin f's (rows, cols) matrix in a group's buffer.
+fn bin_matrix(buf: &[f32], f: usize, rows: usize, cols: usize) -> &[f32] {
+    &buf[f * bin_len(rows, cols)..][..rows * cols]
+}
+
+fn bin_matrix_mut(buf: &mut [f32], f: usize, rows: usize, cols: usize) -> &mut [f32] {
+    &mut buf[f * bin_len(rows, cols)..][..rows * cols]
 }
 
 /// Σ_k c_k · at(k) over a row of a small constant matrix, skipping its zero entries and
@@ -858,12 +867,9 @@ impl Plan {
                             for f in 0..BINS {
                                 matmul(
                                     (rows, o, taps),
-                                    &mut m[f * bin_len(rows, o)..][..rows * o],
+                                    bin_matrix_mut(m, f, rows, o),
                                     false,
-                                    Strided::rows(
-                                        &v[f * bin_len(rows, taps)..][..rows * taps],
-                                        taps,
-                                    ),
+                                    Strided::rows(bin_matrix(v, f, rows, taps), taps),
                                     Self::bin(&u, f, o),
                                     1,
                                 )?;
@@ -907,9 +913,9 @@ impl Plan {
                             for f in 0..BINS {
                                 matmul(
                                     (rows, taps, o),
-                                    &mut v[f * bin_len(rows, taps)..][..rows * taps],
+                                    bin_matrix_mut(v, f, rows, taps),
                                     false,
-                                    Strided::rows(&m[f * bin_len(rows, o)..][..rows * o], o),
+                                    Strided::rows(bin_matrix(m, f, rows, o), o),
                                     Self::bin(&ut, f, taps),
                                     1,
                                 )?;
@@ -948,7 +954,7 @@ impl Plan {
                 self.batch
             );
         }
-        let ut = if wanted.image || wanted.grid {
+        let ut = if wanted.image {
             self.kernel_bins(w)
         } else {
             Vec::new()
@@ -958,15 +964,7 @@ impl Plan {
         } else {
             Vec::new()
         };
-        let group = self.images_per_group()
-            * if wanted.kernel {
-                std::env::var("WG_BWD")
-                    .ok()
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(1)
-            } else {
-                1
-            };
+        let group = self.images_per_group();
         let per = self.images_per_task();
         let tasks = self.batch.div_ceil(per);
         let mut g_image = vec![0f32; if wanted.image { image.len() } else { 0 }];
@@ -1013,14 +1011,8 @@ impl Plan {
                                         (o, taps, rows),
                                         &mut gu[f * o * taps..][..o * taps],
                                         true,
-                                        Strided::transposed(
-                                            &m[f * bin_len(rows, o)..][..rows * o],
-                                            o,
-                                        ),
-                                        Strided::rows(
-                                            &v[f * bin_len(rows, taps)..][..rows * taps],
-                                            taps,
-                                        ),
+                                        Strided::transposed(bin_matrix(m, f, rows, o), o),
+                                        Strided::rows(bin_matrix(v, f, rows, taps), taps),
                                         1,
                                     )?;
                                 }
@@ -1031,12 +1023,9 @@ impl Plan {
                                 for f in 0..BINS {
                                     matmul(
                                         (rows, o, taps),
-                                        &mut m[f * bin_len(rows, o)..][..rows * o],
+                                        bin_matrix_mut(m, f, rows, o),
                                         false,
-                                        Strided::rows(
-                                            &v[f * bin_len(rows, taps)..][..rows * taps],
-                                            taps,
-                                        ),
+                                        Strided::rows(bin_matrix(v, f, rows, taps), taps),
                                         Self::bin(&u, f, o),
                                         1,
                                     )?;
@@ -1051,9 +1040,9 @@ impl Plan {
                                 for f in 0..BINS {
                                     matmul(
                                         (rows, taps, o),
-                                        &mut v[f * bin_len(rows, taps)..][..rows * taps],
+                                        bin_matrix_mut(v, f, rows, taps),
                                         false,
-                                        Strided::rows(&m[f * bin_len(rows, o)..][..rows * o], o),
+                                        Strided::rows(bin_matrix(m, f, rows, o), o),
                                         Self::bin(&ut, f, taps),
                                         1,
                                     )?;
@@ -1071,9 +1060,13 @@ impl Plan {
             })
             .collect::<Result<Vec<_>>>()?;
         let g_kernel = if wanted.kernel {
-            let mut gu = vec![0f32; BINS * o * taps];
-            for p in &partials {
-                gu.iter_mut().zip(p).for_each(|(s, v)| *s += v);
+            // The first task's sums collect the others'.
+            let mut partials = partials.into_iter();
+            let mut gu = partials
+                .next()
+                .unwrap_or_else(|| vec![0f32; BINS * o * taps]);
+            for p in partials {
+                gu.iter_mut().zip(&p).for_each(|(s, v)| *s += v);
             }
             self.kernel_from_bins(&gu)
         } else {
@@ -1126,16 +1119,6 @@ struct Scratch<'a> {
     image_in: &'a mut [f32],
     grid_in: &'a mut [f32],
     out: &'a mut [f32],
-}
-
-/// A gradient buffer cut into each task's run, or `tasks` empty runs where the gradient is
-/// not wanted (the buffer is empty).
-fn task_runs(buf: &mut [f32], run: usize, tasks: usize) -> Vec<&mut [f32]> {
-    if buf.is_empty() {
-        (0..tasks).map(|_| <&mut [f32]>::default()).collect()
-    } else {
-        buf.chunks_mut(run).collect()
-    }
 }
 
 thread_local! {
