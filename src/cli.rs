@@ -1,7 +1,11 @@
 //! Command-line arguments shared by `genmod` and `genmod-tui`.
 
 use crate::data::DataSource;
-use clap::Args;
+use clap::builder::{PossibleValue, TypedValueParser};
+use clap::error::ErrorKind;
+use clap::{Args, ValueEnum};
+use std::ffi::OsStr;
+use std::marker::PhantomData;
 use std::path::PathBuf;
 
 /// Which dataset to use: the embedded digits unless told otherwise.
@@ -39,5 +43,59 @@ impl DataArgs {
             self.image_size,
             self.limit,
         )?)
+    }
+}
+
+/// A parser for an enum argument that names the closest choice when a value is mistyped
+/// (`vea` -> `vae`, which clap's own suggestion misses) and lists the choices; `--help`
+/// still shows them. Use as `#[arg(value_parser = choice::<T>())]`.
+pub fn choice<T: ValueEnum + Clone + Send + Sync + 'static>() -> Choice<T> {
+    Choice(PhantomData)
+}
+
+/// See [`choice`].
+#[derive(Clone, Copy)]
+pub struct Choice<T>(PhantomData<T>);
+
+impl<T: ValueEnum + Clone + Send + Sync + 'static> TypedValueParser for Choice<T> {
+    type Value = T;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &OsStr,
+    ) -> Result<T, clap::Error> {
+        let input = value.to_string_lossy();
+        if let Ok(v) = T::from_str(&input, false) {
+            return Ok(v);
+        }
+        let names: Vec<String> = T::value_variants()
+            .iter()
+            .filter_map(|v| v.to_possible_value())
+            .filter(|p| !p.is_hide_set())
+            .map(|p| p.get_name().to_string())
+            .collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let hint = crate::util::closest(&input, &refs)
+            .map(|s| format!(" (did you mean `{s}`?)"))
+            .unwrap_or_default();
+        let what = arg.map_or_else(|| "the argument".to_string(), |a| format!("`{a}`"));
+        let mut cmd = cmd.clone();
+        Err(cmd.error(
+            ErrorKind::InvalidValue,
+            format!(
+                "invalid value `{input}` for {what}{hint}; expected one of: {}",
+                refs.join(", ")
+            ),
+        ))
+    }
+
+    fn possible_values(&self) -> Option<Box<dyn Iterator<Item = PossibleValue> + '_>> {
+        Some(Box::new(
+            T::value_variants()
+                .iter()
+                .filter_map(ValueEnum::to_possible_value),
+        ))
     }
 }

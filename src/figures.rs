@@ -28,21 +28,25 @@ pub struct FigureConfig {
     /// A tiny configuration (a few steps per model) for tests.
     pub quick: bool,
     pub seed: u64,
-    /// Only these groups (2d, classical, autoencoder, vae, gan, dcgan, cgan); all if empty.
-    /// The likelihood table is written only when the classical models and the VAE run.
-    pub only: Vec<String>,
+    /// Only these groups; all if empty. The likelihood table is written only when the
+    /// classical models and the VAE run.
+    pub only: Vec<FigureGroup>,
 }
 
-/// The groups `--only` accepts.
-pub const GROUPS: [&str; 7] = [
-    "2d",
-    "classical",
-    "autoencoder",
-    "vae",
-    "gan",
-    "dcgan",
-    "cgan",
-];
+/// The groups of figures, one per chapter's model (or the 2-D pictures).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FigureGroup {
+    /// Figures 3.2, 3.4 and 3.5: the 2-D demonstrations.
+    #[value(name = "2d")]
+    TwoD,
+    /// The classical models' samples.
+    Classical,
+    Autoencoder,
+    Vae,
+    Gan,
+    Dcgan,
+    Cgan,
+}
 
 /// Ten colours for the ten digits.
 const DIGIT_COLOURS: [[u8; 3]; 10] = [
@@ -217,17 +221,11 @@ pub fn generate(cfg: &FigureConfig, log: &mut dyn FnMut(&str)) -> Result<Vec<Pat
     std::fs::create_dir_all(&cfg.out).with_context(|| format!("creating {}", cfg.out.display()))?;
     let split = mnist::embedded();
     let (quick, seed) = (cfg.quick, cfg.seed);
-    if let Some(bad) = cfg.only.iter().find(|g| !GROUPS.contains(&g.as_str())) {
-        return Err(anyhow!(
-            "unknown figure group `{bad}`; expected some of {}",
-            GROUPS.join(", ")
-        ));
-    }
-    let wants = |g: &str| cfg.only.is_empty() || cfg.only.iter().any(|o| o == g);
+    let wants = |g: FigureGroup| cfg.only.is_empty() || cfg.only.contains(&g);
     let mut written = Vec::new();
     let mut table = Vec::new();
 
-    if wants("2d") {
+    if wants(FigureGroup::TwoD) {
         log("figures 3.2, 3.4, 3.5: 2-D demonstrations");
         save(
             &demo::boundary_figure(seed, if quick { 80 } else { 320 })?,
@@ -251,7 +249,7 @@ pub fn generate(cfg: &FigureConfig, log: &mut dyn FnMut(&str)) -> Result<Vec<Pat
             &mut written,
         )?;
     }
-    if wants("classical") {
+    if wants(FigureGroup::Classical) {
         for (model, file) in [
             (ImageModel::NaiveBayes, Some("fig-3-2-naive-bayes.png")),
             (ImageModel::GaussianNb, None),
@@ -296,7 +294,7 @@ pub fn generate(cfg: &FigureConfig, log: &mut dyn FnMut(&str)) -> Result<Vec<Pat
         }
     }
 
-    if wants("autoencoder") {
+    if wants(FigureGroup::Autoencoder) {
         log("training the autoencoder (figure 3.8) and a 2-D autoencoder (figure 3.9)");
         let ae = train_model(
             run_config(ModelKind::Autoencoder, 5, 128, quick, seed),
@@ -321,7 +319,7 @@ pub fn generate(cfg: &FigureConfig, log: &mut dyn FnMut(&str)) -> Result<Vec<Pat
             &mut written,
         )?;
     }
-    if wants("vae") {
+    if wants(FigureGroup::Vae) {
         log("training the VAE (figure 3.11)");
         let vae = train_model(
             run_config(ModelKind::Vae, 15, 128, quick, seed),
@@ -360,7 +358,7 @@ pub fn generate(cfg: &FigureConfig, log: &mut dyn FnMut(&str)) -> Result<Vec<Pat
             bits(iw)
         ));
     }
-    if wants("gan") {
+    if wants(FigureGroup::Gan) {
         log("training the GAN (figure 4.3)");
         let gan = train_model(run_config(ModelKind::Gan, 40, 64, quick, seed), &split, log)?;
         save(
@@ -378,7 +376,7 @@ pub fn generate(cfg: &FigureConfig, log: &mut dyn FnMut(&str)) -> Result<Vec<Pat
             &mut written,
         )?;
     }
-    if wants("dcgan") {
+    if wants(FigureGroup::Dcgan) {
         // 15 epochs (930 steps): at 5 the 8,004 digits give strokes, not yet digits.
         log("training the DCGAN (figure 4.5)");
         let dcgan = train_model(
@@ -394,7 +392,7 @@ pub fn generate(cfg: &FigureConfig, log: &mut dyn FnMut(&str)) -> Result<Vec<Pat
             &mut written,
         )?;
     }
-    if wants("cgan") {
+    if wants(FigureGroup::Cgan) {
         log("training the conditional GAN (figure 4.7)");
         let cgan = train_model(
             run_config(ModelKind::Cgan, 40, 64, quick, seed),
@@ -410,7 +408,7 @@ pub fn generate(cfg: &FigureConfig, log: &mut dyn FnMut(&str)) -> Result<Vec<Pat
         )?;
     }
 
-    if !(wants("classical") && wants("vae")) {
+    if !(wants(FigureGroup::Classical) && wants(FigureGroup::Vae)) {
         return Ok(written);
     }
     let generated = cfg.out.parent().unwrap_or(Path::new(".")).join("generated");

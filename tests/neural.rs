@@ -400,7 +400,7 @@ fn commands_pause_sample_and_stop_a_running_trainer() {
 fn bad_settings_are_refused_before_training() {
     let split = digits(64);
     let mut c = quick(ModelKind::Vae, 1);
-    c.device = "cuda".into();
+    c.device = train::DeviceChoice::Cuda(0);
     if !cfg!(feature = "cuda") {
         let e = train::spawn(c, split.clone(), None).err().unwrap();
         assert!(e.contains("--features cuda"), "{e}");

@@ -380,7 +380,7 @@ fn bad_arguments_get_a_clear_message_before_any_work() {
         ),
         (
             vec!["train", "vae", "--kl-schedule", "cosine"],
-            "--kl-schedule must be standard, report or none",
+            "expected one of: none, standard, report",
         ),
         (
             vec!["fit", "--model", "lda", "--shrinkage", "2"],

@@ -5,7 +5,8 @@
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use genmod::render::Grid;
 use genmod::train::{TrainCommand, TrainEvent};
-use genmod::tui::app::{App, Effect, ImageMode, Msg, Screen};
+use genmod::tui::app::{App, Effect, Msg, Screen};
+use genmod::tui::graphics::{Graphics, ImageMode};
 use genmod::tui::ui;
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
@@ -33,7 +34,7 @@ fn key(c: KeyCode) -> Msg {
 
 fn render(app: &App, w: u16, h: u16) -> Terminal<TestBackend> {
     let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
-    t.draw(|f| ui::draw(f, app)).unwrap();
+    t.draw(|f| ui::draw(f, app, &Graphics::none())).unwrap();
     t
 }
 
@@ -116,7 +117,7 @@ fn enter_starts_the_selected_model_with_the_form_values() {
     // Keys on the dashboard become trainer commands.
     a.update(Msg::Train(TrainEvent::Started {
         model: genmod::neural::ModelKind::Vae,
-        device: "cpu".into(),
+        device: genmod::train::DeviceChoice::Cpu,
         parameters: 10,
         steps_per_epoch: 62,
         total_steps: 186,
@@ -167,7 +168,7 @@ fn dashboard_mid_run_from_scripted_events() {
     a.update(key(KeyCode::Enter));
     a.update(Msg::Train(TrainEvent::Started {
         model: genmod::neural::ModelKind::Gan,
-        device: "cpu".into(),
+        device: genmod::train::DeviceChoice::Cpu,
         parameters: 1_489_936,
         steps_per_epoch: 125,
         total_steps: 2500,
@@ -302,7 +303,7 @@ fn image_mode_key_cycles_through_pixel_modes_only_where_the_terminal_has_them() 
         ],
         "a terminal without graphics never reaches sixel or kitty"
     );
-    a.graphics.force(ImageMode::Sixel);
+    a.set_pixel_modes(vec![ImageMode::Sixel]);
     a.update(key(KeyCode::Char('m')));
     assert_eq!(a.image_mode, ImageMode::Sixel);
     assert_eq!(a.status, "image mode: sixel");

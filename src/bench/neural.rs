@@ -2,7 +2,7 @@
 //! a given batch size, on the embedded digits, the same nets as `bench/reference/pytorch_neural.py`.
 
 use crate::data::mnist;
-use crate::neural::linear::Activation;
+use crate::neural::Activation;
 use crate::neural::{self, ModelKind, NeuralConfig};
 use crate::train::shape_of;
 use candle_core::Device;
@@ -186,7 +186,7 @@ pub fn dcgan_layer_seconds(layer: &DcganLayer, reps: usize) -> Option<f64> {
 
 fn dcgan_layer_here(spec: &DcganLayer, reps: usize) -> Option<f64> {
     use crate::neural::dcgan::{down_cfg, up_cfg};
-    use crate::neural::{batch_norm, conv};
+    use crate::neural::kernels::{batch_norm, conv};
     use candle_core::{DType, Var};
     use candle_nn::{VarBuilder, VarMap};
     let dev = Device::Cpu;

@@ -5,7 +5,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use clap::Parser;
 use genmod::cli::DataArgs;
-use genmod::tui::app::ImageMode;
+use genmod::tui::graphics::ImageMode;
 use std::path::PathBuf;
 
 #[derive(Parser)]

@@ -6,10 +6,13 @@ use anyhow::{Context, Result, bail};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use clap::{Args, Parser, Subcommand};
+use genmod::bench::suite::{BenchOptions, Suite};
 use genmod::classical::catalog::{self, ClassicalConfig, ImageModel};
+use genmod::classical::demo::Demo;
 use genmod::classical::gmm::GmmCovariance;
-use genmod::cli::DataArgs;
+use genmod::cli::{DataArgs, choice};
 use genmod::data::{download, play_tennis};
+use genmod::neural::{GeneratorLoss, KlSchedule, ModelKind, NeuralConfig, ReconLoss};
 use genmod::render::Grid;
 use rand::SeedableRng;
 use std::path::PathBuf;
@@ -55,9 +58,9 @@ enum Command {
         quick: bool,
         #[arg(long, default_value_t = 0)]
         seed: u64,
-        /// Only these groups, comma-separated: 2d, classical, autoencoder, vae, gan, dcgan, cgan.
-        #[arg(long, value_delimiter = ',')]
-        only: Vec<String>,
+        /// Only these groups, comma-separated (all if not given).
+        #[arg(long, value_parser = choice::<genmod::figures::FigureGroup>(), value_delimiter = ',')]
+        only: Vec<genmod::figures::FigureGroup>,
     },
     /// Score every model on the test digits: likelihoods, Fréchet distance, precision and
     /// recall, mode coverage, conditional accuracy. Writes eval.md and eval.json.
@@ -79,11 +82,12 @@ enum Command {
         #[arg(long)]
         classifier_only: bool,
     },
-    /// Time genmod's workloads beside scikit-learn's (bench/reference/), in one run.
+    /// Time genmod's workloads beside scikit-learn's or PyTorch's (bench/reference/), in one
+    /// run.
     Bench {
-        /// Which workloads: classical.
-        #[arg(default_value = "classical")]
-        suite: String,
+        /// Which workloads.
+        #[arg(value_enum, value_parser = choice::<Suite>(), default_value_t = Suite::Classical)]
+        suite: Suite,
         /// Timed repetitions per workload (medians are reported).
         #[arg(long, default_value_t = 5)]
         reps: usize,
@@ -96,8 +100,9 @@ enum Command {
     },
     /// The 2-D pictures: `boundary` (figure 3.2) or `clusters` (figure 3.5), as PNG.
     Demo {
-        /// boundary or clusters.
-        which: String,
+        /// Which picture.
+        #[arg(value_parser = choice::<Demo>())]
+        which: Demo,
         #[arg(long)]
         out: PathBuf,
         #[arg(long, default_value_t = 0)]
@@ -122,8 +127,9 @@ enum Command {
 /// A neural model, its hyperparameters and the run's settings.
 #[derive(Args, Clone)]
 struct TrainArgs {
-    /// autoencoder, vae, gan, dcgan or cgan.
-    model: String,
+    /// The model to train.
+    #[arg(value_parser = choice::<ModelKind>())]
+    model: ModelKind,
     #[command(flatten)]
     data: DataArgs,
     #[arg(long, default_value_t = 5)]
@@ -141,28 +147,28 @@ struct TrainArgs {
     hidden: Option<usize>,
     /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
-    device: String,
+    device: genmod::train::DeviceChoice,
     /// Run folder for checkpoints and samples.png (default runs/MODEL).
     #[arg(long)]
     out: Option<PathBuf>,
     /// Continue from a checkpoint or a run folder's newest checkpoint.
     #[arg(long)]
     resume: Option<PathBuf>,
-    /// VAE: standard (KL weight 0 -> 1), report (reconstruction weight 0 -> 1) or none.
-    #[arg(long, default_value = "standard")]
-    kl_schedule: String,
+    /// VAE: how the KL and reconstruction terms are weighted during the warm-up.
+    #[arg(long, value_enum, value_parser = choice::<KlSchedule>(), default_value_t = KlSchedule::Standard)]
+    kl_schedule: KlSchedule,
     /// VAE: warm-up steps of the KL schedule.
     #[arg(long, default_value_t = 500)]
     warmup_steps: u64,
     /// GANs: discriminator steps per generator step.
     #[arg(long, default_value_t = 1)]
     k: usize,
-    /// GANs: non-saturating (-log D(G(z))) or saturating (log(1 - D(G(z)))).
-    #[arg(long, default_value = "non-saturating")]
-    g_loss: String,
-    /// Autoencoder: bce or mse.
-    #[arg(long, default_value = "bce")]
-    recon: String,
+    /// GANs: the generator's loss.
+    #[arg(long, value_enum, value_parser = choice::<GeneratorLoss>(), default_value_t = GeneratorLoss::NonSaturating)]
+    g_loss: GeneratorLoss,
+    /// Autoencoder: the reconstruction loss.
+    #[arg(long, value_enum, value_parser = choice::<ReconLoss>(), default_value_t = ReconLoss::Bce)]
+    recon: ReconLoss,
     /// Autoencoder: tie decoder weights to the encoder's (W* = W^T).
     #[arg(long)]
     tied: bool,
@@ -188,8 +194,7 @@ struct TrainArgs {
 
 impl TrainArgs {
     fn config(&self) -> Result<genmod::train::TrainConfig> {
-        use genmod::neural::{GeneratorLoss, KlSchedule, ModelKind, NeuralConfig, ReconLoss};
-        let kind = ModelKind::from_name(&self.model).map_err(anyhow::Error::msg)?;
+        let kind = self.model;
         let mut m = NeuralConfig::new(kind);
         if let Some(v) = self.lr {
             m.lr = v;
@@ -200,24 +205,11 @@ impl TrainArgs {
         if let Some(v) = self.hidden {
             m.hidden = v;
         }
-        m.kl_schedule = match self.kl_schedule.as_str() {
-            "standard" => KlSchedule::Standard,
-            "report" => KlSchedule::Report,
-            "none" => KlSchedule::None,
-            o => bail!("--kl-schedule must be standard, report or none, got `{o}`"),
-        };
+        m.kl_schedule = self.kl_schedule;
         m.warmup_steps = self.warmup_steps;
         m.k = self.k;
-        m.g_loss = match self.g_loss.as_str() {
-            "non-saturating" => GeneratorLoss::NonSaturating,
-            "saturating" => GeneratorLoss::Saturating,
-            o => bail!("--g-loss must be non-saturating or saturating, got `{o}`"),
-        };
-        m.recon = match self.recon.as_str() {
-            "bce" => ReconLoss::Bce,
-            "mse" => ReconLoss::Mse,
-            o => bail!("--recon must be bce or mse, got `{o}`"),
-        };
+        m.g_loss = self.g_loss;
+        m.recon = self.recon;
         m.tied = self.tied;
         m.denoise_std = self.denoise;
         m.l2 = self.l2;
@@ -226,7 +218,7 @@ impl TrainArgs {
         c.epochs = self.epochs;
         c.batch_size = self.batch_size;
         c.seed = self.data.seed;
-        c.device = self.device.clone();
+        c.device = self.device;
         c.out_dir = Some(
             self.out
                 .clone()
@@ -367,9 +359,9 @@ impl TrainArgs {
 /// A classical model and its hyperparameters.
 #[derive(Args, Clone)]
 struct FitArgs {
-    /// naive-bayes, gaussian-nb, lda, qda, gmm or gmm-per-class.
-    #[arg(long)]
-    model: String,
+    /// The model to fit.
+    #[arg(long, value_parser = choice::<ImageModel>())]
+    model: ImageModel,
     #[command(flatten)]
     data: DataArgs,
     /// Naive Bayes pseudo-count.
@@ -384,9 +376,9 @@ struct FitArgs {
     /// Mixture components (per class for gmm-per-class; default 10, or 3 per class).
     #[arg(long)]
     components: Option<usize>,
-    /// Mixture covariances: diag or full.
-    #[arg(long, default_value = "diag")]
-    covariance: String,
+    /// Mixture covariances.
+    #[arg(long, value_enum, value_parser = choice::<GmmCovariance>(), default_value_t = GmmCovariance::Diagonal)]
+    covariance: GmmCovariance,
     /// EM iteration cap.
     #[arg(long, default_value_t = 100)]
     max_iter: usize,
@@ -400,19 +392,14 @@ struct FitArgs {
 
 impl FitArgs {
     fn config(&self) -> Result<ClassicalConfig> {
-        let model = ImageModel::from_name(&self.model)?;
-        let mut cfg = ClassicalConfig::new(model);
+        let mut cfg = ClassicalConfig::new(self.model);
         cfg.alpha = self.alpha;
         cfg.var_smoothing = self.var_smoothing;
         cfg.shrinkage = self.shrinkage;
         if let Some(c) = self.components {
             cfg.components = c;
         }
-        cfg.gmm_covariance = match self.covariance.as_str() {
-            "diag" | "diagonal" => GmmCovariance::Diagonal,
-            "full" => GmmCovariance::Full,
-            other => bail!("--covariance must be diag or full, got `{other}`"),
-        };
+        cfg.gmm_covariance = self.covariance;
         cfg.max_iter = self.max_iter;
         cfg.tol = self.tol;
         cfg.seed = self.data.seed;
@@ -579,9 +566,9 @@ fn run(cli: Cli) -> Result<()> {
             if size < 16 {
                 bail!("--size must be at least 16 pixels, got {size}");
             }
-            let grid = match which.as_str() {
-                "boundary" => genmod::classical::demo::boundary_figure(seed, size)?,
-                "clusters" => {
+            let grid = match which {
+                Demo::Boundary => genmod::classical::demo::boundary_figure(seed, size)?,
+                Demo::Clusters => {
                     let (grid, g) = genmod::classical::demo::cluster_figure(seed, size)?;
                     println!(
                         "EM: {} iterations, mean log-likelihood {:.4} -> {:.4}, weights {:.3?}",
@@ -592,7 +579,6 @@ fn run(cli: Cli) -> Result<()> {
                     );
                     grid
                 }
-                other => bail!("unknown demo `{other}`; expected boundary or clusters"),
             };
             grid.save_png(&out)?;
             println!("wrote {}", out.display());
@@ -603,7 +589,20 @@ fn run(cli: Cli) -> Result<()> {
             reps,
             no_reference,
             out,
-        } => bench(&suite, reps, no_reference, out),
+        } => {
+            let opts = BenchOptions {
+                reps,
+                no_reference,
+                genmod_exe: std::env::current_exe().context("finding the genmod executable")?,
+            };
+            let table = genmod::bench::suite::run(suite, &opts, &mut |m| eprintln!("{m}"))?;
+            print!("{table}");
+            if let Some(p) = out {
+                genmod::util::atomic_write(&p, table.as_bytes())
+                    .with_context(|| format!("writing {}", p.display()))?;
+            }
+            Ok(())
+        }
     }
 }
 
@@ -732,264 +731,6 @@ fn tennis(alpha: f64, samples: usize, seed: u64) -> Result<()> {
                 play_tennis::Day::from_indices([r[0], r[1], r[2], r[3]], class)
             );
         }
-    }
-    Ok(())
-}
-
-fn bench(suite: &str, reps: usize, no_reference: bool, out: Option<PathBuf>) -> Result<()> {
-    use genmod::bench::{Row, classical, markdown};
-    use genmod::classical::gda::CovarianceKind;
-    if suite == "neural" {
-        return bench_neural(reps, no_reference, out);
-    }
-    if suite == "first-grid" {
-        // One cold measurement in this fresh process; `bench neural` runs it three times.
-        println!("{}", genmod::bench::neural::time_to_first_grid());
-        return Ok(());
-    }
-    if suite != "classical" {
-        bail!("unknown bench suite `{suite}`; expected classical, neural or first-grid");
-    }
-    if reps == 0 {
-        bail!("--reps must be at least 1");
-    }
-    let threads = rayon::current_num_threads();
-    let split = genmod::data::mnist::embedded();
-    eprintln!("timing genmod on {threads} threads ...");
-    let ours = [
-        (
-            "EM iteration, diagonal, K=10",
-            "em_diag",
-            classical::em_iteration(&split, GmmCovariance::Diagonal, 10, reps),
-        ),
-        (
-            "EM iteration, full, K=10",
-            "em_full",
-            classical::em_iteration(&split, GmmCovariance::Full, 10, reps.div_ceil(2)),
-        ),
-        (
-            "GDA fit, shared covariance (LDA)",
-            "lda_fit",
-            classical::gda_fit(&split, CovarianceKind::Shared, reps.div_ceil(2)),
-        ),
-        (
-            "GDA fit, per-class covariance (QDA)",
-            "qda_fit",
-            classical::gda_fit(&split, CovarianceKind::PerClass, reps.div_ceil(2)),
-        ),
-    ];
-    let reference = if no_reference {
-        None
-    } else {
-        eprintln!("timing scikit-learn (bench/reference/sklearn_classical.py) ...");
-        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("bench/reference/sklearn_classical.py");
-        run_reference(
-            std::process::Command::new("python3")
-                .arg(&script)
-                .arg(reps.to_string())
-                .env("GENMOD_THREADS", threads.to_string()),
-            "reference script",
-        )?
-    };
-    let rows: Vec<Row> = ours
-        .iter()
-        .map(|(name, key, v)| Row {
-            workload: name.to_string(),
-            unit: "s",
-            genmod: *v,
-            reference: reference.as_ref().and_then(|r| r[*key].as_f64()),
-            reference_name: "scikit-learn",
-            lower_is_better: true,
-        })
-        .collect();
-    let mut table = format!(
-        "Embedded digits (8,004 x 784, f64), {threads} threads, medians of {reps} runs{}.\n\n",
-        reference
-            .as_ref()
-            .map(|r| format!(
-                "; scikit-learn {} with numpy {}",
-                r["sklearn"].as_str().unwrap_or("?"),
-                r["numpy"].as_str().unwrap_or("?")
-            ))
-            .unwrap_or_default()
-    );
-    table.push_str(&markdown(&rows));
-    print!("{table}");
-    if let Some(p) = out {
-        genmod::util::atomic_write(&p, table.as_bytes())
-            .with_context(|| format!("writing {}", p.display()))?;
-    }
-    Ok(())
-}
-
-/// Runs a reference script and reads the JSON it prints. A script that fails or a missing
-/// python3 is reported and gives `None` (the table then has no reference column); output
-/// that is not JSON is an error naming `what`.
-fn run_reference(cmd: &mut std::process::Command, what: &str) -> Result<Option<serde_json::Value>> {
-    match cmd.output() {
-        Ok(o) if o.status.success() => Ok(Some(
-            serde_json::from_slice(&o.stdout)
-                .with_context(|| format!("{what}: reading its JSON"))?,
-        )),
-        Ok(o) => {
-            eprintln!(
-                "{what} failed: {}",
-                String::from_utf8_lossy(&o.stderr)
-                    .lines()
-                    .last()
-                    .unwrap_or("")
-            );
-            Ok(None)
-        }
-        Err(e) => {
-            eprintln!("could not run python3: {e}");
-            Ok(None)
-        }
-    }
-}
-
-fn bench_neural(reps: usize, no_reference: bool, out: Option<PathBuf>) -> Result<()> {
-    use genmod::bench::{Row, markdown, neural};
-    use genmod::neural::ModelKind;
-    let threads = rayon::current_num_threads();
-    let scale = reps.max(1);
-    let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/reference/pytorch_neural.py");
-    // PyTorch's figure for one workload, measured right after genmod's: the machine's speed
-    // drifts over minutes, so the two sides of a ratio are timed seconds apart.
-    let mut torch_version: Option<String> = None;
-    let mut reference = |key: &str| -> Option<f64> {
-        if no_reference {
-            return None;
-        }
-        let v = run_reference(
-            std::process::Command::new("python3")
-                .arg(&script)
-                .args(["--only", key])
-                .env("GENMOD_THREADS", threads.to_string()),
-            &format!("reference script on {key}"),
-        )
-        .unwrap_or_else(|e| {
-            eprintln!("{e:#}");
-            None
-        })?;
-        torch_version = v["torch"].as_str().map(str::to_string);
-        v[key].as_f64()
-    };
-    let training = [
-        (
-            "autoencoder 784-256-32",
-            "autoencoder",
-            ModelKind::Autoencoder,
-            40,
-        ),
-        ("VAE 784-400-20", "vae", ModelKind::Vae, 40),
-        ("MLP GAN", "gan", ModelKind::Gan, 20),
-        ("conditional GAN", "cgan", ModelKind::Cgan, 20),
-        ("DCGAN 28x28", "dcgan", ModelKind::Dcgan, 4),
-    ];
-    let mut rows: Vec<Row> = Vec::new();
-    for (name, key, kind, steps) in training {
-        eprintln!("timing training: {name}, genmod then PyTorch, {threads} threads ...");
-        rows.push(Row {
-            workload: format!("training, batch 128: {name}"),
-            unit: "img/s",
-            genmod: neural::throughput(kind, 128, steps * scale / 5 + 1),
-            reference: reference(key),
-            reference_name: "PyTorch",
-            lower_is_better: false,
-        });
-    }
-    for layer in &neural::DCGAN_LAYERS {
-        eprintln!(
-            "timing a DCGAN layer, forward and backward: {}, genmod then PyTorch ...",
-            layer.name
-        );
-        let ours = neural::dcgan_layer_seconds(layer, 3 * scale)
-            .with_context(|| format!("timing the DCGAN layer {}", layer.key))?;
-        rows.push(Row {
-            workload: format!("DCGAN layer forward+backward, batch 128: {}", layer.name),
-            unit: "ms",
-            genmod: ours * 1e3,
-            reference: reference(layer.key).map(|s| s * 1e3),
-            reference_name: "PyTorch",
-            lower_is_better: true,
-        });
-    }
-    let samplers = [
-        ("VAE decoder", "sample_vae", ModelKind::Vae, 5),
-        ("MLP GAN generator", "sample_gan", ModelKind::Gan, 5),
-        (
-            "conditional GAN generator",
-            "sample_cgan",
-            ModelKind::Cgan,
-            5,
-        ),
-        ("DCGAN generator", "sample_dcgan", ModelKind::Dcgan, 2),
-    ];
-    for (name, key, kind, rounds) in samplers {
-        eprintln!("timing sampling, 1000 images a batch: {name}, genmod then PyTorch ...");
-        rows.push(Row {
-            workload: format!("sampling, 1000 a batch: {name}"),
-            unit: "img/s",
-            genmod: neural::sampling_throughput(kind, 1000, rounds),
-            reference: reference(key),
-            reference_name: "PyTorch",
-            lower_is_better: false,
-        });
-    }
-    eprintln!("timing start to first grid, 3 fresh processes each ...");
-    let median_of_runs = |cmd: &mut dyn FnMut() -> std::io::Result<std::process::Output>| {
-        let mut v: Vec<f64> = (0..3)
-            .filter_map(|_| {
-                let o = cmd().ok().filter(|o| o.status.success())?;
-                String::from_utf8_lossy(&o.stdout)
-                    .trim()
-                    .parse::<f64>()
-                    .ok()
-            })
-            .collect();
-        v.sort_by(f64::total_cmp);
-        v.get(v.len() / 2).copied()
-    };
-    let exe = std::env::current_exe()?;
-    let ours_first = median_of_runs(&mut || {
-        std::process::Command::new(&exe)
-            .args(["bench", "first-grid"])
-            .output()
-    })
-    .context("timing genmod bench first-grid in a fresh process")?;
-    let torch_first = if no_reference {
-        None
-    } else {
-        median_of_runs(&mut || {
-            std::process::Command::new("python3")
-                .arg(&script)
-                .arg("--first-grid")
-                .env("GENMOD_THREADS", threads.to_string())
-                .output()
-        })
-    };
-    rows.push(Row {
-        workload: "start to first 8x8 VAE grid (fresh process, median of 3)".into(),
-        unit: "s",
-        genmod: ours_first,
-        reference: torch_first,
-        reference_name: "PyTorch",
-        lower_is_better: true,
-    });
-    let mut table = format!(
-        "Embedded digits, CPU, {threads} threads{}.\n\n",
-        torch_version
-            .map(|v| format!("; PyTorch {v}, each workload timed right after genmod's"))
-            .unwrap_or_default()
-    );
-    table.push_str(&markdown(&rows));
-    print!("{table}");
-    if let Some(p) = out {
-        genmod::util::atomic_write(&p, table.as_bytes())
-            .with_context(|| format!("writing {}", p.display()))?;
     }
     Ok(())
 }

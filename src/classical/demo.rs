@@ -11,6 +11,15 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 
+/// Which of the report's 2-D pictures to draw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Demo {
+    /// Figure 3.2: Gaussian naive Bayes boundaries, shared against per-class variances.
+    Boundary,
+    /// Figure 3.5: a three-component mixture fitted by EM.
+    Clusters,
+}
+
 /// Colours of classes and components (colour-blind-safe pairs first).
 pub const PALETTE: [[u8; 3]; 4] = [
     [31, 119, 180],

@@ -22,9 +22,10 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 /// Covariance structure of the mixture's components.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum GmmCovariance {
     /// One variance per feature and component.
+    #[value(name = "diag", alias = "diagonal")]
     Diagonal,
     /// A full covariance matrix per component.
     Full,

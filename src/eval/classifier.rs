@@ -5,7 +5,7 @@
 //! of its weights so every evaluation uses the same one.
 
 use crate::data::{PixelScale, Split};
-use crate::train::optim::{Adam, AdamConfig, trainable};
+use crate::neural::optim::{Adam, AdamConfig, trainable};
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::{Conv2d, Conv2dConfig, Linear, Module, VarBuilder, VarMap};
 use rand::{Rng, SeedableRng};

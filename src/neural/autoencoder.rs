@@ -4,11 +4,11 @@
 //! is corrupted with Gaussian noise, the target stays clean). With a 2-D code the codes of
 //! the test digits show the scattered, gappy latent space of figure 3.9.
 
-use super::linear::{Activation, WeightLayout, dense_with};
+use super::kernels::linear::{Activation, WeightLayout, dense_with};
 use super::losses::{bce_with_logits, squared_error};
 use super::{ImageShape, Metrics, Model, NeuralConfig, ReconLoss, normal, scalar};
 use crate::data::Batch;
-use crate::train::optim::{Adam, AdamConfig, trainable};
+use crate::neural::optim::{Adam, AdamConfig, trainable};
 use candle_core::{Result, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use rand_chacha::ChaCha8Rng;

@@ -7,7 +7,7 @@
 use super::gan::{Adversarial, GAN_LOSSES, Mlp, Nets};
 use super::{ImageShape, Metrics, Model, NeuralConfig, one_hot};
 use crate::data::Batch;
-use crate::train::optim::Adam;
+use crate::neural::optim::Adam;
 use candle_core::{Result, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use rand_chacha::ChaCha8Rng;

@@ -10,12 +10,12 @@
 //! Batch norm uses batch statistics while training and the running averages for
 //! generation; the running averages are saved with the weights.
 
-use super::batch_norm;
 use super::gan::{Adversarial, GAN_LOSSES, Nets};
-use super::linear::{Activation, dense, dense_frozen};
+use super::kernels::batch_norm;
+use super::kernels::linear::{Activation, dense, dense_frozen};
 use super::{ImageShape, Metrics, Model, NeuralConfig};
 use crate::data::Batch;
-use crate::train::optim::Adam;
+use crate::neural::optim::Adam;
 use candle_core::{Result, Tensor};
 use candle_nn::{
     BatchNorm, Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig, Linear, VarBuilder,
@@ -179,7 +179,13 @@ impl Generator {
                 Some(_) => Activation::Identity,
                 None => Activation::Tanh,
             };
-            h = super::conv::conv_transpose2d(conv, &h, up_cfg().stride, up_cfg().padding, act)?;
+            h = super::kernels::conv::conv_transpose2d(
+                conv,
+                &h,
+                up_cfg().stride,
+                up_cfg().padding,
+                act,
+            )?;
             if let Some(bn) = bn {
                 h = batch_norm::forward_t(bn, &h, train, false, Activation::Relu)?;
             }
@@ -201,7 +207,7 @@ impl Discriminator {
                 None => LEAKY,
             };
             let (stride, padding) = (down_cfg().stride, down_cfg().padding);
-            h = super::conv::conv2d(conv, &h, stride, padding, frozen, act)?;
+            h = super::kernels::conv::conv2d(conv, &h, stride, padding, frozen, act)?;
             if let Some(bn) = bn {
                 h = batch_norm::forward_t(bn, &h, train, frozen, LEAKY)?;
             }

@@ -8,11 +8,11 @@
 //! generator's gradient norm, which makes the vanishing gradient of the saturating loss
 //! visible when D rejects the fakes.
 
-use super::linear::{Activation, dense, dense_frozen};
+use super::kernels::linear::{Activation, dense, dense_frozen};
 use super::losses::{discriminator, generator_non_saturating, generator_saturating};
 use super::{GeneratorLoss, ImageShape, Metrics, Model, NeuralConfig, normal, scalar};
 use crate::data::Batch;
-use crate::train::optim::{Adam, AdamConfig, grad_norm, trainable};
+use crate::neural::optim::{Adam, AdamConfig, grad_norm, trainable};
 use candle_core::{Result, Tensor};
 use candle_nn::{Linear, VarBuilder, VarMap, linear};
 use rand::Rng;

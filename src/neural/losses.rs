@@ -4,9 +4,9 @@
 use candle_core::{D, Result, Tensor};
 
 /// softplus(x) = log(1 + eˣ) = max(x, 0) + log(1 + e^(−|x|)), stable for any x; one fused
-/// pass on the CPU (see [`super::fused`]).
+/// pass on the CPU (see [`super::kernels::fused`]).
 pub fn softplus(x: &Tensor) -> Result<Tensor> {
-    super::fused::softplus(x)
+    super::kernels::fused::softplus(x)
 }
 
 /// Σ over non-batch dimensions, then mean over the batch.
@@ -23,7 +23,7 @@ pub fn bce_with_logits(logits: &Tensor, x: &Tensor) -> Result<Tensor> {
 /// The same, per image (N values), for importance weighting.
 pub fn bce_with_logits_per_image(logits: &Tensor, x: &Tensor) -> Result<Tensor> {
     let (logits, x) = (logits.flatten_from(1)?, x.flatten_from(1)?);
-    if let Some(fused) = super::fused::bce_with_logits_rows(&logits, &x)? {
+    if let Some(fused) = super::kernels::fused::bce_with_logits_rows(&logits, &x)? {
         return Ok(fused);
     }
     (softplus(&logits)? - (&logits * &x)?)?.sum(D::Minus1)

@@ -3,23 +3,23 @@
 //! (`crate::train`) owns the loop, schedules, events and checkpoints.
 
 pub mod autoencoder;
-pub mod batch_norm;
 pub mod cgan;
-pub mod conv;
-pub mod cpu;
 pub mod dcgan;
-pub mod fused;
 pub mod gan;
 pub mod interpolate;
-pub mod linear;
+// Private to the crate: the models are the kernels' callers, and `bench` times single
+// layers through them.
+pub(crate) mod kernels;
 pub mod losses;
+pub mod optim;
 pub mod vae;
-mod winograd;
+
+pub use kernels::linear::Activation;
 
 use crate::data::{Batch, PixelScale};
-use crate::train::optim::Adam;
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::{VarBuilder, VarMap};
+use optim::Adam;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
@@ -28,42 +28,43 @@ use serde::{Deserialize, Serialize};
 /// Named scalar metrics of one step or one evaluation.
 pub type Metrics = Vec<(&'static str, f64)>;
 
-/// Which model to build.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Which model to build; the command line takes the kebab-case names, in report order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum ModelKind {
+    /// The autoencoder of report 3.6.
+    #[value(alias = "ae")]
     Autoencoder,
+    /// The variational autoencoder of report 3.7.
     Vae,
+    /// The MLP GAN of report 4.1.
     Gan,
+    /// The convolutional GAN of report 4.2.
     Dcgan,
+    /// The conditional MLP GAN of report 4.3.
+    #[value(alias = "conditional-gan")]
     Cgan,
 }
 
-/// Names on the command line, in report order.
-pub const NAMES: [&str; 5] = ["autoencoder", "vae", "gan", "dcgan", "cgan"];
-
 impl ModelKind {
-    pub fn from_name(name: &str) -> std::result::Result<Self, String> {
-        Ok(match name {
-            "autoencoder" | "ae" => ModelKind::Autoencoder,
-            "vae" => ModelKind::Vae,
-            "gan" => ModelKind::Gan,
-            "dcgan" => ModelKind::Dcgan,
-            "cgan" | "conditional-gan" => ModelKind::Cgan,
-            other => {
-                let hint = crate::util::closest(other, &NAMES)
-                    .map(|s| format!(" (did you mean `{s}`?)"))
-                    .unwrap_or_default();
-                return Err(format!(
-                    "unknown model `{other}`{hint}; expected one of: {}",
-                    NAMES.join(", ")
-                ));
-            }
-        })
-    }
+    /// Every model, in report order.
+    pub const ALL: [ModelKind; 5] = [
+        ModelKind::Autoencoder,
+        ModelKind::Vae,
+        ModelKind::Gan,
+        ModelKind::Dcgan,
+        ModelKind::Cgan,
+    ];
 
+    /// The name on the command line, in run folders and in checkpoints.
     pub fn name(self) -> &'static str {
-        NAMES[self as usize]
+        match self {
+            ModelKind::Autoencoder => "autoencoder",
+            ModelKind::Vae => "vae",
+            ModelKind::Gan => "gan",
+            ModelKind::Dcgan => "dcgan",
+            ModelKind::Cgan => "cgan",
+        }
     }
 
     pub fn section(self) -> &'static str {
@@ -83,7 +84,7 @@ impl ModelKind {
 }
 
 /// Reconstruction loss of the autoencoder.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum ReconLoss {
     /// Squared error summed over pixels.
@@ -93,7 +94,7 @@ pub enum ReconLoss {
 }
 
 /// How the VAE's two terms are weighted while training.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum KlSchedule {
     /// L = RL + KL throughout.
@@ -107,7 +108,7 @@ pub enum KlSchedule {
 }
 
 /// The generator loss of a GAN.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum GeneratorLoss {
     /// Minimise log(1 − D(G(z))), the minimax game as written; its gradient vanishes when

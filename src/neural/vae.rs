@@ -10,11 +10,11 @@
 //! L = r·RL + KL scales the reconstruction instead. Both are here ([`KlSchedule`]); the
 //! likelihood is only meaningful once the weight has reached 1.
 
-use super::linear::{Activation, dense};
+use super::kernels::linear::{Activation, dense};
 use super::losses::{bce_with_logits_per_image, gaussian_kl_per_image};
 use super::{ImageShape, KlSchedule, Metrics, Model, NeuralConfig, normal, scalar};
 use crate::data::Batch;
-use crate::train::optim::{Adam, AdamConfig, trainable};
+use crate::neural::optim::{Adam, AdamConfig, trainable};
 use candle_core::{D, Result, Tensor};
 use candle_nn::{Linear, VarBuilder, VarMap, linear};
 use rand_chacha::ChaCha8Rng;

@@ -10,7 +10,9 @@
 //! curve as one that was never interrupted.
 
 pub mod checkpoint;
-pub mod optim;
+mod device;
+
+pub use device::{DeviceChoice, DeviceError};
 
 use crate::data::{PixelScale, Split};
 use crate::neural::{self, ImageShape, Metrics, Model, ModelKind, NeuralConfig};
@@ -29,8 +31,7 @@ pub struct TrainConfig {
     pub epochs: usize,
     pub batch_size: usize,
     pub seed: u64,
-    /// `cpu`, `cuda` or `cuda:N`.
-    pub device: String,
+    pub device: DeviceChoice,
     /// Where checkpoints and grids go; nothing is written when `None`.
     pub out_dir: Option<PathBuf>,
     /// Steps between checkpoints (0: only at the end of each epoch and of the run).
@@ -54,7 +55,7 @@ impl TrainConfig {
             epochs: 5,
             batch_size: 128,
             seed: 0,
-            device: "cpu".into(),
+            device: DeviceChoice::Cpu,
             out_dir: None,
             checkpoint_every: 0,
             sample_every: 50,
@@ -71,7 +72,7 @@ impl TrainConfig {
 pub enum TrainEvent {
     Started {
         model: ModelKind,
-        device: String,
+        device: DeviceChoice,
         parameters: usize,
         steps_per_epoch: u64,
         total_steps: u64,
@@ -142,35 +143,6 @@ pub struct TrainHandle {
     pub thread: std::thread::JoinHandle<()>,
 }
 
-/// Parses a device name; a CUDA request in a build without CUDA is a clear error.
-pub fn parse_device(name: &str) -> Result<Device, String> {
-    let ordinal = match name {
-        "cpu" => return Ok(Device::Cpu),
-        "cuda" => 0,
-        s if s.starts_with("cuda:") => s[5..]
-            .parse::<usize>()
-            .map_err(|_| format!("device `{s}`: expected cuda:N with N a GPU number"))?,
-        other => {
-            return Err(format!(
-                "unknown device `{other}`; expected cpu, cuda or cuda:N"
-            ));
-        }
-    };
-    if !cfg!(feature = "cuda") {
-        return Err(format!(
-            "device `{name}`: this genmod was built without CUDA; rebuild with `cargo build --release --features cuda`"
-        ));
-    }
-    Device::new_cuda(ordinal).map_err(|e| {
-        // The user needs the driver's reason (no device, bad ordinal), not candle's backtrace.
-        let reason = match e {
-            candle_core::Error::WithBacktrace { inner, .. } => inner.to_string(),
-            other => other.to_string(),
-        };
-        format!("device `{name}`: {reason}")
-    })
-}
-
 /// The shape and class count a model needs from a dataset.
 pub fn shape_of(split: &Split) -> ImageShape {
     let [_, c, h, w] = split.train.shape();
@@ -202,7 +174,7 @@ fn prepare(
     if cfg.grid_size == 0 {
         return Err("grid size must be at least 1, got 0".into());
     }
-    let device = parse_device(&cfg.device)?;
+    let device = cfg.device.open().map_err(|e| e.to_string())?;
     let shape = shape_of(split);
     let classes = split.train.num_classes().unwrap_or(0);
     if cfg.model.kind == ModelKind::Cgan && split.train.labels().is_none() {
@@ -503,7 +475,7 @@ impl Loop {
             .sum();
         self.send(TrainEvent::Started {
             model: self.cfg.model.kind,
-            device: self.cfg.device.clone(),
+            device: self.cfg.device,
             parameters,
             steps_per_epoch: spe,
             total_steps: total,

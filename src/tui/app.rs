@@ -2,11 +2,12 @@
 //! the terminal or spawns threads, so every screen can be driven by scripted messages in
 //! tests and drawn on ratatui's TestBackend.
 
-use super::graphics::Graphics;
+use super::graphics::ImageMode;
 use crate::classical::catalog::{ClassicalConfig, FitReport, ImageModel};
 use crate::neural::{KlSchedule, Metrics, ModelKind, NeuralConfig};
 use crate::render::Grid;
-use crate::train::{TrainCommand, TrainConfig, TrainEvent};
+use crate::train::{DeviceChoice, TrainCommand, TrainConfig, TrainEvent};
+use clap::ValueEnum;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -178,15 +179,13 @@ impl FieldKind {
                 Ok(_) => Err("finite, > 0 and < 10".to_string()),
                 Err(_) => Err("a number such as 2e-4".to_string()),
             },
-            FieldKind::KlSchedule => match v {
-                "standard" | "report" | "none" => Ok(()),
-                _ => Err("standard, report or none".to_string()),
-            },
-            FieldKind::Device => match v {
-                "cpu" => Ok(()),
-                "cuda" => cuda.clone(),
-                s if s.starts_with("cuda:") && s[5..].parse::<usize>().is_ok() => cuda.clone(),
-                _ => Err("cpu, cuda or cuda:N".to_string()),
+            FieldKind::KlSchedule => KlSchedule::from_str(v, false)
+                .map(|_| ())
+                .map_err(|_| "standard, report or none".to_string()),
+            FieldKind::Device => match v.parse::<DeviceChoice>() {
+                Ok(DeviceChoice::Cpu) => Ok(()),
+                Ok(DeviceChoice::Cuda(_)) => cuda.clone(),
+                Err(_) => Err("cpu, cuda or cuda:N".to_string()),
             },
         }
     }
@@ -198,35 +197,6 @@ pub struct Field {
     pub kind: FieldKind,
     pub value: String,
     pub error: Option<String>,
-}
-
-/// How sample grids are drawn.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ImageMode {
-    /// '▀' cells with 24-bit colours: two pixels per cell, any UTF-8 terminal.
-    HalfBlocks,
-    /// A ten-step character ramp: any terminal, no colour needed.
-    Ascii,
-    /// Real pixels through the sixel protocol (xterm -ti vt340, foot, WezTerm, mlterm…).
-    Sixel,
-    /// Real pixels through the kitty graphics protocol (kitty, Ghostty, WezTerm).
-    Kitty,
-}
-
-impl ImageMode {
-    pub fn name(self) -> &'static str {
-        match self {
-            ImageMode::HalfBlocks => "half-blocks",
-            ImageMode::Ascii => "ASCII",
-            ImageMode::Sixel => "sixel",
-            ImageMode::Kitty => "kitty",
-        }
-    }
-
-    /// Whether this mode draws real pixels (needs a terminal that speaks the protocol).
-    pub fn is_pixels(self) -> bool {
-        matches!(self, ImageMode::Sixel | ImageMode::Kitty)
-    }
 }
 
 /// Where a run is.
@@ -403,8 +373,9 @@ pub struct App {
     pub help: bool,
     pub confirm_quit: bool,
     pub image_mode: ImageMode,
-    /// What the terminal can draw in pixels, and the cache of the last encoded grid.
-    pub graphics: Graphics,
+    /// The pixel modes the terminal can draw (sixel, kitty), best first; empty where it
+    /// answered for none. The runner learns them; `m` cycles through them.
+    pixel_modes: Vec<ImageMode>,
     pub run: Option<RunView>,
     pub dataset: String,
     /// Ok if CUDA can be used, else why not.
@@ -427,7 +398,7 @@ impl App {
             help: false,
             confirm_quit: false,
             image_mode: ImageMode::HalfBlocks,
-            graphics: Graphics::none(),
+            pixel_modes: Vec::new(),
             run: None,
             dataset,
             cuda,
@@ -440,6 +411,12 @@ impl App {
         };
         app.reset_fields();
         app
+    }
+
+    /// Tells the app which pixel modes the terminal offers (best first), so that `m` can
+    /// cycle through them; the text modes are always offered.
+    pub fn set_pixel_modes(&mut self, modes: Vec<ImageMode>) {
+        self.pixel_modes = modes.into_iter().filter(|m| m.is_pixels()).collect();
     }
 
     pub fn info(&self) -> ModelInfo {
@@ -539,16 +516,13 @@ impl App {
                 m.lr = self.field(FieldKind::LearningRate).trim().parse().ok()?;
                 m.latent_dim = self.field(FieldKind::Latent).trim().parse().ok()?;
                 m.k = self.field(FieldKind::K).trim().parse().ok()?;
-                m.kl_schedule = match self.field(FieldKind::KlSchedule).trim() {
-                    "report" => KlSchedule::Report,
-                    "none" => KlSchedule::None,
-                    _ => KlSchedule::Standard,
-                };
+                m.kl_schedule =
+                    KlSchedule::from_str(self.field(FieldKind::KlSchedule).trim(), false).ok()?;
                 let mut c = TrainConfig::new(m);
                 c.epochs = self.field(FieldKind::Epochs).trim().parse().ok()?;
                 c.batch_size = self.field(FieldKind::BatchSize).trim().parse().ok()?;
                 c.seed = seed;
-                c.device = self.field(FieldKind::Device).trim().to_string();
+                c.device = self.field(FieldKind::Device).trim().parse().ok()?;
                 c.out_dir = Some(self.out_root.join(kind.name()));
                 c.sample_every = 25;
                 // A short evaluation keeps pause and stop responsive at epoch ends.
@@ -817,7 +791,7 @@ impl App {
             KeyCode::Char('g') => vec![Effect::SaveGrid],
             KeyCode::Char('m') => {
                 let mut modes = vec![ImageMode::HalfBlocks, ImageMode::Ascii];
-                modes.extend(self.graphics.available.iter().copied());
+                modes.extend(self.pixel_modes.iter().copied());
                 let at = modes
                     .iter()
                     .position(|m| *m == self.image_mode)

@@ -13,7 +13,6 @@
 //! stream is tens of kilobytes), so the encoded picture is cached and rebuilt only when the
 //! grid, the area or the protocol changes; an unchanged frame sends nothing to the terminal.
 
-use super::app::ImageMode;
 use crate::render::Grid;
 use ratatui::Frame;
 use ratatui::buffer::CellDiffOption;
@@ -25,6 +24,35 @@ use ratatui_image::{Image, Resize};
 use std::cell::{Cell, RefCell};
 use std::num::NonZeroU16;
 use std::time::Duration;
+
+/// How sample grids are drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageMode {
+    /// '▀' cells with 24-bit colours: two pixels per cell, any UTF-8 terminal.
+    HalfBlocks,
+    /// A ten-step character ramp: any terminal, no colour needed.
+    Ascii,
+    /// Real pixels through the sixel protocol (xterm -ti vt340, foot, WezTerm, mlterm…).
+    Sixel,
+    /// Real pixels through the kitty graphics protocol (kitty, Ghostty, WezTerm).
+    Kitty,
+}
+
+impl ImageMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            ImageMode::HalfBlocks => "half-blocks",
+            ImageMode::Ascii => "ASCII",
+            ImageMode::Sixel => "sixel",
+            ImageMode::Kitty => "kitty",
+        }
+    }
+
+    /// Whether this mode draws real pixels (needs a terminal that speaks the protocol).
+    pub fn is_pixels(self) -> bool {
+        matches!(self, ImageMode::Sixel | ImageMode::Kitty)
+    }
+}
 
 /// How long the start-up query waits for the terminal's answers. A terminal that answers at
 /// all does so within milliseconds, even over SSH; one that does not should not delay start-up.

@@ -20,8 +20,9 @@ use crate::classical::catalog;
 use crate::data::{DataSource, Split};
 use crate::render::Grid;
 use crate::train::{self, TrainEvent, TrainHandle};
-use app::{App, Effect, ImageMode, Msg};
+use app::{App, Effect, Msg};
 use crossterm::event::{self, Event, KeyEventKind};
+use graphics::ImageMode;
 use rand::SeedableRng;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -63,7 +64,10 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let cuda = train::parse_device("cuda").map(|_| ());
+    let cuda = train::DeviceChoice::Cuda(0)
+        .open()
+        .map(|_| ())
+        .map_err(|e| e.to_string());
     let mut app = App::new(dataset, cuda, opts.out_root.clone());
     if let Some(m) = opts.image_mode {
         app.image_mode = m;
@@ -86,23 +90,27 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     let mut terminal = ratatui::init();
     // Ask the terminal for pixel graphics before the input thread starts reading its answers.
     // A forced text mode asks nothing (over a slow link the user said what they want).
-    match opts.image_mode {
+    let graphics = match opts.image_mode {
         None => {
-            app.graphics = graphics::Graphics::query();
+            let g = graphics::Graphics::query();
             // The best pixel mode the terminal answered for (kitty, then sixel).
-            if let Some(&best) = app.graphics.available.first() {
+            if let Some(&best) = g.available.first() {
                 app.image_mode = best;
             }
+            g
         }
         Some(m) if m.is_pixels() => {
-            app.graphics = graphics::Graphics::query();
-            app.graphics.force(m);
+            let mut g = graphics::Graphics::query();
+            g.force(m);
+            g
         }
-        Some(_) => {}
-    }
+        Some(_) => graphics::Graphics::none(),
+    };
+    app.set_pixel_modes(graphics.available.clone());
     let result = event_loop(
         &mut terminal,
         &mut app,
+        &graphics,
         &split,
         resume.map(|(p, _)| p),
         &stop_signal,
@@ -121,6 +129,7 @@ struct Runner {
 fn event_loop(
     terminal: &mut ratatui::DefaultTerminal,
     app: &mut App,
+    graphics: &graphics::Graphics,
     split: &Split,
     resume: Option<PathBuf>,
     stop_signal: &AtomicBool,
@@ -186,10 +195,10 @@ fn event_loop(
                 terminal_lost |= terminal.clear().is_err();
                 drawn_mode = app.image_mode;
             }
-            if terminal.draw(|f| ui::draw(f, app)).is_err() {
+            if terminal.draw(|f| ui::draw(f, app, graphics)).is_err() {
                 terminal_lost = true;
             }
-            terminal_lost |= app.graphics.after_draw(terminal.backend_mut()).is_err();
+            terminal_lost |= graphics.after_draw(terminal.backend_mut()).is_err();
             last_draw = Instant::now();
             dirty = false;
         }

@@ -1,8 +1,7 @@
 //! Drawing the TUI's screens from the app state. Pure: state in, cells out.
 
-use super::app::{
-    App, Entry, Focus, HELP, ImageMode, MODELS, RunState, RunView, Screen, chart_groups,
-};
+use super::app::{App, Entry, Focus, HELP, MODELS, RunState, RunView, Screen, chart_groups};
+use super::graphics::{Graphics, ImageMode};
 use crate::render::{Grid, text};
 use ratatui::Frame;
 use ratatui::buffer::Buffer;
@@ -21,8 +20,8 @@ pub const MIN_HEIGHT: u16 = 20;
 
 const SERIES_COLOURS: [Color; 4] = [Color::Cyan, Color::Yellow, Color::Magenta, Color::Green];
 
-/// Draws the whole screen.
-pub fn draw(f: &mut Frame, app: &App) {
+/// Draws the whole screen; `graphics` draws the sample grid where a pixel mode is chosen.
+pub fn draw(f: &mut Frame, app: &App, graphics: &Graphics) {
     let area = f.area();
     if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
         draw_too_small(f, area);
@@ -30,7 +29,7 @@ pub fn draw(f: &mut Frame, app: &App) {
     }
     match app.screen {
         Screen::Picker => draw_picker(f, area, app),
-        Screen::Dashboard => draw_dashboard(f, area, app),
+        Screen::Dashboard => draw_dashboard(f, area, app, graphics),
     }
     if app.help {
         draw_help(f, area);
@@ -165,7 +164,7 @@ fn focus_style(focused: bool) -> Style {
     }
 }
 
-fn draw_dashboard(f: &mut Frame, area: Rect, app: &App) {
+fn draw_dashboard(f: &mut Frame, area: Rect, app: &App, graphics: &Graphics) {
     let Some(run) = &app.run else { return };
     let [header, body, progress, log, footer] = Layout::vertical([
         Constraint::Length(1),
@@ -219,7 +218,7 @@ fn draw_dashboard(f: &mut Frame, area: Rect, app: &App) {
         // A kitty picture lies above the text, so it would hide a pop-up drawn over it; while
         // one is open the grid waits (sixel pixels are plain cells and get overdrawn).
         Some(_) if app.image_mode == ImageMode::Kitty && (app.help || app.confirm_quit) => {}
-        Some(g) if app.image_mode.is_pixels() => app.graphics.render(f, inner, g, app.image_mode),
+        Some(g) if app.image_mode.is_pixels() => graphics.render(f, inner, g, app.image_mode),
         Some(g) => f.render_widget(
             GridWidget {
                 grid: g,

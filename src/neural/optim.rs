@@ -2,7 +2,7 @@
 //! saved and restored: candle's own AdamW keeps them private, and a checkpoint that drops
 //! them does not continue the same training curve.
 
-use crate::neural::cpu::{f32_slice, f32_slice_mut};
+use super::kernels::cpu::{f32_slice, f32_slice_mut};
 use candle_core::backprop::GradStore;
 use candle_core::{CpuStorage, DType, InplaceOp1, InplaceOp2, Layout, Result, Tensor, Var};
 use rayon::prelude::*;
