@@ -89,12 +89,10 @@ fn train_model(cfg: TrainConfig, split: &Split, log: &mut dyn FnMut(&str)) -> Re
         _ => {}
     })
     .map_err(|e| anyhow!("training {}: {e}", kind.name()))?;
-    let ckpt = train::checkpoint::resolve(dir.path()).map_err(anyhow::Error::msg)?;
-    let meta = train::checkpoint::read_meta(&ckpt).map_err(anyhow::Error::msg)?;
-    let mut model = neural::build(&meta.model, meta.shape, meta.num_classes, &Device::Cpu, 0)
-        .map_err(anyhow::Error::msg)?;
-    train::checkpoint::load_into(&ckpt, model.as_mut(), &meta, &Device::Cpu)
-        .map_err(anyhow::Error::msg)?;
+    let ckpt = train::checkpoint::resolve(dir.path())?;
+    let meta = train::checkpoint::read_meta(&ckpt)?;
+    let mut model = neural::build(&meta.model, meta.shape, meta.num_classes, &Device::Cpu, 0)?;
+    train::checkpoint::load_into(&ckpt, model.as_mut(), &meta, &Device::Cpu)?;
     Ok(Trained {
         model,
         grid: grid.ok_or_else(|| anyhow!("{} produced no sample grid", kind.name()))?,

@@ -4,8 +4,10 @@
 
 use candle_core::{Device, Tensor, Var};
 use genmod::data::{Split, mnist};
-use genmod::neural::{self, GeneratorLoss, ImageShape, KlSchedule, ModelKind, NeuralConfig};
-use genmod::train::{self, TrainCommand, TrainConfig, TrainEvent};
+use genmod::neural::{
+    self, ConfigError, GeneratorLoss, ImageShape, KlSchedule, ModelKind, NeuralConfig,
+};
+use genmod::train::{self, DeviceError, TrainCommand, TrainConfig, TrainError, TrainEvent};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::path::PathBuf;
@@ -38,7 +40,7 @@ fn run_collect(
     cfg: TrainConfig,
     split: Split,
     resume: Option<PathBuf>,
-) -> (Vec<TrainEvent>, Result<(), String>) {
+) -> (Vec<TrainEvent>, Result<(), TrainError>) {
     let mut events = Vec::new();
     let r = train::run_blocking(cfg, split, resume, |e| events.push(e.clone()));
     (events, r)
@@ -104,7 +106,12 @@ fn every_net_has_the_right_shapes() {
         &dev,
         0,
     );
-    assert!(bad.err().unwrap().contains("28x28, 32x32 and 64x64"));
+    assert!(
+        bad.err()
+            .unwrap()
+            .to_string()
+            .contains("28x28, 32x32 and 64x64")
+    );
 }
 
 #[test]
@@ -348,7 +355,7 @@ fn divergence_stops_at_the_first_non_finite_loss_and_keeps_the_last_checkpoint()
     c.checkpoint_every = 1;
     c.out_dir = Some(dir.path().to_path_buf());
     let (ev, r) = run_collect(c, digits(640), None);
-    let msg = r.unwrap_err();
+    let msg = r.unwrap_err().to_string();
     assert!(
         msg.contains("at step") && msg.contains("last good checkpoint"),
         "{msg}"
@@ -403,32 +410,32 @@ fn bad_settings_are_refused_before_training() {
     c.device = train::DeviceChoice::Cuda(0);
     if !cfg!(feature = "cuda") {
         let e = train::spawn(c, split.clone(), None).err().unwrap();
-        assert!(e.contains("--features cuda"), "{e}");
+        assert!(
+            matches!(e, TrainError::Device(DeviceError::NoCudaSupport(_))),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("--features cuda"), "{e}");
     }
+    let invalid_setting = |c: TrainConfig, words: &str| {
+        let e = train::spawn(c, digits(64), None).err().unwrap();
+        assert!(
+            matches!(
+                e,
+                TrainError::Model(ConfigError::Invalid(_)) | TrainError::Setting(_)
+            ),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains(words), "{e}");
+    };
     let mut c = quick(ModelKind::Vae, 1);
     c.model.lr = f64::NAN;
-    assert!(
-        train::spawn(c, split.clone(), None)
-            .err()
-            .unwrap()
-            .contains("learning rate")
-    );
+    invalid_setting(c, "learning rate");
     let mut c = quick(ModelKind::Vae, 1);
     c.model.latent_dim = 0;
-    assert!(
-        train::spawn(c, split.clone(), None)
-            .err()
-            .unwrap()
-            .contains("latent size")
-    );
+    invalid_setting(c, "latent size");
     let mut c = quick(ModelKind::Vae, 1);
     c.batch_size = 1000;
-    assert!(
-        train::spawn(c, split.clone(), None)
-            .err()
-            .unwrap()
-            .contains("larger than the 64 training images")
-    );
+    invalid_setting(c, "larger than the 64 training images");
     // A checkpoint of another model.
     let dir = tempfile::tempdir().unwrap();
     let mut c = quick(ModelKind::Vae, 1);
@@ -441,7 +448,21 @@ fn bad_settings_are_refused_before_training() {
     )
     .err()
     .unwrap();
-    assert!(e.contains("checkpoint of a vae, not a gan"), "{e}");
+    assert!(
+        matches!(
+            e,
+            TrainError::WrongModel {
+                found: "vae",
+                wanted: "gan",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(
+        e.to_string().contains("checkpoint of a vae, not a gan"),
+        "{e}"
+    );
     assert_eq!(
         GeneratorLoss::NonSaturating,
         NeuralConfig::new(ModelKind::Gan).g_loss

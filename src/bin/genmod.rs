@@ -213,7 +213,7 @@ impl TrainArgs {
         m.tied = self.tied;
         m.denoise_std = self.denoise;
         m.l2 = self.l2;
-        m.validate().map_err(anyhow::Error::msg)?;
+        m.validate()?;
         let mut c = genmod::train::TrainConfig::new(m);
         c.epochs = self.epochs;
         c.batch_size = self.batch_size;
@@ -265,8 +265,7 @@ impl TrainArgs {
             cfg.device,
             out.display()
         );
-        let handle =
-            genmod::train::spawn(cfg, split, self.resume.clone()).map_err(anyhow::Error::msg)?;
+        let handle = genmod::train::spawn(cfg, split, self.resume.clone())?;
         let fmt = |m: &genmod::neural::Metrics| {
             m.iter()
                 .filter(|(_, v)| v.is_finite())

@@ -139,17 +139,15 @@ fn neural_model(
     if let Some(runs) = &cfg.runs
         && let Ok(ckpt) = train::checkpoint::resolve(&runs.join(kind.name()))
     {
-        let meta = train::checkpoint::read_meta(&ckpt).map_err(anyhow::Error::msg)?;
+        let meta = train::checkpoint::read_meta(&ckpt)?;
         log(&format!(
             "{}: checkpoint {} (step {})",
             kind.name(),
             ckpt.display(),
             meta.step
         ));
-        let mut m = neural::build(&meta.model, meta.shape, meta.num_classes, &Device::Cpu, 0)
-            .map_err(anyhow::Error::msg)?;
-        train::checkpoint::load_into(&ckpt, m.as_mut(), &meta, &Device::Cpu)
-            .map_err(anyhow::Error::msg)?;
+        let mut m = neural::build(&meta.model, meta.shape, meta.num_classes, &Device::Cpu, 0)?;
+        train::checkpoint::load_into(&ckpt, m.as_mut(), &meta, &Device::Cpu)?;
         return Ok(m);
     }
     let (epochs, batch) = match kind {
@@ -180,13 +178,11 @@ fn neural_model(
     if cfg.quick {
         t.max_steps = Some(2);
     }
-    train::run_blocking(t, split.clone(), None, |_| {}).map_err(anyhow::Error::msg)?;
-    let ckpt = train::checkpoint::resolve(&dir).map_err(anyhow::Error::msg)?;
-    let meta = train::checkpoint::read_meta(&ckpt).map_err(anyhow::Error::msg)?;
-    let mut m = neural::build(&meta.model, meta.shape, meta.num_classes, &Device::Cpu, 0)
-        .map_err(anyhow::Error::msg)?;
-    train::checkpoint::load_into(&ckpt, m.as_mut(), &meta, &Device::Cpu)
-        .map_err(anyhow::Error::msg)?;
+    train::run_blocking(t, split.clone(), None, |_| {})?;
+    let ckpt = train::checkpoint::resolve(&dir)?;
+    let meta = train::checkpoint::read_meta(&ckpt)?;
+    let mut m = neural::build(&meta.model, meta.shape, meta.num_classes, &Device::Cpu, 0)?;
+    train::checkpoint::load_into(&ckpt, m.as_mut(), &meta, &Device::Cpu)?;
     if cfg.runs.is_none() {
         let _ = std::fs::remove_dir_all(&dir);
     }

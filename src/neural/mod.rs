@@ -180,7 +180,11 @@ impl NeuralConfig {
     }
 
     /// Checks every field before any work starts; the message names the field.
-    pub fn validate(&self) -> std::result::Result<(), String> {
+    pub fn validate(&self) -> std::result::Result<(), ConfigError> {
+        self.check().map_err(ConfigError::Invalid)
+    }
+
+    fn check(&self) -> std::result::Result<(), String> {
         let pos = |name: &str, v: f64| {
             if v.is_finite() && v > 0.0 {
                 Ok(())
@@ -232,6 +236,20 @@ impl NeuralConfig {
         }
         Ok(())
     }
+}
+
+/// Why a model could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A setting out of range; the message names it and what was expected.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("building {model}: {source}")]
+    Build {
+        model: &'static str,
+        #[source]
+        source: candle_core::Error,
+    },
 }
 
 /// Largest latent size or hidden width accepted.
@@ -303,7 +321,7 @@ pub fn build(
     num_classes: usize,
     device: &Device,
     seed: u64,
-) -> std::result::Result<Box<dyn Model>, String> {
+) -> std::result::Result<Box<dyn Model>, ConfigError> {
     cfg.validate()?;
     if shape.channels == 0
         || shape.channels > 4
@@ -312,13 +330,15 @@ pub fn build(
         || shape.height > 4096
         || shape.width > 4096
     {
-        return Err(format!(
+        return Err(ConfigError::Invalid(format!(
             "image shape {}x{}x{} is out of range (1-4 channels, 1-4096 pixels a side)",
             shape.channels, shape.height, shape.width
-        ));
+        )));
     }
     if num_classes > 100_000 {
-        return Err(format!("{num_classes} classes is out of range"));
+        return Err(ConfigError::Invalid(format!(
+            "{num_classes} classes is out of range"
+        )));
     }
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
@@ -335,16 +355,20 @@ pub fn build(
             .map(|m| Box::new(m) as Box<dyn Model>),
         ModelKind::Cgan => {
             if num_classes < 2 {
-                return Err(
+                return Err(ConfigError::Invalid(
                     "the conditional GAN needs a labelled dataset with at least 2 classes".into(),
-                );
+                ));
             }
             cgan::Cgan::new(cfg.clone(), shape, num_classes, varmap.clone(), vb)
                 .map(|m| Box::new(m) as Box<dyn Model>)
         }
     };
-    let model = r.map_err(|e| format!("building {}: {e}", cfg.kind.name()))?;
-    reinitialise(&varmap, seed).map_err(|e| e.to_string())?;
+    let build_err = |source| ConfigError::Build {
+        model: cfg.kind.name(),
+        source,
+    };
+    let model = r.map_err(build_err)?;
+    reinitialise(&varmap, seed).map_err(build_err)?;
     Ok(model)
 }
 

@@ -30,8 +30,56 @@ pub struct Meta {
 pub const FORMAT: u32 = 1;
 const TMP_PREFIX: &str = ".tmp-ckpt-";
 
-fn err(path: &Path, m: impl std::fmt::Display) -> String {
-    format!("{}: {m}", path.display())
+/// Why a checkpoint could not be found, written or read. Each names the file or folder.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("{}: no such checkpoint or run folder", .0.display())]
+    NotFound(PathBuf),
+    #[error("{}: holds no complete checkpoint (ckpt-*/meta.json)", .0.display())]
+    NoneComplete(PathBuf),
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: {source}", path.display())]
+    Tensors {
+        path: PathBuf,
+        #[source]
+        source: candle_core::Error,
+    },
+    #[error("{}: not a genmod checkpoint: {source}", path.display())]
+    NotACheckpoint {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{}: checkpoint format {found} is not the supported {FORMAT}", path.display())]
+    Format { path: PathBuf, found: u32 },
+    #[error("{}: lacks the tensor `{name}`: a checkpoint of another model?", path.display())]
+    MissingTensor { path: PathBuf, name: String },
+    #[error("{}: tensor `{name}` has shape {found:?}, the model expects {expected:?}", path.display())]
+    Shape {
+        path: PathBuf,
+        name: String,
+        found: Vec<usize>,
+        expected: Vec<usize>,
+    },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
+    move |source| CheckpointError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn tensor_err(path: &Path) -> impl FnOnce(candle_core::Error) -> CheckpointError + '_ {
+    move |source| CheckpointError::Tensors {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// Removes temporary folders left by an interrupted save.
@@ -64,17 +112,17 @@ pub fn list(run: &Path) -> Vec<PathBuf> {
 }
 
 /// The newest complete checkpoint under `path`, or `path` itself if it is a checkpoint.
-pub fn resolve(path: &Path) -> Result<PathBuf, String> {
+pub fn resolve(path: &Path) -> Result<PathBuf, CheckpointError> {
     if path.join("meta.json").is_file() {
         return Ok(path.to_path_buf());
     }
     if !path.is_dir() {
-        return Err(err(path, "no such checkpoint or run folder"));
+        return Err(CheckpointError::NotFound(path.to_path_buf()));
     }
     clean_stale(path);
     list(path)
         .pop()
-        .ok_or_else(|| err(path, "holds no complete checkpoint (ckpt-*/meta.json)"))
+        .ok_or_else(|| CheckpointError::NoneComplete(path.to_path_buf()))
 }
 
 /// Saves `model` after `meta.step` steps into `run`, keeping the newest `keep` checkpoints.
@@ -83,11 +131,11 @@ pub fn save(
     model: &mut dyn Model,
     meta: &Meta,
     keep: usize,
-) -> Result<PathBuf, String> {
-    std::fs::create_dir_all(run).map_err(|e| err(run, e))?;
+) -> Result<PathBuf, CheckpointError> {
+    std::fs::create_dir_all(run).map_err(io(run))?;
     clean_stale(run);
     let tmp = run.join(format!("{TMP_PREFIX}{}-{}", meta.step, std::process::id()));
-    std::fs::create_dir_all(&tmp).map_err(|e| err(&tmp, e))?;
+    std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
     let weights: HashMap<String, Tensor> = model
         .varmap()
         .data()
@@ -108,7 +156,7 @@ pub fn save(
     ];
     for (file, tensors) in files {
         let p = tmp.join(file);
-        candle_core::safetensors::save(&tensors, &p).map_err(|e| err(&p, e))?;
+        candle_core::safetensors::save(&tensors, &p).map_err(tensor_err(&p))?;
         sync(&p)?;
     }
     // Test-only: widen the window between writing the tensors and the rename, so that a
@@ -119,15 +167,18 @@ pub fn save(
     {
         std::thread::sleep(std::time::Duration::from_millis(ms));
     }
-    let json = serde_json::to_vec_pretty(&meta).map_err(|e| err(&tmp, e))?;
     let mp = tmp.join("meta.json");
-    std::fs::write(&mp, json).map_err(|e| err(&mp, e))?;
+    let json = serde_json::to_vec_pretty(&meta).map_err(|source| CheckpointError::Io {
+        path: mp.clone(),
+        source: source.into(),
+    })?;
+    std::fs::write(&mp, json).map_err(io(&mp))?;
     sync(&mp)?;
     let dest = run.join(format!("ckpt-{:010}", meta.step));
     if dest.exists() {
-        discard(run, &dest).map_err(|e| err(&dest, e))?;
+        discard(run, &dest).map_err(io(&dest))?;
     }
-    std::fs::rename(&tmp, &dest).map_err(|e| err(&dest, e))?;
+    std::fs::rename(&tmp, &dest).map_err(io(&dest))?;
     if let Ok(d) = std::fs::File::open(run) {
         let _ = d.sync_all();
     }
@@ -153,26 +204,26 @@ fn discard(run: &Path, ckpt: &Path) -> std::io::Result<()> {
     std::fs::remove_dir_all(&doomed)
 }
 
-fn sync(p: &Path) -> Result<(), String> {
+fn sync(p: &Path) -> Result<(), CheckpointError> {
     std::fs::File::open(p)
         .and_then(|f| f.sync_all())
-        .map_err(|e| err(p, e))
+        .map_err(io(p))
 }
 
 /// Reads a checkpoint's meta data.
-pub fn read_meta(ckpt: &Path) -> Result<Meta, String> {
+pub fn read_meta(ckpt: &Path) -> Result<Meta, CheckpointError> {
     let p = ckpt.join("meta.json");
-    let bytes = std::fs::read(&p).map_err(|e| err(&p, e))?;
-    let meta: Meta = serde_json::from_slice(&bytes)
-        .map_err(|e| err(&p, format!("not a genmod checkpoint: {e}")))?;
+    let bytes = std::fs::read(&p).map_err(io(&p))?;
+    let meta: Meta =
+        serde_json::from_slice(&bytes).map_err(|source| CheckpointError::NotACheckpoint {
+            path: p.clone(),
+            source,
+        })?;
     if meta.format != FORMAT {
-        return Err(err(
-            &p,
-            format!(
-                "checkpoint format {} is not the supported {FORMAT}",
-                meta.format
-            ),
-        ));
+        return Err(CheckpointError::Format {
+            path: p,
+            found: meta.format,
+        });
     }
     Ok(meta)
 }
@@ -183,36 +234,34 @@ pub fn load_into(
     model: &mut dyn Model,
     meta: &Meta,
     device: &Device,
-) -> Result<(), String> {
+) -> Result<(), CheckpointError> {
     let wp = ckpt.join("model.safetensors");
-    let weights = candle_core::safetensors::load(&wp, device).map_err(|e| err(&wp, e))?;
+    let weights = candle_core::safetensors::load(&wp, device).map_err(tensor_err(&wp))?;
     {
         let data = model.varmap().data().lock().expect("varmap lock");
         for (name, var) in data.iter() {
-            let t = weights.get(name).ok_or_else(|| {
-                err(
-                    &wp,
-                    format!("lacks the tensor `{name}`: a checkpoint of another model?"),
-                )
-            })?;
+            let t = weights
+                .get(name)
+                .ok_or_else(|| CheckpointError::MissingTensor {
+                    path: wp.clone(),
+                    name: name.clone(),
+                })?;
             if t.dims() != var.dims() {
-                return Err(err(
-                    &wp,
-                    format!(
-                        "tensor `{name}` has shape {:?}, the model expects {:?}",
-                        t.dims(),
-                        var.dims()
-                    ),
-                ));
+                return Err(CheckpointError::Shape {
+                    path: wp,
+                    name: name.clone(),
+                    found: t.dims().to_vec(),
+                    expected: var.dims().to_vec(),
+                });
             }
-            var.set(t).map_err(|e| err(&wp, e))?;
+            var.set(t).map_err(tensor_err(&wp))?;
         }
     }
     let op = ckpt.join("optimizer.safetensors");
-    let state = candle_core::safetensors::load(&op, device).map_err(|e| err(&op, e))?;
+    let state = candle_core::safetensors::load(&op, device).map_err(tensor_err(&op))?;
     for (name, opt) in model.optimizers() {
         let t = meta.optimizer_steps.get(name).copied().unwrap_or(0);
-        opt.load_state(name, &state, t).map_err(|e| err(&op, e))?;
+        opt.load_state(name, &state, t).map_err(tensor_err(&op))?;
     }
     Ok(())
 }

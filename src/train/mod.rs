@@ -12,6 +12,7 @@
 pub mod checkpoint;
 mod device;
 
+pub use checkpoint::CheckpointError;
 pub use device::{DeviceChoice, DeviceError};
 
 use crate::data::{PixelScale, Split};
@@ -143,6 +144,59 @@ pub struct TrainHandle {
     pub thread: std::thread::JoinHandle<()>,
 }
 
+/// Why a run could not start, or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// A run setting out of range; the message names it and what was expected.
+    #[error("{0}")]
+    Setting(String),
+    #[error(transparent)]
+    Device(#[from] DeviceError),
+    #[error(transparent)]
+    Model(#[from] neural::ConfigError),
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    #[error("{}: checkpoint of a {found}, not a {wanted}", ckpt.display())]
+    WrongModel {
+        ckpt: PathBuf,
+        found: &'static str,
+        wanted: &'static str,
+    },
+    #[error("{}: checkpoint for {} images, the dataset has {}", ckpt.display(), shape_text(found), shape_text(wanted))]
+    WrongShape {
+        ckpt: PathBuf,
+        found: ImageShape,
+        wanted: ImageShape,
+    },
+    #[error("could not start the trainer thread: {0}")]
+    Thread(#[source] std::io::Error),
+    /// A tensor operation failed at `step`.
+    #[error("step {step}: {source}")]
+    Tensor {
+        step: u64,
+        #[source]
+        source: candle_core::Error,
+    },
+    #[error("step {step}: writing the sample grid: {message}")]
+    Grid { step: u64, message: String },
+    /// A loss became NaN or infinite.
+    #[error("{loss} became {value} at step {step} (epoch {epoch}); training stopped{}. Try a smaller learning rate.", last_good.as_ref().map(|p| format!("; the last good checkpoint is {}", p.display())).unwrap_or_default())]
+    Diverged {
+        loss: &'static str,
+        value: f64,
+        step: u64,
+        epoch: usize,
+        last_good: Option<PathBuf>,
+    },
+    /// What a run on the trainer thread reported when it failed.
+    #[error("{message}")]
+    Failed { step: u64, message: String },
+}
+
+fn shape_text(s: &ImageShape) -> String {
+    format!("{}x{}x{}", s.channels, s.height, s.width)
+}
+
 /// The shape and class count a model needs from a dataset.
 pub fn shape_of(split: &Split) -> ImageShape {
     let [_, c, h, w] = split.train.shape();
@@ -164,24 +218,25 @@ fn prepare(
     cfg: &mut TrainConfig,
     split: &Split,
     resume: Option<&std::path::Path>,
-) -> Result<Prepared, String> {
+) -> Result<Prepared, TrainError> {
+    let setting = |m: &str| Err(TrainError::Setting(m.to_string()));
     if cfg.epochs == 0 {
-        return Err("epochs must be at least 1, got 0".into());
+        return setting("epochs must be at least 1, got 0");
     }
     if cfg.batch_size == 0 {
-        return Err("batch size must be at least 1, got 0".into());
+        return setting("batch size must be at least 1, got 0");
     }
     if cfg.grid_size == 0 {
-        return Err("grid size must be at least 1, got 0".into());
+        return setting("grid size must be at least 1, got 0");
     }
-    let device = cfg.device.open().map_err(|e| e.to_string())?;
+    let device = cfg.device.open()?;
     let shape = shape_of(split);
     let classes = split.train.num_classes().unwrap_or(0);
     if cfg.model.kind == ModelKind::Cgan && split.train.labels().is_none() {
-        return Err(format!(
+        return Err(TrainError::Setting(format!(
             "the conditional GAN needs labels; {} has none",
             split.train.name
-        ));
+        )));
     }
     let mut start_step = 0;
     let mut resume_from = None;
@@ -189,24 +244,18 @@ fn prepare(
         let ckpt = checkpoint::resolve(path)?;
         let meta = checkpoint::read_meta(&ckpt)?;
         if meta.model.kind != cfg.model.kind {
-            return Err(format!(
-                "{}: checkpoint of a {}, not a {}",
-                ckpt.display(),
-                meta.model.kind.name(),
-                cfg.model.kind.name()
-            ));
+            return Err(TrainError::WrongModel {
+                ckpt,
+                found: meta.model.kind.name(),
+                wanted: cfg.model.kind.name(),
+            });
         }
         if meta.shape != shape {
-            return Err(format!(
-                "{}: checkpoint for {}x{}x{} images, the dataset has {}x{}x{}",
-                ckpt.display(),
-                meta.shape.channels,
-                meta.shape.height,
-                meta.shape.width,
-                shape.channels,
-                shape.height,
-                shape.width
-            ));
+            return Err(TrainError::WrongShape {
+                ckpt,
+                found: meta.shape,
+                wanted: shape,
+            });
         }
         // The checkpoint's model, seed and batch size define the curve being continued.
         cfg.model = meta.model.clone();
@@ -216,11 +265,11 @@ fn prepare(
         resume_from = Some((ckpt, meta));
     }
     if split.train.len() < cfg.batch_size {
-        return Err(format!(
+        return Err(TrainError::Setting(format!(
             "batch size {} is larger than the {} training images",
             cfg.batch_size,
             split.train.len()
-        ));
+        )));
     }
     let mut model = neural::build(&cfg.model, shape, classes, &device, cfg.seed)?;
     if let Some((ckpt, meta)) = resume_from {
@@ -238,14 +287,14 @@ pub fn spawn(
     mut cfg: TrainConfig,
     split: Split,
     resume: Option<PathBuf>,
-) -> Result<TrainHandle, String> {
+) -> Result<TrainHandle, TrainError> {
     let prepared = prepare(&mut cfg, &split, resume.as_deref())?;
     let (etx, erx) = channel();
     let (ctx, crx) = channel();
     let thread = std::thread::Builder::new()
         .name("genmod-trainer".into())
         .spawn(move || crate::util::on_compute_pool(move || run(cfg, split, prepared, etx, crx)))
-        .map_err(|e| format!("could not start the trainer thread: {e}"))?;
+        .map_err(TrainError::Thread)?;
     Ok(TrainHandle {
         events: erx,
         commands: ctx,
@@ -259,12 +308,15 @@ pub fn run_blocking(
     split: Split,
     resume: Option<PathBuf>,
     mut on_event: impl FnMut(&TrainEvent),
-) -> Result<(), String> {
+) -> Result<(), TrainError> {
     let handle = spawn(cfg, split, resume)?;
     let mut failure = None;
     for ev in handle.events.iter() {
-        if let TrainEvent::Failed { message, .. } = &ev {
-            failure = Some(message.clone());
+        if let TrainEvent::Failed { step, message } = &ev {
+            failure = Some(TrainError::Failed {
+                step: *step,
+                message: message.clone(),
+            });
         }
         on_event(&ev);
     }
@@ -299,11 +351,13 @@ fn run(
     let mut l = match Loop::new(cfg, split, p, events.clone()) {
         Ok(l) => l,
         Err(e) => {
-            let _ = events.send(TrainEvent::Failed { step, message: e });
+            let message = e.to_string();
+            let _ = events.send(TrainEvent::Failed { step, message });
             return;
         }
     };
-    if let Err((step, message)) = l.train(step, &commands) {
+    if let Err((step, e)) = l.train(step, &commands) {
+        let message = e.to_string();
         let _ = events.send(TrainEvent::Failed { step, message });
     }
 }
@@ -314,8 +368,9 @@ impl Loop {
         split: Split,
         p: Prepared,
         events: Sender<TrainEvent>,
-    ) -> Result<Self, String> {
-        let e = |e: candle_core::Error| e.to_string();
+    ) -> Result<Self, TrainError> {
+        let step = p.start_step;
+        let e = |source| TrainError::Tensor { step, source };
         let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0xF1CED);
         let n = cfg.grid_size;
         let fixed_z = neural::normal(n, cfg.model.latent_dim, &mut rng, &p.device).map_err(e)?;
@@ -351,23 +406,28 @@ impl Loop {
         let _ = self.events.send(ev);
     }
 
-    fn samples(&self, step: u64) -> Result<(), String> {
+    fn samples(&self, step: u64) -> Result<(), TrainError> {
+        let e = |source| TrainError::Tensor { step, source };
         let imgs = self
             .model
             .preview(&self.fixed_z, self.fixed_labels.as_ref(), &self.fixed_test)
-            .map_err(|e| e.to_string())?;
-        let grid = to_grid(&imgs, self.model.pixel_scale(), self.model.num_classes())
-            .map_err(|e| e.to_string())?;
+            .map_err(e)?;
+        let grid = to_grid(&imgs, self.model.pixel_scale(), self.model.num_classes()).map_err(e)?;
         if let Some(dir) = &self.cfg.out_dir {
             let p = dir.join("samples.png");
-            grid.upscale(2).save_png(&p).map_err(|e| e.to_string())?;
+            grid.upscale(2)
+                .save_png(&p)
+                .map_err(|err| TrainError::Grid {
+                    step,
+                    message: format!("{err:#}"),
+                })?;
         }
         self.send(TrainEvent::Samples { step, grid });
         Ok(())
     }
 
-    fn interpolate(&self, step: u64, seed: u64, steps: usize) -> Result<(), String> {
-        let e = |e: candle_core::Error| e.to_string();
+    fn interpolate(&self, step: u64, seed: u64, steps: usize) -> Result<(), TrainError> {
+        let e = |source| TrainError::Tensor { step, source };
         let steps = steps.clamp(2, 32);
         let latent = self.cfg.model.latent_dim;
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -403,7 +463,7 @@ impl Loop {
         Ok(())
     }
 
-    fn checkpoint(&mut self, step: u64) -> Result<(), String> {
+    fn checkpoint(&mut self, step: u64) -> Result<(), TrainError> {
         let Some(dir) = self.cfg.out_dir.clone() else {
             return Ok(());
         };
@@ -424,8 +484,8 @@ impl Loop {
         Ok(())
     }
 
-    fn evaluate(&self, epoch: usize) -> Result<Metrics, String> {
-        let e = |e: candle_core::Error| e.to_string();
+    fn evaluate(&self, step: u64, epoch: usize) -> Result<Metrics, TrainError> {
+        let e = |source| TrainError::Tensor { step, source };
         let mut rng = ChaCha8Rng::seed_from_u64(step_seed(self.cfg.seed ^ 0xE7A1, epoch as u64));
         let table = self.model.pixel_scale().table();
         let n = self.split.test.len();
@@ -459,7 +519,7 @@ impl Loop {
         &mut self,
         start: u64,
         commands: &Receiver<TrainCommand>,
-    ) -> Result<(), (u64, String)> {
+    ) -> Result<(), (u64, Box<TrainError>)> {
         let bs = self.cfg.batch_size;
         let spe = (self.split.train.len() / bs) as u64;
         let mut total = spe * self.cfg.epochs as u64;
@@ -491,7 +551,7 @@ impl Loop {
         let mut epoch_steps = 0u64;
         let mut rate = RateMeter::new();
         let mut step = start;
-        let fail = |step: u64| move |e: String| (step, e);
+        let fail = |step: u64| move |e: TrainError| (step, Box::new(e));
         while step < total {
             // Commands first, so that pause, stop and save act between steps.
             loop {
@@ -526,27 +586,23 @@ impl Loop {
                 .split
                 .train
                 .batch_of(&order[b * bs..(b + 1) * bs], &table, &self.device)
-                .map_err(|e| (step, e.to_string()))?;
+                .map_err(|source| fail(step)(TrainError::Tensor { step, source }))?;
             let mut rng = ChaCha8Rng::seed_from_u64(step_seed(self.cfg.seed, step));
             let metrics = self
                 .model
                 .train_step(&batch, step, &mut rng)
-                .map_err(|e| (step, format!("step {step}: {e}")))?;
+                .map_err(|source| fail(step)(TrainError::Tensor { step, source }))?;
             for name in self.model.loss_names() {
                 if let Some((_, v)) = metrics.iter().find(|(k, _)| k == name)
                     && !v.is_finite()
                 {
-                    let kept = self
-                        .last_checkpoint
-                        .as_ref()
-                        .map(|p| format!("; the last good checkpoint is {}", p.display()))
-                        .unwrap_or_default();
-                    return Err((
+                    return Err(fail(step)(TrainError::Diverged {
+                        loss: name,
+                        value: *v,
                         step,
-                        format!(
-                            "{name} became {v} at step {step} (epoch {epoch}); training stopped{kept}. Try a smaller learning rate."
-                        ),
-                    ));
+                        epoch,
+                        last_good: self.last_checkpoint.clone(),
+                    }));
                 }
             }
             step += 1;
@@ -573,7 +629,7 @@ impl Loop {
                 self.checkpoint(step).map_err(fail(step))?;
             }
             if step.is_multiple_of(spe) || step == total {
-                let test = self.evaluate(epoch).map_err(fail(step))?;
+                let test = self.evaluate(step, epoch).map_err(fail(step))?;
                 let train = epoch_sums
                     .iter()
                     .map(|(k, v)| (*k, v / epoch_steps.max(1) as f64))
@@ -608,7 +664,7 @@ impl Loop {
         &mut self,
         step: u64,
         commands: &Receiver<TrainCommand>,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, TrainError> {
         loop {
             match commands.recv() {
                 Ok(TrainCommand::Resume) => return Ok(true),
@@ -623,7 +679,7 @@ impl Loop {
         }
     }
 
-    fn stop(&mut self, step: u64) -> Result<(), String> {
+    fn stop(&mut self, step: u64) -> Result<(), TrainError> {
         self.checkpoint(step)?;
         self.send(TrainEvent::Finished {
             step,

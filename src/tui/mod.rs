@@ -58,8 +58,8 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     }
     let resume = match &opts.resume {
         Some(p) => {
-            let ckpt = train::checkpoint::resolve(p).map_err(anyhow::Error::msg)?;
-            let meta = train::checkpoint::read_meta(&ckpt).map_err(anyhow::Error::msg)?;
+            let ckpt = train::checkpoint::resolve(p)?;
+            let meta = train::checkpoint::read_meta(&ckpt)?;
             Some((ckpt, meta))
         }
         None => None,
@@ -249,7 +249,7 @@ impl Runner {
                         Err(e) => {
                             let fx = app.update(Msg::Train(TrainEvent::Failed {
                                 step: 0,
-                                message: e,
+                                message: e.to_string(),
                             }));
                             self.apply(app, split, fx);
                         }
