@@ -77,7 +77,8 @@ fn train_model(cfg: TrainConfig, split: &Split, log: &mut dyn FnMut(&str)) -> Re
     let mut grid = None;
     let mut test = Vec::new();
     let mut last_log = std::time::Instant::now();
-    train::run_blocking(cfg, split.clone(), None, |ev| match ev {
+    let never = std::sync::atomic::AtomicBool::new(false);
+    train::train(cfg, split.clone(), None, &never, |ev| match ev {
         TrainEvent::Samples { grid: g, .. } => grid = Some(g.clone()),
         TrainEvent::Epoch { epoch, test: t, .. } => {
             test = t.clone();
@@ -277,7 +278,7 @@ pub fn generate(cfg: &FigureConfig, log: &mut dyn FnMut(&str)) -> Result<Vec<Pat
                 report.test_nll.bits_per_dim
             ));
             if let Some(file) = file {
-                let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5A3D);
+                let mut rng = crate::util::Stream::Sampling.rng(seed);
                 let x = fitted.samples(6, &mut rng);
                 let grid = Grid::from_u8(
                     &rows_to_u8(x.as_ref()),

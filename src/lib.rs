@@ -8,7 +8,49 @@
 //!   Tennis) behind one [`data::Dataset`] type, and verified downloads.
 //! * [`classical`]: multinomial, naive Bayes, Gaussian naive Bayes, GDA and Gaussian
 //!   mixtures with EM (report 3.1–3.5), exact in f64.
+//! * [`neural`]: the autoencoder, VAE, GAN, DCGAN and conditional GAN on candle, with the
+//!   optimiser and the CPU kernels beneath them.
+//! * [`train`]: the trainer: one run's loop, events, checkpoints and devices.
+//! * [`eval`], [`figures`], [`bench`]: the scoreboard, the book's figures and the timings.
+//! * [`tui`], [`cli`]: the faces' shared parts; `src/bin` holds the two binaries.
 //! * [`render`]: sample grids as PNG files and as terminal text.
+//!
+//! Modules depend one way, left to right: data → classical, neural → train → eval, figures,
+//! bench → tui, cli → the binaries.
+//!
+//! # Training a model
+//!
+//! [`train::train`] runs a training loop on a thread of its own and hands its events to a
+//! callback; a stop flag ends it early with a checkpoint. Here a small VAE learns from 256
+//! of the embedded digits for 20 steps, and its test loss falls:
+//!
+//! ```
+//! use genmod::data::{Split, mnist};
+//! use genmod::neural::{ModelKind, NeuralConfig};
+//! use genmod::train::{self, TrainConfig, TrainEvent};
+//! use std::sync::atomic::AtomicBool;
+//!
+//! let digits = mnist::embedded();
+//! let split = Split { train: digits.train.take(256), test: digits.test.take(128) };
+//! let mut model = NeuralConfig::new(ModelKind::Vae);
+//! model.hidden = 64;
+//! model.iw_samples = 2;
+//! let mut cfg = TrainConfig::new(model);
+//! cfg.batch_size = 64;
+//! cfg.epochs = 5; // 4 steps an epoch
+//!
+//! let stop = AtomicBool::new(false); // a signal handler could set it
+//! let mut test_loss = Vec::new();
+//! train::train(cfg, split, None, &stop, |event| {
+//!     if let TrainEvent::Epoch { test, .. } = event {
+//!         let (_, v) = test.iter().find(|(name, _)| *name == "neg_elbo").unwrap();
+//!         test_loss.push(*v);
+//!     }
+//! })?;
+//! assert_eq!(test_loss.len(), 5);
+//! assert!(test_loss[4] < test_loss[0], "{test_loss:?}");
+//! # Ok::<(), genmod::train::TrainError>(())
+//! ```
 
 pub mod bench;
 pub mod classical;

@@ -58,25 +58,61 @@ fn levenshtein(a: &str, b: &str) -> usize {
 
 /// Settles the CPU thread count once, for a binary's `main` to call before it starts any
 /// thread. Without RAYON_NUM_THREADS, candle works out its thread count on every matrix
-/// product by reading /proc/cpuinfo (2.5% of a VAE training step, measured with perf);
-/// setting the variable to that same count, the physical cores, makes it a lookup. Rayon's
-/// pool, which our own kernels use, then has the same size as candle's GEMM.
+/// product by reading /proc/cpuinfo, a file read per product; setting the variable to
+/// that same count, the physical cores, makes it a lookup. Rayon's pool, which our own
+/// kernels use, then has the same size as candle's GEMM.
 ///
 /// It also sets CANDLE_NUM_THREADS to 1 unless the user chose a value: candle's element-wise
 /// ops otherwise start a second pool of spinning threads beside rayon's, and on a small
 /// machine the two pools take turns stealing each other's cores. The heavy element-wise
-/// work of our models runs in genmod's own rayon kernels; candle's GEMMs still use every
-/// core. Measured with [`on_compute_pool`]: VAE 22.2k → 26.1k, MLP GAN 5.1k → 6.3k img/s
-/// (medians of five interleaved runs on 2 cores).
-pub fn settle_thread_count() {
+/// work of our models runs in genmod's own rayon kernels (see [`on_compute_pool`]);
+/// candle's GEMMs still use every core.
+///
+/// # Safety
+/// It writes environment variables, which is sound only while no other thread can read or
+/// write the environment: call it first thing in `main`, before any thread is started.
+pub unsafe fn settle_thread_count() {
     if std::env::var_os("RAYON_NUM_THREADS").is_none() {
         let threads = candle_core::utils::get_num_threads();
-        // SAFETY: called at the top of main, while the process has a single thread.
+        // SAFETY: the caller guarantees that the process has a single thread.
         unsafe { std::env::set_var("RAYON_NUM_THREADS", threads.to_string()) };
     }
     if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
         // SAFETY: as above.
         unsafe { std::env::set_var("CANDLE_NUM_THREADS", "1") };
+    }
+}
+
+/// The independent random streams drawn from one user seed. Each use of randomness takes
+/// its own stream, so that adding draws to one (a larger grid, more evaluation batches)
+/// leaves every other unchanged. The values are part of what makes a seeded run
+/// reproducible across versions: changing one changes that stream's results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u64)]
+pub enum Stream {
+    /// Samples drawn from a fitted or trained model for grids and files.
+    Sampling = 0x5A3D,
+    /// The fixed noise (and test images) behind the live sample grid.
+    FixedNoise = 0xF1CED,
+    /// Noise of test-set evaluation (the VAE's codes) and of the scoreboard's classical
+    /// samples.
+    Evaluation = 0xE7A1,
+    /// The importance samples of the VAE's likelihood on the scoreboard.
+    Likelihood = 0x1EAF,
+    /// Initialisation and batches of the scoreboard's digit classifier.
+    Classifier = 0xC1A55,
+}
+
+impl Stream {
+    /// The seed of this stream for a user's `seed`.
+    pub fn seed(self, seed: u64) -> u64 {
+        seed ^ self as u64
+    }
+
+    /// A generator for this stream of a user's `seed`.
+    pub fn rng(self, seed: u64) -> rand_chacha::ChaCha8Rng {
+        use rand::SeedableRng;
+        rand_chacha::ChaCha8Rng::seed_from_u64(self.seed(seed))
     }
 }
 
@@ -89,10 +125,8 @@ const MI_PURGE_DELAY_DEFAULT: std::os::raw::c_long = 1000;
 /// Keeps the pages a training step frees for the next step instead of handing them back to
 /// the OS. A step frees and allocates the same large buffers (layer outputs, gradients,
 /// patch matrices) over and over; once mimalloc has purged them, each reuse page-faults
-/// and the kernel zeroes the pages again (`clear_page_erms` was 5-7% of a DCGAN step in
-/// perf). Measured on the DCGAN: page faults in one training epoch 24-31k → 0.4k;
-/// throughput 1.02x to 1.09x (medians of four sets of interleaved A/B runs); peak RSS
-/// 188 → 201 MiB; the samples are byte-identical. For a binary's
+/// and the kernel zeroes the pages again. Keeping them costs a little resident memory
+/// (on the DCGAN, about 7% more at its peak) and changes no result. For a binary's
 /// `main`. Left alone when the option does not hold that default: any other value a user
 /// sets in MIMALLOC_PURGE_DELAY wins, and so does any other mimalloc build.
 pub fn keep_freed_memory() {

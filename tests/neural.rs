@@ -42,7 +42,8 @@ fn run_collect(
     resume: Option<PathBuf>,
 ) -> (Vec<TrainEvent>, Result<(), TrainError>) {
     let mut events = Vec::new();
-    let r = train::run_blocking(cfg, split, resume, |e| events.push(e.clone()));
+    let never = std::sync::atomic::AtomicBool::new(false);
+    let r = train::train(cfg, split, resume, &never, |e| events.push(e.clone()));
     (events, r)
 }
 
@@ -467,4 +468,37 @@ fn bad_settings_are_refused_before_training() {
         GeneratorLoss::NonSaturating,
         NeuralConfig::new(ModelKind::Gan).g_loss
     );
+}
+
+#[test]
+fn the_stop_flag_ends_a_run_early_with_a_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = quick(ModelKind::Vae, 1000);
+    c.out_dir = Some(dir.path().to_path_buf());
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let mut events = Vec::new();
+    train::train(c, digits(640), None, &stop, |e| {
+        // Asked to stop as soon as the third step is reported, as a signal handler would.
+        if matches!(e, TrainEvent::Step { step: 2, .. }) {
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        events.push(e.clone());
+    })
+    .unwrap();
+    let total = events.iter().find_map(|e| match e {
+        TrainEvent::Started { total_steps, .. } => Some(*total_steps),
+        _ => None,
+    });
+    let finished = events.iter().find_map(|e| match e {
+        TrainEvent::Finished {
+            step,
+            stopped_early,
+        } => Some((*step, *stopped_early)),
+        _ => None,
+    });
+    let (step, early) = finished.expect("a Finished event");
+    assert!(early, "the run should report that it stopped early");
+    assert!(step < total.unwrap(), "stopped at {step} of {total:?}");
+    let ckpt = train::checkpoint::resolve(dir.path()).unwrap();
+    assert_eq!(train::checkpoint::read_meta(&ckpt).unwrap().step, step);
 }

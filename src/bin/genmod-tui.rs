@@ -3,8 +3,8 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use clap::Parser;
-use genmod::cli::DataArgs;
+use clap::{Parser, ValueEnum};
+use genmod::cli::{DataArgs, choice};
 use genmod::tui::graphics::ImageMode;
 use std::path::PathBuf;
 
@@ -23,26 +23,38 @@ struct Cli {
     /// Continue from a checkpoint or a run folder's newest checkpoint.
     #[arg(long)]
     resume: Option<PathBuf>,
-    /// auto (ask the terminal: kitty graphics or sixel if it answers for them, else
-    /// half-blocks), halfblocks, ascii, sixel or kitty.
-    #[arg(long)]
-    image_mode: Option<String>,
+    /// How sample grids are drawn.
+    #[arg(long, value_parser = choice::<ImageModeArg>(), default_value = "auto")]
+    image_mode: ImageModeArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ImageModeArg {
+    /// Ask the terminal: kitty graphics or sixel if it answers for them, else half-blocks.
+    Auto,
+    /// '▀' cells with 24-bit colours, any UTF-8 terminal.
+    #[value(alias = "half-blocks")]
+    Halfblocks,
+    /// A character ramp: any terminal, no colour needed.
+    Ascii,
+    /// Real pixels through the sixel protocol.
+    Sixel,
+    /// Real pixels through the kitty graphics protocol.
+    Kitty,
 }
 
 fn main() {
-    genmod::util::settle_thread_count();
+    // SAFETY: the first statement of main: no other thread exists yet.
+    unsafe { genmod::util::settle_thread_count() };
     genmod::util::keep_freed_memory();
     let cli = Cli::parse();
     let result = (|| -> anyhow::Result<()> {
-        let image_mode = match cli.image_mode.as_deref() {
-            None | Some("auto") => None,
-            Some("halfblocks" | "half-blocks") => Some(ImageMode::HalfBlocks),
-            Some("ascii") => Some(ImageMode::Ascii),
-            Some("sixel") => Some(ImageMode::Sixel),
-            Some("kitty") => Some(ImageMode::Kitty),
-            Some(o) => anyhow::bail!(
-                "--image-mode must be auto, halfblocks, ascii, sixel or kitty, got `{o}`"
-            ),
+        let image_mode = match cli.image_mode {
+            ImageModeArg::Auto => None,
+            ImageModeArg::Halfblocks => Some(ImageMode::HalfBlocks),
+            ImageModeArg::Ascii => Some(ImageMode::Ascii),
+            ImageModeArg::Sixel => Some(ImageMode::Sixel),
+            ImageModeArg::Kitty => Some(ImageMode::Kitty),
         };
         genmod::tui::run(genmod::tui::Options {
             source: cli.data.source()?,

@@ -231,7 +231,7 @@ impl TrainArgs {
     }
 
     fn run(&self) -> Result<()> {
-        use genmod::train::{TrainCommand, TrainEvent};
+        use genmod::train::TrainEvent;
         use std::io::Write;
         use std::sync::atomic::{AtomicBool, Ordering};
         let cfg = self.config()?;
@@ -265,7 +265,6 @@ impl TrainArgs {
             cfg.device,
             out.display()
         );
-        let handle = genmod::train::spawn(cfg, split, self.resume.clone())?;
         let fmt = |m: &genmod::neural::Metrics| {
             m.iter()
                 .filter(|(_, v)| v.is_finite())
@@ -273,85 +272,79 @@ impl TrainArgs {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        let (mut ips, mut total, mut failure, mut stop_sent) = (0.0, 0, None, false);
-        loop {
-            if stop.load(Ordering::Relaxed) && !stop_sent {
-                eprintln!("signal received: stopping with a checkpoint");
-                let _ = handle.commands.send(TrainCommand::Stop);
-                stop_sent = true;
+        let (mut ips, mut total) = (0.0, 0);
+        let mut log_error: Option<std::io::Error> = None;
+        let result = genmod::train::train(cfg, split, self.resume.clone(), &stop, |ev| match ev {
+            TrainEvent::Started {
+                parameters,
+                total_steps,
+                start_step,
+                steps_per_epoch,
+                ..
+            } => {
+                total = *total_steps;
+                eprintln!(
+                    "{parameters} parameters, {steps_per_epoch} steps per epoch, steps {start_step}..{total_steps}"
+                );
             }
-            let ev = match handle
-                .events
-                .recv_timeout(std::time::Duration::from_millis(100))
-            {
-                Ok(ev) => ev,
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
-            };
-            match &ev {
-                TrainEvent::Started {
-                    parameters,
-                    total_steps,
-                    start_step,
-                    steps_per_epoch,
-                    ..
-                } => {
-                    total = *total_steps;
-                    eprintln!(
-                        "{parameters} parameters, {steps_per_epoch} steps per epoch, steps {start_step}..{total_steps}"
-                    );
-                }
-                TrainEvent::Step {
-                    step,
-                    epoch,
-                    metrics,
-                    images_per_sec,
-                } => {
-                    ips = *images_per_sec;
-                    if let Some(w) = &mut metrics_log {
-                        for (k, v) in metrics {
-                            writeln!(w, "{step},{epoch},{k},{v}")?;
-                        }
-                        w.flush()?;
+            TrainEvent::Step {
+                step,
+                epoch,
+                metrics,
+                images_per_sec,
+            } => {
+                ips = *images_per_sec;
+                if let Some(w) = &mut metrics_log
+                    && log_error.is_none()
+                {
+                    let written = metrics
+                        .iter()
+                        .try_for_each(|(k, v)| writeln!(w, "{step},{epoch},{k},{v}"))
+                        .and_then(|_| w.flush());
+                    if let Err(e) = written {
+                        // The run stops with a checkpoint rather than go on unlogged.
+                        log_error = Some(e);
+                        stop.store(true, Ordering::Relaxed);
                     }
                 }
-                TrainEvent::Epoch {
-                    epoch,
-                    step,
-                    train,
-                    test,
-                } => {
-                    println!(
-                        "epoch {} (step {step}/{total}, {ips:.0} img/s) train: {} | test: {}",
-                        epoch + 1,
-                        fmt(train),
-                        fmt(test)
-                    );
-                }
-                TrainEvent::Checkpoint { path, .. } => eprintln!("checkpoint {}", path.display()),
-                TrainEvent::Finished {
-                    step,
-                    stopped_early,
-                } => {
-                    println!(
-                        "{} at step {step}; samples in {}",
-                        if *stopped_early {
-                            "stopped"
-                        } else {
-                            "finished"
-                        },
-                        out.join("samples.png").display()
-                    );
-                }
-                TrainEvent::Failed { message, .. } => failure = Some(message.clone()),
-                _ => {}
             }
+            TrainEvent::Epoch {
+                epoch,
+                step,
+                train,
+                test,
+            } => {
+                println!(
+                    "epoch {} (step {step}/{total}, {ips:.0} img/s) train: {} | test: {}",
+                    epoch + 1,
+                    fmt(train),
+                    fmt(test)
+                );
+            }
+            TrainEvent::Checkpoint { path, .. } => eprintln!("checkpoint {}", path.display()),
+            TrainEvent::Finished {
+                step,
+                stopped_early,
+            } => {
+                if *stopped_early && log_error.is_none() {
+                    eprintln!("stop requested (signal): stopped with a checkpoint");
+                }
+                println!(
+                    "{} at step {step}; samples in {}",
+                    if *stopped_early {
+                        "stopped"
+                    } else {
+                        "finished"
+                    },
+                    out.join("samples.png").display()
+                );
+            }
+            _ => {}
+        });
+        if let (Some(e), Some(p)) = (log_error, &self.metrics_log) {
+            bail!("writing --metrics-log {}: {e}", p.display());
         }
-        let _ = handle.thread.join();
-        match failure {
-            Some(m) => bail!("training failed: {m}"),
-            None => Ok(()),
-        }
+        result.context("training failed")
     }
 }
 
@@ -458,7 +451,8 @@ enum DataCommand {
 }
 
 fn main() {
-    genmod::util::settle_thread_count();
+    // SAFETY: the first statement of main: no other thread exists yet.
+    unsafe { genmod::util::settle_thread_count() };
     genmod::util::keep_freed_memory();
     if let Err(e) = run(Cli::parse()) {
         eprintln!("error: {e:#}");
@@ -541,7 +535,7 @@ fn run(cli: Cli) -> Result<()> {
             }
             let (split, _) = fit.data.source()?.load(fit.data.seed)?;
             let (fitted, _) = fit.run()?;
-            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(fit.data.seed ^ 0x5A3D);
+            let mut rng = genmod::util::Stream::Sampling.rng(fit.data.seed);
             let x = fitted.samples(per_class, &mut rng);
             let [_, c, h, w] = split.train.shape();
             let pixels = genmod::classical::rows_to_u8(x.as_ref());

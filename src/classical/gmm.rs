@@ -447,18 +447,6 @@ impl Gmm {
         self.e_step(x).1
     }
 
-    /// The most responsible component of each row.
-    pub fn assign(&self, x: MatRef<'_, f64>) -> Vec<usize> {
-        let r = self.responsibilities(x);
-        (0..r.nrows())
-            .map(|i| {
-                (0..r.ncols())
-                    .max_by(|&a, &b| r[(i, a)].total_cmp(&r[(i, b)]))
-                    .unwrap_or(0)
-            })
-            .collect()
-    }
-
     /// `n` draws from component `c`.
     pub fn sample_component(&self, c: usize, n: usize, rng: &mut dyn rand::RngCore) -> Mat<f64> {
         let d = self.means.ncols();

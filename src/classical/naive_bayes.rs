@@ -39,9 +39,9 @@ pub struct CategoricalNb {
     pub class_counts: Vec<usize>,
     /// p(y).
     pub class_prior: Vec<f64>,
-    /// counts[y][k][l]: rows of class y with feature k equal to l.
+    /// `counts[y][k][l]`: rows of class y with feature k equal to l.
     pub counts: Vec<Vec<Vec<usize>>>,
-    /// theta[y][k][l] = p(x_k = l | y).
+    /// `theta[y][k][l]` = p(x_k = l | y).
     pub theta: Vec<Vec<Vec<f64>>>,
 }
 

@@ -119,7 +119,7 @@ impl DigitClassifier {
         let labels = train
             .labels()
             .ok_or_else(|| candle_core::Error::Msg("the classifier needs labels".into()))?;
-        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xC1A55);
+        let mut rng = crate::util::Stream::Classifier.rng(seed);
         let bs = 64;
         for epoch in 0..epochs {
             // Step decay: the last epochs refine with a smaller step.

@@ -11,8 +11,6 @@ use anyhow::Result;
 use candle_core::{Device, Tensor};
 use classifier::DigitClassifier;
 use faer::Mat;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use std::path::{Path, PathBuf};
 
 /// What to evaluate and how.
@@ -178,7 +176,8 @@ fn neural_model(
     if cfg.quick {
         t.max_steps = Some(2);
     }
-    train::run_blocking(t, split.clone(), None, |_| {})?;
+    let never = std::sync::atomic::AtomicBool::new(false);
+    train::train(t, split.clone(), None, &never, |_| {})?;
     let ckpt = train::checkpoint::resolve(&dir)?;
     let meta = train::checkpoint::read_meta(&ckpt)?;
     let mut m = neural::build(&meta.model, meta.shape, meta.num_classes, &Device::Cpu, 0)?;
@@ -261,7 +260,7 @@ pub fn evaluate(cfg: &EvalConfig, log: &mut dyn FnMut(&str)) -> Result<Report> {
             c.train_limit = Some(1000);
         }
         let (fitted, report) = catalog::fit(&c, &split, |_, _| {})?;
-        let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0xE7A1);
+        let mut rng = crate::util::Stream::Evaluation.rng(cfg.seed);
         let x = fitted.samples(n.div_ceil(10), &mut rng);
         let intended: Option<Vec<usize>> = match &fitted {
             catalog::Fitted::Supervised(_) => Some((0..x.nrows()).map(|i| i % 10).collect()),
@@ -295,7 +294,7 @@ pub fn evaluate(cfg: &EvalConfig, log: &mut dyn FnMut(&str)) -> Result<Report> {
     ] {
         let model = neural_model(kind, cfg, &split, log)?;
         log(&format!("{}: sampling {n}", kind.name()));
-        let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x5A3D);
+        let mut rng = crate::util::Stream::Sampling.rng(cfg.seed);
         let mut chunks = Vec::new();
         let classes = model.num_classes();
         let mut intended = Vec::new();
@@ -324,7 +323,7 @@ pub fn evaluate(cfg: &EvalConfig, log: &mut dyn FnMut(&str)) -> Result<Report> {
         };
         if kind == ModelKind::Vae {
             // ELBO and importance-weighted NLL on the binarised test digits.
-            let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x1EAF);
+            let mut rng = crate::util::Stream::Likelihood.rng(cfg.seed);
             let (mut elbo, mut iw, mut count) = (0.0, 0.0, 0usize);
             let tn = if cfg.quick { 100 } else { split.test.len() };
             for s in (0..tn).step_by(250) {

@@ -4,7 +4,7 @@
 use candle_core::{D, Result, Tensor};
 
 /// softplus(x) = log(1 + eˣ) = max(x, 0) + log(1 + e^(−|x|)), stable for any x; one fused
-/// pass on the CPU (see [`super::kernels::fused`]).
+/// pass on the CPU (a fused kernel, `neural/kernels/fused.rs`).
 pub fn softplus(x: &Tensor) -> Result<Tensor> {
     super::kernels::fused::softplus(x)
 }

@@ -169,9 +169,9 @@ struct Rule {
     beta2: f32,
     /// lr / (1 − β₁ᵗ)
     step: f32,
-    /// 1 / √(1 − β₂ᵗ): √(v / (1 − β₂ᵗ)) as √v times a constant, a multiplication where a
-    /// division per weight was (with the square root and the other division, the update
-    /// was 6% of a VAE step)
+    /// 1 / √(1 − β₂ᵗ): √(v / (1 − β₂ᵗ)) is taken as √v times this per-step constant, so
+    /// that each weight costs a multiplication instead of a division; the update touches
+    /// every weight every step, so each operation per weight shows in the step time
     inv_sqrt_bc2: f32,
     eps: f32,
     /// 1 − lr · weight decay

@@ -22,7 +22,8 @@ use candle_core::{Device, Tensor};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::path::PathBuf;
-use std::sync::mpsc::{Receiver, Sender, TryRecvError, channel};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, TryRecvError, channel};
 use std::time::Instant;
 
 /// What to train and how.
@@ -302,16 +303,34 @@ pub fn spawn(
     })
 }
 
-/// Trains on the calling thread, handing every event to `on_event` (for the CLI and tests).
-pub fn run_blocking(
+/// Trains a model, handing every event to `on_event` on the calling thread until the run
+/// ends. Setting `stop` (from a signal handler, another thread or `on_event` itself) ends
+/// the run after the current step with a final checkpoint, as [`TrainCommand::Stop`] does.
+///
+/// This is the entry point of every face that does not steer a run as it goes: the CLI,
+/// the figures, the scoreboard and the tests. The TUI, which also pauses, samples and
+/// interpolates on request, holds the [`TrainHandle`] that [`spawn`] returns.
+pub fn train(
     cfg: TrainConfig,
     split: Split,
     resume: Option<PathBuf>,
+    stop: &AtomicBool,
     mut on_event: impl FnMut(&TrainEvent),
 ) -> Result<(), TrainError> {
     let handle = spawn(cfg, split, resume)?;
     let mut failure = None;
-    for ev in handle.events.iter() {
+    let mut stop_sent = false;
+    loop {
+        if !stop_sent && stop.load(Ordering::Relaxed) {
+            // A run that already ended has dropped its receiver; nothing is lost then.
+            let _ = handle.commands.send(TrainCommand::Stop);
+            stop_sent = true;
+        }
+        let ev = match handle.events.recv_timeout(STOP_POLL) {
+            Ok(ev) => ev,
+            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
         if let TrainEvent::Failed { step, message } = &ev {
             failure = Some(TrainError::Failed {
                 step: *step,
@@ -323,6 +342,10 @@ pub fn run_blocking(
     let _ = handle.thread.join();
     failure.map_or(Ok(()), Err)
 }
+
+/// How often [`train`] looks at its stop flag while no event arrives: a stop request is
+/// acted on within this time plus one step.
+const STOP_POLL: std::time::Duration = std::time::Duration::from_millis(50);
 
 fn step_seed(seed: u64, step: u64) -> u64 {
     seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ step.wrapping_mul(0xD1B5_4A32_D192_ED03) ^ 0x5EED
@@ -371,7 +394,7 @@ impl Loop {
     ) -> Result<Self, TrainError> {
         let step = p.start_step;
         let e = |source| TrainError::Tensor { step, source };
-        let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0xF1CED);
+        let mut rng = crate::util::Stream::FixedNoise.rng(cfg.seed);
         let n = cfg.grid_size;
         let fixed_z = neural::normal(n, cfg.model.latent_dim, &mut rng, &p.device).map_err(e)?;
         let classes = p.model.num_classes();
@@ -486,7 +509,10 @@ impl Loop {
 
     fn evaluate(&self, step: u64, epoch: usize) -> Result<Metrics, TrainError> {
         let e = |source| TrainError::Tensor { step, source };
-        let mut rng = ChaCha8Rng::seed_from_u64(step_seed(self.cfg.seed ^ 0xE7A1, epoch as u64));
+        let mut rng = ChaCha8Rng::seed_from_u64(step_seed(
+            crate::util::Stream::Evaluation.seed(self.cfg.seed),
+            epoch as u64,
+        ));
         let table = self.model.pixel_scale().table();
         let n = self.split.test.len();
         let bs = self.cfg.batch_size.min(n);

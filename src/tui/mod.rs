@@ -265,8 +265,7 @@ impl Runner {
                         });
                         let msg = match out {
                             Ok((fitted, report)) => {
-                                let mut rng =
-                                    rand_chacha::ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x5A3D);
+                                let mut rng = crate::util::Stream::Sampling.rng(cfg.seed);
                                 let x = fitted.samples(6, &mut rng);
                                 let [_, c, h, w] = split.train.shape();
                                 let px = crate::classical::rows_to_u8(x.as_ref());
