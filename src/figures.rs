@@ -9,7 +9,7 @@ use crate::classical::gda::GdaParams;
 use crate::classical::{ClassConditional, rows_to_u8};
 
 use crate::data::{PixelScale, Split, mnist};
-use crate::neural::{self, Metrics, Model, ModelKind, NeuralConfig};
+use crate::neural::{self, Metric, Metrics, Model, ModelKind, NeuralConfig};
 use crate::render::Grid;
 use crate::render::canvas::{Canvas, mix};
 use crate::train::{self, TrainConfig, TrainEvent};
@@ -339,14 +339,12 @@ pub fn generate(cfg: &FigureConfig, log: &mut dyn FnMut(&str)) -> Result<Vec<Pat
             3,
             &mut written,
         )?;
-        let metric = |m: &Metrics, k: &str| {
-            m.iter()
-                .find(|(n, _)| *n == k)
-                .map(|(_, v)| *v)
-                .unwrap_or(f64::NAN)
-        };
+        let metric = |m: &Metrics, k| neural::metric(m, k).unwrap_or(f64::NAN);
         let bits = |nats: f64| nats / (784.0 * std::f64::consts::LN_2);
-        let (elbo, iw) = (metric(&vae.test, "neg_elbo"), metric(&vae.test, "iw_nll"));
+        let (elbo, iw) = (
+            metric(&vae.test, Metric::NegElbo),
+            metric(&vae.test, Metric::IwNll),
+        );
         table.push(format!(
             "| VAE negative ELBO (3.7) | binarised at 0.5 | {elbo:.1} | {:.3} |",
             bits(elbo)

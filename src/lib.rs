@@ -26,7 +26,7 @@
 //!
 //! ```
 //! use genmod::data::{Split, mnist};
-//! use genmod::neural::{ModelKind, NeuralConfig};
+//! use genmod::neural::{self, Metric, ModelKind, NeuralConfig};
 //! use genmod::train::{self, TrainConfig, TrainEvent};
 //! use std::sync::atomic::AtomicBool;
 //!
@@ -43,8 +43,7 @@
 //! let mut test_loss = Vec::new();
 //! train::train(cfg, split, None, &stop, |event| {
 //!     if let TrainEvent::Epoch { test, .. } = event {
-//!         let (_, v) = test.iter().find(|(name, _)| *name == "neg_elbo").unwrap();
-//!         test_loss.push(*v);
+//!         test_loss.push(neural::metric(test, Metric::NegElbo).unwrap());
 //!     }
 //! })?;
 //! assert_eq!(test_loss.len(), 5);

@@ -5,7 +5,7 @@
 use candle_core::{Device, Tensor, Var};
 use genmod::data::{Split, mnist};
 use genmod::neural::{
-    self, ConfigError, GeneratorLoss, ImageShape, KlSchedule, ModelKind, NeuralConfig,
+    self, ConfigError, GeneratorLoss, ImageShape, KlSchedule, Metric, ModelKind, NeuralConfig,
 };
 use genmod::train::{self, DeviceError, TrainCommand, TrainConfig, TrainError, TrainEvent};
 use rand::SeedableRng;
@@ -47,7 +47,7 @@ fn run_collect(
     (events, r)
 }
 
-fn step_metric(events: &[TrainEvent], name: &str) -> Vec<(u64, f64)> {
+fn step_metric(events: &[TrainEvent], name: Metric) -> Vec<(u64, f64)> {
     events
         .iter()
         .filter_map(|e| match e {
@@ -190,8 +190,8 @@ fn quick(kind: ModelKind, steps: u64) -> TrainConfig {
 fn short_runs_move_each_loss_the_right_way() {
     // Autoencoder and VAE: the reconstruction and the negative ELBO fall.
     for (kind, metric) in [
-        (ModelKind::Autoencoder, "recon"),
-        (ModelKind::Vae, "neg_elbo"),
+        (ModelKind::Autoencoder, Metric::Recon),
+        (ModelKind::Vae, Metric::NegElbo),
     ] {
         let (ev, r) = run_collect(quick(kind, 40), digits(640), None);
         r.unwrap();
@@ -207,13 +207,13 @@ fn short_runs_move_each_loss_the_right_way() {
     ] {
         let (ev, r) = run_collect(quick(kind, steps), digits(640), None);
         r.unwrap();
-        let real = step_metric(&ev, "d_real");
-        let fake = step_metric(&ev, "d_fake");
+        let real = step_metric(&ev, Metric::DReal);
+        let fake = step_metric(&ev, Metric::DFake);
         let n = real.len();
         let gap = mean(&real[n - 5..]) - mean(&fake[n - 5..]);
         assert!(gap > 0.05, "{kind:?}: D(x) − D(G(z)) = {gap}");
         assert!(
-            step_metric(&ev, "g_grad_norm")
+            step_metric(&ev, Metric::GGradNorm)
                 .iter()
                 .all(|(_, v)| v.is_finite() && *v > 0.0)
         );
@@ -234,11 +234,11 @@ fn kl_schedules_differ_as_the_report_erratum_says() {
     let report = run(KlSchedule::Report);
     // Step 0: the standard schedule's loss is the reconstruction alone, the report's the KL alone.
     let at0 = |ev: &[TrainEvent], k| step_metric(ev, k)[0].1;
-    assert!((at0(&standard, "loss") - at0(&standard, "recon")).abs() < 1e-3);
-    assert!((at0(&report, "loss") - at0(&report, "kl")).abs() < 1e-3);
+    assert!((at0(&standard, Metric::Loss) - at0(&standard, Metric::Recon)).abs() < 1e-3);
+    assert!((at0(&report, Metric::Loss) - at0(&report, Metric::Kl)).abs() < 1e-3);
     // Weighting the reconstruction by r ≈ 0 pushes q(z|x) onto the prior: the KL collapses.
-    let kl_std = mean(&step_metric(&standard, "kl")[25..]);
-    let kl_rep = mean(&step_metric(&report, "kl")[25..]);
+    let kl_std = mean(&step_metric(&standard, Metric::Kl)[25..]);
+    let kl_rep = mean(&step_metric(&report, Metric::Kl)[25..]);
     assert!(
         kl_rep < 0.25 * kl_std,
         "report KL {kl_rep} vs standard {kl_std}"
@@ -322,7 +322,7 @@ fn resuming_continues_the_same_curve() {
     let straight = {
         let (ev, r) = run_collect(quick(ModelKind::Gan, 16), split.clone(), None);
         r.unwrap();
-        step_metric(&ev, "d_loss")
+        step_metric(&ev, Metric::DLoss)
     };
     let dir = tempfile::tempdir().unwrap();
     let mut first = quick(ModelKind::Gan, 7);
@@ -334,7 +334,7 @@ fn resuming_continues_the_same_curve() {
     second.seed = 999; // ignored: the checkpoint's seed defines the curve
     let (ev, r) = run_collect(second, split, Some(dir.path().to_path_buf()));
     r.unwrap();
-    let resumed = step_metric(&ev, "d_loss");
+    let resumed = step_metric(&ev, Metric::DLoss);
     assert_eq!(resumed.first().unwrap().0, 8, "the step counter continues");
     for (a, b) in straight[7..].iter().zip(&resumed) {
         assert_eq!(a.0, b.0);

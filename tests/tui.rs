@@ -3,6 +3,7 @@
 //! real binary in tmux.
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use genmod::neural::Metric;
 use genmod::render::Grid;
 use genmod::train::{TrainCommand, TrainEvent};
 use genmod::tui::app::{App, Effect, Msg, Screen};
@@ -180,11 +181,11 @@ fn dashboard_mid_run_from_scripted_events() {
             step: s,
             epoch: (s / 125) as usize,
             metrics: vec![
-                ("d_loss", 1.38 - 0.5 * t),
-                ("g_loss", 0.7 + 0.9 * t),
-                ("d_real", 0.5 + 0.2 * t),
-                ("d_fake", 0.5 - 0.2 * t),
-                ("g_grad_norm", 1.0 + t),
+                (Metric::DLoss, 1.38 - 0.5 * t),
+                (Metric::GLoss, 0.7 + 0.9 * t),
+                (Metric::DReal, 0.5 + 0.2 * t),
+                (Metric::DFake, 0.5 - 0.2 * t),
+                (Metric::GGradNorm, 1.0 + t),
             ],
             images_per_sec: 2000.0,
         }));
@@ -193,7 +194,7 @@ fn dashboard_mid_run_from_scripted_events() {
         epoch: 1,
         step: 250,
         train: vec![],
-        test: vec![("d_real", 0.61), ("d_fake", 0.35)],
+        test: vec![(Metric::DReal, 0.61), (Metric::DFake, 0.35)],
     }));
     a.update(Msg::Train(TrainEvent::Checkpoint {
         step: 250,

@@ -5,7 +5,7 @@ pub mod metrics;
 
 use crate::classical::catalog::{self, ClassicalConfig, ImageModel};
 use crate::data::{PixelScale, Split, mnist};
-use crate::neural::{self, Model, ModelKind, NeuralConfig};
+use crate::neural::{self, Metric, Model, ModelKind, NeuralConfig};
 use crate::train::{self, TrainConfig};
 use anyhow::Result;
 use candle_core::{Device, Tensor};
@@ -332,14 +332,9 @@ pub fn evaluate(cfg: &EvalConfig, log: &mut dyn FnMut(&str)) -> Result<Report> {
                     .test
                     .batch_of(&idx, &PixelScale::ZeroOne.table(), &Device::Cpu)?;
                 let m = model.eval_batch(&b, &mut rng)?;
-                let get = |k: &str| {
-                    m.iter()
-                        .find(|(n, _)| *n == k)
-                        .map(|(_, v)| *v)
-                        .unwrap_or(f64::NAN)
-                };
-                elbo += get("neg_elbo") * idx.len() as f64;
-                iw += get("iw_nll") * idx.len() as f64;
+                let get = |k| neural::metric(&m, k).unwrap_or(f64::NAN);
+                elbo += get(Metric::NegElbo) * idx.len() as f64;
+                iw += get(Metric::IwNll) * idx.len() as f64;
                 count += idx.len();
             }
             row.nll_nats = Some(elbo / count as f64);

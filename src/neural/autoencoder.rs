@@ -6,7 +6,7 @@
 
 use super::kernels::linear::{Activation, WeightLayout, dense_with};
 use super::losses::{bce_with_logits, squared_error};
-use super::{ImageShape, Metrics, Model, NeuralConfig, ReconLoss, normal, scalar};
+use super::{ImageShape, Metric, Metrics, Model, NeuralConfig, ReconLoss, normal, scalar};
 use crate::data::Batch;
 use crate::neural::optim::{Adam, AdamConfig, trainable};
 use candle_core::{Result, Tensor};
@@ -139,8 +139,8 @@ impl Model for Autoencoder {
     fn optimizers(&mut self) -> Vec<(&'static str, &mut Adam)> {
         vec![("opt", &mut self.opt)]
     }
-    fn loss_names(&self) -> &'static [&'static str] {
-        &["loss", "recon"]
+    fn loss_names(&self) -> &'static [Metric] {
+        &[Metric::Loss, Metric::Recon]
     }
 
     fn train_step(&mut self, batch: &Batch, _step: u64, rng: &mut ChaCha8Rng) -> Result<Metrics> {
@@ -159,13 +159,19 @@ impl Model for Autoencoder {
             recon.clone()
         };
         self.opt.step(&loss.backward()?)?;
-        Ok(vec![("loss", scalar(&loss)?), ("recon", scalar(&recon)?)])
+        Ok(vec![
+            (Metric::Loss, scalar(&loss)?),
+            (Metric::Recon, scalar(&recon)?),
+        ])
     }
 
     fn eval_batch(&self, batch: &Batch, _rng: &mut ChaCha8Rng) -> Result<Metrics> {
         let x = batch.images.flatten_from(1)?;
         let logits = self.decode_logits(&self.code(&x)?)?;
-        Ok(vec![("recon", scalar(&self.recon_loss(&logits, &x)?)?)])
+        Ok(vec![(
+            Metric::Recon,
+            scalar(&self.recon_loss(&logits, &x)?)?,
+        )])
     }
 
     fn generate(&self, z: &Tensor, _labels: Option<&Tensor>) -> Result<Tensor> {

@@ -5,7 +5,7 @@
 //! conditional accuracy of the evaluation (a GAN can learn to ignore the label).
 
 use super::gan::{Adversarial, GAN_LOSSES, Mlp, Nets};
-use super::{ImageShape, Metrics, Model, NeuralConfig, one_hot};
+use super::{ImageShape, Metric, Metrics, Model, NeuralConfig, one_hot};
 use crate::data::Batch;
 use crate::neural::optim::Adam;
 use candle_core::{Result, Tensor};
@@ -80,7 +80,7 @@ impl Model for Cgan {
     fn num_classes(&self) -> usize {
         self.classes
     }
-    fn loss_names(&self) -> &'static [&'static str] {
+    fn loss_names(&self) -> &'static [Metric] {
         GAN_LOSSES
     }
 

@@ -13,7 +13,7 @@
 use super::gan::{Adversarial, GAN_LOSSES, Nets};
 use super::kernels::batch_norm;
 use super::kernels::linear::{Activation, dense, dense_frozen};
-use super::{ImageShape, Metrics, Model, NeuralConfig};
+use super::{ImageShape, Metric, Metrics, Model, NeuralConfig};
 use crate::data::Batch;
 use crate::neural::optim::Adam;
 use candle_core::{Result, Tensor};
@@ -234,7 +234,7 @@ impl Model for Dcgan {
     fn optimizers(&mut self) -> Vec<(&'static str, &mut Adam)> {
         vec![("d", &mut self.adv.opt_d), ("g", &mut self.adv.opt_g)]
     }
-    fn loss_names(&self) -> &'static [&'static str] {
+    fn loss_names(&self) -> &'static [Metric] {
         GAN_LOSSES
     }
 

@@ -10,7 +10,7 @@
 
 use super::kernels::linear::{Activation, dense, dense_frozen};
 use super::losses::{discriminator, generator_non_saturating, generator_saturating};
-use super::{GeneratorLoss, ImageShape, Metrics, Model, NeuralConfig, normal, scalar};
+use super::{GeneratorLoss, ImageShape, Metric, Metrics, Model, NeuralConfig, normal, scalar};
 use crate::data::Batch;
 use crate::neural::optim::{Adam, AdamConfig, grad_norm, trainable};
 use candle_core::{Result, Tensor};
@@ -126,11 +126,11 @@ impl Adversarial {
             self.last_g_loss = scalar(&g_loss)?;
         }
         Ok(vec![
-            ("d_loss", scalar(&d_loss)?),
-            ("g_loss", self.last_g_loss),
-            ("d_real", d_real),
-            ("d_fake", d_fake),
-            ("g_grad_norm", self.last_g_grad),
+            (Metric::DLoss, scalar(&d_loss)?),
+            (Metric::GLoss, self.last_g_loss),
+            (Metric::DReal, d_real),
+            (Metric::DFake, d_fake),
+            (Metric::GGradNorm, self.last_g_grad),
         ])
     }
 
@@ -148,11 +148,11 @@ impl Adversarial {
         let fake = g(&z, labels)?;
         Ok(vec![
             (
-                "d_real",
+                Metric::DReal,
                 scalar(&candle_nn::ops::sigmoid(&d(real, labels)?)?)?,
             ),
             (
-                "d_fake",
+                Metric::DFake,
                 scalar(&candle_nn::ops::sigmoid(&d(&fake, labels)?)?)?,
             ),
         ])
@@ -160,7 +160,7 @@ impl Adversarial {
 }
 
 /// Metrics that are losses for every GAN; g_loss is NaN until the first generator step.
-pub const GAN_LOSSES: &[&str] = &["d_loss"];
+pub const GAN_LOSSES: &[Metric] = &[Metric::DLoss];
 
 /// An MLP, LeakyReLU(0.2) between layers.
 pub struct Mlp {
@@ -261,7 +261,7 @@ impl Model for Gan {
     fn optimizers(&mut self) -> Vec<(&'static str, &mut Adam)> {
         vec![("d", &mut self.adv.opt_d), ("g", &mut self.adv.opt_g)]
     }
-    fn loss_names(&self) -> &'static [&'static str] {
+    fn loss_names(&self) -> &'static [Metric] {
         GAN_LOSSES
     }
 

@@ -25,8 +25,70 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};
 
-/// Named scalar metrics of one step or one evaluation.
-pub type Metrics = Vec<(&'static str, f64)>;
+/// A scalar a model reports for a step or an evaluation. Front ends pick their series by
+/// these keys, so a renamed metric is a compile error there, not an empty chart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Metric {
+    /// The objective the optimiser minimised (weighted, for the VAE's warm-up).
+    Loss,
+    /// Reconstruction term, summed over pixels and averaged over images (nats for BCE).
+    Recon,
+    /// KL(q(z|x) ‖ p(z)) of the VAE, averaged over images.
+    Kl,
+    /// The VAE's warm-up weight at this step.
+    Weight,
+    /// −ELBO = recon + KL, an upper bound on −log p(x).
+    NegElbo,
+    /// The importance-weighted estimate of −log p(x).
+    IwNll,
+    /// The discriminator's loss.
+    DLoss,
+    /// The generator's loss.
+    GLoss,
+    /// Mean D(x) on real images.
+    DReal,
+    /// Mean D(G(z)) on generated images.
+    DFake,
+    /// Norm of the generator's gradient.
+    GGradNorm,
+    /// EM's mean log-likelihood per iteration (classical mixtures).
+    LogLikelihood,
+}
+
+impl Metric {
+    /// The name in logs, the metrics CSV and eval.json: other tools read these, so they
+    /// stay as they are.
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::Loss => "loss",
+            Metric::Recon => "recon",
+            Metric::Kl => "kl",
+            Metric::Weight => "weight",
+            Metric::NegElbo => "neg_elbo",
+            Metric::IwNll => "iw_nll",
+            Metric::DLoss => "d_loss",
+            Metric::GLoss => "g_loss",
+            Metric::DReal => "d_real",
+            Metric::DFake => "d_fake",
+            Metric::GGradNorm => "g_grad_norm",
+            Metric::LogLikelihood => "log_likelihood",
+        }
+    }
+}
+
+impl std::fmt::Display for Metric {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Scalar metrics of one step or one evaluation, in the order the model reports them.
+pub type Metrics = Vec<(Metric, f64)>;
+
+/// The value of `key` in `metrics`, if reported.
+pub fn metric(metrics: &[(Metric, f64)], key: Metric) -> Option<f64> {
+    metrics.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
+}
 
 /// Which model to build; the command line takes the kebab-case names, in report order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -290,7 +352,7 @@ pub trait Model: Send {
         0
     }
     /// The metrics that are losses: a non-finite value stops the run.
-    fn loss_names(&self) -> &'static [&'static str];
+    fn loss_names(&self) -> &'static [Metric];
     /// One optimisation step on a batch; `step` counts from 0 over the whole run.
     fn train_step(&mut self, batch: &Batch, step: u64, rng: &mut ChaCha8Rng) -> Result<Metrics>;
     /// Metrics of a test batch, averaged by the trainer (weighted by batch size).

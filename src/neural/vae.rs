@@ -12,7 +12,7 @@
 
 use super::kernels::linear::{Activation, dense};
 use super::losses::{bce_with_logits_per_image, gaussian_kl_per_image};
-use super::{ImageShape, KlSchedule, Metrics, Model, NeuralConfig, normal, scalar};
+use super::{ImageShape, KlSchedule, Metric, Metrics, Model, NeuralConfig, normal, scalar};
 use crate::data::Batch;
 use crate::neural::optim::{Adam, AdamConfig, trainable};
 use candle_core::{D, Result, Tensor};
@@ -143,8 +143,8 @@ impl Model for Vae {
     fn optimizers(&mut self) -> Vec<(&'static str, &mut Adam)> {
         vec![("opt", &mut self.opt)]
     }
-    fn loss_names(&self) -> &'static [&'static str] {
-        &["loss", "recon", "kl"]
+    fn loss_names(&self) -> &'static [Metric] {
+        &[Metric::Loss, Metric::Recon, Metric::Kl]
     }
 
     fn train_step(&mut self, batch: &Batch, step: u64, rng: &mut ChaCha8Rng) -> Result<Metrics> {
@@ -160,11 +160,11 @@ impl Model for Vae {
         self.opt.step(&loss.backward()?)?;
         let (r, k) = (scalar(&recon)?, scalar(&kl)?);
         Ok(vec![
-            ("loss", scalar(&loss)?),
-            ("recon", r),
-            ("kl", k),
-            ("weight", w),
-            ("neg_elbo", r + k),
+            (Metric::Loss, scalar(&loss)?),
+            (Metric::Recon, r),
+            (Metric::Kl, k),
+            (Metric::Weight, w),
+            (Metric::NegElbo, r + k),
         ])
     }
 
@@ -174,10 +174,10 @@ impl Model for Vae {
         let (r, k) = (scalar(&recon)?, scalar(&kl)?);
         let iw = scalar(&self.iw_log_likelihood(&batch.images, self.cfg.iw_samples, rng)?)?;
         Ok(vec![
-            ("neg_elbo", r + k),
-            ("recon", r),
-            ("kl", k),
-            ("iw_nll", -iw),
+            (Metric::NegElbo, r + k),
+            (Metric::Recon, r),
+            (Metric::Kl, k),
+            (Metric::IwNll, -iw),
         ])
     }
 

@@ -16,7 +16,7 @@ pub use checkpoint::CheckpointError;
 pub use device::{DeviceChoice, DeviceError};
 
 use crate::data::{PixelScale, Split};
-use crate::neural::{self, ImageShape, Metrics, Model, ModelKind, NeuralConfig};
+use crate::neural::{self, ImageShape, Metric, Metrics, Model, ModelKind, NeuralConfig};
 use crate::render::Grid;
 use candle_core::{Device, Tensor};
 use rand::SeedableRng;
@@ -183,7 +183,7 @@ pub enum TrainError {
     /// A loss became NaN or infinite.
     #[error("{loss} became {value} at step {step} (epoch {epoch}); training stopped{}. Try a smaller learning rate.", last_good.as_ref().map(|p| format!("; the last good checkpoint is {}", p.display())).unwrap_or_default())]
     Diverged {
-        loss: &'static str,
+        loss: Metric,
         value: f64,
         step: u64,
         epoch: usize,
@@ -517,7 +517,7 @@ impl Loop {
         let n = self.split.test.len();
         let bs = self.cfg.batch_size.min(n);
         let max = self.cfg.eval_batches.unwrap_or(usize::MAX);
-        let mut sums: Vec<(&'static str, f64)> = Vec::new();
+        let mut sums: Vec<(Metric, f64)> = Vec::new();
         let mut count = 0usize;
         for b in 0..n.div_ceil(bs).min(max) {
             let idx: Vec<usize> = (b * bs..((b + 1) * bs).min(n)).collect();
@@ -573,7 +573,7 @@ impl Loop {
         };
         let mut order = Vec::new();
         let mut order_epoch = usize::MAX;
-        let mut epoch_sums: Vec<(&'static str, f64)> = Vec::new();
+        let mut epoch_sums: Vec<(Metric, f64)> = Vec::new();
         let mut epoch_steps = 0u64;
         let mut rate = RateMeter::new();
         let mut step = start;
@@ -623,7 +623,7 @@ impl Loop {
                     && !v.is_finite()
                 {
                     return Err(fail(step)(TrainError::Diverged {
-                        loss: name,
+                        loss: *name,
                         value: *v,
                         step,
                         epoch,

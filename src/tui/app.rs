@@ -4,7 +4,7 @@
 
 use super::graphics::ImageMode;
 use crate::classical::catalog::{ClassicalConfig, FitReport, ImageModel};
-use crate::neural::{KlSchedule, Metrics, ModelKind, NeuralConfig};
+use crate::neural::{KlSchedule, Metric, Metrics, ModelKind, NeuralConfig};
 use crate::render::Grid;
 use crate::train::{DeviceChoice, TrainCommand, TrainConfig, TrainEvent};
 use clap::ValueEnum;
@@ -211,7 +211,7 @@ pub enum RunState {
 /// One curve of a chart.
 #[derive(Debug, Clone)]
 pub struct Series {
-    pub name: &'static str,
+    pub name: Metric,
     pub points: Vec<(f64, f64)>,
 }
 
@@ -231,18 +231,21 @@ impl Series {
 }
 
 /// The metrics each chart plots, by model.
-pub fn chart_groups(entry: Entry) -> Vec<(&'static str, Vec<&'static str>)> {
+pub fn chart_groups(entry: Entry) -> Vec<(&'static str, Vec<Metric>)> {
     match entry {
-        Entry::Neural(ModelKind::Autoencoder) => vec![("reconstruction loss", vec!["recon"])],
+        Entry::Neural(ModelKind::Autoencoder) => vec![("reconstruction loss", vec![Metric::Recon])],
         Entry::Neural(ModelKind::Vae) => vec![
-            ("reconstruction and KL (nats)", vec!["recon", "kl"]),
-            ("annealing weight", vec!["weight"]),
+            (
+                "reconstruction and KL (nats)",
+                vec![Metric::Recon, Metric::Kl],
+            ),
+            ("annealing weight", vec![Metric::Weight]),
         ],
         Entry::Neural(_) => vec![
-            ("losses", vec!["d_loss", "g_loss"]),
-            ("D(x) and D(G(z))", vec!["d_real", "d_fake"]),
+            ("losses", vec![Metric::DLoss, Metric::GLoss]),
+            ("D(x) and D(G(z))", vec![Metric::DReal, Metric::DFake]),
         ],
-        Entry::Classical(_) => vec![("EM mean log-likelihood", vec!["log_likelihood"])],
+        Entry::Classical(_) => vec![("EM mean log-likelihood", vec![Metric::LogLikelihood])],
         Entry::Multinomial => vec![],
     }
 }
@@ -303,7 +306,7 @@ impl RunView {
         }
     }
 
-    pub fn series(&self, name: &str) -> Option<&Series> {
+    pub fn series(&self, name: Metric) -> Option<&Series> {
         self.series.iter().find(|s| s.name == name)
     }
 
@@ -564,7 +567,11 @@ impl App {
             }
             Msg::EmIteration(it, ll) => {
                 if let Some(r) = &mut self.run {
-                    if let Some(s) = r.series.iter_mut().find(|s| s.name == "log_likelihood") {
+                    if let Some(s) = r
+                        .series
+                        .iter_mut()
+                        .find(|s| s.name == Metric::LogLikelihood)
+                    {
                         s.push(it as f64, ll);
                     }
                     r.step = it as u64;

@@ -296,7 +296,8 @@ fn draw_chart_groups(f: &mut Frame, area: Rect, run: &RunView) {
     )
     .split(area);
     for ((title, names), rect) in groups.iter().zip(rows.iter()) {
-        let series: Vec<&super::app::Series> = names.iter().filter_map(|n| run.series(n)).collect();
+        let series: Vec<&super::app::Series> =
+            names.iter().filter_map(|n| run.series(*n)).collect();
         let pts = series.iter().flat_map(|s| s.points.iter());
         let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
         for &(x, y) in pts {
