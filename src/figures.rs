@@ -6,7 +6,7 @@
 use crate::classical::catalog::{self, ClassicalConfig, ImageModel};
 use crate::classical::demo::{self, PALETTE};
 use crate::classical::gda::GdaParams;
-use crate::classical::{ClassConditional, rows_to_u8};
+use crate::classical::ClassConditional;
 
 use crate::data::{PixelScale, Split, mnist};
 use crate::neural::{self, Metric, Metrics, Model, ModelKind, NeuralConfig};
@@ -278,16 +278,7 @@ pub fn generate(cfg: &FigureConfig, log: &mut dyn FnMut(&str)) -> Result<Vec<Pat
                 report.test_nll.bits_per_dim
             ));
             if let Some(file) = file {
-                let mut rng = crate::util::Stream::Sampling.rng(seed);
-                let x = fitted.samples(6, &mut rng);
-                let grid = Grid::from_u8(
-                    &rows_to_u8(x.as_ref()),
-                    x.nrows(),
-                    1,
-                    28,
-                    28,
-                    fitted.grid_columns(),
-                );
+                let grid = fitted.sample_grid(6, [1, 28, 28], seed);
                 save(&grid, &cfg.out, file, 2, &mut written)?;
             }
         }

@@ -11,10 +11,9 @@ use genmod::classical::catalog::{self, ClassicalConfig, ImageModel};
 use genmod::classical::demo::Demo;
 use genmod::classical::gmm::GmmCovariance;
 use genmod::cli::{DataArgs, choice};
-use genmod::data::{download, play_tennis};
+use genmod::data::download;
 use genmod::neural::{GeneratorLoss, KlSchedule, ModelKind, NeuralConfig, ReconLoss};
 use genmod::render::Grid;
-use rand::SeedableRng;
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -535,14 +534,13 @@ fn run(cli: Cli) -> Result<()> {
             }
             let (split, _) = fit.data.source()?.load(fit.data.seed)?;
             let (fitted, _) = fit.run()?;
-            let mut rng = genmod::util::Stream::Sampling.rng(fit.data.seed);
-            let x = fitted.samples(per_class, &mut rng);
             let [_, c, h, w] = split.train.shape();
-            let pixels = genmod::classical::rows_to_u8(x.as_ref());
-            Grid::from_u8(&pixels, x.nrows(), c, h, w, fitted.grid_columns())
+            fitted
+                .sample_grid(per_class, [c, h, w], fit.data.seed)
                 .upscale(2)
                 .save_png(&out)?;
-            println!("wrote {} samples to {}", x.nrows(), out.display());
+            let n = per_class * fitted.grid_columns();
+            println!("wrote {n} samples to {}", out.display());
             Ok(())
         }
         Command::Tennis {
@@ -662,67 +660,32 @@ fn data(cmd: DataCommand) -> Result<()> {
 }
 
 fn tennis(alpha: f64, samples: usize, seed: u64) -> Result<()> {
-    use genmod::classical::multinomial::MultinomialParams;
-    use genmod::classical::naive_bayes::NaiveBayesParams;
-    let days = play_tennis::table();
-    let rows: Vec<Vec<usize>> = days.iter().map(|d| d.features().to_vec()).collect();
-    let m = MultinomialParams { alpha }.fit(&rows, &play_tennis::CARDINALITIES)?;
-    let nonzero = m.counts().iter().filter(|&&c| c > 0).count();
+    let r = genmod::classical::tennis::report(alpha, samples, seed)?;
     println!(
-        "Joint multinomial over {} cells from {} days ({nonzero} cells seen), alpha = {alpha}:",
-        m.num_cells(),
-        m.total()
+        "Joint multinomial over {} cells from {} days ({} cells seen), alpha = {alpha}:",
+        r.cells, r.days, r.seen_cells
     );
-    let seen = m
-        .probs()
-        .iter()
-        .zip(m.counts())
-        .find(|(_, c)| **c > 0)
-        .map(|(p, _)| *p)
-        .unwrap_or(0.0);
-    let unseen = m
-        .probs()
-        .iter()
-        .zip(m.counts())
-        .find(|(_, c)| **c == 0)
-        .map(|(p, _)| *p)
-        .unwrap_or(0.0);
     println!(
-        "  p(seen-once day) = {seen:.4}, p(unseen day) = {unseen:.4}, sum = {:.4}",
-        m.probs().iter().sum::<f64>()
+        "  p(seen-once day) = {:.4}, p(unseen day) = {:.4}, sum = {:.4}",
+        r.p_seen_day, r.p_unseen_day, r.total
     );
     println!(
         "  the report's (n+1)/(N+1) would sum to {:.4}, not 1",
-        m.report_estimate().iter().sum::<f64>()
+        r.report_total
     );
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     println!("Days sampled from the multinomial:");
-    for r in m.sample(samples, &mut rng) {
-        println!(
-            "  {}",
-            play_tennis::Day::from_indices([r[0], r[1], r[2], r[3]], 0)
-                .to_string()
-                .trim_end_matches("No")
-                .trim_end()
-        );
+    for d in &r.sampled_days {
+        println!("  {}", d.to_string().trim_end_matches("No").trim_end());
     }
-    let nb = NaiveBayesParams { alpha }.fit_categorical(&play_tennis::categorical())?;
     println!(
         "Naive Bayes: p(Play=No) = {:.4}, p(Play=Yes) = {:.4}",
-        nb.class_prior[0], nb.class_prior[1]
+        r.prior[0], r.prior[1]
     );
-    let correct = days
-        .iter()
-        .filter(|d| nb.predict_row(&d.features().map(Some)) == d.play as usize)
-        .count();
-    println!("  training accuracy: {correct}/{}", days.len());
-    for (class, name) in [(1usize, "Yes"), (0, "No")] {
+    println!("  training accuracy: {}/{}", r.training_correct, r.days);
+    for (days, name) in [(&r.sampled_yes, "Yes"), (&r.sampled_no, "No")] {
         println!("Days sampled from naive Bayes given Play = {name}:");
-        for r in nb.sample_class(class, samples, &mut rng) {
-            println!(
-                "  {}",
-                play_tennis::Day::from_indices([r[0], r[1], r[2], r[3]], class)
-            );
+        for d in days {
+            println!("  {d}");
         }
     }
     Ok(())

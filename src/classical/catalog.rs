@@ -10,6 +10,7 @@ use super::{
     labels,
 };
 use crate::data::{Dataset, Split};
+use crate::render::Grid;
 use faer::Mat;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -300,5 +301,22 @@ impl Fitted {
             Fitted::Mixture(_) => 10,
             Fitted::Supervised(m) => m.num_classes(),
         }
+    }
+
+    /// `per_class` samples of each class (ten times that for the mixture) as a grid of
+    /// `shape` images (channels, height, width), one class per column, drawn from the
+    /// sampling stream of `seed`.
+    pub fn sample_grid(&self, per_class: usize, shape: [usize; 3], seed: u64) -> Grid {
+        let mut rng = crate::util::Stream::Sampling.rng(seed);
+        let x = self.samples(per_class, &mut rng);
+        let [c, h, w] = shape;
+        Grid::from_u8(
+            &super::rows_to_u8(x.as_ref()),
+            x.nrows(),
+            c,
+            h,
+            w,
+            self.grid_columns(),
+        )
     }
 }

@@ -12,6 +12,7 @@ pub mod gda;
 pub mod gmm;
 pub mod multinomial;
 pub mod naive_bayes;
+pub mod tennis;
 
 use crate::data::Dataset;
 use faer::{Mat, MatRef};

@@ -18,12 +18,10 @@ pub mod ui;
 
 use crate::classical::catalog;
 use crate::data::{DataSource, Split};
-use crate::render::Grid;
 use crate::train::{self, TrainEvent, TrainHandle};
 use app::{App, Effect, Msg};
 use crossterm::event::{self, Event, KeyEventKind};
 use graphics::ImageMode;
-use rand::SeedableRng;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -265,12 +263,8 @@ impl Runner {
                         });
                         let msg = match out {
                             Ok((fitted, report)) => {
-                                let mut rng = crate::util::Stream::Sampling.rng(cfg.seed);
-                                let x = fitted.samples(6, &mut rng);
                                 let [_, c, h, w] = split.train.shape();
-                                let px = crate::classical::rows_to_u8(x.as_ref());
-                                let grid =
-                                    Grid::from_u8(&px, x.nrows(), c, h, w, fitted.grid_columns());
+                                let grid = fitted.sample_grid(6, [c, h, w], cfg.seed);
                                 Msg::ClassicalDone(Box::new(report), grid)
                             }
                             Err(e) => Msg::ClassicalFailed(e.to_string()),
@@ -348,59 +342,33 @@ impl Runner {
 
 /// The Play Tennis analysis of report 3.1–3.2, as lines for the dashboard.
 pub fn tennis_lines(seed: u64) -> Vec<String> {
-    use crate::classical::multinomial::MultinomialParams;
-    use crate::classical::naive_bayes::NaiveBayesParams;
-    use crate::data::play_tennis;
-    let rows: Vec<Vec<usize>> = play_tennis::table()
-        .iter()
-        .map(|d| d.features().to_vec())
-        .collect();
     let mut out = Vec::new();
     for alpha in [0.0, 1.0] {
-        let m = MultinomialParams { alpha }
-            .fit(&rows, &play_tennis::CARDINALITIES)
-            .expect("the table is valid");
-        let seen = m
-            .probs()
-            .iter()
-            .zip(m.counts())
-            .find(|(_, c)| **c > 0)
-            .map(|(p, _)| *p)
-            .unwrap_or(0.0);
-        let unseen = m
-            .probs()
-            .iter()
-            .zip(m.counts())
-            .find(|(_, c)| **c == 0)
-            .map(|(p, _)| *p)
-            .unwrap_or(0.0);
+        let r = match crate::classical::tennis::report(alpha, 4, seed) {
+            Ok(r) => r,
+            Err(e) => return vec![format!("Play Tennis: {e}")],
+        };
         out.push(format!(
-            "alpha {alpha}: seen day {seen:.4}, unseen day {unseen:.4}, sum {:.4}",
-            m.probs().iter().sum::<f64>()
+            "alpha {alpha}: seen day {:.4}, unseen day {:.4}, sum {:.4}",
+            r.p_seen_day, r.p_unseen_day, r.total
         ));
         if alpha == 1.0 {
             out.push(format!(
                 "the report's (n+1)/(N+1) sums to {:.4}: not a distribution",
-                m.report_estimate().iter().sum::<f64>()
+                r.report_total
             ));
-            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
             out.push("sampled days:".into());
-            for r in m.sample(4, &mut rng) {
-                let d = play_tennis::Day::from_indices([r[0], r[1], r[2], r[3]], 0);
+            for d in &r.sampled_days {
                 out.push(format!(
                     "  {} {} {} {}",
                     d.outlook, d.temperature, d.humidity, d.wind
                 ));
             }
+            out.push(format!(
+                "naive Bayes: p(No | Sunny, Cool, High, Strong) = {:.3}",
+                r.p_no_for_query
+            ));
         }
     }
-    let nb = NaiveBayesParams { alpha: 1.0 }
-        .fit_categorical(&play_tennis::categorical())
-        .expect("valid");
-    let q = [Some(0), Some(2), Some(0), Some(1)];
-    out.push(format!(
-        "naive Bayes: p(No | Sunny, Cool, High, Strong) = {:.3}",
-        nb.predict_proba_row(&q)[0]
-    ));
     out
 }
