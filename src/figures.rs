@@ -3,10 +3,10 @@
 //! trained with the trainer and then reloaded from their final checkpoint, so that codes
 //! and interpolations come from exactly the model that was saved.
 
+use crate::classical::ClassConditional;
 use crate::classical::catalog::{self, ClassicalConfig, ImageModel};
 use crate::classical::demo::{self, PALETTE};
 use crate::classical::gda::GdaParams;
-use crate::classical::ClassConditional;
 
 use crate::data::{PixelScale, Split, mnist};
 use crate::neural::{self, Metric, Metrics, Model, ModelKind, NeuralConfig};

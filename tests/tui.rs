@@ -164,8 +164,7 @@ fn digit_grid() -> Grid {
 fn dashboard_mid_run_from_scripted_events() {
     let mut a = app();
     a.image_mode = ImageMode::Ascii;
-    a.selected = 9; // 4.1 GAN
-    a.reset_fields();
+    a.select(9); // 4.1 GAN
     a.update(key(KeyCode::Enter));
     a.update(Msg::Train(TrainEvent::Started {
         model: genmod::neural::ModelKind::Gan,

@@ -370,9 +370,10 @@ pub enum Effect {
 /// The whole state of the TUI.
 pub struct App {
     pub screen: Screen,
-    pub selected: usize,
+    /// Index into MODELS; the fields below are that model's.
+    selected: usize,
     pub focus: Focus,
-    pub fields: Vec<Field>,
+    fields: Vec<Field>,
     pub help: bool,
     pub confirm_quit: bool,
     pub image_mode: ImageMode,
@@ -427,7 +428,24 @@ impl App {
     }
 
     /// The form's defaults for the selected model.
-    pub fn reset_fields(&mut self) {
+    /// The picked entry of [`MODELS`].
+    pub fn selected(&self) -> usize {
+        self.selected
+    }
+
+    /// Picks entry `i` of [`MODELS`] (clamped to the list) and fills the form with its
+    /// defaults.
+    pub fn select(&mut self, i: usize) {
+        self.selected = i.min(MODELS.len() - 1);
+        self.reset_fields();
+    }
+
+    /// The form's fields, all of them (see `visible_fields` for those shown).
+    pub fn fields(&self) -> &[Field] {
+        &self.fields
+    }
+
+    fn reset_fields(&mut self) {
         let entry = self.info().entry;
         let n = match entry {
             Entry::Neural(k) => NeuralConfig::new(k),

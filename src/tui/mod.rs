@@ -14,6 +14,7 @@
 
 pub mod app;
 pub mod graphics;
+pub mod theme;
 pub mod ui;
 
 use crate::classical::catalog;
@@ -75,8 +76,7 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
             .iter()
             .position(|m| m.entry == app::Entry::Neural(meta.model.kind))
         {
-            app.selected = i;
-            app.reset_fields();
+            app.select(i);
         }
         app.status = format!("Enter resumes {} at step {}", ckpt.display(), meta.step);
     }

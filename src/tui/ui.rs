@@ -2,6 +2,7 @@
 
 use super::app::{App, Entry, Focus, HELP, MODELS, RunState, RunView, Screen, chart_groups};
 use super::graphics::{Graphics, ImageMode};
+use super::theme::THEME;
 use crate::render::{Grid, text};
 use ratatui::Frame;
 use ratatui::buffer::Buffer;
@@ -17,8 +18,6 @@ use ratatui::widgets::{
 /// The smallest terminal the layout works in.
 pub const MIN_WIDTH: u16 = 64;
 pub const MIN_HEIGHT: u16 = 20;
-
-const SERIES_COLOURS: [Color; 4] = [Color::Cyan, Color::Yellow, Color::Magenta, Color::Green];
 
 /// Draws the whole screen; `graphics` draws the sample grid where a pixel mode is chosen.
 pub fn draw(f: &mut Frame, app: &App, graphics: &Graphics) {
@@ -59,10 +58,7 @@ fn draw_picker(f: &mut Frame, area: Rect, app: &App) {
         .iter()
         .map(|m| {
             ListItem::new(Line::from(vec![
-                Span::styled(
-                    format!("{:<4}", m.section),
-                    Style::new().fg(Color::DarkGray),
-                ),
+                Span::styled(format!("{:<4}", m.section), Style::new().fg(THEME.dim)),
                 Span::raw(m.name),
             ]))
         })
@@ -76,22 +72,19 @@ fn draw_picker(f: &mut Frame, area: Rect, app: &App) {
         )
         .highlight_style(Style::new().add_modifier(Modifier::REVERSED))
         .highlight_symbol("> ");
-    let mut state = ListState::default().with_selected(Some(app.selected));
+    let mut state = ListState::default().with_selected(Some(app.selected()));
     f.render_stateful_widget(list, left, &mut state);
 
     let info = app.info();
     let mut lines = vec![
         Line::from(vec![
-            Span::styled(
-                format!("{} ", info.section),
-                Style::new().fg(Color::DarkGray),
-            ),
+            Span::styled(format!("{} ", info.section), Style::new().fg(THEME.dim)),
             info.name.bold(),
         ]),
         Line::from(info.blurb),
         Line::from(""),
         Line::from(vec![
-            "dataset  ".dark_gray(),
+            Span::styled("dataset  ", Style::new().fg(THEME.dim)),
             Span::raw(match info.entry {
                 Entry::Multinomial => "the Play Tennis table (14 days)".to_string(),
                 _ => app.dataset.clone(),
@@ -100,17 +93,17 @@ fn draw_picker(f: &mut Frame, area: Rect, app: &App) {
         Line::from(""),
     ];
     for i in app.visible_fields() {
-        let fld = &app.fields[i];
+        let fld = &app.fields()[i];
         let focused = app.focus == Focus::Field(i);
         let value_style = match (&fld.error, focused) {
-            (Some(_), _) => Style::new().fg(Color::Red),
+            (Some(_), _) => Style::new().fg(THEME.error),
             (None, true) => Style::new().add_modifier(Modifier::REVERSED),
             (None, false) => Style::new(),
         };
         let mut spans = vec![
             Span::styled(
                 format!("{:>14}  ", fld.kind.label()),
-                Style::new().fg(Color::DarkGray),
+                Style::new().fg(THEME.dim),
             ),
             Span::styled(
                 format!("{}{}", fld.value, if focused { "_" } else { "" }),
@@ -118,7 +111,7 @@ fn draw_picker(f: &mut Frame, area: Rect, app: &App) {
             ),
         ];
         if let Some(e) = &fld.error {
-            spans.push(Span::styled(format!("  {e}"), Style::new().fg(Color::Red)));
+            spans.push(Span::styled(format!("  {e}"), Style::new().fg(THEME.error)));
         }
         lines.push(Line::from(spans));
     }
@@ -128,14 +121,14 @@ fn draw_picker(f: &mut Frame, area: Rect, app: &App) {
         lines.push(Line::from(""));
         lines.push(Line::from(Span::styled(
             format!("CUDA unavailable: {why}"),
-            Style::new().fg(Color::DarkGray),
+            Style::new().fg(THEME.dim),
         )));
     }
     if !app.status.is_empty() {
         lines.push(Line::from(""));
         lines.push(Line::from(Span::styled(
             app.status.clone(),
-            Style::new().fg(Color::Yellow),
+            Style::new().fg(THEME.attention),
         )));
     }
     let details = Paragraph::new(lines).wrap(Wrap { trim: false }).block(
@@ -151,16 +144,16 @@ fn draw_picker(f: &mut Frame, area: Rect, app: &App) {
     };
     f.render_widget(
         Paragraph::new(format!(" ↑↓ model · Tab fields · {hint} · ? help · q quit"))
-            .style(Style::new().fg(Color::DarkGray)),
+            .style(Style::new().fg(THEME.dim)),
         footer,
     );
 }
 
 fn focus_style(focused: bool) -> Style {
     if focused {
-        Style::new().fg(Color::Cyan)
+        Style::new().fg(THEME.accent)
     } else {
-        Style::new().fg(Color::DarkGray)
+        Style::new().fg(THEME.dim)
     }
 }
 
@@ -175,10 +168,10 @@ fn draw_dashboard(f: &mut Frame, area: Rect, app: &App, graphics: &Graphics) {
     ])
     .areas(area);
     let state = match &run.state {
-        RunState::Running => "running".green(),
-        RunState::Paused => "paused".yellow(),
-        RunState::Finished => "finished".cyan(),
-        RunState::Failed(_) => "failed".red(),
+        RunState::Running => "running".fg(THEME.running),
+        RunState::Paused => "paused".fg(THEME.paused),
+        RunState::Finished => "finished".fg(THEME.finished),
+        RunState::Failed(_) => "failed".fg(THEME.error),
     };
     f.render_widget(
         Paragraph::new(Line::from(vec![
@@ -227,7 +220,7 @@ fn draw_dashboard(f: &mut Frame, area: Rect, app: &App, graphics: &Graphics) {
             inner,
         ),
         None => f.render_widget(
-            Paragraph::new("waiting for the first grid…").fg(Color::DarkGray),
+            Paragraph::new("waiting for the first grid…").fg(THEME.dim),
             inner,
         ),
     }
@@ -255,7 +248,7 @@ fn draw_dashboard(f: &mut Frame, area: Rect, app: &App, graphics: &Graphics) {
     } else {
         format!(" {} ·{}", app.status, keys)
     };
-    f.render_widget(Paragraph::new(status).fg(Color::DarkGray), footer);
+    f.render_widget(Paragraph::new(status).fg(THEME.dim), footer);
 }
 
 fn draw_charts(f: &mut Frame, area: Rect, run: &RunView) {
@@ -309,7 +302,7 @@ fn draw_chart_groups(f: &mut Frame, area: Rect, run: &RunView) {
         if x0 > x1 {
             f.render_widget(
                 Paragraph::new("no data yet")
-                    .fg(Color::DarkGray)
+                    .fg(THEME.dim)
                     .block(Block::bordered().title(format!(" {title} "))),
                 *rect,
             );
@@ -331,7 +324,7 @@ fn draw_chart_groups(f: &mut Frame, area: Rect, run: &RunView) {
                     .name(format!("{} {last:.3}", s.name))
                     .marker(Marker::Braille)
                     .graph_type(GraphType::Line)
-                    .style(Style::new().fg(SERIES_COLOURS[i % SERIES_COLOURS.len()]))
+                    .style(Style::new().fg(THEME.series[i % THEME.series.len()]))
                     .data(&s.points)
             })
             .collect();
@@ -342,13 +335,13 @@ fn draw_chart_groups(f: &mut Frame, area: Rect, run: &RunView) {
                 Axis::default()
                     .bounds([x0, x1])
                     .labels([format!("{x0:.0}"), format!("{x1:.0}")])
-                    .style(Style::new().fg(Color::DarkGray)),
+                    .style(Style::new().fg(THEME.dim)),
             )
             .y_axis(
                 Axis::default()
                     .bounds([y0, y1])
                     .labels([format!("{y0:.2}"), format!("{y1:.2}")])
-                    .style(Style::new().fg(Color::DarkGray)),
+                    .style(Style::new().fg(THEME.dim)),
             );
         f.render_widget(chart, *rect);
     }
@@ -393,7 +386,7 @@ fn draw_progress(f: &mut Frame, area: Rect, run: &RunView, batch_size: usize) {
         Gauge::default()
             .ratio(ratio)
             .label(label)
-            .gauge_style(Style::new().fg(Color::Blue).bg(Color::Black)),
+            .gauge_style(Style::new().fg(THEME.gauge).bg(THEME.gauge_track)),
         area,
     );
 }
@@ -415,7 +408,7 @@ fn draw_help(f: &mut Frame, area: Rect) {
         .iter()
         .map(|(k, what)| {
             Line::from(vec![
-                Span::styled(format!("{k:>16}  "), Style::new().fg(Color::Cyan)),
+                Span::styled(format!("{k:>16}  "), Style::new().fg(THEME.accent)),
                 Span::raw(*what),
             ])
         })
@@ -449,7 +442,7 @@ fn draw_confirm(f: &mut Frame, area: Rect, app: &App) {
         .block(
             Block::bordered()
                 .title(" quit? ")
-                .border_style(Style::new().fg(Color::Yellow)),
+                .border_style(Style::new().fg(THEME.attention)),
         ),
         r,
     );
