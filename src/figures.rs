@@ -90,10 +90,7 @@ fn train_model(cfg: TrainConfig, split: &Split, log: &mut dyn FnMut(&str)) -> Re
         _ => {}
     })
     .map_err(|e| anyhow!("training {}: {e}", kind.name()))?;
-    let ckpt = train::checkpoint::resolve(dir.path())?;
-    let meta = train::checkpoint::read_meta(&ckpt)?;
-    let mut model = neural::build(&meta.model, meta.shape, meta.num_classes, &Device::Cpu, 0)?;
-    train::checkpoint::load_into(&ckpt, model.as_mut(), &meta, &Device::Cpu)?;
+    let (model, _) = train::load_model(dir.path())?;
     Ok(Trained {
         model,
         grid: grid.ok_or_else(|| anyhow!("{} produced no sample grid", kind.name()))?,

@@ -1,26 +1,90 @@
-//! Report 4.3: the conditional GAN (Mirza and Osindero 2014). Both nets see the label as a
-//! one-hot vector concatenated to their input, so G(z, y) can be asked for a chosen class.
-//! Training is the shared adversarial step ([`super::gan::Adversarial`]); the generator's
-//! step draws its labels uniformly. Whether samples honour their label is measured by the
-//! conditional accuracy of the evaluation (a GAN can learn to ignore the label).
+//! Report 4.3: the conditional GAN (Mirza and Osindero 2014). G sees the label as a one-hot
+//! vector concatenated to its code, so G(z, y) can be asked for a chosen class. D sees it
+//! either the report's way, concatenated to the pixels, or through a projection (Miyato and
+//! Koyama 2018, [`Conditioning`]). Training is the shared adversarial step
+//! ([`super::gan::Adversarial`]); the generator's step draws its labels uniformly. Whether
+//! samples honour their label is measured by the conditional accuracy of the evaluation (a
+//! GAN can learn to ignore the label).
 
 use super::gan::{Adversarial, GAN_LOSSES, Mlp, Nets};
-use super::{ImageShape, Metric, Metrics, Model, NeuralConfig, one_hot};
+use super::kernels::linear::{Activation, dense, dense_frozen};
+use super::{Conditioning, ImageShape, Metric, Metrics, Model, NeuralConfig, one_hot};
 use crate::data::Batch;
 use crate::neural::optim::Adam;
 use candle_core::{Result, Tensor};
-use candle_nn::{VarBuilder, VarMap};
+use candle_nn::{Embedding, Linear, VarBuilder, VarMap, embedding, linear};
 use rand_chacha::ChaCha8Rng;
 
-/// MLP nets as the GAN's, with `num_classes` one-hot inputs added to each.
+/// MLP nets as the GAN's, with `num_classes` one-hot inputs added to G's code and D seeing
+/// the label as `cfg.conditioning` says.
 pub struct Cgan {
     cfg: NeuralConfig,
     shape: ImageShape,
     classes: usize,
     varmap: VarMap,
     g: Mlp,
-    d: Mlp,
+    d: Discriminator,
     adv: Adversarial,
+}
+
+/// D(x, y) of the conditional GAN.
+enum Discriminator {
+    /// image ⊕ one-hot → 2h → h → logit.
+    Concat(Mlp),
+    /// φ(x): image → 2h → h, then w·φ(x) + e_y·φ(x).
+    Projection {
+        body: Mlp,
+        head: Linear,
+        embed: Embedding,
+    },
+}
+
+impl Discriminator {
+    fn new(cfg: &NeuralConfig, dim: usize, classes: usize, vb: VarBuilder) -> Result<Self> {
+        let h = cfg.hidden;
+        Ok(match cfg.conditioning {
+            Conditioning::Concat => {
+                Discriminator::Concat(Mlp::new(&[dim + classes, 2 * h, h, 1], vb)?)
+            }
+            Conditioning::Projection => Discriminator::Projection {
+                body: Mlp::new(&[dim, 2 * h, h], vb.clone())?,
+                head: linear(h, 1, vb.pp("head"))?,
+                embed: embedding(classes, h, vb.pp("embed"))?,
+            },
+        })
+    }
+
+    /// The logits of images `x` (N x pixels) seen with `labels`; with `frozen`, gradients
+    /// reach `x` only (the generator's step).
+    fn logits(&self, x: &Tensor, labels: &Tensor, classes: usize, frozen: bool) -> Result<Tensor> {
+        match self {
+            Discriminator::Concat(mlp) => {
+                let input = Tensor::cat(&[x, &one_hot(labels, classes)?], 1)?;
+                if frozen {
+                    mlp.forward_frozen(&input)
+                } else {
+                    mlp.forward(&input)
+                }
+            }
+            Discriminator::Projection { body, head, embed } => {
+                let phi = body.features(x, frozen)?;
+                let table = embed.embeddings();
+                let table = if frozen {
+                    table.detach()
+                } else {
+                    table.clone()
+                };
+                let e = table.index_select(labels, 0)?;
+                let projection = (e * &phi)?.sum_keepdim(1)?;
+                let score = if frozen {
+                    dense_frozen(head, &phi, Activation::Identity)?
+                } else {
+                    dense(head, &phi, Activation::Identity)?
+                };
+                score + projection
+            }
+        }
+    }
 }
 
 impl Cgan {
@@ -36,7 +100,7 @@ impl Cgan {
             &[cfg.latent_dim + classes, h, 2 * h, 4 * h, dim],
             vb.pp("g"),
         )?;
-        let d = Mlp::new(&[dim + classes, 2 * h, h, 1], vb.pp("d"))?;
+        let d = Discriminator::new(&cfg, dim, classes, vb.pp("d"))?;
         let adv = Adversarial::new(&varmap, &cfg)?;
         Ok(Self {
             cfg,
@@ -59,8 +123,8 @@ impl Cgan {
     }
 
     fn disc(&self, x: &Tensor, labels: Option<&Tensor>) -> Result<Tensor> {
-        let y = one_hot(Self::labels_of(labels)?, self.classes)?;
-        self.d.forward(&Tensor::cat(&[x, &y], 1)?)
+        self.d
+            .logits(x, Self::labels_of(labels)?, self.classes, false)
     }
 }
 
@@ -92,12 +156,8 @@ impl Model for Cgan {
         let generator = |z: &Tensor, l: Option<&Tensor>| {
             g.forward_tanh(&Tensor::cat(&[z, &one_hot(Self::labels_of(l)?, k)?], 1)?)
         };
-        let disc = |x: &Tensor, l: Option<&Tensor>| {
-            d.forward(&Tensor::cat(&[x, &one_hot(Self::labels_of(l)?, k)?], 1)?)
-        };
-        let frozen = |x: &Tensor, l: Option<&Tensor>| {
-            d.forward_frozen(&Tensor::cat(&[x, &one_hot(Self::labels_of(l)?, k)?], 1)?)
-        };
+        let disc = |x: &Tensor, l: Option<&Tensor>| d.logits(x, Self::labels_of(l)?, k, false);
+        let frozen = |x: &Tensor, l: Option<&Tensor>| d.logits(x, Self::labels_of(l)?, k, true);
         let nets = Nets {
             g: &generator,
             d: &disc,
@@ -124,7 +184,11 @@ impl Model for Cgan {
 
     fn generate(&self, z: &Tensor, labels: Option<&Tensor>) -> Result<Tensor> {
         let s = self.shape;
-        self.generator(z, labels)?
-            .reshape((z.dim(0)?, s.channels, s.height, s.width))
+        self.adv.sampling(|| self.generator(z, labels))?.reshape((
+            z.dim(0)?,
+            s.channels,
+            s.height,
+            s.width,
+        ))
     }
 }

@@ -269,6 +269,6 @@ impl Model for Dcgan {
     }
 
     fn generate(&self, z: &Tensor, _labels: Option<&Tensor>) -> Result<Tensor> {
-        self.g.forward(z, false)
+        self.adv.sampling(|| self.g.forward(z, false))
     }
 }

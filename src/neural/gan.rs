@@ -8,6 +8,7 @@
 //! generator's gradient norm, which makes the vanishing gradient of the saturating loss
 //! visible when D rejects the fakes.
 
+use super::ema::Ema;
 use super::kernels::linear::{Activation, dense, dense_frozen};
 use super::losses::{discriminator, generator_non_saturating, generator_saturating};
 use super::{GeneratorLoss, ImageShape, Metric, Metrics, Model, NeuralConfig, normal, scalar};
@@ -22,6 +23,8 @@ use rand_chacha::ChaCha8Rng;
 pub struct Adversarial {
     pub opt_d: Adam,
     pub opt_g: Adam,
+    /// The moving average of G's weights that samples come from, when configured.
+    ema: Option<Ema>,
     last_g_loss: f64,
     last_g_grad: f64,
 }
@@ -77,9 +80,14 @@ impl Adversarial {
     /// Adam for the variables under `d.` and under `g.`, no weight decay.
     pub fn new(varmap: &VarMap, cfg: &NeuralConfig) -> Result<Self> {
         let c = AdamConfig::new(cfg.lr, cfg.beta1);
+        let g_weights = trainable(varmap, "g.");
+        let ema = (cfg.ema_decay > 0.0)
+            .then(|| Ema::new(varmap, &g_weights, cfg.ema_decay))
+            .transpose()?;
         Ok(Self {
             opt_d: Adam::new(trainable(varmap, "d."), c)?,
-            opt_g: Adam::new(trainable(varmap, "g."), c)?,
+            opt_g: Adam::new(g_weights, c)?,
+            ema,
             last_g_loss: f64::NAN,
             last_g_grad: f64::NAN,
         })
@@ -123,6 +131,9 @@ impl Adversarial {
             let grads = g_loss.backward()?;
             self.last_g_grad = grad_norm(&grads, self.opt_g.vars())?;
             self.opt_g.step(&grads)?;
+            if let Some(ema) = &self.ema {
+                ema.update(self.opt_g.t)?;
+            }
             self.last_g_loss = scalar(&g_loss)?;
         }
         Ok(vec![
@@ -132,6 +143,15 @@ impl Adversarial {
             (Metric::DFake, d_fake),
             (Metric::GGradNorm, self.last_g_grad),
         ])
+    }
+
+    /// Runs `generate` with G's averaged weights when the model keeps an average, else
+    /// with its live weights: what every sample a user sees is drawn through.
+    pub fn sampling<R>(&self, generate: impl FnOnce() -> Result<R>) -> Result<R> {
+        match &self.ema {
+            Some(ema) => ema.with_averages(generate),
+            None => generate(),
+        }
     }
 
     /// Mean D(x) on test images and D(G(z)) on as many fakes.
@@ -192,6 +212,12 @@ impl Mlp {
     /// discard.
     pub fn forward_frozen(&self, x: &Tensor) -> Result<Tensor> {
         self.run(x, Activation::Identity, true)
+    }
+
+    /// Forward pass with LeakyReLU on the last layer too: the features of a net whose head
+    /// is elsewhere (the projection discriminator's), with its weights detached if `frozen`.
+    pub fn features(&self, x: &Tensor, frozen: bool) -> Result<Tensor> {
+        self.run(x, Activation::LeakyRelu(0.2), frozen)
     }
 
     fn run(&self, x: &Tensor, last: Activation, frozen: bool) -> Result<Tensor> {
@@ -291,7 +317,8 @@ impl Model for Gan {
 
     fn generate(&self, z: &Tensor, _labels: Option<&Tensor>) -> Result<Tensor> {
         let s = self.shape;
-        self.generator(z)?
+        self.adv
+            .sampling(|| self.generator(z))?
             .reshape((z.dim(0)?, s.channels, s.height, s.width))
     }
 }

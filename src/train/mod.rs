@@ -50,12 +50,29 @@ pub struct TrainConfig {
     pub max_steps: Option<u64>,
 }
 
+/// The default length of a run of `kind` on the embedded digits, as (epochs, batch size):
+/// what the TUI, the CLI and the scoreboard use unless told otherwise. Each is chosen so
+/// that the run ends with samples a person reads as digits in at most about three minutes
+/// on two CPU cores. The MLP GANs take batches of 64, twice the generator steps per epoch
+/// of 128 (their quality follows the number of steps more than of images); the DCGAN needs
+/// about 900 steps before its strokes join into digits.
+pub fn default_budget(kind: ModelKind) -> (usize, usize) {
+    match kind {
+        ModelKind::Autoencoder => (10, 128),
+        ModelKind::Vae => (15, 128),
+        ModelKind::Gan | ModelKind::Cgan => (40, 64),
+        ModelKind::Dcgan => (15, 128),
+    }
+}
+
 impl TrainConfig {
+    /// A run of `model` with its default budget ([`default_budget`]), seed 0, on the CPU.
     pub fn new(model: NeuralConfig) -> Self {
+        let (epochs, batch_size) = default_budget(model.kind);
         Self {
             model,
-            epochs: 5,
-            batch_size: 128,
+            epochs,
+            batch_size,
             seed: 0,
             device: DeviceChoice::Cpu,
             out_dir: None,
@@ -196,6 +213,18 @@ pub enum TrainError {
 
 fn shape_text(s: &ImageShape) -> String {
     format!("{}x{}x{}", s.channels, s.height, s.width)
+}
+
+/// The model saved in a checkpoint, or in a run folder's newest one, ready to generate
+/// (on the CPU), with the checkpoint's meta data.
+pub fn load_model(
+    path: &std::path::Path,
+) -> Result<(Box<dyn Model>, checkpoint::Meta), TrainError> {
+    let ckpt = checkpoint::resolve(path)?;
+    let meta = checkpoint::read_meta(&ckpt)?;
+    let mut model = neural::build(&meta.model, meta.shape, meta.num_classes, &Device::Cpu, 0)?;
+    checkpoint::load_into(&ckpt, model.as_mut(), &meta, &Device::Cpu)?;
+    Ok((model, meta))
 }
 
 /// The shape and class count a model needs from a dataset.

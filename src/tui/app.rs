@@ -4,7 +4,7 @@
 
 use super::graphics::ImageMode;
 use crate::classical::catalog::{ClassicalConfig, FitReport, ImageModel};
-use crate::neural::{KlSchedule, Metric, Metrics, ModelKind, NeuralConfig};
+use crate::neural::{Conditioning, KlSchedule, Metric, Metrics, ModelKind, NeuralConfig};
 use crate::render::Grid;
 use crate::train::{DeviceChoice, TrainCommand, TrainConfig, TrainEvent};
 use clap::ValueEnum;
@@ -115,17 +115,21 @@ pub enum FieldKind {
     Latent,
     KlSchedule,
     K,
+    Ema,
+    Conditioning,
     Seed,
     Device,
 }
 
-pub const FIELDS: [FieldKind; 8] = [
+pub const FIELDS: [FieldKind; 10] = [
     FieldKind::Epochs,
     FieldKind::BatchSize,
     FieldKind::LearningRate,
     FieldKind::Latent,
     FieldKind::KlSchedule,
     FieldKind::K,
+    FieldKind::Ema,
+    FieldKind::Conditioning,
     FieldKind::Seed,
     FieldKind::Device,
 ];
@@ -139,6 +143,8 @@ impl FieldKind {
             FieldKind::Latent => "latent size",
             FieldKind::KlSchedule => "KL schedule",
             FieldKind::K => "k (D steps)",
+            FieldKind::Ema => "EMA of G",
+            FieldKind::Conditioning => "D conditioning",
             FieldKind::Seed => "seed",
             FieldKind::Device => "device",
         }
@@ -151,7 +157,8 @@ impl FieldKind {
             (FieldKind::Seed, _) => true,
             (_, Entry::Classical(_)) => false,
             (FieldKind::KlSchedule, Entry::Neural(k)) => k == ModelKind::Vae,
-            (FieldKind::K, Entry::Neural(k)) => k.is_gan(),
+            (FieldKind::K | FieldKind::Ema, Entry::Neural(k)) => k.is_gan(),
+            (FieldKind::Conditioning, Entry::Neural(k)) => k == ModelKind::Cgan,
             _ => true,
         }
     }
@@ -179,6 +186,14 @@ impl FieldKind {
                 Ok(_) => Err("finite, > 0 and < 10".to_string()),
                 Err(_) => Err("a number such as 2e-4".to_string()),
             },
+            FieldKind::Ema => match v.parse::<f64>() {
+                Ok(x) if (0.0..1.0).contains(&x) => Ok(()),
+                Ok(_) => Err("in [0, 1); 0 = off".to_string()),
+                Err(_) => Err("a decay such as 0.999, or 0".to_string()),
+            },
+            FieldKind::Conditioning => Conditioning::from_str(v, false)
+                .map(|_| ())
+                .map_err(|_| "projection or concat".to_string()),
             FieldKind::KlSchedule => KlSchedule::from_str(v, false)
                 .map(|_| ())
                 .map_err(|_| "standard, report or none".to_string()),
@@ -451,10 +466,9 @@ impl App {
             Entry::Neural(k) => NeuralConfig::new(k),
             _ => NeuralConfig::new(ModelKind::Vae),
         };
-        let epochs = match entry {
-            Entry::Neural(ModelKind::Dcgan) => 3,
-            Entry::Neural(k) if k.is_gan() => 20,
-            _ => 10,
+        let (epochs, batch_size) = match entry {
+            Entry::Neural(k) => crate::train::default_budget(k),
+            _ => (10, 128),
         };
         self.fields = FIELDS
             .iter()
@@ -462,19 +476,17 @@ impl App {
                 kind,
                 value: match kind {
                     FieldKind::Epochs => epochs.to_string(),
-                    FieldKind::BatchSize => {
-                        if matches!(entry, Entry::Neural(k) if k.is_gan() && k != ModelKind::Dcgan)
-                        {
-                            "64"
-                        } else {
-                            "128"
-                        }
-                        .to_string()
-                    }
+                    FieldKind::BatchSize => batch_size.to_string(),
                     FieldKind::LearningRate => format!("{:e}", n.lr),
                     FieldKind::Latent => n.latent_dim.to_string(),
                     FieldKind::KlSchedule => "standard".into(),
                     FieldKind::K => "1".into(),
+                    FieldKind::Ema => n.ema_decay.to_string(),
+                    FieldKind::Conditioning => match n.conditioning {
+                        Conditioning::Concat => "concat",
+                        Conditioning::Projection => "projection",
+                    }
+                    .into(),
                     FieldKind::Seed => "0".into(),
                     FieldKind::Device => "cpu".into(),
                 },
@@ -537,6 +549,10 @@ impl App {
                 m.lr = self.field(FieldKind::LearningRate).trim().parse().ok()?;
                 m.latent_dim = self.field(FieldKind::Latent).trim().parse().ok()?;
                 m.k = self.field(FieldKind::K).trim().parse().ok()?;
+                m.ema_decay = self.field(FieldKind::Ema).trim().parse().ok()?;
+                m.conditioning =
+                    Conditioning::from_str(self.field(FieldKind::Conditioning).trim(), false)
+                        .ok()?;
                 m.kl_schedule =
                     KlSchedule::from_str(self.field(FieldKind::KlSchedule).trim(), false).ok()?;
                 let mut c = TrainConfig::new(m);
