@@ -53,15 +53,15 @@ pub struct TrainConfig {
 /// The default length of a run of `kind` on the embedded digits, as (epochs, batch size):
 /// what the TUI, the CLI and the scoreboard use unless told otherwise. Each is chosen so
 /// that the run ends with samples a person reads as digits in at most about three minutes
-/// on two CPU cores. The MLP GANs take batches of 64, twice the generator steps per epoch
-/// of 128 (their quality follows the number of steps more than of images); the DCGAN needs
-/// about 900 steps before its strokes join into digits.
+/// on two CPU cores. The GANs take batches of 64, twice the generator steps per epoch of
+/// 128: their quality follows the number of steps more than the number of images, and the
+/// DCGAN needs several hundred steps before its strokes join into digits.
 pub fn default_budget(kind: ModelKind) -> (usize, usize) {
     match kind {
         ModelKind::Autoencoder => (10, 128),
         ModelKind::Vae => (15, 128),
         ModelKind::Gan | ModelKind::Cgan => (40, 64),
-        ModelKind::Dcgan => (15, 128),
+        ModelKind::Dcgan => (15, 64),
     }
 }
 
