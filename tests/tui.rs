@@ -520,3 +520,39 @@ fn ctrl_c_sigterm_and_sighup_mid_epoch_save_a_checkpoint_and_restore_the_termina
         println!("RELIABILITY: tui_signal {how} checkpoint_step={newest}");
     }
 }
+
+#[test]
+fn the_cgan_form_sets_the_average_and_the_conditioning() {
+    let mut a = app();
+    a.select(11); // 4.3 conditional GAN
+    let typed = |a: &mut App, text: &str| {
+        for _ in 0..12 {
+            a.update(key(KeyCode::Backspace));
+        }
+        for c in text.chars() {
+            a.update(key(KeyCode::Char(c)));
+        }
+    };
+    // epochs, batch size, learning rate, latent size, k, EMA of G.
+    for _ in 0..6 {
+        a.update(key(KeyCode::Tab));
+    }
+    typed(&mut a, "1.5");
+    assert!(!a.form_valid(), "an EMA decay of 1.5 is refused");
+    let s = screen_text(&render(&a, 110, 24));
+    assert!(s.contains("in [0, 1); 0 = off"), "{s}");
+    typed(&mut a, "0.99");
+    a.update(key(KeyCode::Tab)); // D conditioning
+    typed(&mut a, "concat");
+    assert!(a.form_valid());
+    let fx = a.update(key(KeyCode::Enter));
+    let cfg = fx
+        .iter()
+        .find_map(|e| match e {
+            Effect::StartNeural(c) => Some(c.clone()),
+            _ => None,
+        })
+        .expect("Enter starts the run");
+    assert_eq!(cfg.model.ema_decay, 0.99);
+    assert_eq!(cfg.model.conditioning, genmod::neural::Conditioning::Concat);
+}
