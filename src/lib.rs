@@ -11,7 +11,7 @@
 //! * [`neural`]: the autoencoder, VAE, GAN, DCGAN and conditional GAN on candle, with the
 //!   optimiser and the CPU kernels beneath them.
 //! * [`train`]: the trainer: one run's loop, events, checkpoints and devices.
-//! * [`eval`], [`figures`], [`bench`]: the scoreboard, the book's figures and the timings.
+//! * [`eval`], [`figures`], [`bench`](mod@bench): the scoreboard, the book's figures and the timings.
 //! * [`tui`], [`cli`]: the faces' shared parts; `src/bin` holds the two binaries.
 //! * [`render`]: sample grids as PNG files and as terminal text.
 //!
