@@ -900,11 +900,35 @@ mod tests {
     /// A layer under test: (input, use the fast path?) → output.
     type Layer = Box<dyn Fn(&Tensor, bool) -> Result<Tensor>>;
 
+    /// Replaces candle's initial weights, which it draws unseeded, by fixed ones of the same
+    /// scale. With random weights a run now and then put a pre-activation within rounding
+    /// of zero, where the two paths may pick different sides of LeakyReLU's kink and the
+    /// input gradients then differ by far more than rounding (seen once in about thirty
+    /// runs); fixed weights make every run compare the same numbers.
+    fn fixed_weights(varmap: &VarMap) {
+        let data = varmap.data().lock().unwrap();
+        let mut names: Vec<_> = data.keys().cloned().collect();
+        names.sort();
+        for (k, name) in names.iter().enumerate() {
+            let var = &data[name];
+            let dims = var.dims().to_vec();
+            let fan: usize = dims[1..].iter().product::<usize>().max(1);
+            let bound = 1.0 / (fan as f32).sqrt();
+            let n: usize = dims.iter().product();
+            let v: Vec<f32> = (0..n)
+                .map(|i| bound * ((((i + 13 * k) * 7919 % 1009) as f32 / 504.5) - 1.0))
+                .collect();
+            var.set(&Tensor::from_vec(v, dims, &Device::Cpu).unwrap())
+                .unwrap();
+        }
+    }
+
     /// Same output and same gradients (input, weight, bias) as candle's layer.
     fn check(make: &dyn Fn(VarBuilder) -> Layer, shape: (usize, usize, usize, usize)) {
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
         let f = make(vb);
+        fixed_weights(&varmap);
         let x = input(shape);
         let mut results = Vec::new();
         for fast in [true, false] {
