@@ -36,11 +36,10 @@ pub struct BenchOptions {
 pub enum BenchError {
     #[error("--reps must be at least 1, got 0")]
     NoReps,
-    #[error("{what}: its output is not the JSON expected: {source}")]
+    #[error("{what}: its output is not the JSON expected: {cause}")]
     ReferenceOutput {
         what: String,
-        #[source]
-        source: serde_json::Error,
+        cause: serde_json::Error,
     },
     #[error("timing the DCGAN layer {layer}: it could not be built or run")]
     Layer { layer: &'static str },
@@ -81,9 +80,9 @@ fn run_reference(
         Ok(o) if o.status.success() => {
             serde_json::from_slice(&o.stdout)
                 .map(Some)
-                .map_err(|source| BenchError::ReferenceOutput {
+                .map_err(|cause| BenchError::ReferenceOutput {
                     what: what.to_string(),
-                    source,
+                    cause,
                 })
         }
         Ok(o) => {

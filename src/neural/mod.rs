@@ -346,11 +346,10 @@ pub enum ConfigError {
     /// A setting out of range; the message names it and what was expected.
     #[error("{0}")]
     Invalid(String),
-    #[error("building {model}: {source}")]
+    #[error("building {model}: {cause}")]
     Build {
         model: &'static str,
-        #[source]
-        source: candle_core::Error,
+        cause: candle_core::Error,
     },
 }
 
@@ -465,9 +464,9 @@ pub fn build(
                 .map(|m| Box::new(m) as Box<dyn Model>)
         }
     };
-    let build_err = |source| ConfigError::Build {
+    let build_err = |cause| ConfigError::Build {
         model: cfg.kind.name(),
-        source,
+        cause,
     };
     let model = r.map_err(build_err)?;
     reinitialise(&varmap, seed).map_err(build_err)?;

@@ -146,11 +146,31 @@ impl Grid {
     }
 
     /// Writes the grid as a PNG, atomically (temporary file, then rename).
-    pub fn save_png(&self, path: &Path) -> anyhow::Result<()> {
-        let bytes = self.png_bytes()?;
-        crate::util::atomic_write(path, &bytes)
-            .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))
+    pub fn save_png(&self, path: &Path) -> Result<(), PngError> {
+        let bytes = self.png_bytes().map_err(|cause| PngError::Encode {
+            path: path.to_path_buf(),
+            cause,
+        })?;
+        crate::util::atomic_write(path, &bytes).map_err(|cause| PngError::Write {
+            path: path.to_path_buf(),
+            cause,
+        })
     }
+}
+
+/// Why a grid could not be saved; each names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum PngError {
+    #[error("encoding {} as PNG: {cause}", path.display())]
+    Encode {
+        path: std::path::PathBuf,
+        cause: image::ImageError,
+    },
+    #[error("writing {}: {cause}", path.display())]
+    Write {
+        path: std::path::PathBuf,
+        cause: std::io::Error,
+    },
 }
 
 /// A float pixel in `scale` as a byte, clamped, with non-finite values shown as black.

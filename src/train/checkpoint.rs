@@ -37,23 +37,20 @@ pub enum CheckpointError {
     NotFound(PathBuf),
     #[error("{}: holds no complete checkpoint (ckpt-*/meta.json)", .0.display())]
     NoneComplete(PathBuf),
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {cause}", path.display())]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {cause}", path.display())]
     Tensors {
         path: PathBuf,
-        #[source]
-        source: candle_core::Error,
+        cause: candle_core::Error,
     },
-    #[error("{}: not a genmod checkpoint: {source}", path.display())]
+    #[error("{}: not a genmod checkpoint: {cause}", path.display())]
     NotACheckpoint {
         path: PathBuf,
-        #[source]
-        source: serde_json::Error,
+        cause: serde_json::Error,
     },
     #[error("{}: checkpoint format {found} is not the supported {FORMAT}", path.display())]
     Format { path: PathBuf, found: u32 },
@@ -69,16 +66,16 @@ pub enum CheckpointError {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
-    move |source| CheckpointError::Io {
+    move |cause| CheckpointError::Io {
         path: path.to_path_buf(),
-        source,
+        cause,
     }
 }
 
 fn tensor_err(path: &Path) -> impl FnOnce(candle_core::Error) -> CheckpointError + '_ {
-    move |source| CheckpointError::Tensors {
+    move |cause| CheckpointError::Tensors {
         path: path.to_path_buf(),
-        source,
+        cause,
     }
 }
 
@@ -168,9 +165,9 @@ pub fn save(
         std::thread::sleep(std::time::Duration::from_millis(ms));
     }
     let mp = tmp.join("meta.json");
-    let json = serde_json::to_vec_pretty(&meta).map_err(|source| CheckpointError::Io {
+    let json = serde_json::to_vec_pretty(&meta).map_err(|cause| CheckpointError::Io {
         path: mp.clone(),
-        source: source.into(),
+        cause: cause.into(),
     })?;
     std::fs::write(&mp, json).map_err(io(&mp))?;
     sync(&mp)?;
@@ -215,9 +212,9 @@ pub fn read_meta(ckpt: &Path) -> Result<Meta, CheckpointError> {
     let p = ckpt.join("meta.json");
     let bytes = std::fs::read(&p).map_err(io(&p))?;
     let meta: Meta =
-        serde_json::from_slice(&bytes).map_err(|source| CheckpointError::NotACheckpoint {
+        serde_json::from_slice(&bytes).map_err(|cause| CheckpointError::NotACheckpoint {
             path: p.clone(),
-            source,
+            cause,
         })?;
     if meta.format != FORMAT {
         return Err(CheckpointError::Format {

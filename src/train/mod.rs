@@ -163,6 +163,11 @@ pub struct TrainHandle {
 }
 
 /// Why a run could not start, or stopped with an error.
+///
+/// Like the other error types of the library's new modules, each message holds its cause's
+/// text in full, so one line says everything wherever it is shown (the TUI's status, an
+/// event, the CLI); the cause is not also linked as the error's `source`, which would make
+/// a chained report print it twice.
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
     /// A run setting out of range; the message names it and what was expected.
@@ -187,16 +192,18 @@ pub enum TrainError {
         wanted: ImageShape,
     },
     #[error("could not start the trainer thread: {0}")]
-    Thread(#[source] std::io::Error),
+    Thread(std::io::Error),
     /// A tensor operation failed at `step`.
-    #[error("step {step}: {source}")]
+    #[error("step {step}: {cause}")]
     Tensor {
         step: u64,
-        #[source]
-        source: candle_core::Error,
+        cause: candle_core::Error,
     },
-    #[error("step {step}: writing the sample grid: {message}")]
-    Grid { step: u64, message: String },
+    #[error("step {step}: {cause}")]
+    Grid {
+        step: u64,
+        cause: crate::render::grid::PngError,
+    },
     /// A loss became NaN or infinite.
     #[error("{loss} became {value} at step {step} (epoch {epoch}); training stopped{}. Try a smaller learning rate.", last_good.as_ref().map(|p| format!("; the last good checkpoint is {}", p.display())).unwrap_or_default())]
     Diverged {
@@ -422,7 +429,7 @@ impl Loop {
         events: Sender<TrainEvent>,
     ) -> Result<Self, TrainError> {
         let step = p.start_step;
-        let e = |source| TrainError::Tensor { step, source };
+        let e = |cause| TrainError::Tensor { step, cause };
         let mut rng = crate::util::Stream::FixedNoise.rng(cfg.seed);
         let n = cfg.grid_size;
         let fixed_z = neural::normal(n, cfg.model.latent_dim, &mut rng, &p.device).map_err(e)?;
@@ -459,7 +466,7 @@ impl Loop {
     }
 
     fn samples(&self, step: u64) -> Result<(), TrainError> {
-        let e = |source| TrainError::Tensor { step, source };
+        let e = |cause| TrainError::Tensor { step, cause };
         let imgs = self
             .model
             .preview(&self.fixed_z, self.fixed_labels.as_ref(), &self.fixed_test)
@@ -469,17 +476,14 @@ impl Loop {
             let p = dir.join("samples.png");
             grid.upscale(2)
                 .save_png(&p)
-                .map_err(|err| TrainError::Grid {
-                    step,
-                    message: format!("{err:#}"),
-                })?;
+                .map_err(|cause| TrainError::Grid { step, cause })?;
         }
         self.send(TrainEvent::Samples { step, grid });
         Ok(())
     }
 
     fn interpolate(&self, step: u64, seed: u64, steps: usize) -> Result<(), TrainError> {
-        let e = |source| TrainError::Tensor { step, source };
+        let e = |cause| TrainError::Tensor { step, cause };
         let steps = steps.clamp(2, 32);
         let latent = self.cfg.model.latent_dim;
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -537,7 +541,7 @@ impl Loop {
     }
 
     fn evaluate(&self, step: u64, epoch: usize) -> Result<Metrics, TrainError> {
-        let e = |source| TrainError::Tensor { step, source };
+        let e = |cause| TrainError::Tensor { step, cause };
         let mut rng = ChaCha8Rng::seed_from_u64(step_seed(
             crate::util::Stream::Evaluation.seed(self.cfg.seed),
             epoch as u64,
@@ -641,12 +645,12 @@ impl Loop {
                 .split
                 .train
                 .batch_of(&order[b * bs..(b + 1) * bs], &table, &self.device)
-                .map_err(|source| fail(step)(TrainError::Tensor { step, source }))?;
+                .map_err(|cause| fail(step)(TrainError::Tensor { step, cause }))?;
             let mut rng = ChaCha8Rng::seed_from_u64(step_seed(self.cfg.seed, step));
             let metrics = self
                 .model
                 .train_step(&batch, step, &mut rng)
-                .map_err(|source| fail(step)(TrainError::Tensor { step, source }))?;
+                .map_err(|cause| fail(step)(TrainError::Tensor { step, cause }))?;
             for name in self.model.loss_names() {
                 if let Some((_, v)) = metrics.iter().find(|(k, _)| k == name)
                     && !v.is_finite()
