@@ -482,11 +482,12 @@ impl App {
                     FieldKind::KlSchedule => "standard".into(),
                     FieldKind::K => "1".into(),
                     FieldKind::Ema => n.ema_decay.to_string(),
-                    FieldKind::Conditioning => match n.conditioning {
-                        Conditioning::Concat => "concat",
-                        Conditioning::Projection => "projection",
-                    }
-                    .into(),
+                    // The same name the field parses back (clap's ValueEnum).
+                    FieldKind::Conditioning => n
+                        .conditioning
+                        .to_possible_value()
+                        .map(|v| v.get_name().to_string())
+                        .unwrap_or_default(),
                     FieldKind::Seed => "0".into(),
                     FieldKind::Device => "cpu".into(),
                 },
