@@ -1,6 +1,6 @@
 //! Command-line arguments shared by `genmod` and `genmod-tui`.
 
-use crate::data::DataSource;
+use crate::data::{DataError, DataSource};
 use clap::builder::{PossibleValue, TypedValueParser};
 use clap::error::ErrorKind;
 use clap::{Args, ValueEnum};
@@ -18,10 +18,10 @@ pub struct DataArgs {
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
     /// Side of the square images an image folder is resized to.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
     pub image_size: u32,
     /// Load at most this many images from an image folder.
-    #[arg(long)]
+    #[arg(long, value_parser = at_least_one)]
     pub limit: Option<usize>,
     /// Seed of every random choice (splits, initialisation, batches, noise).
     #[arg(long, default_value_t = 0)]
@@ -30,19 +30,22 @@ pub struct DataArgs {
 
 impl DataArgs {
     /// The dataset these arguments name; a clear error if they do not add up.
-    pub fn source(&self) -> anyhow::Result<DataSource> {
-        if self.image_size == 0 {
-            anyhow::bail!("--image-size must be at least 1, got 0");
-        }
-        if self.limit == Some(0) {
-            anyhow::bail!("--limit must be at least 1, got 0");
-        }
-        Ok(DataSource::from_name(
+    pub fn source(&self) -> Result<DataSource, DataError> {
+        DataSource::from_name(
             &self.dataset,
             self.data_dir.as_deref(),
             self.image_size,
             self.limit,
-        )?)
+        )
+    }
+}
+
+/// A count of at least 1 (clap names the flag in its error).
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1, got 0".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("expected a whole number: {e}")),
     }
 }
 

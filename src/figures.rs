@@ -3,22 +3,54 @@
 //! trained with the trainer and then reloaded from their final checkpoint, so that codes
 //! and interpolations come from exactly the model that was saved.
 
-use crate::classical::ClassConditional;
 use crate::classical::catalog::{self, ClassicalConfig, ImageModel};
 use crate::classical::demo::{self, PALETTE};
 use crate::classical::gda::GdaParams;
+use crate::classical::{ClassConditional, ModelError};
 
 use crate::data::{PixelScale, Split, mnist};
 use crate::neural::{self, Metric, Metrics, Model, ModelKind, NeuralConfig};
 use crate::render::Grid;
 use crate::render::canvas::{Canvas, mix};
-use crate::train::{self, TrainConfig, TrainEvent};
-use anyhow::{Context, Result, anyhow};
+use crate::render::grid::PngError;
+use crate::train::{self, TrainConfig, TrainError, TrainEvent};
 use candle_core::{Device, Tensor};
 use faer::Mat;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::path::{Path, PathBuf};
+
+/// Why a figure could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum FigureError {
+    #[error("{path}: {cause}")]
+    Write {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
+    #[error(transparent)]
+    Png(#[from] PngError),
+    #[error("training {model}: {cause}")]
+    Train {
+        model: &'static str,
+        cause: Box<TrainError>,
+    },
+    #[error("{model}: the run produced no sample grid")]
+    NoGrid { model: &'static str },
+    #[error(transparent)]
+    Classical(#[from] ModelError),
+    #[error(transparent)]
+    Tensor(#[from] candle_core::Error),
+}
+
+type Result<T> = std::result::Result<T, FigureError>;
+
+fn write_error(path: &Path) -> impl FnOnce(std::io::Error) -> FigureError + '_ {
+    move |cause| FigureError::Write {
+        path: path.to_path_buf(),
+        cause,
+    }
+}
 
 /// What to generate.
 #[derive(Debug, Clone)]
@@ -69,11 +101,15 @@ struct Trained {
 }
 
 fn train_model(cfg: TrainConfig, split: &Split, log: &mut dyn FnMut(&str)) -> Result<Trained> {
-    let dir = tempfile::tempdir()?;
+    let kind = cfg.model.kind;
+    let train_error = |cause| FigureError::Train {
+        model: kind.name(),
+        cause: Box::new(cause),
+    };
+    let dir = tempfile::tempdir().map_err(write_error(&std::env::temp_dir()))?;
     let mut cfg = cfg;
     cfg.out_dir = Some(dir.path().to_path_buf());
     cfg.sample_every = 0;
-    let kind = cfg.model.kind;
     let mut grid = None;
     let mut test = Vec::new();
     let mut last_log = std::time::Instant::now();
@@ -89,11 +125,11 @@ fn train_model(cfg: TrainConfig, split: &Split, log: &mut dyn FnMut(&str)) -> Re
         }
         _ => {}
     })
-    .map_err(|e| anyhow!("training {}: {e}", kind.name()))?;
-    let (model, _) = train::load_model(dir.path())?;
+    .map_err(train_error)?;
+    let (model, _) = train::load_model(dir.path()).map_err(train_error)?;
     Ok(Trained {
         model,
-        grid: grid.ok_or_else(|| anyhow!("{} produced no sample grid", kind.name()))?,
+        grid: grid.ok_or(FigureError::NoGrid { model: kind.name() })?,
         test,
     })
 }
@@ -152,7 +188,7 @@ fn latent_scatter(model: &dyn Model, split: &Split, size: usize) -> Result<Grid>
         .batch_of(&idx, &PixelScale::ZeroOne.table(), &Device::Cpu)?;
     let codes = model
         .encode(&batch.images)?
-        .ok_or_else(|| anyhow!("the model has no encoder"))?
+        .ok_or_else(|| candle_core::Error::Msg("the model has no encoder".into()))?
         .to_vec2::<f32>()?;
     let labels = split.test.labels().unwrap_or(&[]);
     let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
@@ -212,40 +248,48 @@ fn sigmoid_figure(seed: u64, size: usize) -> Result<Grid> {
     Ok(c.grid)
 }
 
-/// Writes every figure and the likelihood table; returns the files written.
-pub fn generate(cfg: &FigureConfig, log: &mut dyn FnMut(&str)) -> Result<Vec<PathBuf>> {
-    std::fs::create_dir_all(&cfg.out).with_context(|| format!("creating {}", cfg.out.display()))?;
-    let split = mnist::embedded();
-    let (quick, seed) = (cfg.quick, cfg.seed);
-    let wants = |g: FigureGroup| cfg.only.is_empty() || cfg.only.contains(&g);
-    let mut written = Vec::new();
-    let mut table = Vec::new();
+/// Where figures go and what they are made from, shared by the groups.
+struct Figures<'a> {
+    cfg: &'a FigureConfig,
+    split: Split,
+    written: Vec<PathBuf>,
+    /// Rows of the likelihood table, from the classical models and the VAE.
+    table: Vec<String>,
+    log: &'a mut dyn FnMut(&str),
+}
 
-    if wants(FigureGroup::TwoD) {
-        log("figures 3.2, 3.4, 3.5: 2-D demonstrations");
-        save(
-            &demo::boundary_figure(seed, if quick { 80 } else { 320 })?,
-            &cfg.out,
+impl Figures<'_> {
+    fn save(&mut self, grid: &Grid, name: &str, scale: usize) -> Result<()> {
+        save(grid, &self.cfg.out, name, scale, &mut self.written)
+    }
+
+    fn train(&mut self, kind: ModelKind, epochs: usize, batch: usize) -> Result<Trained> {
+        let c = run_config(kind, epochs, batch, self.cfg.quick, self.cfg.seed);
+        train_model(c, &self.split, &mut *self.log)
+    }
+
+    /// Figures 3.2, 3.4 and 3.5.
+    fn two_d(&mut self) -> Result<()> {
+        (self.log)("figures 3.2, 3.4, 3.5: 2-D demonstrations");
+        let (quick, seed) = (self.cfg.quick, self.cfg.seed);
+        let size = |full| if quick { 80 } else { full };
+        self.save(
+            &demo::boundary_figure(seed, size(320))?,
             "fig-3-2-boundary.png",
             1,
-            &mut written,
         )?;
-        save(
-            &sigmoid_figure(seed, if quick { 80 } else { 240 })?,
-            &cfg.out,
+        self.save(
+            &sigmoid_figure(seed, size(240))?,
             "fig-3-4-gda-sigmoid.png",
             1,
-            &mut written,
         )?;
-        save(
-            &demo::cluster_figure(seed, if quick { 80 } else { 320 })?.0,
-            &cfg.out,
-            "fig-3-5-clusters.png",
-            1,
-            &mut written,
-        )?;
+        let clusters = demo::cluster_figure(seed, size(320))?.0;
+        self.save(&clusters, "fig-3-5-clusters.png", 1)
     }
-    if wants(FigureGroup::Classical) {
+
+    /// The classical models' samples and their rows of the likelihood table.
+    fn classical(&mut self) -> Result<()> {
+        let seed = self.cfg.seed;
         for (model, file) in [
             (ImageModel::NaiveBayes, Some("fig-3-2-naive-bayes.png")),
             (ImageModel::GaussianNb, None),
@@ -254,15 +298,15 @@ pub fn generate(cfg: &FigureConfig, log: &mut dyn FnMut(&str)) -> Result<Vec<Pat
             (ImageModel::Gmm, None),
             (ImageModel::GmmPerClass, Some("fig-3-6-gmm-samples.png")),
         ] {
-            log(&format!("fitting {}", model.name()));
+            (self.log)(&format!("fitting {}", model.name()));
             let mut c = ClassicalConfig::new(model);
             c.seed = seed;
-            if quick {
+            if self.cfg.quick {
                 c.train_limit = Some(400);
                 c.max_iter = 3;
             }
-            let (fitted, report) = catalog::fit(&c, &split, |_, _| {})?;
-            table.push(format!(
+            let (fitted, report) = catalog::fit(&c, &self.split, |_, _| {})?;
+            self.table.push(format!(
                 "| {} ({}) | {} | {:.1} | {:.3} |",
                 model.name(),
                 model.section(),
@@ -275,144 +319,134 @@ pub fn generate(cfg: &FigureConfig, log: &mut dyn FnMut(&str)) -> Result<Vec<Pat
                 report.test_nll.bits_per_dim
             ));
             if let Some(file) = file {
-                let grid = fitted.sample_grid(6, [1, 28, 28], seed);
-                save(&grid, &cfg.out, file, 2, &mut written)?;
+                self.save(&fitted.sample_grid(6, [1, 28, 28], seed), file, 2)?;
             }
         }
+        Ok(())
     }
 
-    if wants(FigureGroup::Autoencoder) {
-        log("training the autoencoder (figure 3.8) and a 2-D autoencoder (figure 3.9)");
-        let ae = train_model(
-            run_config(ModelKind::Autoencoder, 5, 128, quick, seed),
-            &split,
-            log,
-        )?;
-        save(
-            &ae.grid,
-            &cfg.out,
-            "fig-3-8-autoencoder.png",
-            2,
-            &mut written,
-        )?;
-        let mut ae2 = run_config(ModelKind::Autoencoder, 10, 128, quick, seed);
-        ae2.model.latent_dim = 2;
-        let ae2 = train_model(ae2, &split, log)?;
-        save(
-            &latent_scatter(ae2.model.as_ref(), &split, if quick { 80 } else { 360 })?,
-            &cfg.out,
-            "fig-3-9-ae-latent.png",
-            1,
-            &mut written,
-        )?;
+    /// Figure 3.8 (reconstructions) and 3.9 (the codes of a 2-D autoencoder).
+    fn autoencoder(&mut self) -> Result<()> {
+        (self.log)("training the autoencoder (figure 3.8) and a 2-D autoencoder (figure 3.9)");
+        let ae = self.train(ModelKind::Autoencoder, 5, 128)?;
+        self.save(&ae.grid, "fig-3-8-autoencoder.png", 2)?;
+        let mut flat = run_config(
+            ModelKind::Autoencoder,
+            10,
+            128,
+            self.cfg.quick,
+            self.cfg.seed,
+        );
+        flat.model.latent_dim = 2;
+        let flat = train_model(flat, &self.split, &mut *self.log)?;
+        let size = if self.cfg.quick { 80 } else { 360 };
+        let scatter = latent_scatter(flat.model.as_ref(), &self.split, size)?;
+        self.save(&scatter, "fig-3-9-ae-latent.png", 1)
     }
-    if wants(FigureGroup::Vae) {
-        log("training the VAE (figure 3.11)");
-        let vae = train_model(
-            run_config(ModelKind::Vae, 15, 128, quick, seed),
-            &split,
-            log,
-        )?;
-        save(
-            &vae.grid,
-            &cfg.out,
-            "fig-3-11-vae-samples.png",
-            2,
-            &mut written,
-        )?;
-        save(
-            &interpolation(vae.model.as_ref(), seed + 1, 10)?,
-            &cfg.out,
-            "fig-5-interpolation-vae.png",
-            3,
-            &mut written,
-        )?;
+
+    /// Figure 3.11, the VAE's interpolation and its rows of the likelihood table.
+    fn vae(&mut self) -> Result<()> {
+        (self.log)("training the VAE (figure 3.11)");
+        let vae = self.train(ModelKind::Vae, 15, 128)?;
+        self.save(&vae.grid, "fig-3-11-vae-samples.png", 2)?;
+        let path = interpolation(vae.model.as_ref(), self.cfg.seed + 1, 10)?;
+        self.save(&path, "fig-5-interpolation-vae.png", 3)?;
         let metric = |m: &Metrics, k| neural::metric(m, k).unwrap_or(f64::NAN);
         let bits = |nats: f64| nats / (784.0 * std::f64::consts::LN_2);
         let (elbo, iw) = (
             metric(&vae.test, Metric::NegElbo),
             metric(&vae.test, Metric::IwNll),
         );
-        table.push(format!(
+        self.table.push(format!(
             "| VAE negative ELBO (3.7) | binarised at 0.5 | {elbo:.1} | {:.3} |",
             bits(elbo)
         ));
         let k = vae.model.config().iw_samples;
-        table.push(format!(
+        self.table.push(format!(
             "| VAE importance-weighted, k = {k} (3.7) | binarised at 0.5 | {iw:.1} | {:.3} |",
             bits(iw)
         ));
-    }
-    if wants(FigureGroup::Gan) {
-        log("training the GAN (figure 4.3)");
-        let gan = train_model(run_config(ModelKind::Gan, 40, 64, quick, seed), &split, log)?;
-        save(
-            &gan.grid,
-            &cfg.out,
-            "fig-4-3-gan-samples.png",
-            2,
-            &mut written,
-        )?;
-        save(
-            &interpolation(gan.model.as_ref(), seed + 2, 10)?,
-            &cfg.out,
-            "fig-5-interpolation-gan.png",
-            3,
-            &mut written,
-        )?;
-    }
-    if wants(FigureGroup::Dcgan) {
-        // The default run, so the figure shows what a user's first run ends with.
-        log("training the DCGAN (figure 4.5)");
-        let (epochs, batch) = train::default_budget(ModelKind::Dcgan);
-        let dcgan = train_model(
-            run_config(ModelKind::Dcgan, epochs, batch, quick, seed),
-            &split,
-            log,
-        )?;
-        save(
-            &dcgan.grid,
-            &cfg.out,
-            "fig-4-5-dcgan-samples.png",
-            2,
-            &mut written,
-        )?;
-    }
-    if wants(FigureGroup::Cgan) {
-        log("training the conditional GAN (figure 4.7)");
-        let cgan = train_model(
-            run_config(ModelKind::Cgan, 40, 64, quick, seed),
-            &split,
-            log,
-        )?;
-        save(
-            &cgan.grid,
-            &cfg.out,
-            "fig-4-7-cgan-samples.png",
-            2,
-            &mut written,
-        )?;
+        Ok(())
     }
 
-    if !(wants(FigureGroup::Classical) && wants(FigureGroup::Vae)) {
-        return Ok(written);
+    /// Figure 4.3 and the GAN's interpolation.
+    fn gan(&mut self) -> Result<()> {
+        (self.log)("training the GAN (figure 4.3)");
+        let gan = self.train(ModelKind::Gan, 40, 64)?;
+        self.save(&gan.grid, "fig-4-3-gan-samples.png", 2)?;
+        let path = interpolation(gan.model.as_ref(), self.cfg.seed + 2, 10)?;
+        self.save(&path, "fig-5-interpolation-gan.png", 3)
     }
-    let generated = cfg.out.parent().unwrap_or(Path::new(".")).join("generated");
-    std::fs::create_dir_all(&generated)?;
-    let mut md =
-        String::from("| model | pixels | test NLL (nats/image) | bits/dim |\n|---|---|---|---|\n");
-    for row in &table {
-        md.push_str(row);
-        md.push('\n');
+
+    /// Figure 4.5, from the default run, so that it shows what a user's first run ends with.
+    fn dcgan(&mut self) -> Result<()> {
+        (self.log)("training the DCGAN (figure 4.5)");
+        let (epochs, batch) = train::default_budget(ModelKind::Dcgan);
+        let dcgan = self.train(ModelKind::Dcgan, epochs, batch)?;
+        self.save(&dcgan.grid, "fig-4-5-dcgan-samples.png", 2)
     }
-    md.push_str(&format!(
-        "\nSeed {seed}; {} training and {} test digits{}. For 8-bit pixels the NLL is the bound −log p(dequantised x) + 784·ln 256 nats.\n",
-        split.train.len(),
-        split.test.len(),
-        if quick { " (quick configuration: not meaningful numbers)" } else { "" }
-    ));
-    let p = generated.join("likelihoods.md");
-    crate::util::atomic_write(&p, md.as_bytes())?;
-    written.push(p);
-    Ok(written)
+
+    /// Figure 4.7.
+    fn cgan(&mut self) -> Result<()> {
+        (self.log)("training the conditional GAN (figure 4.7)");
+        let cgan = self.train(ModelKind::Cgan, 40, 64)?;
+        self.save(&cgan.grid, "fig-4-7-cgan-samples.png", 2)
+    }
+
+    /// The likelihood table of the conclusions, beside the figures' folder.
+    fn likelihood_table(&mut self) -> Result<()> {
+        let cfg = self.cfg;
+        let generated = cfg.out.parent().unwrap_or(Path::new(".")).join("generated");
+        std::fs::create_dir_all(&generated).map_err(write_error(&generated))?;
+        let mut md = String::from(
+            "| model | pixels | test NLL (nats/image) | bits/dim |\n|---|---|---|---|\n",
+        );
+        for row in &self.table {
+            md.push_str(row);
+            md.push('\n');
+        }
+        md.push_str(&format!(
+            "\nSeed {}; {} training and {} test digits{}. For 8-bit pixels the NLL is the bound −log p(dequantised x) + 784·ln 256 nats.\n",
+            cfg.seed,
+            self.split.train.len(),
+            self.split.test.len(),
+            if cfg.quick { " (quick configuration: not meaningful numbers)" } else { "" }
+        ));
+        let p = generated.join("likelihoods.md");
+        crate::util::atomic_write(&p, md.as_bytes()).map_err(write_error(&p))?;
+        self.written.push(p);
+        Ok(())
+    }
+}
+
+/// Writes every figure and the likelihood table; returns the files written.
+pub fn generate(cfg: &FigureConfig, log: &mut dyn FnMut(&str)) -> Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(&cfg.out).map_err(write_error(&cfg.out))?;
+    let wants = |g: FigureGroup| cfg.only.is_empty() || cfg.only.contains(&g);
+    let mut figures = Figures {
+        cfg,
+        split: mnist::embedded(),
+        written: Vec::new(),
+        table: Vec::new(),
+        log,
+    };
+    for &group in <FigureGroup as clap::ValueEnum>::value_variants() {
+        if !wants(group) {
+            continue;
+        }
+        match group {
+            FigureGroup::TwoD => figures.two_d(),
+            FigureGroup::Classical => figures.classical(),
+            FigureGroup::Autoencoder => figures.autoencoder(),
+            FigureGroup::Vae => figures.vae(),
+            FigureGroup::Gan => figures.gan(),
+            FigureGroup::Dcgan => figures.dcgan(),
+            FigureGroup::Cgan => figures.cgan(),
+        }?;
+    }
+    // The table needs both the classical rows and the VAE's.
+    if wants(FigureGroup::Classical) && wants(FigureGroup::Vae) {
+        figures.likelihood_table()?;
+    }
+    Ok(figures.written)
 }

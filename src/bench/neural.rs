@@ -185,28 +185,27 @@ pub fn dcgan_layer_seconds(layer: &DcganLayer, reps: usize) -> Option<f64> {
 }
 
 fn dcgan_layer_here(spec: &DcganLayer, reps: usize) -> Option<f64> {
-    use crate::neural::dcgan::{down_cfg, up_cfg};
-    use crate::neural::kernels::{batch_norm, conv};
-    use candle_core::{DType, Var};
-    use candle_nn::{VarBuilder, VarMap};
+    use crate::neural::layers::{BatchNorm2d, DownConv, ParamStore, UpConv};
+    use candle_core::{Module, Var};
     let dev = Device::Cpu;
-    let varmap = VarMap::new();
-    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
+    let params = ParamStore::new();
+    let vb = params.var_builder(&dev);
     let [n, c_in, h, w] = spec.input;
     let layer: Box<LayerFn> = match spec.kind {
         LayerKind::Down(c_out, act) => {
-            let l = candle_nn::conv2d(c_in, c_out, 4, down_cfg(), vb).ok()?;
-            Box::new(move |x| conv::conv2d(&l, x, 2, 1, false, act))
+            let l = DownConv::new(c_in, c_out, act, vb).ok()?;
+            Box::new(move |x| l.forward_t(x, false))
         }
         LayerKind::Up(c_out, act) => {
-            let l = candle_nn::conv_transpose2d(c_in, c_out, 4, up_cfg(), vb).ok()?;
-            Box::new(move |x| conv::conv_transpose2d(&l, x, 2, 1, act))
+            let l = UpConv::new(c_in, c_out, act, vb).ok()?;
+            Box::new(move |x| l.forward(x))
         }
         LayerKind::Norm(act) => {
-            let bn = candle_nn::batch_norm(c_in, 1e-5, vb).ok()?;
-            Box::new(move |x| batch_norm::forward_t(&bn, x, true, false, act))
+            let bn = BatchNorm2d::new(c_in, act, vb).ok()?;
+            Box::new(move |x| bn.forward_t(x, true, false))
         }
     };
+    params.initialise(0).ok()?;
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let values = neural::normal(n, c_in * h * w, &mut rng, &dev).ok()?;
     let x = Var::from_tensor(&values.reshape((n, c_in, h, w)).ok()?).ok()?;

@@ -62,7 +62,8 @@ fn main() {
             out_root: cli.out,
             resume: cli.resume,
             image_mode,
-        })
+        })?;
+        Ok(())
     })();
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -84,6 +84,38 @@ enum Command {
         /// Only train (or load) the cached digit classifier and print its test accuracy.
         #[arg(long)]
         classifier_only: bool,
+        /// Score samples from a file (NPY or IDX; uint8 0-255 or float32 in --pixel-range,
+        /// shaped (N, 28, 28), (N, 1, 28, 28) or (N, 784)), e.g. another generator's. Only
+        /// the file and the real digits are scored unless --only names models too.
+        #[arg(long)]
+        sample_file: Option<PathBuf>,
+        /// The digit each sample of --sample-file was asked for (integers, one per sample):
+        /// gives the file's conditional accuracy.
+        #[arg(long, requires = "sample_file")]
+        sample_labels: Option<PathBuf>,
+        /// How --sample-file's float32 pixels are encoded.
+        #[arg(long, value_parser = choice::<genmod::eval::PixelRange>(), default_value = "zero-one", requires = "sample_file")]
+        pixel_range: genmod::eval::PixelRange,
+    },
+    /// Write samples of a trained neural model to an NPY file (float32 in [0, 1], N x C x H
+    /// x W), with the asked-for labels beside it for the conditional GAN: the draws
+    /// `genmod eval` scores, for other tools or `eval --sample-file`.
+    Generate {
+        /// A run folder or checkpoint folder (the newest checkpoint of a run is used).
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// How many samples.
+        #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+        count: u64,
+        /// Seed of the codes (the scoreboard uses its own --seed).
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Output NPY file; labels go to NAME.labels.npy.
+        #[arg(long)]
+        out: PathBuf,
+        /// Also write the first 64 samples as a PNG grid here.
+        #[arg(long)]
+        png: Option<PathBuf>,
     },
     /// Time genmod's workloads beside scikit-learn's or PyTorch's (bench/reference/), in one
     /// run.
@@ -496,6 +528,9 @@ fn run(cli: Cli) -> Result<()> {
             quick,
             only,
             classifier_only,
+            sample_file,
+            sample_labels,
+            pixel_range,
         } => {
             if classifier_only {
                 let split = genmod::data::mnist::embedded();
@@ -519,11 +554,55 @@ fn run(cli: Cli) -> Result<()> {
                 cache: download::default_cache_dir(),
                 quick,
                 only,
+                files: sample_file
+                    .map(|images| genmod::eval::SampleFile {
+                        images,
+                        labels: sample_labels,
+                        range: pixel_range,
+                    })
+                    .into_iter()
+                    .collect(),
             };
             let report = genmod::eval::evaluate(&cfg, &mut |m| eprintln!("{m}"))?;
             print!("{}", report.markdown());
             let (md, js) = genmod::eval::write(&report, &out)?;
             eprintln!("wrote {} and {}", md.display(), js.display());
+            Ok(())
+        }
+        Command::Generate {
+            checkpoint,
+            count,
+            seed,
+            out,
+            png,
+        } => {
+            let ckpt = genmod::train::checkpoint::resolve(&checkpoint)?;
+            let (model, meta) = genmod::train::load_model(&ckpt)?;
+            let labels = genmod::eval::write_samples(model.as_ref(), count as usize, seed, &out)?;
+            println!(
+                "wrote {count} samples of {} (step {}) to {}",
+                meta.model.kind.name(),
+                meta.step,
+                out.display()
+            );
+            if let Some(l) = labels {
+                println!("wrote their labels to {}", l.display());
+            }
+            if let Some(p) = png {
+                let (images, _) =
+                    genmod::eval::draw_samples(model.as_ref(), 64.min(count as usize), seed)?;
+                let (n, c, h, w) = images.dims4()?;
+                let v = images.flatten_all()?.to_vec1::<f32>()?;
+                let cols = if model.num_classes() > 0 {
+                    model.num_classes()
+                } else {
+                    8
+                };
+                Grid::from_f32(&v, n, c, h, w, cols, genmod::data::PixelScale::ZeroOne)
+                    .upscale(2)
+                    .save_png(&p)?;
+                println!("wrote a grid of the first {n} to {}", p.display());
+            }
             Ok(())
         }
         Command::Figures {

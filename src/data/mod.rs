@@ -3,6 +3,7 @@
 //! Readers never panic on bad bytes: every failure is a [`DataError`] that names the file,
 //! the offset or record where it went wrong, and what was expected there.
 
+pub mod arrays;
 pub mod cifar10;
 pub mod dataset;
 pub mod download;
@@ -20,11 +21,12 @@ use std::path::{Path, PathBuf};
 /// Everything that can go wrong while reading, fetching or checking a dataset.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
-    #[error("{path}: {source}")]
+    // The cause is in the message and not linked as `source`, so that a report of the
+    // chain does not print it twice.
+    #[error("{path}: {cause}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{path}: wrong magic number {found:#010x} at offset 0, expected {expected}")]
     BadMagic {
@@ -65,10 +67,10 @@ pub enum DataError {
 }
 
 impl DataError {
-    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+    pub(crate) fn io(path: &Path, cause: std::io::Error) -> Self {
         DataError::Io {
             path: path.to_path_buf(),
-            source,
+            cause,
         }
     }
 

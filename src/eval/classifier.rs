@@ -5,17 +5,17 @@
 //! of its weights so every evaluation uses the same one.
 
 use crate::data::{PixelScale, Split};
-use crate::neural::optim::{Adam, AdamConfig, trainable};
-use candle_core::{DType, Device, Result, Tensor};
-use candle_nn::{Conv2d, Conv2dConfig, Linear, Module, VarBuilder, VarMap};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use crate::neural::layers::ParamStore;
+use crate::neural::optim::{Adam, AdamConfig};
+use candle_core::{Device, Result, Tensor};
+use candle_nn::{Conv2d, Conv2dConfig, Init, Linear, Module, VarBuilder};
+use rand::Rng;
 use sha2::Digest;
 use std::path::Path;
 
 /// The classifier's layers.
 pub struct DigitClassifier {
-    varmap: VarMap,
+    params: ParamStore,
     conv1: Conv2d,
     conv2: Conv2d,
     fc1: Linear,
@@ -24,18 +24,39 @@ pub struct DigitClassifier {
 
 impl DigitClassifier {
     fn new(device: &Device) -> Result<Self> {
-        let varmap = VarMap::new();
-        let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
+        let params = ParamStore::new();
+        let vb = params.var_builder(device);
         let c = Conv2dConfig {
             padding: 1,
             ..Default::default()
         };
+        // Weights uniform in ±√(6/fan_in) (He et al. 2015's scale for ReLU nets), biases 0.
+        let he = |fan_in: usize| {
+            let bound = (6.0 / fan_in as f32).sqrt() as f64;
+            Init::Uniform {
+                lo: -bound,
+                up: bound,
+            }
+        };
+        let zero = Init::Const(0.0);
+        let conv = |c_in: usize, c_out: usize, vb: VarBuilder| -> Result<Conv2d> {
+            let w = vb.get_with_hints((c_out, c_in, 3, 3), "weight", he(c_in * 9))?;
+            Ok(Conv2d::new(
+                w,
+                Some(vb.get_with_hints(c_out, "bias", zero)?),
+                c,
+            ))
+        };
+        let dense = |inp: usize, out: usize, vb: VarBuilder| -> Result<Linear> {
+            let w = vb.get_with_hints((out, inp), "weight", he(inp))?;
+            Ok(Linear::new(w, Some(vb.get_with_hints(out, "bias", zero)?)))
+        };
         Ok(Self {
-            conv1: candle_nn::conv2d(1, 32, 3, c, vb.pp("conv1"))?,
-            conv2: candle_nn::conv2d(32, 64, 3, c, vb.pp("conv2"))?,
-            fc1: candle_nn::linear(64 * 7 * 7, 128, vb.pp("fc1"))?,
-            fc2: candle_nn::linear(128, 10, vb.pp("fc2"))?,
-            varmap,
+            conv1: conv(1, 32, vb.pp("conv1"))?,
+            conv2: conv(32, 64, vb.pp("conv2"))?,
+            fc1: dense(64 * 7 * 7, 128, vb.pp("fc1"))?,
+            fc2: dense(128, 10, vb.pp("fc2"))?,
+            params,
         })
     }
 
@@ -86,35 +107,9 @@ impl DigitClassifier {
     ) -> Result<(Self, f64)> {
         let dev = Device::Cpu;
         let model = Self::new(&dev)?;
-        // Seeded initialisation, as every model of the crate.
-        {
-            let mut rng = ChaCha8Rng::seed_from_u64(seed);
-            let data = model.varmap.data().lock().expect("varmap lock");
-            let mut names: Vec<&String> = data.keys().collect();
-            names.sort();
-            for name in names {
-                let v = &data[name];
-                let dims = v.dims().to_vec();
-                let n: usize = dims.iter().product();
-                let fan_in: usize = dims[1..].iter().product::<usize>().max(1);
-                let bound = if name.ends_with("bias") {
-                    0.0
-                } else {
-                    (6.0 / fan_in as f32).sqrt()
-                };
-                let vals: Vec<f32> = (0..n)
-                    .map(|_| {
-                        if bound == 0.0 {
-                            0.0
-                        } else {
-                            rng.random_range(-bound..bound)
-                        }
-                    })
-                    .collect();
-                v.set(&Tensor::from_vec(vals, dims, &dev)?)?;
-            }
-        }
-        let mut opt = Adam::new(trainable(&model.varmap, ""), AdamConfig::new(1e-3, 0.9))?;
+        model.params.initialise(seed)?;
+        let all = model.params.all();
+        let mut opt = Adam::new(model.params.trainable(&all), AdamConfig::new(1e-3, 0.9))?;
         let train = &split.train;
         let labels = train
             .labels()
@@ -186,16 +181,22 @@ impl DigitClassifier {
         split: &Split,
         seed: u64,
         log: &mut dyn FnMut(&str),
-    ) -> anyhow::Result<(Self, f64)> {
+    ) -> super::Result<(Self, f64)> {
+        use super::{EvalError, file_error};
         // The recipe's version is in the name: a changed recipe never reuses old weights.
         let weights = cache.join(format!("digit-classifier-v2-seed{seed}.safetensors"));
         let record = cache.join(format!("digit-classifier-v2-seed{seed}.json"));
         if let (Ok(bytes), Ok(meta)) = (std::fs::read(&weights), std::fs::read(&record)) {
-            let meta: serde_json::Value = serde_json::from_slice(&meta)?;
+            let meta: serde_json::Value =
+                serde_json::from_slice(&meta).map_err(|cause| EvalError::Json {
+                    path: record.clone(),
+                    cause,
+                })?;
             let sha = hex(&sha2::Sha256::digest(&bytes));
             if meta["sha256"].as_str() == Some(sha.as_str()) {
-                let mut model = Self::new(&Device::Cpu)?;
-                model.varmap.load(&weights)?;
+                let model = Self::new(&Device::Cpu)?;
+                // The clone shares the variables: loading fills the model's own.
+                model.params.varmap().clone().load(&weights)?;
                 let model = model;
                 let acc = model.test_accuracy(split)?;
                 log(&format!(
@@ -210,13 +211,14 @@ impl DigitClassifier {
         }
         log("classifier: training (12 epochs, seeded)");
         let (model, acc) = Self::train(split, seed, 12, log)?;
-        std::fs::create_dir_all(cache)?;
+        std::fs::create_dir_all(cache).map_err(file_error(cache))?;
         let tmp = cache.join(format!(".tmp-classifier-{}", std::process::id()));
-        model.varmap.save(&tmp)?;
-        let bytes = std::fs::read(&tmp)?;
-        std::fs::rename(&tmp, &weights)?;
+        model.params.varmap().save(&tmp)?;
+        let bytes = std::fs::read(&tmp).map_err(file_error(&tmp))?;
+        std::fs::rename(&tmp, &weights).map_err(file_error(&weights))?;
         let meta = serde_json::json!({ "sha256": hex(&sha2::Sha256::digest(&bytes)), "test_accuracy": acc, "seed": seed, "epochs": 12 });
-        crate::util::atomic_write(&record, serde_json::to_string_pretty(&meta)?.as_bytes())?;
+        let json = serde_json::to_string_pretty(&meta).expect("a JSON value serialises");
+        crate::util::atomic_write(&record, json.as_bytes()).map_err(file_error(&record))?;
         log(&format!(
             "classifier: test accuracy {:.2}%, cached in {}",
             100.0 * acc,

@@ -3,15 +3,56 @@
 pub mod classifier;
 pub mod metrics;
 
+use crate::classical::ModelError;
 use crate::classical::catalog::{self, ClassicalConfig, ImageModel};
-use crate::data::{PixelScale, Split, mnist};
+use crate::data::{DataError, Dataset, PixelScale, Split, mnist};
 use crate::neural::{self, Metric, Model, ModelKind, NeuralConfig};
-use crate::train::{self, TrainConfig};
-use anyhow::Result;
+use crate::train::{self, TrainConfig, TrainError};
 use candle_core::{Device, Tensor};
 use classifier::DigitClassifier;
 use faer::Mat;
 use std::path::{Path, PathBuf};
+
+/// Why an evaluation could not be completed.
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    #[error("{path}: {cause}")]
+    File {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
+    #[error("{path}: {cause}")]
+    Json {
+        path: PathBuf,
+        cause: serde_json::Error,
+    },
+    #[error(transparent)]
+    Train(Box<TrainError>),
+    #[error(transparent)]
+    Classical(#[from] ModelError),
+    #[error(transparent)]
+    Data(#[from] DataError),
+    /// The metrics refused their input (too few samples, mismatched features).
+    #[error("{0}")]
+    Metric(String),
+    #[error(transparent)]
+    Tensor(#[from] candle_core::Error),
+}
+
+pub type Result<T> = std::result::Result<T, EvalError>;
+
+impl From<TrainError> for EvalError {
+    fn from(e: TrainError) -> Self {
+        EvalError::Train(Box::new(e))
+    }
+}
+
+pub(crate) fn file_error(path: &Path) -> impl FnOnce(std::io::Error) -> EvalError + '_ {
+    move |cause| EvalError::File {
+        path: path.to_path_buf(),
+        cause,
+    }
+}
 
 /// What to evaluate and how.
 #[derive(Debug, Clone)]
@@ -28,8 +69,171 @@ pub struct EvalConfig {
     pub cache: PathBuf,
     /// A tiny configuration for tests: a few training steps, few samples.
     pub quick: bool,
-    /// Only these rows (the real digits' row is always there); all if empty.
+    /// Only these rows (the real digits' row is always there); all if empty, or none
+    /// when sample files are given.
     pub only: Vec<EvalGroup>,
+    /// Samples written by another generator (or by `genmod generate`), scored as rows of
+    /// their own.
+    pub files: Vec<SampleFile>,
+}
+
+/// How the pixels of a float sample file are encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum PixelRange {
+    /// 0 is black, 1 white: what genmod writes and what torchvision's ToTensor gives.
+    #[default]
+    ZeroOne,
+    /// −1 to 1, a tanh generator's raw output; mapped to [0, 1] by (x + 1) / 2.
+    MinusOneOne,
+}
+
+/// A file of 28x28 grey samples (NPY or IDX: uint8 0–255 or float32 in the stated range),
+/// with, for a conditional generator, a file of the label each sample was asked for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SampleFile {
+    pub images: PathBuf,
+    pub labels: Option<PathBuf>,
+    pub range: PixelRange,
+}
+
+/// Values this far outside the stated range are rounding, not another encoding.
+const RANGE_SLACK: f32 = 1e-5;
+
+/// The samples of `file` as N x 1 x 28 x 28 in [0, 1], and their labels; every way the
+/// file can disagree with what it claims to be is an error naming it.
+pub fn read_samples(file: &SampleFile) -> Result<(Tensor, Option<Vec<usize>>)> {
+    use crate::data::arrays::{self, Elements};
+    let path = &file.images;
+    let invalid = |p: &Path, m: String| {
+        EvalError::Data(DataError::Invalid {
+            path: p.to_path_buf(),
+            message: m,
+        })
+    };
+    let a = arrays::read(path)?;
+    let n = match a.dims.as_slice() {
+        [n, 28, 28] | [n, 1, 28, 28] | [n, 784] => *n,
+        dims => {
+            return Err(invalid(
+                path,
+                format!(
+                    "shape {dims:?}; expected 28x28 grey digits as (N, 28, 28), (N, 1, 28, 28) or (N, 784)"
+                ),
+            ));
+        }
+    };
+    if n < 10 {
+        return Err(invalid(
+            path,
+            format!("{n} samples; the scores need at least 10"),
+        ));
+    }
+    let pixels: Vec<f32> = match (a.elements, file.range) {
+        (Elements::U8(v), PixelRange::ZeroOne) => v.iter().map(|&b| b as f32 / 255.0).collect(),
+        (Elements::U8(_), PixelRange::MinusOneOne) => {
+            return Err(invalid(
+                path,
+                "uint8 pixels are 0-255; the −1..1 range applies to float32 files only".into(),
+            ));
+        }
+        (Elements::F32(v), range) => {
+            let (lo, hi) = match range {
+                PixelRange::ZeroOne => (0.0, 1.0),
+                PixelRange::MinusOneOne => (-1.0, 1.0),
+            };
+            if let Some(i) = v
+                .iter()
+                .position(|x| !(lo - RANGE_SLACK..=hi + RANGE_SLACK).contains(x))
+            {
+                let (min, max) = v
+                    .iter()
+                    .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &x| {
+                        (a.min(x), b.max(x))
+                    });
+                let hint = match range {
+                    PixelRange::ZeroOne
+                        if min >= -1.0 - RANGE_SLACK && max <= 1.0 + RANGE_SLACK =>
+                    {
+                        " (a tanh generator's output? say --pixel-range minus-one-one)"
+                    }
+                    _ => "",
+                };
+                return Err(invalid(
+                    path,
+                    format!(
+                        "float32 value {} at element {i} (values span {min} to {max}) outside the stated range [{lo}, {hi}]{hint}",
+                        v[i]
+                    ),
+                ));
+            }
+            v.iter()
+                .map(|&x| ((x - lo) / (hi - lo)).clamp(0.0, 1.0))
+                .collect()
+        }
+        (Elements::Int(_), _) => {
+            return Err(invalid(
+                path,
+                "integer images; expected uint8 (0-255) or float32 pixels".into(),
+            ));
+        }
+    };
+    let images = Tensor::from_vec(pixels, (n, 1, 28, 28), &Device::Cpu)?;
+    let labels = match &file.labels {
+        None => None,
+        Some(lp) => {
+            let l = arrays::read(lp)?;
+            let values: Vec<i64> = match l.elements {
+                Elements::Int(v) => v,
+                Elements::U8(v) => v.into_iter().map(i64::from).collect(),
+                Elements::F32(_) => {
+                    return Err(invalid(lp, "float32 labels; expected integers 0-9".into()));
+                }
+            };
+            if !matches!(l.dims.as_slice(), [m] | [m, 1] if *m == n) {
+                return Err(invalid(
+                    lp,
+                    format!(
+                        "label shape {:?}; expected ({n},), one label per sample in {}",
+                        l.dims,
+                        path.display()
+                    ),
+                ));
+            }
+            if let Some(i) = values.iter().position(|v| !(0..=9).contains(v)) {
+                return Err(invalid(
+                    lp,
+                    format!("label {} at element {i}; expected digits 0-9", values[i]),
+                ));
+            }
+            Some(values.into_iter().map(|v| v as usize).collect())
+        }
+    };
+    Ok((images, labels))
+}
+
+/// Writes `n` samples of `model` (what the scoreboard scores: the same draws, as float32 in
+/// [0, 1]) to the NPY file `out`, and for a conditional model the asked-for labels beside it
+/// (`NAME.labels.npy`). Returns the labels' path if written.
+pub fn write_samples(
+    model: &dyn Model,
+    n: usize,
+    seed: u64,
+    out: &Path,
+) -> Result<Option<PathBuf>> {
+    use crate::data::arrays::{Elements, npy_bytes};
+    let (images, intended) = draw_samples(model, n, seed)?;
+    let dims = images.dims().to_vec();
+    let values = images.flatten_all()?.to_vec1::<f32>()?;
+    crate::util::atomic_write(out, &npy_bytes(&dims, &Elements::F32(values)))
+        .map_err(file_error(out))?;
+    let Some(labels) = intended else {
+        return Ok(None);
+    };
+    let stem = out.file_stem().unwrap_or_default().to_string_lossy();
+    let lp = out.with_file_name(format!("{stem}.labels.npy"));
+    let ints = Elements::Int(labels.iter().map(|&l| l as i64).collect());
+    crate::util::atomic_write(&lp, &npy_bytes(&[labels.len()], &ints)).map_err(file_error(&lp))?;
+    Ok(Some(lp))
 }
 
 /// Groups of scoreboard rows that `genmod eval --only` picks.
@@ -148,7 +352,7 @@ impl Scorer<'_> {
     fn score(&self, row: &mut Row, images: &Tensor, intended: Option<&[usize]>) -> Result<()> {
         let feats = self.clf.feature_matrix(images)?;
         row.fid = metrics::frechet_distance(feats.as_ref(), self.test_features.as_ref())
-            .map_err(anyhow::Error::msg)?;
+            .map_err(EvalError::Metric)?;
         let k = self.pr_samples.min(feats.nrows());
         let sub = Mat::from_fn(k, feats.ncols(), |i, j| feats[(i, j)]);
         let tk = self.pr_samples.min(self.test_features.nrows());
@@ -248,6 +452,122 @@ pub fn draw_samples(
     Ok((Tensor::cat(&chunks, 0)?, (classes > 0).then_some(intended)))
 }
 
+/// Every image of `ds` as one N x C x H x W tensor in [0, 1].
+fn all_images(ds: &Dataset) -> Result<Tensor> {
+    let idx: Vec<usize> = (0..ds.len()).collect();
+    Ok(ds
+        .batch_of(&idx, &PixelScale::ZeroOne.table(), &Device::Cpu)?
+        .images)
+}
+
+fn labels_of(ds: &Dataset) -> Vec<usize> {
+    ds.labels()
+        .unwrap_or(&[])
+        .iter()
+        .map(|&v| v as usize)
+        .collect()
+}
+
+/// The classical image models, in report order.
+const CLASSICAL: [ImageModel; 6] = [
+    ImageModel::NaiveBayes,
+    ImageModel::GaussianNb,
+    ImageModel::Lda,
+    ImageModel::Qda,
+    ImageModel::Gmm,
+    ImageModel::GmmPerClass,
+];
+
+/// The row of a classical model: fitted on the training digits, `n` samples scored.
+fn classical_row(
+    model: ImageModel,
+    cfg: &EvalConfig,
+    split: &Split,
+    n: usize,
+    scorer: &Scorer,
+) -> Result<Row> {
+    let mut c = ClassicalConfig::new(model);
+    c.seed = cfg.seed;
+    if cfg.quick {
+        c.max_iter = 3;
+        c.train_limit = Some(1000);
+    }
+    let (fitted, report) = catalog::fit(&c, split, |_, _| {})?;
+    let mut rng = crate::util::Stream::Evaluation.rng(cfg.seed);
+    let x = fitted.samples(n.div_ceil(10), &mut rng);
+    let intended: Option<Vec<usize>> = match &fitted {
+        catalog::Fitted::Supervised(_) => Some((0..x.nrows()).map(|i| i % 10).collect()),
+        catalog::Fitted::Mixture(_) => None,
+    };
+    let mut row = Row {
+        model: model.name().into(),
+        section: model.section().into(),
+        nll_nats: Some(report.test_nll.nats_per_image),
+        nll_bits_per_dim: Some(report.test_nll.bits_per_dim),
+        discretisation: Some(
+            if model == ImageModel::NaiveBayes {
+                "binary"
+            } else {
+                "8-bit"
+            }
+            .into(),
+        ),
+        ..Default::default()
+    };
+    scorer.score(&mut row, &rows_to_tensor(&x)?, intended.as_deref())?;
+    Ok(row)
+}
+
+/// The VAE's −ELBO and importance-weighted NLL on the binarised test digits, into `row`.
+fn vae_likelihood(
+    model: &dyn Model,
+    cfg: &EvalConfig,
+    test: &Dataset,
+    row: &mut Row,
+) -> Result<()> {
+    let mut rng = crate::util::Stream::Likelihood.rng(cfg.seed);
+    let (mut elbo, mut iw, mut count) = (0.0, 0.0, 0usize);
+    let tn = if cfg.quick { 100 } else { test.len() };
+    for s in (0..tn).step_by(250) {
+        let idx: Vec<usize> = (s..(s + 250).min(tn)).collect();
+        let b = test.batch_of(&idx, &PixelScale::ZeroOne.table(), &Device::Cpu)?;
+        let m = model.eval_batch(&b, &mut rng)?;
+        let get = |k| neural::metric(&m, k).unwrap_or(f64::NAN);
+        elbo += get(Metric::NegElbo) * idx.len() as f64;
+        iw += get(Metric::IwNll) * idx.len() as f64;
+        count += idx.len();
+    }
+    let bits = |nats: f64| nats / (784.0 * std::f64::consts::LN_2);
+    row.nll_nats = Some(elbo / count as f64);
+    row.nll_bits_per_dim = Some(bits(elbo / count as f64));
+    row.iw_nll_nats = Some(iw / count as f64);
+    row.iw_nll_bits_per_dim = Some(bits(iw / count as f64));
+    row.iw_samples = Some(model.config().iw_samples);
+    row.discretisation = Some("binary".into());
+    Ok(())
+}
+
+/// The note above the table: what was scored and how to read it.
+fn header(cfg: &EvalConfig, split: &Split, n: usize, accuracy: f64) -> String {
+    format!(
+        "Seed {}; embedded MNIST: models fitted on {} training digits, scored on the {} test digits; {} samples per model ({} for precision/recall, k = 3). \
+Classifier: the project's CNN, test accuracy {:.2}%; FD = Fréchet distance on its 128-d features (not Inception's: not comparable with published FIDs). \
+NLL: binary = pixels binarised at 0.5; 8-bit = a density on dequantised pixels + 784·ln 256 nats; for the VAE, −ELBO is a bound and IW-k the importance-weighted estimate with k samples per image. \
+Coverage KL = KL(sample classes ‖ test classes). The classical models' speckled samples are far from any training digit, so the classifier's verdicts on them (classes, conditional accuracy) are less reliable than on smooth samples.{}",
+        cfg.seed,
+        split.train.len(),
+        split.test.len(),
+        n,
+        cfg.pr_samples.min(n),
+        100.0 * accuracy,
+        if cfg.quick {
+            " QUICK CONFIGURATION: not meaningful."
+        } else {
+            ""
+        }
+    )
+}
+
 /// Scores every model; `log` follows progress.
 pub fn evaluate(cfg: &EvalConfig, log: &mut dyn FnMut(&str)) -> Result<Report> {
     let split = mnist::embedded();
@@ -260,28 +580,13 @@ pub fn evaluate(cfg: &EvalConfig, log: &mut dyn FnMut(&str)) -> Result<Report> {
     } else {
         DigitClassifier::load_or_train(&cfg.cache, &split, cfg.seed, log)?
     };
-    let all = |ds: &crate::data::Dataset| -> Result<Tensor> {
-        let idx: Vec<usize> = (0..ds.len()).collect();
-        Ok(ds
-            .batch_of(&idx, &PixelScale::ZeroOne.table(), &Device::Cpu)?
-            .images)
-    };
-    let test_images = all(&split.test)?;
-    let test_labels: Vec<usize> = split
-        .test
-        .labels()
-        .unwrap_or(&[])
-        .iter()
-        .map(|&v| v as usize)
-        .collect();
     let scorer = Scorer {
         clf: &clf,
-        test_features: clf.feature_matrix(&test_images)?,
-        test_hist: metrics::histogram(&test_labels, 10),
+        test_features: clf.feature_matrix(&all_images(&split.test)?)?,
+        test_hist: metrics::histogram(&labels_of(&split.test), 10),
         pr_samples: cfg.pr_samples,
     };
     let n = if cfg.quick { 200 } else { cfg.samples };
-    let mut rows = Vec::new();
 
     // The floor: real training digits scored against the test digits.
     let mut reference = Row {
@@ -290,67 +595,30 @@ pub fn evaluate(cfg: &EvalConfig, log: &mut dyn FnMut(&str)) -> Result<Report> {
         ..Default::default()
     };
     let train_part = split.train.take(n.min(split.train.len()));
-    scorer.score(
-        &mut reference,
-        &all(&train_part)?,
-        Some(
-            &train_part
-                .labels()
-                .unwrap_or(&[])
-                .iter()
-                .map(|&v| v as usize)
-                .collect::<Vec<_>>(),
-        ),
-    )?;
-    rows.push(reference);
+    let intended = labels_of(&train_part);
+    scorer.score(&mut reference, &all_images(&train_part)?, Some(&intended))?;
+    let mut rows = vec![reference];
 
-    let wants = |g: EvalGroup| cfg.only.is_empty() || cfg.only.contains(&g);
-    let classical: &[ImageModel] = if wants(EvalGroup::Classical) {
-        &[
-            ImageModel::NaiveBayes,
-            ImageModel::GaussianNb,
-            ImageModel::Lda,
-            ImageModel::Qda,
-            ImageModel::Gmm,
-            ImageModel::GmmPerClass,
-        ]
-    } else {
-        &[]
-    };
-    for &model in classical {
-        log(&format!("{}: fitting and sampling", model.name()));
-        let mut c = ClassicalConfig::new(model);
-        c.seed = cfg.seed;
-        if cfg.quick {
-            c.max_iter = 3;
-            c.train_limit = Some(1000);
-        }
-        let (fitted, report) = catalog::fit(&c, &split, |_, _| {})?;
-        let mut rng = crate::util::Stream::Evaluation.rng(cfg.seed);
-        let x = fitted.samples(n.div_ceil(10), &mut rng);
-        let intended: Option<Vec<usize>> = match &fitted {
-            catalog::Fitted::Supervised(_) => Some((0..x.nrows()).map(|i| i % 10).collect()),
-            catalog::Fitted::Mixture(_) => None,
-        };
+    for file in &cfg.files {
+        log(&format!("{}: reading samples", file.images.display()));
+        let (images, intended) = read_samples(file)?;
         let mut row = Row {
-            model: model.name().into(),
-            section: model.section().into(),
-            nll_nats: Some(report.test_nll.nats_per_image),
-            nll_bits_per_dim: Some(report.test_nll.bits_per_dim),
-            discretisation: Some(
-                if model == ImageModel::NaiveBayes {
-                    "binary"
-                } else {
-                    "8-bit"
-                }
-                .into(),
-            ),
+            model: file.images.display().to_string(),
+            section: "file".into(),
             ..Default::default()
         };
-        scorer.score(&mut row, &rows_to_tensor(&x)?, intended.as_deref())?;
+        scorer.score(&mut row, &images, intended.as_deref())?;
         rows.push(row);
     }
-
+    // With sample files, genmod's own models are scored only when asked for by name.
+    let wants =
+        |g: EvalGroup| cfg.only.contains(&g) || (cfg.only.is_empty() && cfg.files.is_empty());
+    if wants(EvalGroup::Classical) {
+        for model in CLASSICAL {
+            log(&format!("{}: fitting and sampling", model.name()));
+            rows.push(classical_row(model, cfg, &split, n, &scorer)?);
+        }
+    }
     for kind in ModelKind::ALL {
         if !wants(EvalGroup::of(kind)) {
             continue;
@@ -364,51 +632,13 @@ pub fn evaluate(cfg: &EvalConfig, log: &mut dyn FnMut(&str)) -> Result<Report> {
             ..Default::default()
         };
         if kind == ModelKind::Vae {
-            // ELBO and importance-weighted NLL on the binarised test digits.
-            let mut rng = crate::util::Stream::Likelihood.rng(cfg.seed);
-            let (mut elbo, mut iw, mut count) = (0.0, 0.0, 0usize);
-            let tn = if cfg.quick { 100 } else { split.test.len() };
-            for s in (0..tn).step_by(250) {
-                let idx: Vec<usize> = (s..(s + 250).min(tn)).collect();
-                let b = split
-                    .test
-                    .batch_of(&idx, &PixelScale::ZeroOne.table(), &Device::Cpu)?;
-                let m = model.eval_batch(&b, &mut rng)?;
-                let get = |k| neural::metric(&m, k).unwrap_or(f64::NAN);
-                elbo += get(Metric::NegElbo) * idx.len() as f64;
-                iw += get(Metric::IwNll) * idx.len() as f64;
-                count += idx.len();
-            }
-            let bits = |nats: f64| nats / (784.0 * std::f64::consts::LN_2);
-            row.nll_nats = Some(elbo / count as f64);
-            row.nll_bits_per_dim = Some(bits(elbo / count as f64));
-            row.iw_nll_nats = Some(iw / count as f64);
-            row.iw_nll_bits_per_dim = Some(bits(iw / count as f64));
-            row.iw_samples = Some(model.config().iw_samples);
-            row.discretisation = Some("binary".into());
+            vae_likelihood(model.as_ref(), cfg, &split.test, &mut row)?;
         }
         scorer.score(&mut row, &images, intended.as_deref())?;
         rows.push(row);
     }
-    let header = format!(
-        "Seed {}; embedded MNIST: models fitted on {} training digits, scored on the {} test digits; {} samples per model ({} for precision/recall, k = 3). \
-Classifier: the project's CNN, test accuracy {:.2}%; FD = Fréchet distance on its 128-d features (not Inception's: not comparable with published FIDs). \
-NLL: binary = pixels binarised at 0.5; 8-bit = a density on dequantised pixels + 784·ln 256 nats; for the VAE, −ELBO is a bound and IW-k the importance-weighted estimate with k samples per image. \
-Coverage KL = KL(sample classes ‖ test classes). The classical models' speckled samples are far from any training digit, so the classifier's verdicts on them (classes, conditional accuracy) are less reliable than on smooth samples.{}",
-        cfg.seed,
-        split.train.len(),
-        split.test.len(),
-        n,
-        cfg.pr_samples.min(n),
-        100.0 * acc,
-        if cfg.quick {
-            " QUICK CONFIGURATION: not meaningful."
-        } else {
-            ""
-        }
-    );
     Ok(Report {
-        header,
+        header: header(cfg, &split, n, acc),
         classifier_accuracy: acc,
         rows,
     })
@@ -416,10 +646,14 @@ Coverage KL = KL(sample classes ‖ test classes). The classical models' speckle
 
 /// Writes `eval.md` and `eval.json` into `dir`.
 pub fn write(report: &Report, dir: &Path) -> Result<(PathBuf, PathBuf)> {
-    std::fs::create_dir_all(dir)?;
+    std::fs::create_dir_all(dir).map_err(file_error(dir))?;
     let md = dir.join("eval.md");
     let js = dir.join("eval.json");
-    crate::util::atomic_write(&md, report.markdown().as_bytes())?;
-    crate::util::atomic_write(&js, serde_json::to_string_pretty(report)?.as_bytes())?;
+    crate::util::atomic_write(&md, report.markdown().as_bytes()).map_err(file_error(&md))?;
+    let json = serde_json::to_string_pretty(report).map_err(|cause| EvalError::Json {
+        path: js.clone(),
+        cause,
+    })?;
+    crate::util::atomic_write(&js, json.as_bytes()).map_err(file_error(&js))?;
     Ok((md, js))
 }

@@ -5,19 +5,20 @@
 //! the test digits show the scattered, gappy latent space of figure 3.9.
 
 use super::kernels::linear::{Activation, WeightLayout, dense_with};
+use super::layers::{ParamInit, ParamStore};
 use super::losses::{bce_with_logits, squared_error};
 use super::{ImageShape, Metric, Metrics, Model, NeuralConfig, ReconLoss, normal, scalar};
 use crate::data::Batch;
-use crate::neural::optim::{Adam, AdamConfig, trainable};
+use crate::neural::optim::{Adam, AdamConfig};
 use candle_core::{Result, Tensor};
-use candle_nn::{VarBuilder, VarMap};
+use candle_nn::{Init, VarBuilder, VarMap};
 use rand_chacha::ChaCha8Rng;
 
 /// The autoencoder's two-layer encoder and decoder; the decoder's weights may be tied.
 pub struct Autoencoder {
     cfg: NeuralConfig,
     shape: ImageShape,
-    varmap: VarMap,
+    params: ParamStore,
     enc: [(Tensor, Tensor); 2],
     /// Decoder weights (None when tied) and biases.
     dec: [(Option<Tensor>, Tensor); 2],
@@ -39,43 +40,33 @@ impl Autoencoder {
     pub fn new(
         cfg: NeuralConfig,
         shape: ImageShape,
-        varmap: VarMap,
+        params: ParamStore,
         vb: VarBuilder,
     ) -> Result<Self> {
         let (d, h, z) = (shape.dim(), cfg.hidden, cfg.latent_dim);
-        let init = candle_nn::init::DEFAULT_KAIMING_NORMAL;
-        let enc = [
-            (
-                vb.get_with_hints((h, d), "enc1.weight", init)?,
-                vb.get_with_hints(h, "enc1.bias", candle_nn::Init::Const(0.0))?,
-            ),
-            (
-                vb.get_with_hints((z, h), "enc2.weight", init)?,
-                vb.get_with_hints(z, "enc2.bias", candle_nn::Init::Const(0.0))?,
-            ),
-        ];
-        let w = |shape: (usize, usize), name: &str| -> Result<Option<Tensor>> {
-            if cfg.tied {
-                Ok(None)
-            } else {
-                vb.get_with_hints(shape, name, init).map(Some)
-            }
+        // Weights out x in, uniform in ±1/√in; biases 0. The layers are not `Dense`, since
+        // a tied decoder reads the encoder's matrices transposed.
+        let weight = |(out, inp): (usize, usize), name: &str| {
+            vb.get_with_hints((out, inp), name, ParamInit::fan_in(inp))
         };
-        let dec = [
-            (
-                w((h, z), "dec1.weight")?,
-                vb.get_with_hints(h, "dec1.bias", candle_nn::Init::Const(0.0))?,
-            ),
-            (
-                w((d, h), "dec2.weight")?,
-                vb.get_with_hints(d, "dec2.bias", candle_nn::Init::Const(0.0))?,
-            ),
+        let bias = |n: usize, name: &str| vb.get_with_hints(n, name, Init::Const(0.0));
+        let enc = [
+            (weight((h, d), "enc1.weight")?, bias(h, "enc1.bias")?),
+            (weight((z, h), "enc2.weight")?, bias(z, "enc2.bias")?),
         ];
-        let opt = Adam::new(trainable(&varmap, ""), AdamConfig::new(cfg.lr, cfg.beta1))?;
+        let untied = |shape, name: &str| (!cfg.tied).then(|| weight(shape, name)).transpose();
+        let dec = [
+            (untied((h, z), "dec1.weight")?, bias(h, "dec1.bias")?),
+            (untied((d, h), "dec2.weight")?, bias(d, "dec2.bias")?),
+        ];
+        let opt = Adam::new(
+            params.trainable(&params.all()),
+            AdamConfig::new(cfg.lr, cfg.beta1),
+        )?;
         Ok(Self {
             cfg,
             shape,
-            varmap,
+            params,
             enc,
             dec,
             opt,
@@ -134,7 +125,7 @@ impl Model for Autoencoder {
         self.shape
     }
     fn varmap(&self) -> &VarMap {
-        &self.varmap
+        self.params.varmap()
     }
     fn optimizers(&mut self) -> Vec<(&'static str, &mut Adam)> {
         vec![("opt", &mut self.opt)]

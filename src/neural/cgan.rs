@@ -6,13 +6,14 @@
 //! samples honour their label is measured by the conditional accuracy of the evaluation (a
 //! GAN can learn to ignore the label).
 
-use super::gan::{Adversarial, GAN_LOSSES, Mlp, Nets};
-use super::kernels::linear::{Activation, dense, dense_frozen};
+use super::gan::{Adversarial, GAN_LOSSES, Nets};
+use super::kernels::linear::Activation;
+use super::layers::{Dense, Mlp, ParamStore, embedding};
 use super::{Conditioning, ImageShape, Metric, Metrics, Model, NeuralConfig, one_hot};
 use crate::data::Batch;
 use crate::neural::optim::Adam;
-use candle_core::{Result, Tensor};
-use candle_nn::{Embedding, Linear, VarBuilder, VarMap, embedding, linear};
+use candle_core::{Module, Result, Tensor};
+use candle_nn::{Embedding, VarBuilder, VarMap};
 use rand_chacha::ChaCha8Rng;
 
 /// MLP nets as the GAN's, with `num_classes` one-hot inputs added to G's code and D seeing
@@ -21,7 +22,7 @@ pub struct Cgan {
     cfg: NeuralConfig,
     shape: ImageShape,
     classes: usize,
-    varmap: VarMap,
+    params: ParamStore,
     g: Mlp,
     d: Discriminator,
     adv: Adversarial,
@@ -34,7 +35,7 @@ enum Discriminator {
     /// φ(x): image → 2h → h, then w·φ(x) + e_y·φ(x).
     Projection {
         body: Mlp,
-        head: Linear,
+        head: Dense,
         embed: Embedding,
     },
 }
@@ -43,12 +44,16 @@ impl Discriminator {
     fn new(cfg: &NeuralConfig, dim: usize, classes: usize, vb: VarBuilder) -> Result<Self> {
         let h = cfg.hidden;
         Ok(match cfg.conditioning {
-            Conditioning::Concat => {
-                Discriminator::Concat(Mlp::new(&[dim + classes, 2 * h, h, 1], vb)?)
-            }
+            Conditioning::Concat => Discriminator::Concat(Mlp::new(
+                &[dim + classes, 2 * h, h, 1],
+                Activation::Identity,
+                vb,
+            )?),
+            // The body ends in LeakyReLU: its output is the features φ(x) the head and the
+            // label's embedding both read.
             Conditioning::Projection => Discriminator::Projection {
-                body: Mlp::new(&[dim, 2 * h, h], vb.clone())?,
-                head: linear(h, 1, vb.pp("head"))?,
+                body: Mlp::new(&[dim, 2 * h, h], Activation::LeakyRelu(0.2), vb.clone())?,
+                head: Dense::new(h, 1, Activation::Identity, vb.pp("head"))?,
                 embed: embedding(classes, h, vb.pp("embed"))?,
             },
         })
@@ -67,7 +72,11 @@ impl Discriminator {
                 }
             }
             Discriminator::Projection { body, head, embed } => {
-                let phi = body.features(x, frozen)?;
+                let phi = if frozen {
+                    body.forward_frozen(x)?
+                } else {
+                    body.forward(x)?
+                };
                 let table = embed.embeddings();
                 let table = if frozen {
                     table.detach()
@@ -77,9 +86,9 @@ impl Discriminator {
                 let e = table.index_select(labels, 0)?;
                 let projection = (e * &phi)?.sum_keepdim(1)?;
                 let score = if frozen {
-                    dense_frozen(head, &phi, Activation::Identity)?
+                    head.forward_frozen(&phi)?
                 } else {
-                    dense(head, &phi, Activation::Identity)?
+                    head.forward(&phi)?
                 };
                 score + projection
             }
@@ -92,21 +101,21 @@ impl Cgan {
         cfg: NeuralConfig,
         shape: ImageShape,
         classes: usize,
-        varmap: VarMap,
+        params: ParamStore,
         vb: VarBuilder,
     ) -> Result<Self> {
         let (h, dim) = (cfg.hidden, shape.dim());
-        let g = Mlp::new(
-            &[cfg.latent_dim + classes, h, 2 * h, 4 * h, dim],
-            vb.pp("g"),
-        )?;
-        let d = Discriminator::new(&cfg, dim, classes, vb.pp("d"))?;
-        let adv = Adversarial::new(&varmap, &cfg)?;
+        let (g, g_params) = params.group(|| {
+            let sizes = [cfg.latent_dim + classes, h, 2 * h, 4 * h, dim];
+            Mlp::new(&sizes, Activation::Tanh, vb.pp("g"))
+        })?;
+        let (d, d_params) = params.group(|| Discriminator::new(&cfg, dim, classes, vb.pp("d")))?;
+        let adv = Adversarial::new(&params, &g_params, &d_params, &cfg)?;
         Ok(Self {
             cfg,
             shape,
             classes,
-            varmap,
+            params,
             g,
             d,
             adv,
@@ -119,7 +128,7 @@ impl Cgan {
 
     fn generator(&self, z: &Tensor, labels: Option<&Tensor>) -> Result<Tensor> {
         let y = one_hot(Self::labels_of(labels)?, self.classes)?;
-        self.g.forward_tanh(&Tensor::cat(&[z, &y], 1)?)
+        self.g.forward(&Tensor::cat(&[z, &y], 1)?)
     }
 
     fn disc(&self, x: &Tensor, labels: Option<&Tensor>) -> Result<Tensor> {
@@ -136,7 +145,7 @@ impl Model for Cgan {
         self.shape
     }
     fn varmap(&self) -> &VarMap {
-        &self.varmap
+        self.params.varmap()
     }
     fn optimizers(&mut self) -> Vec<(&'static str, &mut Adam)> {
         vec![("d", &mut self.adv.opt_d), ("g", &mut self.adv.opt_g)]
@@ -154,7 +163,7 @@ impl Model for Cgan {
         Self::labels_of(labels)?;
         let (g, d, k) = (&self.g, &self.d, self.classes);
         let generator = |z: &Tensor, l: Option<&Tensor>| {
-            g.forward_tanh(&Tensor::cat(&[z, &one_hot(Self::labels_of(l)?, k)?], 1)?)
+            g.forward(&Tensor::cat(&[z, &one_hot(Self::labels_of(l)?, k)?], 1)?)
         };
         let disc = |x: &Tensor, l: Option<&Tensor>| d.logits(x, Self::labels_of(l)?, k, false);
         let frozen = |x: &Tensor, l: Option<&Tensor>| d.logits(x, Self::labels_of(l)?, k, true);

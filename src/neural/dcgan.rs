@@ -11,36 +11,14 @@
 //! generation; the running averages are saved with the weights.
 
 use super::gan::{Adversarial, GAN_LOSSES, Nets};
-use super::kernels::batch_norm;
-use super::kernels::linear::{Activation, dense, dense_frozen};
+use super::kernels::linear::Activation;
+use super::layers::{BatchNorm2d, Dense, DownConv, ParamStore, UpConv};
 use super::{ImageShape, Metric, Metrics, Model, NeuralConfig};
 use crate::data::Batch;
 use crate::neural::optim::Adam;
-use candle_core::{Result, Tensor};
-use candle_nn::{
-    BatchNorm, Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig, Linear, VarBuilder,
-    VarMap,
-};
+use candle_core::{Module, Result, Tensor};
+use candle_nn::{VarBuilder, VarMap};
 use rand_chacha::ChaCha8Rng;
-
-pub(crate) fn up_cfg() -> ConvTranspose2dConfig {
-    ConvTranspose2dConfig {
-        padding: 1,
-        output_padding: 0,
-        stride: 2,
-        dilation: 1,
-    }
-}
-
-pub(crate) fn down_cfg() -> Conv2dConfig {
-    Conv2dConfig {
-        padding: 1,
-        stride: 2,
-        dilation: 1,
-        groups: 1,
-        cudnn_fwd_algo: None,
-    }
-}
 
 /// D's activation: LeakyReLU with slope 0.2, as Radford et al. use.
 pub(crate) const LEAKY: Activation = Activation::LeakyRelu(0.2);
@@ -55,23 +33,166 @@ pub fn plan(side: usize) -> Option<(usize, usize)> {
     }
 }
 
+/// The start side and the number of doublings for `shape`, or why it cannot be drawn.
+fn plan_for(shape: ImageShape) -> Result<(usize, usize)> {
+    if shape.height != shape.width {
+        candle_core::bail!(
+            "the DCGAN needs square images, got {}x{}",
+            shape.height,
+            shape.width
+        );
+    }
+    plan(shape.height).ok_or_else(|| {
+        candle_core::Error::Msg(format!(
+            "the DCGAN supports 28x28, 32x32 and 64x64 images, got {0}x{0}",
+            shape.height
+        ))
+    })
+}
+
+/// z → dense projection to h·2^(n−1) maps of the start side → n transposed convolutions,
+/// each doubling the side and halving the channels, to the image (tanh).
 struct Generator {
-    project: Linear,
-    bn0: BatchNorm,
-    ups: Vec<(ConvTranspose2d, Option<BatchNorm>)>,
+    project: Dense,
+    bn0: BatchNorm2d,
+    /// Each upsampling and the batch norm after it (none after the output layer).
+    ups: Vec<(UpConv, Option<BatchNorm2d>)>,
+    /// Channels and side of the projection's maps.
     start: (usize, usize),
 }
 
+impl Generator {
+    fn new(cfg: &NeuralConfig, shape: ImageShape, vb: VarBuilder) -> Result<Self> {
+        let (s0, n_up) = plan_for(shape)?;
+        // Channels before each upsampling: h·2^(n_up−1), …, h; then the image's channels.
+        let chans: Vec<usize> = (0..n_up)
+            .map(|i| cfg.hidden << (n_up - 1 - i))
+            .chain([shape.channels])
+            .collect();
+        let project = Dense::new(
+            cfg.latent_dim,
+            chans[0] * s0 * s0,
+            Activation::Identity,
+            vb.pp("project"),
+        )?;
+        let bn0 = BatchNorm2d::new(chans[0], Activation::Relu, vb.pp("bn0"))?;
+        let ups = (0..n_up)
+            .map(|i| {
+                let last = i + 1 == n_up;
+                // The output layer has no batch norm: its tanh is fused into the
+                // convolution; elsewhere the ReLU is fused into the batch norm.
+                let act = if last {
+                    Activation::Tanh
+                } else {
+                    Activation::Identity
+                };
+                let up = UpConv::new(chans[i], chans[i + 1], act, vb.pp(format!("convt{i}")))?;
+                let bn = (!last)
+                    .then(|| {
+                        BatchNorm2d::new(
+                            chans[i + 1],
+                            Activation::Relu,
+                            vb.pp(format!("bn{}", i + 1)),
+                        )
+                    })
+                    .transpose()?;
+                Ok((up, bn))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            project,
+            bn0,
+            ups,
+            start: (chans[0], s0),
+        })
+    }
+
+    /// With `train`, batch norm uses the batch's statistics and updates its running ones.
+    fn forward(&self, z: &Tensor, train: bool) -> Result<Tensor> {
+        let (c, s) = self.start;
+        let mut h = self.project.forward(z)?.reshape((z.dim(0)?, c, s, s))?;
+        h = self.bn0.forward_t(&h, train, false)?;
+        for (up, bn) in &self.ups {
+            h = up.forward(&h)?;
+            if let Some(bn) = bn {
+                h = bn.forward_t(&h, train, false)?;
+            }
+        }
+        Ok(h)
+    }
+
+    fn statistics(&self) -> Vec<&Tensor> {
+        let bns =
+            std::iter::once(&self.bn0).chain(self.ups.iter().filter_map(|(_, bn)| bn.as_ref()));
+        bns.flat_map(BatchNorm2d::statistics).collect()
+    }
+}
+
+/// image → n strided convolutions, each halving the side and doubling the channels from h
+/// → dense score.
 struct Discriminator {
-    downs: Vec<(Conv2d, Option<BatchNorm>)>,
-    score: Linear,
+    /// Each downsampling and the batch norm after it (none after the input layer).
+    downs: Vec<(DownConv, Option<BatchNorm2d>)>,
+    score: Dense,
+}
+
+impl Discriminator {
+    fn new(cfg: &NeuralConfig, shape: ImageShape, vb: VarBuilder) -> Result<Self> {
+        let (s0, n_down) = plan_for(shape)?;
+        let chans: Vec<usize> = std::iter::once(shape.channels)
+            .chain((0..n_down).map(|i| cfg.hidden << i))
+            .collect();
+        let downs = (0..n_down)
+            .map(|i| {
+                let first = i == 0;
+                // Without batch norm (the first layer) the LeakyReLU is fused into the
+                // convolution; with it, into the batch norm.
+                let act = if first { LEAKY } else { Activation::Identity };
+                let down = DownConv::new(chans[i], chans[i + 1], act, vb.pp(format!("conv{i}")))?;
+                let bn = (!first)
+                    .then(|| BatchNorm2d::new(chans[i + 1], LEAKY, vb.pp(format!("bn{i}"))))
+                    .transpose()?;
+                Ok((down, bn))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let score = Dense::new(
+            chans[n_down] * s0 * s0,
+            1,
+            Activation::Identity,
+            vb.pp("score"),
+        )?;
+        Ok(Self { downs, score })
+    }
+
+    /// The logit of each image; with `frozen`, D's own weights get no gradient (the
+    /// generator's step reads only the input's).
+    fn forward(&self, x: &Tensor, train: bool, frozen: bool) -> Result<Tensor> {
+        let mut h = x.clone();
+        for (down, bn) in &self.downs {
+            h = down.forward_t(&h, frozen)?;
+            if let Some(bn) = bn {
+                h = bn.forward_t(&h, train, frozen)?;
+            }
+        }
+        let h = h.flatten_from(1)?;
+        if frozen {
+            self.score.forward_frozen(&h)
+        } else {
+            self.score.forward(&h)
+        }
+    }
+
+    fn statistics(&self) -> Vec<&Tensor> {
+        let bns = self.downs.iter().filter_map(|(_, bn)| bn.as_ref());
+        bns.flat_map(BatchNorm2d::statistics).collect()
+    }
 }
 
 /// The DCGAN's generator and discriminator.
 pub struct Dcgan {
     cfg: NeuralConfig,
     shape: ImageShape,
-    varmap: VarMap,
+    params: ParamStore,
     g: Generator,
     d: Discriminator,
     adv: Adversarial,
@@ -81,143 +202,23 @@ impl Dcgan {
     pub fn new(
         cfg: NeuralConfig,
         shape: ImageShape,
-        varmap: VarMap,
+        params: ParamStore,
         vb: VarBuilder,
     ) -> Result<Self> {
-        if shape.height != shape.width {
-            candle_core::bail!(
-                "the DCGAN needs square images, got {}x{}",
-                shape.height,
-                shape.width
-            );
-        }
-        let (s0, n_up) = plan(shape.height).ok_or_else(|| {
-            candle_core::Error::Msg(format!(
-                "the DCGAN supports 28x28, 32x32 and 64x64 images, got {0}x{0}",
-                shape.height
-            ))
-        })?;
-        let h = cfg.hidden;
-        // Channels before each upsampling: h·2^(n_up−1), …, h; then the image's channels.
-        let chans: Vec<usize> = (0..n_up)
-            .map(|i| h << (n_up - 1 - i))
-            .chain([shape.channels])
-            .collect();
-        let gvb = vb.pp("g");
-        let project = candle_nn::linear(cfg.latent_dim, chans[0] * s0 * s0, gvb.pp("project"))?;
-        let bn0 = candle_nn::batch_norm(chans[0], 1e-5, gvb.pp("bn0"))?;
-        let mut ups = Vec::new();
-        for i in 0..n_up {
-            let conv = candle_nn::conv_transpose2d(
-                chans[i],
-                chans[i + 1],
-                4,
-                up_cfg(),
-                gvb.pp(format!("convt{i}")),
-            )?;
-            let bn = if i + 1 < n_up {
-                Some(candle_nn::batch_norm(
-                    chans[i + 1],
-                    1e-5,
-                    gvb.pp(format!("bn{}", i + 1)),
-                )?)
-            } else {
-                None
-            };
-            ups.push((conv, bn));
-        }
-        let dvb = vb.pp("d");
-        let dchans: Vec<usize> = std::iter::once(shape.channels)
-            .chain((0..n_up).map(|i| h << i))
-            .collect();
-        let mut downs = Vec::new();
-        for i in 0..n_up {
-            let conv = candle_nn::conv2d(
-                dchans[i],
-                dchans[i + 1],
-                4,
-                down_cfg(),
-                dvb.pp(format!("conv{i}")),
-            )?;
-            let bn = if i > 0 {
-                Some(candle_nn::batch_norm(
-                    dchans[i + 1],
-                    1e-5,
-                    dvb.pp(format!("bn{i}")),
-                )?)
-            } else {
-                None
-            };
-            downs.push((conv, bn));
-        }
-        let score = candle_nn::linear(dchans[n_up] * s0 * s0, 1, dvb.pp("score"))?;
-        let adv = Adversarial::new(&varmap, &cfg)?;
+        let (g, g_params) = params.group(|| Generator::new(&cfg, shape, vb.pp("g")))?;
+        let (d, d_params) = params.group(|| Discriminator::new(&cfg, shape, vb.pp("d")))?;
+        // Batch norm's running statistics follow the batches, not an optimiser.
+        params.mark_statistics(&g.statistics())?;
+        params.mark_statistics(&d.statistics())?;
+        let adv = Adversarial::new(&params, &g_params, &d_params, &cfg)?;
         Ok(Self {
             cfg,
             shape,
-            varmap,
-            g: Generator {
-                project,
-                bn0,
-                ups,
-                start: (chans[0], s0),
-            },
-            d: Discriminator { downs, score },
+            params,
+            g,
+            d,
             adv,
         })
-    }
-}
-
-impl Generator {
-    fn forward(&self, z: &Tensor, train: bool) -> Result<Tensor> {
-        let (c, s) = self.start;
-        let mut h = dense(&self.project, z, Activation::Identity)?.reshape((z.dim(0)?, c, s, s))?;
-        h = batch_norm::forward_t(&self.bn0, &h, train, false, Activation::Relu)?;
-        for (conv, bn) in &self.ups {
-            // The last layer has no batch norm: its tanh is fused into the convolution.
-            let act = match bn {
-                Some(_) => Activation::Identity,
-                None => Activation::Tanh,
-            };
-            h = super::kernels::conv::conv_transpose2d(
-                conv,
-                &h,
-                up_cfg().stride,
-                up_cfg().padding,
-                act,
-            )?;
-            if let Some(bn) = bn {
-                h = batch_norm::forward_t(bn, &h, train, false, Activation::Relu)?;
-            }
-        }
-        Ok(h)
-    }
-}
-
-impl Discriminator {
-    /// The logit of each image; with `frozen`, D's own weights get no gradient (the
-    /// generator's step reads only the input's).
-    fn forward(&self, x: &Tensor, train: bool, frozen: bool) -> Result<Tensor> {
-        let mut h = x.clone();
-        for (conv, bn) in &self.downs {
-            // Without batch norm (the first layer) the LeakyReLU is fused into the
-            // convolution; with it, into the batch norm.
-            let act = match bn {
-                Some(_) => Activation::Identity,
-                None => LEAKY,
-            };
-            let (stride, padding) = (down_cfg().stride, down_cfg().padding);
-            h = super::kernels::conv::conv2d(conv, &h, stride, padding, frozen, act)?;
-            if let Some(bn) = bn {
-                h = batch_norm::forward_t(bn, &h, train, frozen, LEAKY)?;
-            }
-        }
-        let h = h.flatten_from(1)?;
-        if frozen {
-            dense_frozen(&self.score, &h, Activation::Identity)
-        } else {
-            dense(&self.score, &h, Activation::Identity)
-        }
     }
 }
 
@@ -229,7 +230,7 @@ impl Model for Dcgan {
         self.shape
     }
     fn varmap(&self) -> &VarMap {
-        &self.varmap
+        self.params.varmap()
     }
     fn optimizers(&mut self) -> Vec<(&'static str, &mut Adam)> {
         vec![("d", &mut self.adv.opt_d), ("g", &mut self.adv.opt_g)]

@@ -7,8 +7,8 @@
 //! The averages are variables of the model's `VarMap` under `ema.` + the weight's name,
 //! so checkpoints save and restore them with the weights.
 
+use super::layers::ParamStore;
 use candle_core::{Result, Var};
-use candle_nn::VarMap;
 
 /// The prefix of the averaged copies in the `VarMap`.
 pub const PREFIX: &str = "ema.";
@@ -21,14 +21,14 @@ pub struct Ema {
 }
 
 impl Ema {
-    /// Adds an average for each of `weights` (name, variable) to `varmap`, starting at the
-    /// weight's value. `decay` in (0, 1): the share of the old average kept each step.
-    pub fn new(varmap: &VarMap, weights: &[(String, Var)], decay: f64) -> Result<Self> {
-        let mut data = varmap.data().lock().expect("varmap lock");
+    /// Adds an average for each of `weights` (name, variable) to the model's parameters,
+    /// starting at the weight's value (also after the store draws the weights again).
+    /// `decay` in (0, 1): the share of the old average kept each step.
+    pub fn new(params: &ParamStore, weights: &[(String, Var)], decay: f64) -> Result<Self> {
         let mut pairs = Vec::with_capacity(weights.len());
         for (name, live) in weights {
             let avg = Var::from_tensor(&live.as_tensor().copy()?)?;
-            data.insert(format!("{PREFIX}{name}"), avg.clone());
+            params.add_copy(format!("{PREFIX}{name}"), name, avg.clone());
             pairs.push((live.clone(), avg));
         }
         Ok(Self { decay, pairs })
@@ -73,14 +73,15 @@ mod tests {
 
     #[test]
     fn the_average_follows_the_weights_and_sampling_restores_them() {
-        let varmap = VarMap::new();
+        let params = ParamStore::new();
+        let varmap = params.varmap().clone();
         let w = Var::from_tensor(&Tensor::new(&[0f32, 10.0], &Device::Cpu).unwrap()).unwrap();
         varmap
             .data()
             .lock()
             .unwrap()
             .insert("g.w".into(), w.clone());
-        let ema = Ema::new(&varmap, &[("g.w".into(), w.clone())], 0.5).unwrap();
+        let ema = Ema::new(&params, &[("g.w".into(), w.clone())], 0.5).unwrap();
         assert!(varmap.data().lock().unwrap().contains_key("ema.g.w"));
         // Step 1: the warm-up decay (1 + 1) / (10 + 1) = 2/11 is below 0.5.
         w.set(&Tensor::new(&[11f32, 21.0], &Device::Cpu).unwrap())

@@ -9,13 +9,14 @@
 //! visible when D rejects the fakes.
 
 use super::ema::Ema;
-use super::kernels::linear::{Activation, dense, dense_frozen};
+use super::kernels::linear::Activation;
+use super::layers::{Mlp, ParamGroup, ParamStore};
 use super::losses::{discriminator, generator_non_saturating, generator_saturating};
 use super::{GeneratorLoss, ImageShape, Metric, Metrics, Model, NeuralConfig, normal, scalar};
 use crate::data::Batch;
-use crate::neural::optim::{Adam, AdamConfig, grad_norm, trainable};
-use candle_core::{Result, Tensor};
-use candle_nn::{Linear, VarBuilder, VarMap, linear};
+use crate::neural::optim::{Adam, AdamConfig, grad_norm};
+use candle_core::{Module, Result, Tensor};
+use candle_nn::{VarBuilder, VarMap};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
@@ -77,15 +78,20 @@ impl Nets<'_> {
 }
 
 impl Adversarial {
-    /// Adam for the variables under `d.` and under `g.`, no weight decay.
-    pub fn new(varmap: &VarMap, cfg: &NeuralConfig) -> Result<Self> {
+    /// Adam for G's and for D's trainable parameters, no weight decay.
+    pub fn new(
+        params: &ParamStore,
+        g: &ParamGroup,
+        d: &ParamGroup,
+        cfg: &NeuralConfig,
+    ) -> Result<Self> {
         let c = AdamConfig::new(cfg.lr, cfg.beta1);
-        let g_weights = trainable(varmap, "g.");
+        let g_weights = params.trainable(g);
         let ema = (cfg.ema_decay > 0.0)
-            .then(|| Ema::new(varmap, &g_weights, cfg.ema_decay))
+            .then(|| Ema::new(params, &g_weights, cfg.ema_decay))
             .transpose()?;
         Ok(Self {
-            opt_d: Adam::new(trainable(varmap, "d."), c)?,
+            opt_d: Adam::new(params.trainable(d), c)?,
             opt_g: Adam::new(g_weights, c)?,
             ema,
             last_g_loss: f64::NAN,
@@ -182,67 +188,11 @@ impl Adversarial {
 /// Metrics that are losses for every GAN; g_loss is NaN until the first generator step.
 pub const GAN_LOSSES: &[Metric] = &[Metric::DLoss];
 
-/// An MLP, LeakyReLU(0.2) between layers.
-pub struct Mlp {
-    layers: Vec<Linear>,
-}
-
-impl Mlp {
-    pub fn new(sizes: &[usize], vb: VarBuilder) -> Result<Self> {
-        let layers = sizes
-            .windows(2)
-            .enumerate()
-            .map(|(i, w)| linear(w[0], w[1], vb.pp(format!("l{i}"))))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Self { layers })
-    }
-
-    /// Forward pass; the last layer has no activation.
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.run(x, Activation::Identity, false)
-    }
-
-    /// Forward pass with tanh on the last layer (a generator's output).
-    pub fn forward_tanh(&self, x: &Tensor) -> Result<Tensor> {
-        self.run(x, Activation::Tanh, false)
-    }
-
-    /// Forward pass with the weights detached: gradients reach the input only. The
-    /// generator step uses it for D, whose weight gradients it would otherwise compute and
-    /// discard.
-    pub fn forward_frozen(&self, x: &Tensor) -> Result<Tensor> {
-        self.run(x, Activation::Identity, true)
-    }
-
-    /// Forward pass with LeakyReLU on the last layer too: the features of a net whose head
-    /// is elsewhere (the projection discriminator's), with its weights detached if `frozen`.
-    pub fn features(&self, x: &Tensor, frozen: bool) -> Result<Tensor> {
-        self.run(x, Activation::LeakyRelu(0.2), frozen)
-    }
-
-    fn run(&self, x: &Tensor, last: Activation, frozen: bool) -> Result<Tensor> {
-        let mut h = x.clone();
-        for (i, l) in self.layers.iter().enumerate() {
-            let act = if i + 1 < self.layers.len() {
-                Activation::LeakyRelu(0.2)
-            } else {
-                last
-            };
-            h = if frozen {
-                dense_frozen(l, &h, act)?
-            } else {
-                dense(l, &h, act)?
-            };
-        }
-        Ok(h)
-    }
-}
-
 /// The MLP GAN: G z → h → 2h → 4h → image (tanh), D image → 2h → h → logit.
 pub struct Gan {
     cfg: NeuralConfig,
     shape: ImageShape,
-    varmap: VarMap,
+    params: ParamStore,
     g: Mlp,
     d: Mlp,
     adv: Adversarial,
@@ -252,25 +202,25 @@ impl Gan {
     pub fn new(
         cfg: NeuralConfig,
         shape: ImageShape,
-        varmap: VarMap,
+        params: ParamStore,
         vb: VarBuilder,
     ) -> Result<Self> {
         let (h, dim) = (cfg.hidden, shape.dim());
-        let g = Mlp::new(&[cfg.latent_dim, h, 2 * h, 4 * h, dim], vb.pp("g"))?;
-        let d = Mlp::new(&[dim, 2 * h, h, 1], vb.pp("d"))?;
-        let adv = Adversarial::new(&varmap, &cfg)?;
+        let (g, g_params) = params.group(|| {
+            let sizes = [cfg.latent_dim, h, 2 * h, 4 * h, dim];
+            Mlp::new(&sizes, Activation::Tanh, vb.pp("g"))
+        })?;
+        let (d, d_params) =
+            params.group(|| Mlp::new(&[dim, 2 * h, h, 1], Activation::Identity, vb.pp("d")))?;
+        let adv = Adversarial::new(&params, &g_params, &d_params, &cfg)?;
         Ok(Self {
             cfg,
             shape,
-            varmap,
+            params,
             g,
             d,
             adv,
         })
-    }
-
-    fn generator(&self, z: &Tensor) -> Result<Tensor> {
-        self.g.forward_tanh(z)
     }
 }
 
@@ -282,7 +232,7 @@ impl Model for Gan {
         self.shape
     }
     fn varmap(&self) -> &VarMap {
-        &self.varmap
+        self.params.varmap()
     }
     fn optimizers(&mut self) -> Vec<(&'static str, &mut Adam)> {
         vec![("d", &mut self.adv.opt_d), ("g", &mut self.adv.opt_g)]
@@ -294,7 +244,7 @@ impl Model for Gan {
     fn train_step(&mut self, batch: &Batch, step: u64, rng: &mut ChaCha8Rng) -> Result<Metrics> {
         let real = batch.images.flatten_from(1)?;
         let (g, d) = (&self.g, &self.d);
-        let generator = |z: &Tensor, _: Option<&Tensor>| g.forward_tanh(z);
+        let generator = |z: &Tensor, _: Option<&Tensor>| g.forward(z);
         let disc = |x: &Tensor, _: Option<&Tensor>| d.forward(x);
         let frozen = |x: &Tensor, _: Option<&Tensor>| d.forward_frozen(x);
         let nets = Nets {
@@ -309,7 +259,7 @@ impl Model for Gan {
 
     fn eval_batch(&self, batch: &Batch, rng: &mut ChaCha8Rng) -> Result<Metrics> {
         let real = batch.images.flatten_from(1)?;
-        let generator = |z: &Tensor, _: Option<&Tensor>| self.generator(z);
+        let generator = |z: &Tensor, _: Option<&Tensor>| self.g.forward(z);
         let disc = |x: &Tensor, _: Option<&Tensor>| self.d.forward(x);
         self.adv
             .eval(&generator, &disc, &real, None, self.cfg.latent_dim, rng)
@@ -318,7 +268,7 @@ impl Model for Gan {
     fn generate(&self, z: &Tensor, _labels: Option<&Tensor>) -> Result<Tensor> {
         let s = self.shape;
         self.adv
-            .sampling(|| self.generator(z))?
+            .sampling(|| self.g.forward(z))?
             .reshape((z.dim(0)?, s.channels, s.height, s.width))
     }
 }
@@ -334,7 +284,7 @@ mod tests {
     fn frozen_discriminator_gives_the_input_the_same_gradient_and_its_weights_none() {
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-        let d = Mlp::new(&[6, 5, 4, 1], vb.pp("d")).unwrap();
+        let d = Mlp::new(&[6, 5, 4, 1], Activation::Identity, vb.pp("d")).unwrap();
         let xs: Vec<f32> = (0..18).map(|i| (i as f32 * 0.37).cos()).collect();
         let mut seen = Vec::new();
         for frozen in [false, true] {
@@ -368,7 +318,7 @@ mod tests {
         for classes in [0, 3] {
             let varmap = VarMap::new();
             let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-            let d = Mlp::new(&[6 + classes, 5, 4, 1], vb.pp("d")).unwrap();
+            let d = Mlp::new(&[6 + classes, 5, 4, 1], Activation::Identity, vb.pp("d")).unwrap();
             let rows = |seed: f32| {
                 let v: Vec<f32> = (0..24).map(|i| ((i as f32 + seed) * 0.61).sin()).collect();
                 Tensor::from_vec(v, (4, 6), &Device::Cpu).unwrap()

@@ -11,6 +11,7 @@ pub mod interpolate;
 // Private to the crate: the models are the kernels' callers, and `bench` times single
 // layers through them.
 pub(crate) mod kernels;
+pub mod layers;
 pub mod losses;
 pub mod optim;
 pub mod vae;
@@ -19,7 +20,8 @@ pub use kernels::linear::Activation;
 
 use crate::data::{Batch, PixelScale};
 use candle_core::{DType, Device, Result, Tensor};
-use candle_nn::{VarBuilder, VarMap};
+use candle_nn::VarMap;
+use layers::ParamStore;
 use optim::Adam;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -441,26 +443,28 @@ pub fn build(
             "{num_classes} classes is out of range"
         )));
     }
-    let varmap = VarMap::new();
-    let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
+    let params = ParamStore::new();
+    let vb = params.var_builder(device);
+    let p = params.clone();
     let r: Result<Box<dyn Model>> = match cfg.kind {
-        ModelKind::Autoencoder => {
-            autoencoder::Autoencoder::new(cfg.clone(), shape, varmap.clone(), vb)
-                .map(|m| Box::new(m) as Box<dyn Model>)
+        ModelKind::Autoencoder => autoencoder::Autoencoder::new(cfg.clone(), shape, p, vb)
+            .map(|m| Box::new(m) as Box<dyn Model>),
+        ModelKind::Vae => {
+            vae::Vae::new(cfg.clone(), shape, p, vb).map(|m| Box::new(m) as Box<dyn Model>)
         }
-        ModelKind::Vae => vae::Vae::new(cfg.clone(), shape, varmap.clone(), vb)
-            .map(|m| Box::new(m) as Box<dyn Model>),
-        ModelKind::Gan => gan::Gan::new(cfg.clone(), shape, varmap.clone(), vb)
-            .map(|m| Box::new(m) as Box<dyn Model>),
-        ModelKind::Dcgan => dcgan::Dcgan::new(cfg.clone(), shape, varmap.clone(), vb)
-            .map(|m| Box::new(m) as Box<dyn Model>),
+        ModelKind::Gan => {
+            gan::Gan::new(cfg.clone(), shape, p, vb).map(|m| Box::new(m) as Box<dyn Model>)
+        }
+        ModelKind::Dcgan => {
+            dcgan::Dcgan::new(cfg.clone(), shape, p, vb).map(|m| Box::new(m) as Box<dyn Model>)
+        }
         ModelKind::Cgan => {
             if num_classes < 2 {
                 return Err(ConfigError::Invalid(
                     "the conditional GAN needs a labelled dataset with at least 2 classes".into(),
                 ));
             }
-            cgan::Cgan::new(cfg.clone(), shape, num_classes, varmap.clone(), vb)
+            cgan::Cgan::new(cfg.clone(), shape, num_classes, p, vb)
                 .map(|m| Box::new(m) as Box<dyn Model>)
         }
     };
@@ -469,51 +473,10 @@ pub fn build(
         cause,
     };
     let model = r.map_err(build_err)?;
-    reinitialise(&varmap, seed).map_err(build_err)?;
+    // candle's initialisers are unseeded: every weight is drawn again from the seed, with
+    // the scale its layer recorded (PyTorch's ±1/√fan_in for weights, 0 for biases).
+    params.initialise(seed).map_err(build_err)?;
     Ok(model)
-}
-
-/// Replaces candle's (unseedable) initial weights by seeded ones of the same scale:
-/// weights uniform in ±1/√fan_in (PyTorch's default for linear and conv layers), biases 0,
-/// batch-norm scale 1, running statistics 0 and 1.
-fn reinitialise(varmap: &VarMap, seed: u64) -> Result<()> {
-    use rand::SeedableRng;
-    let data = varmap.data().lock().expect("varmap lock");
-    let mut names: Vec<&String> = data.keys().collect();
-    names.sort();
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    // Moving averages start at their weight's initial value and take no random draws, so
-    // switching them on leaves every other weight's initialisation as it was.
-    let (averages, names): (Vec<&String>, Vec<&String>) =
-        names.into_iter().partition(|n| n.starts_with(ema::PREFIX));
-    for name in names {
-        let var = &data[name];
-        let dims = var.dims().to_vec();
-        let n: usize = dims.iter().product();
-        let is_bn = name.split('.').any(|p| p.starts_with("bn"));
-        let values: Vec<f32> =
-            if name.ends_with("running_var") || (is_bn && name.ends_with("weight")) {
-                vec![1.0; n]
-            } else if name.ends_with("bias") || name.ends_with("running_mean") {
-                vec![0.0; n]
-            } else {
-                // Linear weights are out x in; conv weights out x in x kh x kw; transposed conv
-                // weights in x out x kh x kw; embeddings classes x dim.
-                let fan_in: usize = if name.contains("convt") {
-                    dims[0] * dims[2..].iter().product::<usize>()
-                } else {
-                    dims[1..].iter().product::<usize>().max(1)
-                };
-                let bound = 1.0 / (fan_in as f32).sqrt();
-                (0..n).map(|_| rng.random_range(-bound..bound)).collect()
-            };
-        var.set(&Tensor::from_vec(values, dims, var.device())?)?;
-    }
-    for name in averages {
-        let live = &data[&name[ema::PREFIX.len()..]];
-        data[name].set(live.as_tensor())?;
-    }
-    Ok(())
 }
 
 /// `n x d` standard normal noise from the seeded host RNG, as an f32 tensor.

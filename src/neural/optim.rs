@@ -291,21 +291,6 @@ impl InplaceOp1 for WithSecondMoment<'_, '_> {
     }
 }
 
-/// The trainable variables of `varmap` whose names start with `prefix` (all if empty),
-/// sorted by name; batch-norm running statistics are not trainable.
-pub fn trainable(varmap: &candle_nn::VarMap, prefix: &str) -> Vec<(String, Var)> {
-    let data = varmap.data().lock().expect("varmap lock");
-    let mut vars: Vec<(String, Var)> = data
-        .iter()
-        .filter(|(n, _)| {
-            n.starts_with(prefix) && !n.ends_with("running_mean") && !n.ends_with("running_var")
-        })
-        .map(|(n, v)| (n.clone(), v.clone()))
-        .collect();
-    vars.sort_by(|a, b| a.0.cmp(&b.0));
-    vars
-}
-
 /// √(Σ ‖g‖²) over the gradients of `vars`: how strongly a loss pushes those parameters.
 pub fn grad_norm<'a>(grads: &GradStore, vars: impl Iterator<Item = &'a Var>) -> Result<f64> {
     let mut total = 0.0;

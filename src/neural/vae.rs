@@ -10,25 +10,68 @@
 //! L = r·RL + KL scales the reconstruction instead. Both are here ([`KlSchedule`]); the
 //! likelihood is only meaningful once the weight has reached 1.
 
-use super::kernels::linear::{Activation, dense};
+use super::kernels::linear::Activation;
+use super::layers::{Dense, ParamStore};
 use super::losses::{bce_with_logits_per_image, gaussian_kl_per_image};
 use super::{ImageShape, KlSchedule, Metric, Metrics, Model, NeuralConfig, normal, scalar};
 use crate::data::Batch;
-use crate::neural::optim::{Adam, AdamConfig, trainable};
-use candle_core::{D, Result, Tensor};
-use candle_nn::{Linear, VarBuilder, VarMap, linear};
+use crate::neural::optim::{Adam, AdamConfig};
+use candle_core::{D, Module, Result, Tensor};
+use candle_nn::{VarBuilder, VarMap};
 use rand_chacha::ChaCha8Rng;
 
-/// The VAE's nets: d → h → (μ, log σ²) and z → h → d logits.
+/// q(z|x): d → h (ReLU) → μ and log σ², each h → z.
+struct Encoder {
+    hidden: Dense,
+    mu: Dense,
+    logvar: Dense,
+}
+
+impl Encoder {
+    fn new(cfg: &NeuralConfig, dim: usize, vb: &VarBuilder) -> Result<Self> {
+        let (h, z) = (cfg.hidden, cfg.latent_dim);
+        Ok(Self {
+            hidden: Dense::new(dim, h, Activation::Relu, vb.pp("enc"))?,
+            mu: Dense::new(h, z, Activation::Identity, vb.pp("enc_mu"))?,
+            logvar: Dense::new(h, z, Activation::Identity, vb.pp("enc_logvar"))?,
+        })
+    }
+
+    /// μ and log σ² of q(z|x).
+    fn forward(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
+        let h = self.hidden.forward(x)?;
+        Ok((self.mu.forward(&h)?, self.logvar.forward(&h)?))
+    }
+}
+
+/// p(x|z): z → h (ReLU) → d Bernoulli logits.
+struct Decoder {
+    hidden: Dense,
+    out: Dense,
+}
+
+impl Decoder {
+    fn new(cfg: &NeuralConfig, dim: usize, vb: &VarBuilder) -> Result<Self> {
+        let (h, z) = (cfg.hidden, cfg.latent_dim);
+        Ok(Self {
+            hidden: Dense::new(z, h, Activation::Relu, vb.pp("dec1"))?,
+            out: Dense::new(h, dim, Activation::Identity, vb.pp("dec2"))?,
+        })
+    }
+
+    /// The decoder with `out` applied to its last layer (identity: logits; sigmoid: means).
+    fn forward_as(&self, z: &Tensor, out: Activation) -> Result<Tensor> {
+        self.out.forward_as(&self.hidden.forward(z)?, out)
+    }
+}
+
+/// The VAE: its encoder and decoder and their optimiser.
 pub struct Vae {
     cfg: NeuralConfig,
     shape: ImageShape,
-    varmap: VarMap,
-    enc: Linear,
-    enc_mu: Linear,
-    enc_logvar: Linear,
-    dec1: Linear,
-    dec2: Linear,
+    params: ParamStore,
+    enc: Encoder,
+    dec: Decoder,
     opt: Adam,
 }
 
@@ -45,22 +88,23 @@ impl Vae {
     pub fn new(
         cfg: NeuralConfig,
         shape: ImageShape,
-        varmap: VarMap,
+        params: ParamStore,
         vb: VarBuilder,
     ) -> Result<Self> {
-        let (d, h, z) = (shape.dim(), cfg.hidden, cfg.latent_dim);
-        let s = Self {
-            enc: linear(d, h, vb.pp("enc"))?,
-            enc_mu: linear(h, z, vb.pp("enc_mu"))?,
-            enc_logvar: linear(h, z, vb.pp("enc_logvar"))?,
-            dec1: linear(z, h, vb.pp("dec1"))?,
-            dec2: linear(h, d, vb.pp("dec2"))?,
-            opt: Adam::new(trainable(&varmap, ""), AdamConfig::new(cfg.lr, cfg.beta1))?,
+        let enc = Encoder::new(&cfg, shape.dim(), &vb)?;
+        let dec = Decoder::new(&cfg, shape.dim(), &vb)?;
+        let opt = Adam::new(
+            params.trainable(&params.all()),
+            AdamConfig::new(cfg.lr, cfg.beta1),
+        )?;
+        Ok(Self {
             cfg,
             shape,
-            varmap,
-        };
-        Ok(s)
+            params,
+            enc,
+            dec,
+            opt,
+        })
     }
 
     fn binarise(images: &Tensor) -> Result<Tensor> {
@@ -71,21 +115,15 @@ impl Vae {
     }
 
     fn posterior(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
-        let h = dense(&self.enc, x, Activation::Relu)?;
-        Ok((
-            dense(&self.enc_mu, &h, Activation::Identity)?,
-            dense(&self.enc_logvar, &h, Activation::Identity)?,
-        ))
+        self.enc.forward(x)
     }
 
     fn decode_logits(&self, z: &Tensor) -> Result<Tensor> {
         self.decode(z, Activation::Identity)
     }
 
-    /// The decoder with `out` applied to its last layer (identity: logits; sigmoid: means).
     fn decode(&self, z: &Tensor, out: Activation) -> Result<Tensor> {
-        let h = dense(&self.dec1, z, Activation::Relu)?;
-        dense(&self.dec2, &h, out)
+        self.dec.forward_as(z, out)
     }
 
     /// z = μ + σ ⊙ ε with ε from the seeded host RNG.
@@ -138,7 +176,7 @@ impl Model for Vae {
         self.shape
     }
     fn varmap(&self) -> &VarMap {
-        &self.varmap
+        self.params.varmap()
     }
     fn optimizers(&mut self) -> Vec<(&'static str, &mut Adam)> {
         vec![("opt", &mut self.opt)]

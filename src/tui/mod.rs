@@ -45,8 +45,19 @@ pub struct Options {
 
 const FRAME: Duration = Duration::from_millis(100);
 
+/// Why the TUI could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum TuiError {
+    #[error(transparent)]
+    Data(#[from] crate::data::DataError),
+    #[error(transparent)]
+    Checkpoint(#[from] train::checkpoint::CheckpointError),
+    #[error("installing the handler of signal {signal}: {cause}")]
+    Signal { signal: i32, cause: std::io::Error },
+}
+
 /// Runs the TUI until the user quits.
-pub fn run(opts: Options) -> anyhow::Result<()> {
+pub fn run(opts: Options) -> Result<(), TuiError> {
     // Everything that can fail on bad input fails here, before the screen is taken over.
     let (split, report) = opts.source.load(opts.seed)?;
     let mut dataset = opts.source.describe();
@@ -83,7 +94,8 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
 
     let stop_signal = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGHUP] {
-        signal_hook::flag::register(sig, Arc::clone(&stop_signal))?;
+        signal_hook::flag::register(sig, Arc::clone(&stop_signal))
+            .map_err(|cause| TuiError::Signal { signal: sig, cause })?;
     }
     let mut terminal = ratatui::init();
     // Ask the terminal for pixel graphics before the input thread starts reading its answers.
@@ -105,7 +117,7 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         Some(_) => graphics::Graphics::none(),
     };
     app.set_pixel_modes(graphics.available.clone());
-    let result = event_loop(
+    event_loop(
         &mut terminal,
         &mut app,
         &graphics,
@@ -114,7 +126,7 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         &stop_signal,
     );
     ratatui::restore();
-    result
+    Ok(())
 }
 
 struct Runner {
@@ -131,7 +143,7 @@ fn event_loop(
     split: &Split,
     resume: Option<PathBuf>,
     stop_signal: &AtomicBool,
-) -> anyhow::Result<()> {
+) {
     let (msgs_tx, msgs_rx) = channel();
     spawn_input_thread(msgs_tx.clone());
     let mut r = Runner {
@@ -182,7 +194,7 @@ fn event_loop(
         }
         if app.quit {
             r.finish(app);
-            return Ok(());
+            return;
         }
         // Keys redraw at once (typing must not wait for the frame clock); the rest at most
         // ten times a second.
