@@ -18,10 +18,10 @@ pub struct DataArgs {
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
     /// Side of the square images an image folder is resized to.
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value_t = 64, value_parser = at_least_one::<u32>)]
     pub image_size: u32,
     /// Load at most this many images from an image folder.
-    #[arg(long, value_parser = at_least_one)]
+    #[arg(long, value_parser = at_least_one::<usize>)]
     pub limit: Option<usize>,
     /// Seed of every random choice (splits, initialisation, batches, noise).
     #[arg(long, default_value_t = 0)]
@@ -41,9 +41,11 @@ impl DataArgs {
 }
 
 /// A count of at least 1 (clap names the flag in its error).
-fn at_least_one(s: &str) -> Result<usize, String> {
-    match s.parse::<usize>() {
-        Ok(0) => Err("must be at least 1, got 0".into()),
+fn at_least_one<T: std::str::FromStr<Err = std::num::ParseIntError> + PartialEq + From<u8>>(
+    s: &str,
+) -> Result<T, String> {
+    match s.parse::<T>() {
+        Ok(n) if n == T::from(0) => Err("must be at least 1, got 0".into()),
         Ok(n) => Ok(n),
         Err(e) => Err(format!("expected a whole number: {e}")),
     }

@@ -414,7 +414,7 @@ fn bad_arguments_get_a_clear_message_before_any_work() {
                 "--image-size",
                 "0",
             ],
-            "--image-size must be at least 1",
+            "'--image-size <IMAGE_SIZE>': must be at least 1, got 0",
         ),
         (
             vec!["data", "fetch", "imagenet"],

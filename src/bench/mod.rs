@@ -4,6 +4,7 @@
 
 pub mod classical;
 pub mod neural;
+pub mod quality;
 pub mod suite;
 
 use std::time::Instant;

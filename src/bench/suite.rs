@@ -18,6 +18,10 @@ pub enum Suite {
     Neural,
     /// One cold start to a first VAE grid in this process (what `neural` runs three times).
     FirstGrid,
+    /// Learning parity: each neural model trained by genmod and by PyTorch from the same
+    /// initial weights for the same steps, both sides' samples scored (minutes per model
+    /// and seed).
+    Quality,
 }
 
 /// How a suite is run.
@@ -29,6 +33,8 @@ pub struct BenchOptions {
     pub no_reference: bool,
     /// The `genmod` executable, which the neural suite starts afresh to time a cold start.
     pub genmod_exe: PathBuf,
+    /// The quality suite's settings.
+    pub quality: super::quality::QualityOptions,
 }
 
 /// Why a suite could not be timed.
@@ -45,6 +51,9 @@ pub enum BenchError {
     Layer { layer: &'static str },
     #[error("timing `{exe} bench first-grid` in a fresh process: no run gave a time")]
     FirstGrid { exe: String },
+    /// The quality suite could not train, export, run the reference or score.
+    #[error("bench quality: {0}")]
+    Quality(String),
 }
 
 /// Runs `suite` and returns its table (a one-line figure for [`Suite::FirstGrid`]); progress
@@ -57,13 +66,17 @@ pub fn run(
 ) -> Result<String, BenchError> {
     match suite {
         Suite::FirstGrid => Ok(format!("{}\n", neural::time_to_first_grid())),
+        Suite::Quality => {
+            let results = super::quality::run(&opts.quality, log)?;
+            Ok(super::quality::markdown(&results, opts.quality.samples))
+        }
         _ if opts.reps == 0 => Err(BenchError::NoReps),
         Suite::Classical => classical_suite(opts, log),
         Suite::Neural => neural_suite(opts, log),
     }
 }
 
-fn reference_script(name: &str) -> PathBuf {
+pub(crate) fn reference_script(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("bench/reference")
         .join(name)

@@ -132,6 +132,24 @@ enum Command {
         /// Also write the Markdown table here.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// quality: only these models, comma-separated (all if not given).
+        #[arg(long, value_parser = choice::<ModelKind>(), value_delimiter = ',')]
+        models: Vec<ModelKind>,
+        /// quality: seeds 0..N per model.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
+        seeds: u64,
+        /// quality: steps per run (default: each model's default budget).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        steps: Option<u64>,
+        /// quality: samples per run, scored.
+        #[arg(long, default_value_t = 5000)]
+        samples: usize,
+        /// quality: folder for initial weights, samples and trained weights.
+        #[arg(long, default_value = "runs/bench-quality")]
+        work_dir: PathBuf,
+        /// quality: the Python interpreter with torch, numpy and safetensors.
+        #[arg(long, default_value = "python3")]
+        python: PathBuf,
     },
     /// The 2-D pictures: `boundary` (figure 3.2) or `clusters` (figure 3.5), as PNG.
     Demo {
@@ -685,11 +703,30 @@ fn run(cli: Cli) -> Result<()> {
             reps,
             no_reference,
             out,
+            models,
+            seeds,
+            steps,
+            samples,
+            work_dir,
+            python,
         } => {
             let opts = BenchOptions {
                 reps,
                 no_reference,
                 genmod_exe: std::env::current_exe().context("finding the genmod executable")?,
+                quality: genmod::bench::quality::QualityOptions {
+                    models: if models.is_empty() {
+                        ModelKind::ALL.to_vec()
+                    } else {
+                        models
+                    },
+                    seeds,
+                    steps,
+                    samples,
+                    cache: download::default_cache_dir(),
+                    work_dir,
+                    python,
+                },
             };
             let table = genmod::bench::suite::run(suite, &opts, &mut |m| eprintln!("{m}"))?;
             print!("{table}");

@@ -71,6 +71,16 @@ pub fn read(path: &Path) -> Result<Array> {
 }
 
 fn parse_npy(path: &Path, bytes: &[u8]) -> Result<Array> {
+    let (descr, dims, start) = npy_header(path, bytes)?;
+    let data = &bytes[start..];
+    let count: usize = dims.iter().product();
+    let (size, elements) = npy_elements(path, &descr, data, count)?;
+    check_count(path, &dims, elements.len(), data.len(), size)?;
+    Ok(Array { dims, elements })
+}
+
+/// The element type, the shape and the offset of the data.
+fn npy_header(path: &Path, bytes: &[u8]) -> Result<(String, Vec<usize>, usize)> {
     let truncated = |offset: usize, expected: &str| DataError::Truncated {
         path: path.into(),
         offset: offset as u64,
@@ -79,9 +89,9 @@ fn parse_npy(path: &Path, bytes: &[u8]) -> Result<Array> {
     let major = *bytes
         .get(6)
         .ok_or_else(|| truncated(6, "the NPY version"))?;
-    let (len_at, len_size) = match major {
-        1 => (8, 2),
-        2 | 3 => (8, 4),
+    let len_size = match major {
+        1 => 2,
+        2 | 3 => 4,
         v => {
             return Err(DataError::invalid(
                 path,
@@ -90,47 +100,44 @@ fn parse_npy(path: &Path, bytes: &[u8]) -> Result<Array> {
         }
     };
     let len_bytes = bytes
-        .get(len_at..len_at + len_size)
-        .ok_or_else(|| truncated(len_at, "the NPY header length"))?;
+        .get(8..8 + len_size)
+        .ok_or_else(|| truncated(8, "the NPY header length"))?;
     let header_len = len_bytes
         .iter()
         .rev()
         .fold(0usize, |acc, &b| (acc << 8) | b as usize);
-    let start = len_at + len_size;
+    let start = 8 + len_size;
     let header = bytes
         .get(start..start + header_len)
         .ok_or_else(|| truncated(bytes.len(), "the NPY header the length field announces"))?;
     let header = std::str::from_utf8(header)
         .map_err(|_| DataError::invalid(path, "the NPY header is not text"))?;
-    let descr = dict_value(header, "descr").ok_or_else(|| {
-        DataError::invalid(path, format!("no 'descr' in the NPY header {header:?}"))
-    })?;
-    let descr = descr.trim_matches(|c| c == '\'' || c == '"');
-    if dict_value(header, "fortran_order").is_some_and(|v| v.starts_with("True")) {
+    let field = |key: &str| {
+        dict_value(header, key).ok_or_else(|| {
+            DataError::invalid(path, format!("no '{key}' in the NPY header {header:?}"))
+        })
+    };
+    let descr = field("descr")?.trim_matches(|c| c == '\'' || c == '"');
+    if field("fortran_order")?.starts_with("True") {
         return Err(DataError::invalid(
             path,
             "Fortran-ordered NPY; save a C-ordered array (np.ascontiguousarray)",
         ));
     }
-    let shape = dict_value(header, "shape").ok_or_else(|| {
-        DataError::invalid(path, format!("no 'shape' in the NPY header {header:?}"))
-    })?;
+    let shape = field("shape")?;
     let dims = parse_shape(shape)
         .ok_or_else(|| DataError::invalid(path, format!("unreadable NPY shape {shape}")))?;
-    let data = &bytes[start + header_len..];
-    let (size, read): (usize, fn(&[u8]) -> Elements) = match descr {
-        "|u1" | "<u1" => (1, |d| Elements::U8(d.to_vec())),
-        "<f4" => (4, |d| {
-            Elements::F32(
-                d.chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect(),
-            )
-        }),
-        "|i1" | "<i1" => (1, |d| {
-            Elements::Int(d.iter().map(|&b| b as i8 as i64).collect())
-        }),
-        "<i2" | "<u2" | "<i4" | "<u4" | "<i8" => (0, |_| Elements::Int(Vec::new())),
+    Ok((descr.to_string(), dims, start + header_len))
+}
+
+/// The elements of `data` (at most `count`) as `descr` says, and the size of one.
+fn npy_elements(path: &Path, descr: &str, data: &[u8], count: usize) -> Result<(usize, Elements)> {
+    let size = match descr {
+        "|u1" | "<u1" | "|i1" | "<i1" => 1,
+        "<f4" => 4,
+        "<i2" | "<u2" => 2,
+        "<i4" | "<u4" => 4,
+        "<i8" => 8,
         other => {
             return Err(DataError::invalid(
                 path,
@@ -142,38 +149,29 @@ fn parse_npy(path: &Path, bytes: &[u8]) -> Result<Array> {
             ));
         }
     };
-    let count: usize = dims.iter().product();
-    let (size, elements) = if size == 0 {
-        let width: usize = descr[2..]
-            .parse()
-            .expect("integer width from the match above");
-        let signed = descr.as_bytes()[1] == b'i';
-        let int = move |c: &[u8]| {
-            let mut v = [0u8; 8];
-            v[..width].copy_from_slice(c);
-            let u = i64::from_le_bytes(v);
-            if signed && width < 8 && c[width - 1] & 0x80 != 0 {
-                u - (1i64 << (8 * width))
-            } else {
-                u
-            }
-        };
-        let take = data.len().min(count * width);
-        (
-            width,
-            Elements::Int(
-                data[..take - take % width]
-                    .chunks_exact(width)
-                    .map(int)
-                    .collect(),
-            ),
-        )
-    } else {
-        let take = data.len().min(count * size);
-        (size, read(&data[..take - take % size]))
+    let take = data.len().min(count.saturating_mul(size));
+    let chunks = data[..take - take % size].chunks_exact(size);
+    let elements = match descr {
+        "|u1" | "<u1" => Elements::U8(data[..take].to_vec()),
+        "<f4" => Elements::F32(
+            chunks
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+        ),
+        _ => {
+            let signed = descr.as_bytes()[1] == b'i';
+            Elements::Int(chunks.map(|c| little_endian_int(c, signed)).collect())
+        }
     };
-    check_count(path, &dims, elements.len(), data.len(), size)?;
-    Ok(Array { dims, elements })
+    Ok((size, elements))
+}
+
+/// A little-endian integer of 1 to 8 bytes, sign-extended when `signed`.
+fn little_endian_int(bytes: &[u8], signed: bool) -> i64 {
+    let negative = signed && bytes[bytes.len() - 1] & 0x80 != 0;
+    let mut v = [if negative { 0xFF } else { 0 }; 8];
+    v[..bytes.len()].copy_from_slice(bytes);
+    i64::from_le_bytes(v)
 }
 
 /// The text after `'key':` in a Python dict literal, up to the next top-level comma.

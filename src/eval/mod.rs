@@ -102,14 +102,9 @@ const RANGE_SLACK: f32 = 1e-5;
 /// The samples of `file` as N x 1 x 28 x 28 in [0, 1], and their labels; every way the
 /// file can disagree with what it claims to be is an error naming it.
 pub fn read_samples(file: &SampleFile) -> Result<(Tensor, Option<Vec<usize>>)> {
-    use crate::data::arrays::{self, Elements};
+    use crate::data::arrays;
     let path = &file.images;
-    let invalid = |p: &Path, m: String| {
-        EvalError::Data(DataError::Invalid {
-            path: p.to_path_buf(),
-            message: m,
-        })
-    };
+    let invalid = |p: &Path, m: String| EvalError::Data(DataError::invalid(p, m));
     let a = arrays::read(path)?;
     let n = match a.dims.as_slice() {
         [n, 28, 28] | [n, 1, 28, 28] | [n, 784] => *n,
@@ -128,87 +123,94 @@ pub fn read_samples(file: &SampleFile) -> Result<(Tensor, Option<Vec<usize>>)> {
             format!("{n} samples; the scores need at least 10"),
         ));
     }
-    let pixels: Vec<f32> = match (a.elements, file.range) {
-        (Elements::U8(v), PixelRange::ZeroOne) => v.iter().map(|&b| b as f32 / 255.0).collect(),
+    let pixels = pixels_in_unit_range(path, a.elements, file.range)?;
+    let images = Tensor::from_vec(pixels, (n, 1, 28, 28), &Device::Cpu)?;
+    let labels = file
+        .labels
+        .as_deref()
+        .map(|lp| read_labels(lp, n, path))
+        .transpose()?;
+    Ok((images, labels))
+}
+
+/// The pixels of a sample file in [0, 1]: uint8 divided by 255, float32 mapped from the
+/// stated range (after checking every value lies in it).
+fn pixels_in_unit_range(
+    path: &Path,
+    elements: crate::data::arrays::Elements,
+    range: PixelRange,
+) -> Result<Vec<f32>> {
+    use crate::data::arrays::Elements;
+    let invalid = |m: String| EvalError::Data(DataError::invalid(path, m));
+    let v = match (elements, range) {
+        (Elements::U8(v), PixelRange::ZeroOne) => {
+            return Ok(v.iter().map(|&b| b as f32 / 255.0).collect());
+        }
         (Elements::U8(_), PixelRange::MinusOneOne) => {
             return Err(invalid(
-                path,
                 "uint8 pixels are 0-255; the −1..1 range applies to float32 files only".into(),
             ));
         }
-        (Elements::F32(v), range) => {
-            let (lo, hi) = match range {
-                PixelRange::ZeroOne => (0.0, 1.0),
-                PixelRange::MinusOneOne => (-1.0, 1.0),
-            };
-            if let Some(i) = v
-                .iter()
-                .position(|x| !(lo - RANGE_SLACK..=hi + RANGE_SLACK).contains(x))
-            {
-                let (min, max) = v
-                    .iter()
-                    .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &x| {
-                        (a.min(x), b.max(x))
-                    });
-                let hint = match range {
-                    PixelRange::ZeroOne
-                        if min >= -1.0 - RANGE_SLACK && max <= 1.0 + RANGE_SLACK =>
-                    {
-                        " (a tanh generator's output? say --pixel-range minus-one-one)"
-                    }
-                    _ => "",
-                };
-                return Err(invalid(
-                    path,
-                    format!(
-                        "float32 value {} at element {i} (values span {min} to {max}) outside the stated range [{lo}, {hi}]{hint}",
-                        v[i]
-                    ),
-                ));
-            }
-            v.iter()
-                .map(|&x| ((x - lo) / (hi - lo)).clamp(0.0, 1.0))
-                .collect()
-        }
         (Elements::Int(_), _) => {
             return Err(invalid(
-                path,
                 "integer images; expected uint8 (0-255) or float32 pixels".into(),
             ));
         }
+        (Elements::F32(v), _) => v,
     };
-    let images = Tensor::from_vec(pixels, (n, 1, 28, 28), &Device::Cpu)?;
-    let labels = match &file.labels {
-        None => None,
-        Some(lp) => {
-            let l = arrays::read(lp)?;
-            let values: Vec<i64> = match l.elements {
-                Elements::Int(v) => v,
-                Elements::U8(v) => v.into_iter().map(i64::from).collect(),
-                Elements::F32(_) => {
-                    return Err(invalid(lp, "float32 labels; expected integers 0-9".into()));
-                }
-            };
-            if !matches!(l.dims.as_slice(), [m] | [m, 1] if *m == n) {
-                return Err(invalid(
-                    lp,
-                    format!(
-                        "label shape {:?}; expected ({n},), one label per sample in {}",
-                        l.dims,
-                        path.display()
-                    ),
-                ));
-            }
-            if let Some(i) = values.iter().position(|v| !(0..=9).contains(v)) {
-                return Err(invalid(
-                    lp,
-                    format!("label {} at element {i}; expected digits 0-9", values[i]),
-                ));
-            }
-            Some(values.into_iter().map(|v| v as usize).collect())
-        }
+    let (lo, hi) = match range {
+        PixelRange::ZeroOne => (0.0, 1.0),
+        PixelRange::MinusOneOne => (-1.0, 1.0),
     };
-    Ok((images, labels))
+    if let Some(i) = v
+        .iter()
+        .position(|x| !(lo - RANGE_SLACK..=hi + RANGE_SLACK).contains(x))
+    {
+        let (min, max) = v
+            .iter()
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &x| {
+                (a.min(x), b.max(x))
+            });
+        let tanh_like = min >= -1.0 - RANGE_SLACK && max <= 1.0 + RANGE_SLACK;
+        let hint = if range == PixelRange::ZeroOne && tanh_like {
+            " (a tanh generator's output? say --pixel-range minus-one-one)"
+        } else {
+            ""
+        };
+        return Err(invalid(format!(
+            "float32 value {} at element {i} (values span {min} to {max}) outside the stated range [{lo}, {hi}]{hint}",
+            v[i]
+        )));
+    }
+    Ok(v.iter()
+        .map(|&x| ((x - lo) / (hi - lo)).clamp(0.0, 1.0))
+        .collect())
+}
+
+/// The labels file of `n` samples (in `images`): integers 0-9, one per sample.
+fn read_labels(path: &Path, n: usize, images: &Path) -> Result<Vec<usize>> {
+    use crate::data::arrays::{self, Elements};
+    let invalid = |m: String| EvalError::Data(DataError::invalid(path, m));
+    let l = arrays::read(path)?;
+    let values: Vec<i64> = match l.elements {
+        Elements::Int(v) => v,
+        Elements::U8(v) => v.into_iter().map(i64::from).collect(),
+        Elements::F32(_) => return Err(invalid("float32 labels; expected integers 0-9".into())),
+    };
+    if !matches!(l.dims.as_slice(), [m] | [m, 1] if *m == n) {
+        return Err(invalid(format!(
+            "label shape {:?}; expected ({n},), one label per sample in {}",
+            l.dims,
+            images.display()
+        )));
+    }
+    if let Some(i) = values.iter().position(|v| !(0..=9).contains(v)) {
+        return Err(invalid(format!(
+            "label {} at element {i}; expected digits 0-9",
+            values[i]
+        )));
+    }
+    Ok(values.into_iter().map(|v| v as usize).collect())
 }
 
 /// Writes `n` samples of `model` (what the scoreboard scores: the same draws, as float32 in
@@ -341,15 +343,53 @@ fn rows_to_tensor(x: &Mat<f64>) -> Result<Tensor> {
     Ok(Tensor::from_vec(v, (x.nrows(), 1, 28, 28), &Device::Cpu)?)
 }
 
-struct Scorer<'a> {
-    clf: &'a DigitClassifier,
+/// The classifier and the test digits' statistics that every row is scored against.
+pub struct Scoreboard {
+    clf: DigitClassifier,
+    accuracy: f64,
     test_features: Mat<f64>,
     test_hist: Vec<f64>,
     pr_samples: usize,
 }
 
-impl Scorer<'_> {
-    fn score(&self, row: &mut Row, images: &Tensor, intended: Option<&[usize]>) -> Result<()> {
+impl Scoreboard {
+    /// The cached classifier (trained on first use) and the features of `split`'s test
+    /// digits; `quick` trains a throwaway classifier for one epoch instead.
+    pub fn new(
+        split: &Split,
+        seed: u64,
+        cache: &Path,
+        quick: bool,
+        pr_samples: usize,
+        log: &mut dyn FnMut(&str),
+    ) -> Result<Self> {
+        let (clf, accuracy) = if quick {
+            let small = Split {
+                train: split.train.take(2000),
+                test: split.test.clone(),
+            };
+            DigitClassifier::train(&small, seed, 1, log)?
+        } else {
+            DigitClassifier::load_or_train(cache, split, seed, log)?
+        };
+        let test_features = clf.feature_matrix(&all_images(&split.test)?)?;
+        Ok(Self {
+            clf,
+            accuracy,
+            test_features,
+            test_hist: metrics::histogram(&labels_of(&split.test), 10),
+            pr_samples,
+        })
+    }
+
+    /// The classifier's accuracy on the test digits.
+    pub fn accuracy(&self) -> f64 {
+        self.accuracy
+    }
+
+    /// Scores `images` (N x 1 x 28 x 28 in [0, 1]) into `row`; `intended` are the labels a
+    /// conditional generator was asked for.
+    pub fn score(&self, row: &mut Row, images: &Tensor, intended: Option<&[usize]>) -> Result<()> {
         let feats = self.clf.feature_matrix(images)?;
         row.fid = metrics::frechet_distance(feats.as_ref(), self.test_features.as_ref())
             .map_err(EvalError::Metric)?;
@@ -484,7 +524,7 @@ fn classical_row(
     cfg: &EvalConfig,
     split: &Split,
     n: usize,
-    scorer: &Scorer,
+    scorer: &Scoreboard,
 ) -> Result<Row> {
     let mut c = ClassicalConfig::new(model);
     c.seed = cfg.seed;
@@ -518,16 +558,18 @@ fn classical_row(
     Ok(row)
 }
 
-/// The VAE's −ELBO and importance-weighted NLL on the binarised test digits, into `row`.
-fn vae_likelihood(
+/// The VAE's −ELBO and importance-weighted NLL on the binarised test digits, into `row`
+/// (the first 100 only with `cfg.quick`).
+pub fn vae_likelihood(
     model: &dyn Model,
-    cfg: &EvalConfig,
+    seed: u64,
+    quick: bool,
     test: &Dataset,
     row: &mut Row,
 ) -> Result<()> {
-    let mut rng = crate::util::Stream::Likelihood.rng(cfg.seed);
+    let mut rng = crate::util::Stream::Likelihood.rng(seed);
     let (mut elbo, mut iw, mut count) = (0.0, 0.0, 0usize);
-    let tn = if cfg.quick { 100 } else { test.len() };
+    let tn = if quick { 100 } else { test.len() };
     for s in (0..tn).step_by(250) {
         let idx: Vec<usize> = (s..(s + 250).min(tn)).collect();
         let b = test.batch_of(&idx, &PixelScale::ZeroOne.table(), &Device::Cpu)?;
@@ -571,21 +613,8 @@ Coverage KL = KL(sample classes ‖ test classes). The classical models' speckle
 /// Scores every model; `log` follows progress.
 pub fn evaluate(cfg: &EvalConfig, log: &mut dyn FnMut(&str)) -> Result<Report> {
     let split = mnist::embedded();
-    let (clf, acc) = if cfg.quick {
-        let small = Split {
-            train: split.train.take(2000),
-            test: split.test.clone(),
-        };
-        DigitClassifier::train(&small, cfg.seed, 1, log)?
-    } else {
-        DigitClassifier::load_or_train(&cfg.cache, &split, cfg.seed, log)?
-    };
-    let scorer = Scorer {
-        clf: &clf,
-        test_features: clf.feature_matrix(&all_images(&split.test)?)?,
-        test_hist: metrics::histogram(&labels_of(&split.test), 10),
-        pr_samples: cfg.pr_samples,
-    };
+    let scorer = Scoreboard::new(&split, cfg.seed, &cfg.cache, cfg.quick, cfg.pr_samples, log)?;
+    let acc = scorer.accuracy();
     let n = if cfg.quick { 200 } else { cfg.samples };
 
     // The floor: real training digits scored against the test digits.
@@ -632,7 +661,7 @@ pub fn evaluate(cfg: &EvalConfig, log: &mut dyn FnMut(&str)) -> Result<Report> {
             ..Default::default()
         };
         if kind == ModelKind::Vae {
-            vae_likelihood(model.as_ref(), cfg, &split.test, &mut row)?;
+            vae_likelihood(model.as_ref(), cfg.seed, cfg.quick, &split.test, &mut row)?;
         }
         scorer.score(&mut row, &images, intended.as_deref())?;
         rows.push(row);

@@ -21,6 +21,7 @@ use crate::render::Grid;
 use candle_core::{Device, Tensor};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, TryRecvError, channel};
@@ -585,55 +586,28 @@ impl Loop {
         if let Some(m) = self.cfg.max_steps {
             total = total.min(m);
         }
-        let parameters = self
-            .model
-            .varmap()
-            .all_vars()
-            .iter()
-            .map(|v| v.elem_count())
-            .sum();
         self.send(TrainEvent::Started {
             model: self.cfg.model.kind,
             device: self.cfg.device,
-            parameters,
+            parameters: self.parameter_count(),
             steps_per_epoch: spe,
             total_steps: total,
             start_step: start,
         });
-        let table = match self.model.pixel_scale() {
-            PixelScale::ZeroOne => PixelScale::ZeroOne.table(),
-            PixelScale::MinusOneOne => PixelScale::MinusOneOne.table(),
-        };
+        let table = self.model.pixel_scale().table();
         let mut order = Vec::new();
         let mut order_epoch = usize::MAX;
-        let mut epoch_sums: Vec<(Metric, f64)> = Vec::new();
-        let mut epoch_steps = 0u64;
+        let mut means = EpochMeans::default();
         let mut rate = RateMeter::new();
         let mut step = start;
         let fail = |step: u64| move |e: TrainError| (step, Box::new(e));
         while step < total {
-            // Commands first, so that pause, stop and save act between steps.
-            loop {
-                match commands.try_recv() {
-                    Ok(TrainCommand::Pause) => {
-                        self.send(TrainEvent::Paused { step });
-                        if !self.wait_paused(step, commands).map_err(fail(step))? {
-                            return self.stop(step).map_err(fail(step));
-                        }
-                        self.send(TrainEvent::Resumed { step });
-                        rate = RateMeter::new();
-                    }
-                    Ok(TrainCommand::Stop) => return self.stop(step).map_err(fail(step)),
-                    Ok(TrainCommand::SampleNow) => self.samples(step).map_err(fail(step))?,
-                    Ok(TrainCommand::SaveNow) => self.checkpoint(step).map_err(fail(step))?,
-                    Ok(TrainCommand::Interpolate { seed, steps }) => {
-                        self.interpolate(step, seed, steps).map_err(fail(step))?
-                    }
-                    Ok(TrainCommand::Resume) => {}
-                    Err(TryRecvError::Empty) => break,
-                    // The front end is gone: finish the run as configured.
-                    Err(TryRecvError::Disconnected) => break,
-                }
+            if self
+                .obey(step, commands, &mut rate)
+                .map_err(fail(step))?
+                .is_break()
+            {
+                return Ok(());
             }
             let epoch = (step / spe) as usize;
             let b = (step % spe) as usize;
@@ -641,39 +615,11 @@ impl Loop {
                 order = self.split.train.epoch_order(self.cfg.seed, epoch as u64);
                 order_epoch = epoch;
             }
-            let batch = self
-                .split
-                .train
-                .batch_of(&order[b * bs..(b + 1) * bs], &table, &self.device)
-                .map_err(|cause| fail(step)(TrainError::Tensor { step, cause }))?;
-            let mut rng = ChaCha8Rng::seed_from_u64(step_seed(self.cfg.seed, step));
             let metrics = self
-                .model
-                .train_step(&batch, step, &mut rng)
-                .map_err(|cause| fail(step)(TrainError::Tensor { step, cause }))?;
-            for name in self.model.loss_names() {
-                if let Some((_, v)) = metrics.iter().find(|(k, _)| k == name)
-                    && !v.is_finite()
-                {
-                    return Err(fail(step)(TrainError::Diverged {
-                        loss: *name,
-                        value: *v,
-                        step,
-                        epoch,
-                        last_good: self.last_checkpoint.clone(),
-                    }));
-                }
-            }
+                .step(step, epoch, &order[b * bs..(b + 1) * bs], &table)
+                .map_err(fail(step))?;
             step += 1;
-            epoch_steps += 1;
-            if epoch_sums.is_empty() {
-                epoch_sums = metrics.iter().map(|(k, _)| (*k, 0.0)).collect();
-            }
-            for (s, (_, v)) in epoch_sums.iter_mut().zip(&metrics) {
-                if v.is_finite() {
-                    s.1 += v;
-                }
-            }
+            means.add(&metrics);
             let ips = rate.tick(bs);
             self.send(TrainEvent::Step {
                 step,
@@ -688,33 +634,110 @@ impl Loop {
                 self.checkpoint(step).map_err(fail(step))?;
             }
             if step.is_multiple_of(spe) || step == total {
-                let test = self.evaluate(step, epoch).map_err(fail(step))?;
-                let train = epoch_sums
-                    .iter()
-                    .map(|(k, v)| (*k, v / epoch_steps.max(1) as f64))
-                    .collect();
-                self.send(TrainEvent::Epoch {
-                    epoch,
-                    step,
-                    train,
-                    test,
-                });
-                epoch_sums.clear();
-                epoch_steps = 0;
-                self.samples(step).map_err(fail(step))?;
-                if self
-                    .last_checkpoint
-                    .as_ref()
-                    .is_none_or(|p| !p.ends_with(format!("ckpt-{step:010}")))
-                {
-                    self.checkpoint(step).map_err(fail(step))?;
-                }
+                self.end_epoch(step, epoch, means.take())
+                    .map_err(fail(step))?;
             }
         }
         self.send(TrainEvent::Finished {
             step,
             stopped_early: false,
         });
+        Ok(())
+    }
+
+    fn parameter_count(&self) -> usize {
+        let vars = self.model.varmap().all_vars();
+        vars.iter().map(|v| v.elem_count()).sum()
+    }
+
+    /// Carries out the front end's commands, between steps; `Break` when the run stopped.
+    fn obey(
+        &mut self,
+        step: u64,
+        commands: &Receiver<TrainCommand>,
+        rate: &mut RateMeter,
+    ) -> Result<ControlFlow<()>, TrainError> {
+        loop {
+            match commands.try_recv() {
+                Ok(TrainCommand::Pause) => {
+                    self.send(TrainEvent::Paused { step });
+                    if !self.wait_paused(step, commands)? {
+                        self.stop(step)?;
+                        return Ok(ControlFlow::Break(()));
+                    }
+                    self.send(TrainEvent::Resumed { step });
+                    *rate = RateMeter::new();
+                }
+                Ok(TrainCommand::Stop) => {
+                    self.stop(step)?;
+                    return Ok(ControlFlow::Break(()));
+                }
+                Ok(TrainCommand::SampleNow) => self.samples(step)?,
+                Ok(TrainCommand::SaveNow) => self.checkpoint(step)?,
+                Ok(TrainCommand::Interpolate { seed, steps }) => {
+                    self.interpolate(step, seed, steps)?
+                }
+                Ok(TrainCommand::Resume) => {}
+                Err(TryRecvError::Empty) => return Ok(ControlFlow::Continue(())),
+                // The front end is gone: finish the run as configured.
+                Err(TryRecvError::Disconnected) => return Ok(ControlFlow::Continue(())),
+            }
+        }
+    }
+
+    /// One optimisation step on the images `indices`; a non-finite loss stops the run.
+    fn step(
+        &mut self,
+        step: u64,
+        epoch: usize,
+        indices: &[usize],
+        table: &[f32; 256],
+    ) -> Result<Metrics, TrainError> {
+        let tensor = |cause| TrainError::Tensor { step, cause };
+        let batch = self
+            .split
+            .train
+            .batch_of(indices, table, &self.device)
+            .map_err(tensor)?;
+        let mut rng = ChaCha8Rng::seed_from_u64(step_seed(self.cfg.seed, step));
+        let metrics = self
+            .model
+            .train_step(&batch, step, &mut rng)
+            .map_err(tensor)?;
+        for name in self.model.loss_names() {
+            if let Some(v) = neural::metric(&metrics, *name)
+                && !v.is_finite()
+            {
+                return Err(TrainError::Diverged {
+                    loss: *name,
+                    value: v,
+                    step,
+                    epoch,
+                    last_good: self.last_checkpoint.clone(),
+                });
+            }
+        }
+        Ok(metrics)
+    }
+
+    /// The test metrics, the epoch's means, a sample grid and a checkpoint (unless one was
+    /// just written) at the end of an epoch or of the run.
+    fn end_epoch(&mut self, step: u64, epoch: usize, train: Metrics) -> Result<(), TrainError> {
+        let test = self.evaluate(step, epoch)?;
+        self.send(TrainEvent::Epoch {
+            epoch,
+            step,
+            train,
+            test,
+        });
+        self.samples(step)?;
+        if self
+            .last_checkpoint
+            .as_ref()
+            .is_none_or(|p| !p.ends_with(format!("ckpt-{step:010}")))
+        {
+            self.checkpoint(step)?;
+        }
         Ok(())
     }
 
@@ -745,6 +768,36 @@ impl Loop {
             stopped_early: true,
         });
         Ok(())
+    }
+}
+
+/// The running means of a step's metrics over an epoch; NaN values (a GAN's generator loss
+/// before its first step) are left out of the sums.
+#[derive(Default)]
+struct EpochMeans {
+    sums: Vec<(Metric, f64)>,
+    steps: u64,
+}
+
+impl EpochMeans {
+    fn add(&mut self, metrics: &Metrics) {
+        if self.sums.is_empty() {
+            self.sums = metrics.iter().map(|(k, _)| (*k, 0.0)).collect();
+        }
+        for (s, (_, v)) in self.sums.iter_mut().zip(metrics) {
+            if v.is_finite() {
+                s.1 += v;
+            }
+        }
+        self.steps += 1;
+    }
+
+    /// The means so far, starting a new epoch.
+    fn take(&mut self) -> Metrics {
+        let steps = self.steps.max(1) as f64;
+        let means = self.sums.iter().map(|(k, v)| (*k, v / steps)).collect();
+        *self = Self::default();
+        means
     }
 }
 

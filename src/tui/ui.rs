@@ -54,6 +54,29 @@ fn draw_picker(f: &mut Frame, area: Rect, app: &App) {
     let [main, footer] = Layout::vertical([Constraint::Min(0), Constraint::Length(1)]).areas(area);
     let [left, right] =
         Layout::horizontal([Constraint::Length(36), Constraint::Min(0)]).areas(main);
+    draw_model_list(f, left, app);
+    let details = Paragraph::new(settings_lines(app))
+        .wrap(Wrap { trim: false })
+        .block(
+            Block::bordered()
+                .title(" settings ")
+                .border_style(focus_style(app.focus != Focus::List)),
+        );
+    f.render_widget(details, right);
+    let hint = if app.form_valid() {
+        "Enter start"
+    } else {
+        "fix red fields to start"
+    };
+    f.render_widget(
+        Paragraph::new(format!(" ↑↓ model · Tab fields · {hint} · ? help · q quit"))
+            .style(Style::new().fg(THEME.dim)),
+        footer,
+    );
+}
+
+/// The models, by report section, the selected one highlighted.
+fn draw_model_list(f: &mut Frame, area: Rect, app: &App) {
     let items: Vec<ListItem> = MODELS
         .iter()
         .map(|m| {
@@ -63,18 +86,21 @@ fn draw_picker(f: &mut Frame, area: Rect, app: &App) {
             ]))
         })
         .collect();
-    let list_focus = app.focus == Focus::List;
     let list = List::new(items)
         .block(
             Block::bordered()
                 .title(" genmod: pick a model ")
-                .border_style(focus_style(list_focus)),
+                .border_style(focus_style(app.focus == Focus::List)),
         )
         .highlight_style(Style::new().add_modifier(Modifier::REVERSED))
         .highlight_symbol("> ");
     let mut state = ListState::default().with_selected(Some(app.selected()));
-    f.render_stateful_widget(list, left, &mut state);
+    f.render_stateful_widget(list, area, &mut state);
+}
 
+/// The selected model's description, its dataset, its fields (errors in red beside them)
+/// and any status.
+fn settings_lines(app: &App) -> Vec<Line<'static>> {
     let info = app.info();
     let mut lines = vec![
         Line::from(vec![
@@ -92,29 +118,7 @@ fn draw_picker(f: &mut Frame, area: Rect, app: &App) {
         ]),
         Line::from(""),
     ];
-    for i in app.visible_fields() {
-        let fld = &app.fields()[i];
-        let focused = app.focus == Focus::Field(i);
-        let value_style = match (&fld.error, focused) {
-            (Some(_), _) => Style::new().fg(THEME.error),
-            (None, true) => Style::new().add_modifier(Modifier::REVERSED),
-            (None, false) => Style::new(),
-        };
-        let mut spans = vec![
-            Span::styled(
-                format!("{:>14}  ", fld.kind.label()),
-                Style::new().fg(THEME.dim),
-            ),
-            Span::styled(
-                format!("{}{}", fld.value, if focused { "_" } else { "" }),
-                value_style,
-            ),
-        ];
-        if let Some(e) = &fld.error {
-            spans.push(Span::styled(format!("  {e}"), Style::new().fg(THEME.error)));
-        }
-        lines.push(Line::from(spans));
-    }
+    lines.extend(app.visible_fields().into_iter().map(|i| field_line(app, i)));
     if matches!(info.entry, Entry::Neural(_))
         && let Err(why) = &app.cuda
     {
@@ -131,22 +135,32 @@ fn draw_picker(f: &mut Frame, area: Rect, app: &App) {
             Style::new().fg(THEME.attention),
         )));
     }
-    let details = Paragraph::new(lines).wrap(Wrap { trim: false }).block(
-        Block::bordered()
-            .title(" settings ")
-            .border_style(focus_style(!list_focus)),
-    );
-    f.render_widget(details, right);
-    let hint = if app.form_valid() {
-        "Enter start"
-    } else {
-        "fix red fields to start"
+    lines
+}
+
+/// One field: its label, its value (a cursor when focused) and its error.
+fn field_line(app: &App, i: usize) -> Line<'static> {
+    let fld = &app.fields()[i];
+    let focused = app.focus == Focus::Field(i);
+    let value_style = match (&fld.error, focused) {
+        (Some(_), _) => Style::new().fg(THEME.error),
+        (None, true) => Style::new().add_modifier(Modifier::REVERSED),
+        (None, false) => Style::new(),
     };
-    f.render_widget(
-        Paragraph::new(format!(" ↑↓ model · Tab fields · {hint} · ? help · q quit"))
-            .style(Style::new().fg(THEME.dim)),
-        footer,
-    );
+    let mut spans = vec![
+        Span::styled(
+            format!("{:>14}  ", fld.kind.label()),
+            Style::new().fg(THEME.dim),
+        ),
+        Span::styled(
+            format!("{}{}", fld.value, if focused { "_" } else { "" }),
+            value_style,
+        ),
+    ];
+    if let Some(e) = &fld.error {
+        spans.push(Span::styled(format!("  {e}"), Style::new().fg(THEME.error)));
+    }
+    Line::from(spans)
 }
 
 fn focus_style(focused: bool) -> Style {

@@ -1,0 +1,313 @@
+#!/usr/bin/env python3
+"""Trains one of genmod's neural models in PyTorch from genmod's own initial weights, for
+`genmod bench quality`, and writes its samples for genmod to score.
+
+Everything that defines the run is genmod's: the architecture (src/neural/), the initial
+weights (--init, a safetensors file under genmod's parameter names, batch-norm statistics and
+the generator's moving average included), the optimiser settings, the batch size, the number
+of steps and the training digits (--images/--labels, NPY files genmod wrote). What differs is
+the framework and the random stream (batch order, noise), which is what the comparison is
+about.
+
+Writes --out (NPY: float32 samples, N x 1 x 28 x 28; in [0, 1] for the autoencoders, the raw
+tanh output in [-1, 1] for the GANs), --out-labels for the conditional GAN (the digit each
+sample was asked for: i % 10), and --weights (the trained parameters under genmod's names, so
+that genmod computes the VAE's likelihoods with its own code). Prints one JSON line.
+"""
+
+import argparse
+import json
+import os
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+torch.set_num_threads(int(os.environ.get("GENMOD_THREADS", "2")))
+
+
+def leaky(x):
+    return F.leaky_relu(x, 0.2)
+
+
+class Mlp(nn.Module):
+    """genmod's layers::Mlp: Linear layers l0, l1, ..., LeakyReLU(0.2) between them."""
+
+    def __init__(self, sizes):
+        super().__init__()
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+
+    def forward(self, x, last=None):
+        for i, layer in enumerate(self.layers):
+            x = layer(x)
+            if i + 1 < len(self.layers):
+                x = leaky(x)
+        return last(x) if last else x
+
+    def names(self, prefix):
+        out = {}
+        for i, layer in enumerate(self.layers):
+            out[f"{prefix}.l{i}.weight"] = layer.weight
+            out[f"{prefix}.l{i}.bias"] = layer.bias
+        return out
+
+
+def linear_names(prefix, layer):
+    return {f"{prefix}.weight": layer.weight, f"{prefix}.bias": layer.bias}
+
+
+def bn_names(prefix, bn):
+    return {
+        f"{prefix}.weight": bn.weight,
+        f"{prefix}.bias": bn.bias,
+        f"{prefix}.running_mean": bn.running_mean,
+        f"{prefix}.running_var": bn.running_var,
+    }
+
+
+class Autoencoder(nn.Module):
+    def __init__(self, h, z):
+        super().__init__()
+        self.enc1, self.enc2 = nn.Linear(784, h), nn.Linear(h, z)
+        self.dec1, self.dec2 = nn.Linear(z, h), nn.Linear(h, 784)
+
+    def names(self):
+        out = {}
+        for n in ["enc1", "enc2", "dec1", "dec2"]:
+            out.update(linear_names(n, getattr(self, n)))
+        return out
+
+    def decode(self, z):
+        return self.dec2(F.relu(self.dec1(z)))
+
+    def loss(self, x, step):
+        logits = self.decode(self.enc2(F.relu(self.enc1(x))))
+        return F.binary_cross_entropy_with_logits(logits, x, reduction="sum") / x.shape[0]
+
+
+class Vae(nn.Module):
+    def __init__(self, h, z, warmup):
+        super().__init__()
+        self.enc, self.enc_mu, self.enc_logvar = nn.Linear(784, h), nn.Linear(h, z), nn.Linear(h, z)
+        self.dec1, self.dec2 = nn.Linear(z, h), nn.Linear(h, 784)
+        self.warmup = warmup
+
+    def names(self):
+        out = {}
+        for n in ["enc", "enc_mu", "enc_logvar", "dec1", "dec2"]:
+            out.update(linear_names(n, getattr(self, n)))
+        return out
+
+    def decode(self, z):
+        return self.dec2(F.relu(self.dec1(z)))
+
+    def loss(self, x, step):
+        x = (x > 0.5).float()
+        h = F.relu(self.enc(x))
+        mu, logvar = self.enc_mu(h), self.enc_logvar(h)
+        z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+        recon = F.binary_cross_entropy_with_logits(self.decode(z), x, reduction="sum") / x.shape[0]
+        kl = (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1)).mean()
+        # genmod's standard warm-up: the KL term's weight rises from 0 to 1.
+        weight = min(step / self.warmup, 1.0) if self.warmup > 0 else 1.0
+        return recon + weight * kl
+
+
+class MlpGan(nn.Module):
+    def __init__(self, latent, h, classes, projection):
+        super().__init__()
+        self.classes, self.projection = classes, projection
+        self.g = Mlp([latent + classes, h, 2 * h, 4 * h, 784])
+        if classes and projection:
+            self.d = Mlp([784, 2 * h, h])
+            self.head, self.embed = nn.Linear(h, 1), nn.Embedding(classes, h)
+        else:
+            self.d = Mlp([784 + classes, 2 * h, h, 1])
+
+    def g_names(self):
+        return self.g.names("g")
+
+    def d_names(self):
+        out = self.d.names("d")
+        if self.classes and self.projection:
+            out.update(linear_names("d.head", self.head))
+            out["d.embed.weight"] = self.embed.weight
+        return out
+
+    def generate(self, z, y):
+        if self.classes:
+            z = torch.cat([z, F.one_hot(y, self.classes).float()], 1)
+        return self.g(z, torch.tanh)
+
+    def discriminate(self, x, y):
+        x = x.flatten(1)
+        if not self.classes:
+            return self.d(x)
+        if not self.projection:
+            return self.d(torch.cat([x, F.one_hot(y, self.classes).float()], 1))
+        phi = leaky(self.d(x))
+        return self.head(phi) + (self.embed(y) * phi).sum(1, keepdim=True)
+
+
+class Dcgan(nn.Module):
+    """genmod's 28x28 DCGAN: 7 -> 14 -> 28, base width h."""
+
+    def __init__(self, latent, h):
+        super().__init__()
+        self.classes = 0
+        self.project = nn.Linear(latent, 2 * h * 49)
+        self.bn0 = nn.BatchNorm2d(2 * h)
+        self.convt0, self.bn1 = nn.ConvTranspose2d(2 * h, h, 4, 2, 1), nn.BatchNorm2d(h)
+        self.convt1 = nn.ConvTranspose2d(h, 1, 4, 2, 1)
+        self.conv0 = nn.Conv2d(1, h, 4, 2, 1)
+        self.conv1, self.dbn1 = nn.Conv2d(h, 2 * h, 4, 2, 1), nn.BatchNorm2d(2 * h)
+        self.score = nn.Linear(2 * h * 49, 1)
+        self.h = h
+
+    def g_names(self):
+        out = linear_names("g.project", self.project)
+        out.update(bn_names("g.bn0", self.bn0))
+        out.update(linear_names("g.convt0", self.convt0))
+        out.update(bn_names("g.bn1", self.bn1))
+        out.update(linear_names("g.convt1", self.convt1))
+        return out
+
+    def d_names(self):
+        out = linear_names("d.conv0", self.conv0)
+        out.update(linear_names("d.conv1", self.conv1))
+        out.update(bn_names("d.bn1", self.dbn1))
+        out.update(linear_names("d.score", self.score))
+        return out
+
+    def generate(self, z, y):
+        x = self.project(z).view(-1, 2 * self.h, 7, 7)
+        x = F.relu(self.bn0(x))
+        x = F.relu(self.bn1(self.convt0(x)))
+        return torch.tanh(self.convt1(x))
+
+    def discriminate(self, x, y):
+        x = leaky(self.conv0(x.view(-1, 1, 28, 28)))
+        x = leaky(self.dbn1(self.conv1(x)))
+        return self.score(x.flatten(1))
+
+
+def trainable(named):
+    return [p for n, p in sorted(named.items()) if not n.endswith(("running_mean", "running_var"))]
+
+
+def load_init(named, path):
+    init = load_file(path)
+    missing = sorted(set(named) - set(init))
+    if missing:
+        raise SystemExit(f"{path}: no initial value for {missing[:5]}")
+    with torch.no_grad():
+        for n, p in named.items():
+            if tuple(init[n].shape) != tuple(p.shape):
+                raise SystemExit(f"{path}: {n} has shape {tuple(init[n].shape)}, expected {tuple(p.shape)}")
+            p.copy_(init[n])
+    return init
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", required=True, choices=["autoencoder", "vae", "gan", "dcgan", "cgan"])
+    ap.add_argument("--init", required=True)
+    ap.add_argument("--images", required=True)
+    ap.add_argument("--labels", required=True)
+    ap.add_argument("--config", required=True, help="genmod's NeuralConfig as JSON")
+    ap.add_argument("--steps", type=int, required=True)
+    ap.add_argument("--batch-size", type=int, required=True)
+    ap.add_argument("--seed", type=int, required=True)
+    ap.add_argument("--samples", type=int, required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--out-labels")
+    ap.add_argument("--weights", required=True)
+    a = ap.parse_args()
+    cfg = json.loads(a.config)
+    torch.manual_seed(a.seed)
+    images = torch.from_numpy(np.load(a.images)).float().reshape(-1, 784) / 255.0
+    labels = torch.from_numpy(np.load(a.labels)).long()
+    gan = a.model in ("gan", "dcgan", "cgan")
+    if gan:
+        images = images * 2 - 1
+    h, latent = cfg["hidden"], cfg["latent_dim"]
+    if a.model == "autoencoder":
+        m = Autoencoder(h, latent)
+    elif a.model == "vae":
+        m = Vae(h, latent, cfg["warmup_steps"])
+    elif a.model == "dcgan":
+        m = Dcgan(latent, h)
+    else:
+        classes = 10 if a.model == "cgan" else 0
+        m = MlpGan(latent, h, classes, cfg.get("conditioning") == "projection")
+    adam = dict(lr=cfg["lr"], betas=(cfg["beta1"], 0.999), eps=1e-8)
+    if gan:
+        g_named, d_named = m.g_names(), m.d_names()
+        named = {**g_named, **d_named}
+        init = load_init(named, a.init)
+        opt_g, opt_d = torch.optim.Adam(trainable(g_named), **adam), torch.optim.Adam(trainable(d_named), **adam)
+        g_params = {n: p for n, p in g_named.items() if not n.endswith(("running_mean", "running_var"))}
+        decay = cfg.get("ema_decay", 0.0)
+        ema = {n: init.get("ema." + n, p.detach().clone()).clone() for n, p in g_params.items()} if decay > 0 else None
+    else:
+        named = m.names()
+        load_init(named, a.init)
+        opt = torch.optim.Adam(trainable(named), **adam)
+    n_train, bs = images.shape[0], a.batch_size
+    per_epoch = n_train // bs
+    order, t0 = None, time.perf_counter()
+    for step in range(a.steps):
+        if step % per_epoch == 0:
+            order = torch.randperm(n_train)
+        idx = order[(step % per_epoch) * bs:(step % per_epoch + 1) * bs]
+        x, y = images[idx], labels[idx]
+        if not gan:
+            loss = m.loss(x, step)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            continue
+        # Algorithm 1 with k = 1 and the non-saturating generator loss, as genmod's Adversarial.
+        z = torch.randn(bs, latent)
+        with torch.no_grad():
+            fake = m.generate(z, y if m.classes else None)
+        d_loss = F.softplus(-m.discriminate(x, y)).mean() + F.softplus(m.discriminate(fake, y)).mean()
+        opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        opt_d.step()
+        z = torch.randn(bs, latent)
+        gy = torch.randint(0, m.classes, (bs,)) if m.classes else None
+        g_loss = F.softplus(-m.discriminate(m.generate(z, gy), gy)).mean()
+        opt_g.zero_grad(set_to_none=True)
+        g_loss.backward()
+        opt_g.step()
+        if ema is not None:
+            t = step + 1
+            d = min(decay, (1 + t) / (10 + t))
+            with torch.no_grad():
+                for n, p in g_params.items():
+                    ema[n].mul_(d).add_(p.detach(), alpha=1 - d)
+    seconds = time.perf_counter() - t0
+    m.eval()
+    with torch.no_grad():
+        if gan and ema is not None:
+            for n, p in g_params.items():
+                p.copy_(ema[n])
+        z = torch.randn(a.samples, latent)
+        y = torch.arange(a.samples) % 10
+        if gan:
+            out = m.generate(z, y if m.classes else None)
+        else:
+            out = torch.sigmoid(m.decode(z))
+        np.save(a.out, out.reshape(-1, 1, 28, 28).numpy().astype(np.float32))
+        if a.out_labels:
+            np.save(a.out_labels, y.numpy().astype(np.int64))
+        save_file({n: p.detach().contiguous() for n, p in named.items()}, a.weights)
+    print(json.dumps({"model": a.model, "steps": a.steps, "seconds": seconds}))
+
+
+if __name__ == "__main__":
+    main()
