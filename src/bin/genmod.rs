@@ -12,7 +12,9 @@ use genmod::classical::demo::Demo;
 use genmod::classical::gmm::GmmCovariance;
 use genmod::cli::{DataArgs, choice};
 use genmod::data::download;
-use genmod::neural::{Conditioning, GeneratorLoss, KlSchedule, ModelKind, NeuralConfig, ReconLoss};
+use genmod::neural::{
+    CodeSampling, Conditioning, GeneratorLoss, KlSchedule, ModelKind, NeuralConfig, ReconLoss,
+};
 use genmod::render::Grid;
 use std::path::PathBuf;
 
@@ -229,6 +231,10 @@ struct TrainArgs {
     /// Conditional GAN: how the discriminator sees the label.
     #[arg(long, value_parser = choice::<Conditioning>())]
     conditioning: Option<Conditioning>,
+    /// Autoencoder: decode samples from a Gaussian fitted to the codes (default) or from
+    /// N(0, I).
+    #[arg(long, value_parser = choice::<CodeSampling>())]
+    code_sampling: Option<CodeSampling>,
     /// Autoencoder: the reconstruction loss.
     #[arg(long, value_enum, value_parser = choice::<ReconLoss>(), default_value_t = ReconLoss::Bce)]
     recon: ReconLoss,
@@ -274,6 +280,9 @@ impl TrainArgs {
         m.g_loss = self.g_loss;
         if let Some(v) = self.ema {
             m.ema_decay = v;
+        }
+        if let Some(c) = self.code_sampling {
+            m.code_sampling = c;
         }
         if let Some(c) = self.conditioning {
             m.conditioning = c;

@@ -7,7 +7,9 @@
 use super::kernels::linear::{Activation, WeightLayout, dense_with};
 use super::layers::{ParamInit, ParamStore};
 use super::losses::{bce_with_logits, squared_error};
-use super::{ImageShape, Metric, Metrics, Model, NeuralConfig, ReconLoss, normal, scalar};
+use super::{
+    CodeSampling, ImageShape, Metric, Metrics, Model, NeuralConfig, ReconLoss, normal, scalar,
+};
 use crate::data::Batch;
 use crate::neural::optim::{Adam, AdamConfig};
 use candle_core::{Result, Tensor};
@@ -22,7 +24,99 @@ pub struct Autoencoder {
     enc: [(Tensor, Tensor); 2],
     /// Decoder weights (None when tied) and biases.
     dec: [(Option<Tensor>, Tensor); 2],
+    /// The fitted distribution of the codes, when samples are drawn from it.
+    codes: Option<CodeStatistics>,
     opt: Adam,
+}
+
+/// Moving averages of the training codes' mean and second moment, E[z] and E[zzᵀ], from
+/// which generation draws z ~ N(μ, Σ), Σ = E[zzᵀ] − μμᵀ. They are statistics, like batch
+/// norm's: updated by training steps, saved in checkpoints, never touched by the optimiser.
+struct CodeStatistics {
+    mean: candle_core::Var,
+    second_moment: candle_core::Var,
+}
+
+/// The weight the averages keep at step t (from 1): the warm-up (1 + t)/(10 + t) forgets
+/// the random encoder's first codes quickly; later 0.99 follows the encoder as it trains.
+fn code_decay(t: u64) -> f64 {
+    let t = t as f64;
+    0.99f64.min((1.0 + t) / (10.0 + t))
+}
+
+impl CodeStatistics {
+    fn new(dim: usize, vb: &VarBuilder) -> Result<Self> {
+        let var = |t: Tensor| candle_core::Var::from_tensor(&t);
+        Ok(Self {
+            mean: var(vb.get_with_hints(dim, "codes.mean", Init::Const(0.0))?)?,
+            second_moment: var(vb.get_with_hints(
+                (dim, dim),
+                "codes.second_moment",
+                Init::Const(0.0),
+            )?)?,
+        })
+    }
+
+    /// Folds a batch of codes (N x d) into the averages after step `t` (from 1).
+    fn update(&self, codes: &Tensor, t: u64) -> Result<()> {
+        let n = codes.dim(0)? as f64;
+        let codes = codes.detach();
+        let batch_mean = (codes.sum(0)? / n)?;
+        let batch_moment = (codes.t()?.matmul(&codes)? / n)?;
+        let d = code_decay(t);
+        let fold = |avg: &candle_core::Var, batch: &Tensor| -> Result<()> {
+            avg.set(&((avg.as_tensor() * d)? + (batch * (1.0 - d))?)?)
+        };
+        fold(&self.mean, &batch_mean)?;
+        fold(&self.second_moment, &batch_moment)
+    }
+
+    /// μ + z·Lᵀ with LLᵀ = Σ: standard normal rows `z` mapped onto the fitted Gaussian.
+    fn transform(&self, z: &Tensor) -> Result<Tensor> {
+        let mean = self.mean.as_tensor().to_vec1::<f32>()?;
+        let moment = self.second_moment.as_tensor().to_vec2::<f32>()?;
+        let d = mean.len();
+        let cov: Vec<f64> = (0..d * d)
+            .map(|k| {
+                let (i, j) = (k / d, k % d);
+                let c = moment[i][j] as f64 - mean[i] as f64 * mean[j] as f64;
+                // A small ridge keeps the factorisation defined for a degenerate Σ (a
+                // collapsed code dimension, or no training step yet).
+                if i == j { c + 1e-5 } else { c }
+            })
+            .collect();
+        let l = cholesky(&cov, d).ok_or_else(|| {
+            candle_core::Error::Msg("the codes' covariance is not positive definite".into())
+        })?;
+        let l = Tensor::from_vec(
+            l.iter().map(|&v| v as f32).collect::<Vec<_>>(),
+            (d, d),
+            z.device(),
+        )?;
+        let mean = Tensor::from_vec(mean, (1, d), z.device())?;
+        z.matmul(&l.t()?)?.broadcast_add(&mean)
+    }
+}
+
+/// The lower-triangular L with LLᵀ = a (row-major d x d), or None if a is not positive
+/// definite.
+fn cholesky(a: &[f64], d: usize) -> Option<Vec<f64>> {
+    let mut l = vec![0.0; d * d];
+    for i in 0..d {
+        for j in 0..=i {
+            let s: f64 = (0..j).map(|k| l[i * d + k] * l[j * d + k]).sum();
+            if i == j {
+                let v = a[i * d + i] - s;
+                if v <= 0.0 || !v.is_finite() {
+                    return None;
+                }
+                l[i * d + i] = v.sqrt();
+            } else {
+                l[i * d + j] = (a[i * d + j] - s) / l[j * d + j];
+            }
+        }
+    }
+    Some(l)
 }
 
 /// act(x·W + b). Weights are stored out x in, as candle's Linear; tied decoders read the
@@ -59,6 +153,15 @@ impl Autoencoder {
             (untied((h, z), "dec1.weight")?, bias(h, "dec1.bias")?),
             (untied((d, h), "dec2.weight")?, bias(d, "dec2.bias")?),
         ];
+        let codes = match cfg.code_sampling {
+            CodeSampling::StandardNormal => None,
+            CodeSampling::FittedGaussian => {
+                let stats = CodeStatistics::new(z, &vb)?;
+                params
+                    .mark_statistics(&[stats.mean.as_tensor(), stats.second_moment.as_tensor()])?;
+                Some(stats)
+            }
+        };
         let opt = Adam::new(
             params.trainable(&params.all()),
             AdamConfig::new(cfg.lr, cfg.beta1),
@@ -69,6 +172,7 @@ impl Autoencoder {
             params,
             enc,
             dec,
+            codes,
             opt,
         })
     }
@@ -82,6 +186,17 @@ impl Autoencoder {
             false,
             Activation::Identity,
         )
+    }
+
+    /// Images (N x C x H x W, in [0, 1]) decoded from codes as they are.
+    fn decode_images(&self, z: &Tensor) -> Result<Tensor> {
+        let s = self.shape;
+        candle_nn::ops::sigmoid(&self.decode_logits(z)?)?.reshape((
+            z.dim(0)?,
+            s.channels,
+            s.height,
+            s.width,
+        ))
     }
 
     /// Decoder logits (before the output sigmoid).
@@ -134,7 +249,7 @@ impl Model for Autoencoder {
         &[Metric::Loss, Metric::Recon]
     }
 
-    fn train_step(&mut self, batch: &Batch, _step: u64, rng: &mut ChaCha8Rng) -> Result<Metrics> {
+    fn train_step(&mut self, batch: &Batch, step: u64, rng: &mut ChaCha8Rng) -> Result<Metrics> {
         let x = batch.images.flatten_from(1)?;
         let input = if self.cfg.denoise_std > 0.0 {
             let noise = normal(x.dim(0)?, x.dim(1)?, rng, x.device())?;
@@ -142,8 +257,12 @@ impl Model for Autoencoder {
         } else {
             x.clone()
         };
-        let logits = self.decode_logits(&self.code(&input)?)?;
+        let code = self.code(&input)?;
+        let logits = self.decode_logits(&code)?;
         let recon = self.recon_loss(&logits, &x)?;
+        if let Some(stats) = &self.codes {
+            stats.update(&code, step + 1)?;
+        }
         let loss = if self.cfg.l2 > 0.0 {
             (&recon + self.l2_penalty()?)?
         } else {
@@ -166,13 +285,10 @@ impl Model for Autoencoder {
     }
 
     fn generate(&self, z: &Tensor, _labels: Option<&Tensor>) -> Result<Tensor> {
-        let s = self.shape;
-        candle_nn::ops::sigmoid(&self.decode_logits(z)?)?.reshape((
-            z.dim(0)?,
-            s.channels,
-            s.height,
-            s.width,
-        ))
+        match &self.codes {
+            Some(stats) => self.decode_images(&stats.transform(z)?),
+            None => self.decode_images(z),
+        }
     }
 
     fn encode(&self, images: &Tensor) -> Result<Option<Tensor>> {
@@ -187,7 +303,7 @@ impl Model for Autoencoder {
     ) -> Result<Tensor> {
         // Rows alternate: originals, then their reconstructions.
         let x = test_images.flatten_from(1)?;
-        let recon = self.generate(&self.code(&x)?, None)?;
+        let recon = self.decode_images(&self.code(&x)?)?;
         let n = test_images.dim(0)?;
         let cols = 8.min(n);
         let mut parts = Vec::new();
@@ -197,5 +313,64 @@ impl Model for Autoencoder {
             parts.push(recon.narrow(0, a, len)?);
         }
         Tensor::cat(&parts, 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn cholesky_factor_reproduces_the_matrix_and_refuses_an_indefinite_one() {
+        let a = [4.0, 2.0, 0.4, 2.0, 5.0, 1.0, 0.4, 1.0, 3.0];
+        let l = cholesky(&a, 3).unwrap();
+        for i in 0..3 {
+            for j in 0..3 {
+                let v: f64 = (0..3).map(|k| l[i * 3 + k] * l[j * 3 + k]).sum();
+                assert!((v - a[i * 3 + j]).abs() < 1e-12);
+            }
+        }
+        assert!(cholesky(&[1.0, 2.0, 2.0, 1.0], 2).is_none());
+    }
+
+    /// Codes from N((1, −2), [[4, 1.2], [1.2, 1]]) folded in batch by batch: samples drawn
+    /// through the fitted statistics have that mean and covariance.
+    #[test]
+    fn fitted_codes_give_samples_the_codes_mean_and_covariance() {
+        let store = super::super::layers::ParamStore::new();
+        let vb = store.var_builder(&Device::Cpu);
+        let stats = CodeStatistics::new(2, &vb).unwrap();
+        let mut rng = <ChaCha8Rng as rand::SeedableRng>::seed_from_u64(1);
+        let l = Tensor::new(&[[2f32, 0.0], [0.6, 0.8]], &Device::Cpu).unwrap();
+        let shift = Tensor::new(&[[1f32, -2.0]], &Device::Cpu).unwrap();
+        for t in 1..=600 {
+            let z = normal(256, 2, &mut rng, &Device::Cpu).unwrap();
+            let codes = z
+                .matmul(&l.t().unwrap())
+                .unwrap()
+                .broadcast_add(&shift)
+                .unwrap();
+            stats.update(&codes, t).unwrap();
+        }
+        let z = normal(20_000, 2, &mut rng, &Device::Cpu).unwrap();
+        let x = stats.transform(&z).unwrap().to_vec2::<f32>().unwrap();
+        let n = x.len() as f64;
+        let m: Vec<f64> = (0..2)
+            .map(|j| x.iter().map(|r| r[j] as f64).sum::<f64>() / n)
+            .collect();
+        let c = |i: usize, j: usize| {
+            x.iter()
+                .map(|r| (r[i] as f64 - m[i]) * (r[j] as f64 - m[j]))
+                .sum::<f64>()
+                / n
+        };
+        assert!(
+            (m[0] - 1.0).abs() < 0.1 && (m[1] + 2.0).abs() < 0.1,
+            "{m:?}"
+        );
+        assert!((c(0, 0) - 4.0).abs() < 0.3, "{}", c(0, 0));
+        assert!((c(1, 1) - 1.0).abs() < 0.1, "{}", c(1, 1));
+        assert!((c(0, 1) - 1.2).abs() < 0.15, "{}", c(0, 1));
     }
 }

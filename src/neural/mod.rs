@@ -199,6 +199,20 @@ pub enum Conditioning {
     Projection,
 }
 
+/// How the autoencoder draws new images: it has no prior of its own, so its codes need a
+/// distribution to be sampled from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum CodeSampling {
+    /// Decode z ~ N(0, I), as if the codes had a prior (they do not: most such z decode to
+    /// nothing like a digit, which is what the report's comparison with the VAE shows).
+    #[default]
+    StandardNormal,
+    /// Decode z ~ N(μ, Σ), a Gaussian fitted to the training images' codes as training runs
+    /// (moving averages, saved with the weights): samples land where codes actually are.
+    FittedGaussian,
+}
+
 /// Everything that defines a neural model and its optimisation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NeuralConfig {
@@ -234,6 +248,9 @@ pub struct NeuralConfig {
     /// samples the live weights (and older checkpoints have none).
     #[serde(default)]
     pub ema_decay: f64,
+    /// Autoencoder: how samples are drawn (older checkpoints: from N(0, I)).
+    #[serde(default)]
+    pub code_sampling: CodeSampling,
 }
 
 impl NeuralConfig {
@@ -274,6 +291,11 @@ impl NeuralConfig {
                 Conditioning::Concat
             },
             ema_decay: if kind == ModelKind::Cgan { 0.999 } else { 0.0 },
+            code_sampling: if kind == ModelKind::Autoencoder {
+                CodeSampling::FittedGaussian
+            } else {
+                CodeSampling::StandardNormal
+            },
         }
     }
 

@@ -4,7 +4,9 @@
 
 use super::graphics::ImageMode;
 use crate::classical::catalog::{ClassicalConfig, FitReport, ImageModel};
-use crate::neural::{Conditioning, KlSchedule, Metric, Metrics, ModelKind, NeuralConfig};
+use crate::neural::{
+    CodeSampling, Conditioning, KlSchedule, Metric, Metrics, ModelKind, NeuralConfig,
+};
 use crate::render::Grid;
 use crate::train::{DeviceChoice, TrainCommand, TrainConfig, TrainEvent};
 use clap::ValueEnum;
@@ -117,11 +119,12 @@ pub enum FieldKind {
     K,
     Ema,
     Conditioning,
+    CodeSampling,
     Seed,
     Device,
 }
 
-pub const FIELDS: [FieldKind; 10] = [
+pub const FIELDS: [FieldKind; 11] = [
     FieldKind::Epochs,
     FieldKind::BatchSize,
     FieldKind::LearningRate,
@@ -130,6 +133,7 @@ pub const FIELDS: [FieldKind; 10] = [
     FieldKind::K,
     FieldKind::Ema,
     FieldKind::Conditioning,
+    FieldKind::CodeSampling,
     FieldKind::Seed,
     FieldKind::Device,
 ];
@@ -145,6 +149,7 @@ impl FieldKind {
             FieldKind::K => "k (D steps)",
             FieldKind::Ema => "EMA of G",
             FieldKind::Conditioning => "D conditioning",
+            FieldKind::CodeSampling => "samples from",
             FieldKind::Seed => "seed",
             FieldKind::Device => "device",
         }
@@ -159,6 +164,7 @@ impl FieldKind {
             (FieldKind::KlSchedule, Entry::Neural(k)) => k == ModelKind::Vae,
             (FieldKind::K | FieldKind::Ema, Entry::Neural(k)) => k.is_gan(),
             (FieldKind::Conditioning, Entry::Neural(k)) => k == ModelKind::Cgan,
+            (FieldKind::CodeSampling, Entry::Neural(k)) => k == ModelKind::Autoencoder,
             _ => true,
         }
     }
@@ -194,6 +200,9 @@ impl FieldKind {
             FieldKind::Conditioning => Conditioning::from_str(v, false)
                 .map(|_| ())
                 .map_err(|_| "projection or concat".to_string()),
+            FieldKind::CodeSampling => CodeSampling::from_str(v, false)
+                .map(|_| ())
+                .map_err(|_| "fitted-gaussian or standard-normal".to_string()),
             FieldKind::KlSchedule => KlSchedule::from_str(v, false)
                 .map(|_| ())
                 .map_err(|_| "standard, report or none".to_string()),
@@ -488,6 +497,11 @@ impl App {
                         .to_possible_value()
                         .map(|v| v.get_name().to_string())
                         .unwrap_or_default(),
+                    FieldKind::CodeSampling => n
+                        .code_sampling
+                        .to_possible_value()
+                        .map(|v| v.get_name().to_string())
+                        .unwrap_or_default(),
                     FieldKind::Seed => "0".into(),
                     FieldKind::Device => "cpu".into(),
                 },
@@ -556,6 +570,9 @@ impl App {
                         .ok()?;
                 m.kl_schedule =
                     KlSchedule::from_str(self.field(FieldKind::KlSchedule).trim(), false).ok()?;
+                m.code_sampling =
+                    CodeSampling::from_str(self.field(FieldKind::CodeSampling).trim(), false)
+                        .ok()?;
                 let mut c = TrainConfig::new(m);
                 c.epochs = self.field(FieldKind::Epochs).trim().parse().ok()?;
                 c.batch_size = self.field(FieldKind::BatchSize).trim().parse().ok()?;
