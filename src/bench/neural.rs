@@ -205,7 +205,7 @@ fn dcgan_layer_here(spec: &DcganLayer, reps: usize) -> Option<f64> {
             Box::new(move |x| bn.forward_t(x, true, false))
         }
     };
-    params.initialise(0).ok()?;
+    params.initialise(0, None).ok()?;
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let values = neural::normal(n, c_in * h * w, &mut rng, &dev).ok()?;
     let x = Var::from_tensor(&values.reshape((n, c_in, h, w)).ok()?).ok()?;

@@ -14,6 +14,7 @@ use genmod::cli::{DataArgs, choice};
 use genmod::data::download;
 use genmod::neural::{
     CodeSampling, Conditioning, GeneratorLoss, KlSchedule, ModelKind, NeuralConfig, ReconLoss,
+    WeightInit,
 };
 use genmod::render::Grid;
 use std::path::PathBuf;
@@ -231,6 +232,12 @@ struct TrainArgs {
     /// Conditional GAN: how the discriminator sees the label.
     #[arg(long, value_parser = choice::<Conditioning>())]
     conditioning: Option<Conditioning>,
+    /// GANs: one-sided label smoothing; D's target for real images is 1 minus this (0: off).
+    #[arg(long)]
+    label_smoothing: Option<f64>,
+    /// How weights start: pytorch (uniform in ±1/sqrt(fan_in)) or dcgan (N(0, 0.02²)).
+    #[arg(long, value_parser = choice::<WeightInit>())]
+    init: Option<WeightInit>,
     /// Autoencoder: decode samples from a Gaussian fitted to the codes (default) or from
     /// N(0, I).
     #[arg(long, value_parser = choice::<CodeSampling>())]
@@ -280,6 +287,12 @@ impl TrainArgs {
         m.g_loss = self.g_loss;
         if let Some(v) = self.ema {
             m.ema_decay = v;
+        }
+        if let Some(v) = self.label_smoothing {
+            m.label_smoothing = v;
+        }
+        if let Some(v) = self.init {
+            m.weight_init = v;
         }
         if let Some(c) = self.code_sampling {
             m.code_sampling = c;

@@ -107,7 +107,7 @@ impl DigitClassifier {
     ) -> Result<(Self, f64)> {
         let dev = Device::Cpu;
         let model = Self::new(&dev)?;
-        model.params.initialise(seed)?;
+        model.params.initialise(seed, None)?;
         let all = model.params.all();
         let mut opt = Adam::new(model.params.trainable(&all), AdamConfig::new(1e-3, 0.9))?;
         let train = &split.train;

@@ -11,7 +11,7 @@
 use super::ema::Ema;
 use super::kernels::linear::Activation;
 use super::layers::{Mlp, ParamGroup, ParamStore};
-use super::losses::{discriminator, generator_non_saturating, generator_saturating};
+use super::losses::{discriminator_smoothed, generator_non_saturating, generator_saturating};
 use super::{GeneratorLoss, ImageShape, Metric, Metrics, Model, NeuralConfig, normal, scalar};
 use crate::data::Batch;
 use crate::neural::optim::{Adam, AdamConfig, grad_norm};
@@ -115,7 +115,7 @@ impl Adversarial {
         let Nets { g, d_frozen, .. } = *nets;
         let fake = g(&z, labels)?.detach();
         let (real_logits, fake_logits) = nets.discriminate(real, &fake, labels)?;
-        let d_loss = discriminator(&real_logits, &fake_logits)?;
+        let d_loss = discriminator_smoothed(&real_logits, &fake_logits, cfg.label_smoothing)?;
         self.opt_d.step(&d_loss.backward()?)?;
         let d_real = scalar(&candle_nn::ops::sigmoid(&real_logits)?)?;
         let d_fake = scalar(&candle_nn::ops::sigmoid(&fake_logits)?)?;
@@ -276,6 +276,7 @@ impl Model for Gan {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::neural::losses::discriminator;
     use candle_core::{DType, Device, Var};
 
     /// The frozen forward pass is the same function of the input, passes the same gradient

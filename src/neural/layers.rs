@@ -175,9 +175,10 @@ impl ParamStore {
         );
     }
 
-    /// Draws every parameter from `seed`: constants first set, uniform draws taken in name
-    /// order, then copies made of their sources.
-    pub fn initialise(&self, seed: u64) -> Result<()> {
+    /// Draws every parameter from `seed`: constants set, random draws taken in name order,
+    /// then copies made of their sources. With `normal_std`, the weights recorded as
+    /// uniform are drawn from N(0, std²) instead (the DCGAN paper's initialisation).
+    pub fn initialise(&self, seed: u64, normal_std: Option<f32>) -> Result<()> {
         let data = self.varmap.data().lock().expect("varmap lock");
         let records = self.records();
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -189,13 +190,17 @@ impl ParamStore {
         for (name, record) in records.iter() {
             let var = var(name)?;
             let n = var.elem_count();
-            let values: Vec<f32> = match record.init {
-                ParamInit::Constant(c) => vec![c; n],
-                ParamInit::Uniform(bound) if bound > 0.0 => {
+            let values: Vec<f32> = match (&record.init, normal_std) {
+                (ParamInit::Constant(c), _) => vec![*c; n],
+                (ParamInit::Uniform(_), Some(std)) => (0..n)
+                    .map(|_| std * rng.sample::<f32, _>(rand_distr::StandardNormal))
+                    .collect(),
+                (ParamInit::Uniform(bound), None) if *bound > 0.0 => {
+                    let bound = *bound;
                     (0..n).map(|_| rng.random_range(-bound..bound)).collect()
                 }
-                ParamInit::Uniform(_) => vec![0.0; n],
-                ParamInit::CopyOf(_) => continue,
+                (ParamInit::Uniform(_), None) => vec![0.0; n],
+                (ParamInit::CopyOf(_), _) => continue,
             };
             var.set(&Tensor::from_vec(values, var.dims(), var.device())?)?;
         }
@@ -434,7 +439,7 @@ mod tests {
             let vb = store.var_builder(&Device::Cpu);
             Dense::new(3, 2, Activation::Identity, vb.pp("a")).unwrap();
             BatchNorm2d::new(2, Activation::Relu, vb.pp("bn")).unwrap();
-            store.initialise(seed).unwrap();
+            store.initialise(seed, None).unwrap();
             let data = store.varmap().data().lock().unwrap();
             let get = |n: &str| {
                 data[n]

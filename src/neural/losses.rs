@@ -45,6 +45,23 @@ pub fn discriminator(real_logits: &Tensor, fake_logits: &Tensor) -> Result<Tenso
     softplus(&real_logits.neg()?)?.mean_all()? + softplus(fake_logits)?.mean_all()?
 }
 
+/// The discriminator's loss with one-sided label smoothing: real images are scored
+/// against the target 1 − `smoothing` (fakes against 0), so D is not rewarded for ever more
+/// confident logits on real images: −[t log D(x) + (1 − t) log(1 − D(x))] averaged, plus
+/// the fake term as above.
+pub fn discriminator_smoothed(
+    real_logits: &Tensor,
+    fake_logits: &Tensor,
+    smoothing: f64,
+) -> Result<Tensor> {
+    if smoothing == 0.0 {
+        return discriminator(real_logits, fake_logits);
+    }
+    let t = 1.0 - smoothing;
+    let real = ((softplus(&real_logits.neg()?)? * t)? + (softplus(real_logits)? * smoothing)?)?;
+    real.mean_all()? + softplus(fake_logits)?.mean_all()?
+}
+
 /// The saturating generator loss mean log(1 − D(G(z))) = −mean softplus(l).
 pub fn generator_saturating(fake_logits: &Tensor) -> Result<Tensor> {
     softplus(fake_logits)?.mean_all()?.neg()
@@ -62,6 +79,40 @@ mod tests {
 
     fn t(v: &[f32], shape: (usize, usize)) -> Tensor {
         Tensor::from_slice(v, shape, &Device::Cpu).unwrap()
+    }
+
+    /// With target t for real images the loss is the cross-entropy against t, by hand:
+    /// −[t log σ(l) + (1 − t) log(1 − σ(l))]; its minimum over l is at σ(l) = t, not at
+    /// l → ∞.
+    #[test]
+    fn smoothed_discriminator_loss_is_the_cross_entropy_against_the_soft_target() {
+        let (real, fake) = (t(&[2.0, -1.0], (2, 1)), t(&[0.5, -3.0], (2, 1)));
+        let sig = |x: f64| 1.0 / (1.0 + (-x).exp());
+        let ce =
+            |l: f64, target: f64| -(target * sig(l).ln() + (1.0 - target) * (1.0 - sig(l)).ln());
+        let want = (ce(2.0, 0.9) + ce(-1.0, 0.9)) / 2.0 + (ce(0.5, 0.0) + ce(-3.0, 0.0)) / 2.0;
+        let got = discriminator_smoothed(&real, &fake, 0.1)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap() as f64;
+        assert!((got - want).abs() < 1e-5, "{got} vs {want}");
+        let at = |l: f32| {
+            discriminator_smoothed(&t(&[l], (1, 1)), &t(&[-30.0], (1, 1)), 0.1)
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+        };
+        let best = (0.9f64 / 0.1).ln() as f32;
+        assert!(at(best) < at(best + 1.0) && at(best) < at(best - 1.0));
+        let plain = discriminator(&real, &fake)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        let zero = discriminator_smoothed(&real, &fake, 0.0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert_eq!(plain, zero);
     }
 
     fn val(x: Tensor) -> f64 {

@@ -213,6 +213,18 @@ pub enum CodeSampling {
     FittedGaussian,
 }
 
+/// How weights are drawn at the start (biases start at 0 and batch-norm scales at 1 either
+/// way).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum WeightInit {
+    /// Uniform in ±1/√fan_in, PyTorch's default for dense and convolutional layers.
+    #[default]
+    Pytorch,
+    /// N(0, 0.02²), as Radford et al. (2016) initialise the DCGAN.
+    Dcgan,
+}
+
 /// Everything that defines a neural model and its optimisation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NeuralConfig {
@@ -251,6 +263,13 @@ pub struct NeuralConfig {
     /// Autoencoder: how samples are drawn (older checkpoints: from N(0, I)).
     #[serde(default)]
     pub code_sampling: CodeSampling,
+    /// GANs: one-sided label smoothing, D's target for real images is 1 − this (Salimans
+    /// et al. 2016); 0 is off.
+    #[serde(default)]
+    pub label_smoothing: f64,
+    /// How weights are drawn at the start.
+    #[serde(default)]
+    pub weight_init: WeightInit,
 }
 
 impl NeuralConfig {
@@ -296,6 +315,8 @@ impl NeuralConfig {
             } else {
                 CodeSampling::StandardNormal
             },
+            label_smoothing: 0.0,
+            weight_init: WeightInit::Pytorch,
         }
     }
 
@@ -343,6 +364,12 @@ impl NeuralConfig {
             return Err(format!(
                 "denoising noise must be finite and >= 0, got {}",
                 self.denoise_std
+            ));
+        }
+        if !(0.0..0.5).contains(&self.label_smoothing) {
+            return Err(format!(
+                "label smoothing must be in [0, 0.5) (0 = off), got {}",
+                self.label_smoothing
             ));
         }
         if !(0.0..1.0).contains(&self.ema_decay) {
@@ -497,7 +524,11 @@ pub fn build(
     let model = r.map_err(build_err)?;
     // candle's initialisers are unseeded: every weight is drawn again from the seed, with
     // the scale its layer recorded (PyTorch's ±1/√fan_in for weights, 0 for biases).
-    params.initialise(seed).map_err(build_err)?;
+    let normal_std = match cfg.weight_init {
+        WeightInit::Pytorch => None,
+        WeightInit::Dcgan => Some(0.02),
+    };
+    params.initialise(seed, normal_std).map_err(build_err)?;
     Ok(model)
 }
 
