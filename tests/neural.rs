@@ -502,3 +502,60 @@ fn the_stop_flag_ends_a_run_early_with_a_checkpoint() {
     let ckpt = train::checkpoint::resolve(dir.path()).unwrap();
     assert_eq!(train::checkpoint::read_meta(&ckpt).unwrap().step, step);
 }
+
+/// The default recipe of every neural model runs on full MNIST and Fashion-MNIST through
+/// `--dataset/--data-dir` (neither can be downloaded here, so the four IDX files are
+/// written from the embedded digits): the data load through the IDX path, every model's
+/// settings validate against them, steps run with finite losses and a checkpoint is left.
+/// What the recipes reach on the full data sets is not measured.
+#[test]
+fn default_recipes_train_on_full_mnist_and_fashion_mnist_folders() {
+    use genmod::data::DataSource;
+    let dir = tempfile::tempdir().unwrap();
+    for (name, bytes) in mnist::embedded_files() {
+        std::fs::write(dir.path().join(name), bytes).unwrap();
+    }
+    for source in [
+        DataSource::Mnist(dir.path().to_path_buf()),
+        DataSource::FashionMnist(dir.path().to_path_buf()),
+    ] {
+        let (split, _) = source.load(0).unwrap();
+        assert_eq!(
+            split.train.shape(),
+            [8004, 1, 28, 28],
+            "{}",
+            source.describe()
+        );
+        for kind in ModelKind::ALL {
+            let mut cfg = TrainConfig::new(NeuralConfig::new(kind));
+            cfg.max_steps = Some(3);
+            cfg.eval_batches = Some(1);
+            cfg.sample_every = 0;
+            let runs = tempfile::tempdir().unwrap();
+            cfg.out_dir = Some(runs.path().to_path_buf());
+            let (events, r) = run_collect(cfg, split.clone(), None);
+            r.unwrap_or_else(|e| panic!("{} on {}: {e}", kind.name(), source.describe()));
+            let losses: Vec<f64> = events
+                .iter()
+                .filter_map(|e| match e {
+                    TrainEvent::Step { metrics, .. } => Some(metrics.iter().map(|(_, v)| *v)),
+                    _ => None,
+                })
+                .flatten()
+                .filter(|v| !v.is_nan())
+                .collect();
+            assert!(
+                !losses.is_empty() && losses.iter().all(|v| v.is_finite()),
+                "{losses:?}"
+            );
+            assert!(
+                events
+                    .iter()
+                    .any(|e| matches!(e, TrainEvent::Finished { step: 3, .. })),
+                "{} did not finish 3 steps",
+                kind.name()
+            );
+            assert!(train::checkpoint::resolve(runs.path()).is_ok());
+        }
+    }
+}

@@ -616,32 +616,23 @@ fn run(cli: Cli) -> Result<()> {
             out,
             png,
         } => {
-            let ckpt = genmod::train::checkpoint::resolve(&checkpoint)?;
-            let (model, meta) = genmod::train::load_model(&ckpt)?;
-            let labels = genmod::eval::write_samples(model.as_ref(), count as usize, seed, &out)?;
+            let g =
+                genmod::eval::generate(&checkpoint, count as usize, seed, &out, png.as_deref())?;
             println!(
                 "wrote {count} samples of {} (step {}) to {}",
-                meta.model.kind.name(),
-                meta.step,
-                out.display()
+                g.model.name(),
+                g.step,
+                g.samples.display()
             );
-            if let Some(l) = labels {
+            if let Some(l) = g.labels {
                 println!("wrote their labels to {}", l.display());
             }
-            if let Some(p) = png {
-                let (images, _) =
-                    genmod::eval::draw_samples(model.as_ref(), 64.min(count as usize), seed)?;
-                let (n, c, h, w) = images.dims4()?;
-                let v = images.flatten_all()?.to_vec1::<f32>()?;
-                let cols = if model.num_classes() > 0 {
-                    model.num_classes()
-                } else {
-                    8
-                };
-                Grid::from_f32(&v, n, c, h, w, cols, genmod::data::PixelScale::ZeroOne)
-                    .upscale(2)
-                    .save_png(&p)?;
-                println!("wrote a grid of the first {n} to {}", p.display());
+            if let Some(p) = g.grid {
+                println!(
+                    "wrote a grid of the first {} to {}",
+                    count.min(64),
+                    p.display()
+                );
             }
             Ok(())
         }

@@ -37,6 +37,8 @@ pub enum EvalError {
     Metric(String),
     #[error(transparent)]
     Tensor(#[from] candle_core::Error),
+    #[error(transparent)]
+    Png(#[from] crate::render::grid::PngError),
 }
 
 pub type Result<T> = std::result::Result<T, EvalError>;
@@ -490,6 +492,52 @@ pub fn draw_samples(
         chunks.push(x.clamp(0f32, 1f32)?);
     }
     Ok((Tensor::cat(&chunks, 0)?, (classes > 0).then_some(intended)))
+}
+
+/// What [`generate`] wrote.
+#[derive(Debug, Clone)]
+pub struct Generated {
+    pub model: ModelKind,
+    /// The checkpoint's step.
+    pub step: u64,
+    pub samples: PathBuf,
+    pub labels: Option<PathBuf>,
+    /// The PNG grid of the first samples, when asked for.
+    pub grid: Option<PathBuf>,
+}
+
+/// `genmod generate`: `count` samples of the newest checkpoint under `checkpoint` to the
+/// NPY file `out` (see [`write_samples`]) and, with `png`, a grid of the first 64 (one
+/// column per class for a conditional model).
+pub fn generate(
+    checkpoint: &Path,
+    count: usize,
+    seed: u64,
+    out: &Path,
+    png: Option<&Path>,
+) -> Result<Generated> {
+    let ckpt = train::checkpoint::resolve(checkpoint).map_err(TrainError::from)?;
+    let (model, meta) = train::load_model(&ckpt)?;
+    let labels = write_samples(model.as_ref(), count, seed, out)?;
+    if let Some(p) = png {
+        let (images, _) = draw_samples(model.as_ref(), 64.min(count), seed)?;
+        let (n, c, h, w) = images.dims4()?;
+        let v = images.flatten_all()?.to_vec1::<f32>()?;
+        let cols = match model.num_classes() {
+            0 => 8,
+            k => k,
+        };
+        crate::render::Grid::from_f32(&v, n, c, h, w, cols, PixelScale::ZeroOne)
+            .upscale(2)
+            .save_png(p)?;
+    }
+    Ok(Generated {
+        model: meta.model.kind,
+        step: meta.step,
+        samples: out.to_path_buf(),
+        labels,
+        grid: png.map(Path::to_path_buf),
+    })
 }
 
 /// Every image of `ds` as one N x C x H x W tensor in [0, 1].
