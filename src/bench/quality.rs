@@ -411,3 +411,69 @@ pub fn markdown(results: &[ModelParity], samples: usize) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn side(fids: &[f64]) -> SideScores {
+        SideScores {
+            rows: fids
+                .iter()
+                .map(|&fid| Row {
+                    fid,
+                    precision: 0.5,
+                    recall: 0.5,
+                    classes_covered: 10,
+                    ..Default::default()
+                })
+                .collect(),
+            seconds: vec![1.0; fids.len()],
+        }
+    }
+
+    fn verdict(table: &str, metric: &str) -> String {
+        let line = table
+            .lines()
+            .find(|l| l.contains(&format!("| {metric} |")))
+            .unwrap();
+        line.trim_end_matches(" |")
+            .rsplit("| ")
+            .next()
+            .unwrap()
+            .to_string()
+    }
+
+    /// genmod's mean inside PyTorch's range, or better than PyTorch's mean, is "ok"; worse
+    /// and outside is "worse". FD is lower-is-better.
+    #[test]
+    fn the_verdict_compares_genmods_mean_with_pytorchs_range() {
+        let table = |g: &[f64], p: &[f64]| {
+            markdown(
+                &[ModelParity {
+                    kind: ModelKind::Dcgan,
+                    steps: 10,
+                    batch_size: 64,
+                    genmod: side(g),
+                    pytorch: side(p),
+                }],
+                100,
+            )
+        };
+        assert_eq!(
+            verdict(&table(&[50.0, 60.0, 70.0], &[55.0, 58.0, 65.0]), "FD"),
+            "ok"
+        );
+        assert_eq!(
+            verdict(&table(&[40.0, 41.0, 42.0], &[55.0, 58.0, 65.0]), "FD"),
+            "ok"
+        );
+        assert_eq!(
+            verdict(&table(&[70.0, 72.0, 74.0], &[55.0, 58.0, 65.0]), "FD"),
+            "worse"
+        );
+        let t = table(&[50.0, 60.0, 70.0], &[55.0, 58.0, 65.0]);
+        assert!(t.contains("| 60.0 [50.0–70.0] | 59.3 [55.0–65.0] |"), "{t}");
+        assert!(t.contains("seeds 0–2"), "{t}");
+    }
+}
