@@ -256,3 +256,41 @@ fn sample_files_in_another_range_or_with_bad_labels_are_refused_clearly() {
     let precision = rows[1]["precision"].as_f64().unwrap();
     assert!(precision >= 0.99, "precision {precision}");
 }
+
+/// `--seeds 2` trains each model once per seed and reports the mean with the range: the
+/// mean lies inside the range, the range is not a single point for a model trained twice,
+/// and the table shows it.
+#[test]
+fn several_seeds_give_a_mean_and_its_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("e");
+    let o = genmod(
+        &[
+            "eval",
+            "--quick",
+            "--only",
+            "autoencoder",
+            "--seeds",
+            "2",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &dir.path().join("cache"),
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("eval.json")).unwrap()).unwrap();
+    let rows = json["rows"].as_array().unwrap();
+    let ae = rows.iter().find(|r| r["model"] == "autoencoder").unwrap();
+    let spread = &ae["spread"];
+    assert_eq!(spread["seeds"], 2);
+    let (lo, hi) = (
+        spread["fid"][0].as_f64().unwrap(),
+        spread["fid"][1].as_f64().unwrap(),
+    );
+    let fid = ae["fid"].as_f64().unwrap();
+    assert!(lo < hi && lo <= fid && fid <= hi, "{lo} <= {fid} <= {hi}");
+    let md = std::fs::read_to_string(out.join("eval.md")).unwrap();
+    assert!(md.contains(&format!("{fid:.2} [{lo:.2}–{hi:.2}]")), "{md}");
+    assert!(md.contains("Seeds 0–1"), "{md}");
+}

@@ -96,6 +96,11 @@ enum Command {
         /// gives the file's conditional accuracy.
         #[arg(long, requires = "sample_file")]
         sample_labels: Option<PathBuf>,
+        /// Repeat for seeds SEED..SEED+N (training each model once per seed; with --runs,
+        /// sampling the same checkpoints with each seed) and report the mean with the range
+        /// of FD, precision and recall.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+        seeds: u64,
         /// How --sample-file's float32 pixels are encoded.
         #[arg(long, value_parser = choice::<genmod::eval::PixelRange>(), default_value = "zero-one", requires = "sample_file")]
         pixel_range: genmod::eval::PixelRange,
@@ -571,6 +576,7 @@ fn run(cli: Cli) -> Result<()> {
             sample_file,
             sample_labels,
             pixel_range,
+            seeds,
         } => {
             if classifier_only {
                 let split = genmod::data::mnist::embedded();
@@ -602,6 +608,7 @@ fn run(cli: Cli) -> Result<()> {
                     })
                     .into_iter()
                     .collect(),
+                seeds,
             };
             let report = genmod::eval::evaluate(&cfg, &mut |m| eprintln!("{m}"))?;
             print!("{}", report.markdown());

@@ -77,6 +77,9 @@ pub struct EvalConfig {
     /// Samples written by another generator (or by `genmod generate`), scored as rows of
     /// their own.
     pub files: Vec<SampleFile>,
+    /// Seeds `seed`, `seed + 1`, …: each model is trained (or, from `runs`, sampled) once
+    /// per seed and the rows give the mean with the range of FD, precision and recall.
+    pub seeds: u64,
 }
 
 /// How the pixels of a float sample file are encoded.
@@ -287,6 +290,59 @@ pub struct Row {
     pub coverage_kl: f64,
     /// Share of samples of class c that the classifier calls c (class-conditional models).
     pub conditional_accuracy: Option<f64>,
+    /// With several seeds: the values are means, and these the range over the seeds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spread: Option<Spread>,
+}
+
+/// The smallest and largest value of a row's main scores over seeds.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Spread {
+    pub seeds: u64,
+    pub fid: (f64, f64),
+    pub precision: (f64, f64),
+    pub recall: (f64, f64),
+}
+
+/// Mean of `rows` (one per seed, the same model), with the range of FD, precision and
+/// recall; counts and optional scores are averaged too.
+fn combine(rows: &[Row]) -> Row {
+    let n = rows.len() as f64;
+    let mean = |f: &dyn Fn(&Row) -> f64| rows.iter().map(f).sum::<f64>() / n;
+    let range = |f: &dyn Fn(&Row) -> f64| {
+        rows.iter()
+            .map(f)
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+                (a.min(v), b.max(v))
+            })
+    };
+    let opt_mean = |f: &dyn Fn(&Row) -> Option<f64>| -> Option<f64> {
+        let v: Vec<f64> = rows.iter().filter_map(f).collect();
+        (v.len() == rows.len()).then(|| v.iter().sum::<f64>() / n)
+    };
+    let first = &rows[0];
+    Row {
+        model: first.model.clone(),
+        section: first.section.clone(),
+        nll_nats: opt_mean(&|r| r.nll_nats),
+        nll_bits_per_dim: opt_mean(&|r| r.nll_bits_per_dim),
+        discretisation: first.discretisation.clone(),
+        iw_nll_nats: opt_mean(&|r| r.iw_nll_nats),
+        iw_nll_bits_per_dim: opt_mean(&|r| r.iw_nll_bits_per_dim),
+        iw_samples: first.iw_samples,
+        fid: mean(&|r| r.fid),
+        precision: mean(&|r| r.precision),
+        recall: mean(&|r| r.recall),
+        classes_covered: mean(&|r| r.classes_covered as f64).round() as usize,
+        coverage_kl: mean(&|r| r.coverage_kl),
+        conditional_accuracy: opt_mean(&|r| r.conditional_accuracy),
+        spread: Some(Spread {
+            seeds: rows.len() as u64,
+            fid: range(&|r| r.fid),
+            precision: range(&|r| r.precision),
+            recall: range(&|r| r.recall),
+        }),
+    }
 }
 
 /// The scoreboard.
@@ -317,16 +373,31 @@ impl Report {
                 ),
                 (a, _, _) => (f(a, 1), f(r.nll_bits_per_dim, 3)),
             };
+            let (fid, precision, recall) = match &r.spread {
+                Some(sp) => (
+                    format!("{:.2} [{:.2}–{:.2}]", r.fid, sp.fid.0, sp.fid.1),
+                    format!(
+                        "{:.3} [{:.3}–{:.3}]",
+                        r.precision, sp.precision.0, sp.precision.1
+                    ),
+                    format!("{:.3} [{:.3}–{:.3}]", r.recall, sp.recall.0, sp.recall.1),
+                ),
+                None => (
+                    format!("{:.2}", r.fid),
+                    format!("{:.3}", r.precision),
+                    format!("{:.3}", r.recall),
+                ),
+            };
             s.push_str(&format!(
-                "| {} | {} | {} | {} | {} | {:.2} | {:.3} | {:.3} | {} | {:.3} | {} |\n",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.3} | {} |\n",
                 r.model,
                 r.section,
                 nll,
                 bits,
                 r.discretisation.as_deref().unwrap_or("–"),
-                r.fid,
-                r.precision,
-                r.recall,
+                fid,
+                precision,
+                recall,
                 r.classes_covered,
                 r.coverage_kl,
                 f(r.conditional_accuracy, 3)
@@ -658,8 +729,46 @@ Coverage KL = KL(sample classes ‖ test classes). The classical models' speckle
     )
 }
 
-/// Scores every model; `log` follows progress.
+/// Scores every model, once per seed of `cfg.seeds`; `log` follows progress.
 pub fn evaluate(cfg: &EvalConfig, log: &mut dyn FnMut(&str)) -> Result<Report> {
+    if cfg.seeds <= 1 {
+        return evaluate_seed(cfg, log);
+    }
+    let mut reports = Vec::new();
+    for s in 0..cfg.seeds {
+        let seed = cfg.seed + s;
+        log(&format!("seed {seed}"));
+        let c = EvalConfig {
+            seed,
+            seeds: 1,
+            ..cfg.clone()
+        };
+        reports.push(evaluate_seed(&c, log)?);
+    }
+    let rows = (0..reports[0].rows.len())
+        .map(|i| {
+            combine(
+                &reports
+                    .iter()
+                    .map(|r| r.rows[i].clone())
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .collect();
+    let acc = reports.iter().map(|r| r.classifier_accuracy).sum::<f64>() / reports.len() as f64;
+    Ok(Report {
+        header: format!(
+            "{} Seeds {}–{}: each value is the mean over the seeds, with the range of FD, precision and recall in brackets.",
+            reports[0].header,
+            cfg.seed,
+            cfg.seed + cfg.seeds - 1
+        ),
+        classifier_accuracy: acc,
+        rows,
+    })
+}
+
+fn evaluate_seed(cfg: &EvalConfig, log: &mut dyn FnMut(&str)) -> Result<Report> {
     let split = mnist::embedded();
     let scorer = Scoreboard::new(&split, cfg.seed, &cfg.cache, cfg.quick, cfg.pr_samples, log)?;
     let acc = scorer.accuracy();

@@ -5,7 +5,7 @@
 use super::graphics::ImageMode;
 use crate::classical::catalog::{ClassicalConfig, FitReport, ImageModel};
 use crate::neural::{
-    CodeSampling, Conditioning, KlSchedule, Metric, Metrics, ModelKind, NeuralConfig,
+    CodeSampling, Conditioning, KlSchedule, Metric, Metrics, ModelKind, NeuralConfig, WeightInit,
 };
 use crate::render::Grid;
 use crate::train::{DeviceChoice, TrainCommand, TrainConfig, TrainEvent};
@@ -120,11 +120,12 @@ pub enum FieldKind {
     Ema,
     Conditioning,
     CodeSampling,
+    Init,
     Seed,
     Device,
 }
 
-pub const FIELDS: [FieldKind; 11] = [
+pub const FIELDS: [FieldKind; 12] = [
     FieldKind::Epochs,
     FieldKind::BatchSize,
     FieldKind::LearningRate,
@@ -134,6 +135,7 @@ pub const FIELDS: [FieldKind; 11] = [
     FieldKind::Ema,
     FieldKind::Conditioning,
     FieldKind::CodeSampling,
+    FieldKind::Init,
     FieldKind::Seed,
     FieldKind::Device,
 ];
@@ -150,6 +152,7 @@ impl FieldKind {
             FieldKind::Ema => "EMA of G",
             FieldKind::Conditioning => "D conditioning",
             FieldKind::CodeSampling => "samples from",
+            FieldKind::Init => "weights init",
             FieldKind::Seed => "seed",
             FieldKind::Device => "device",
         }
@@ -165,6 +168,7 @@ impl FieldKind {
             (FieldKind::K | FieldKind::Ema, Entry::Neural(k)) => k.is_gan(),
             (FieldKind::Conditioning, Entry::Neural(k)) => k == ModelKind::Cgan,
             (FieldKind::CodeSampling, Entry::Neural(k)) => k == ModelKind::Autoencoder,
+            (FieldKind::Init, Entry::Neural(k)) => k.is_gan(),
             _ => true,
         }
     }
@@ -203,6 +207,9 @@ impl FieldKind {
             FieldKind::CodeSampling => CodeSampling::from_str(v, false)
                 .map(|_| ())
                 .map_err(|_| "fitted-gaussian or standard-normal".to_string()),
+            FieldKind::Init => WeightInit::from_str(v, false)
+                .map(|_| ())
+                .map_err(|_| "dcgan (N(0, 0.02²)) or pytorch (uniform)".to_string()),
             FieldKind::KlSchedule => KlSchedule::from_str(v, false)
                 .map(|_| ())
                 .map_err(|_| "standard, report or none".to_string()),
@@ -502,6 +509,11 @@ impl App {
                         .to_possible_value()
                         .map(|v| v.get_name().to_string())
                         .unwrap_or_default(),
+                    FieldKind::Init => n
+                        .weight_init
+                        .to_possible_value()
+                        .map(|v| v.get_name().to_string())
+                        .unwrap_or_default(),
                     FieldKind::Seed => "0".into(),
                     FieldKind::Device => "cpu".into(),
                 },
@@ -573,6 +585,8 @@ impl App {
                 m.code_sampling =
                     CodeSampling::from_str(self.field(FieldKind::CodeSampling).trim(), false)
                         .ok()?;
+                m.weight_init =
+                    WeightInit::from_str(self.field(FieldKind::Init).trim(), false).ok()?;
                 let mut c = TrainConfig::new(m);
                 c.epochs = self.field(FieldKind::Epochs).trim().parse().ok()?;
                 c.batch_size = self.field(FieldKind::BatchSize).trim().parse().ok()?;
