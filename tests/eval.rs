@@ -190,62 +190,32 @@ fn sample_files_in_another_range_or_with_bad_labels_are_refused_clearly() {
         .collect();
     std::fs::write(&labels, npy_bytes(&[n], &Elements::Int(wrong))).unwrap();
     let img = images.to_str().unwrap();
-    let out = genmod(
-        &[
-            "eval",
-            "--quick",
-            "--sample-file",
-            img,
-            "--out",
-            dir.path().join("e").to_str().unwrap(),
-        ],
-        &cache,
-    );
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let out_dir = dir.path().join("e");
+    let eval = |extra: &[&str]| {
+        let mut args = vec!["eval", "--quick", "--sample-file", img, "--out"];
+        args.push(out_dir.to_str().unwrap());
+        args.extend_from_slice(extra);
+        let out = genmod(&args, &cache);
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, err) = eval(&[]);
+    assert!(!ok);
     assert!(
         err.contains("tanh.npy") && err.contains("--pixel-range minus-one-one"),
         "{err}"
     );
-    let out = genmod(
-        &[
-            "eval",
-            "--quick",
-            "--sample-file",
-            img,
-            "--pixel-range",
-            "minus-one-one",
-            "--sample-labels",
-            labels.to_str().unwrap(),
-            "--out",
-            dir.path().join("e").to_str().unwrap(),
-        ],
-        &cache,
-    );
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let range = ["--pixel-range", "minus-one-one"];
+    let (ok, err) = eval(&[&range[..], &["--sample-labels", labels.to_str().unwrap()]].concat());
+    assert!(!ok);
     assert!(
         err.contains("labels.npy") && err.contains("label 12 at element 7"),
         "{err}"
     );
-    let out = genmod(
-        &[
-            "eval",
-            "--quick",
-            "--sample-file",
-            img,
-            "--pixel-range",
-            "minus-one-one",
-            "--out",
-            dir.path().join("e").to_str().unwrap(),
-        ],
-        &cache,
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (ok, err) = eval(&range);
+    assert!(ok, "{err}");
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("e/eval.json")).unwrap()).unwrap();
     let rows = json["rows"].as_array().unwrap();
