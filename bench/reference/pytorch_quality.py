@@ -69,10 +69,11 @@ def bn_names(prefix, bn):
 
 
 class Autoencoder(nn.Module):
-    def __init__(self, h, z):
+    def __init__(self, h, z, fitted):
         super().__init__()
         self.enc1, self.enc2 = nn.Linear(784, h), nn.Linear(h, z)
         self.dec1, self.dec2 = nn.Linear(z, h), nn.Linear(h, 784)
+        self.fitted = (torch.zeros(z), torch.zeros(z, z)) if fitted else None
 
     def names(self):
         out = {}
@@ -84,8 +85,24 @@ class Autoencoder(nn.Module):
         return self.dec2(F.relu(self.dec1(z)))
 
     def loss(self, x, step):
-        logits = self.decode(self.enc2(F.relu(self.enc1(x))))
+        codes = self.enc2(F.relu(self.enc1(x)))
+        if self.fitted is not None:
+            # genmod's fitted code distribution: moving averages of E[z] and E[zz^T].
+            with torch.no_grad():
+                t = step + 1
+                d = min(0.99, (1 + t) / (10 + t))
+                z = codes.detach()
+                self.fitted[0].mul_(d).add_(z.mean(0), alpha=1 - d)
+                self.fitted[1].mul_(d).add_(z.T @ z / z.shape[0], alpha=1 - d)
+        logits = self.decode(codes)
         return F.binary_cross_entropy_with_logits(logits, x, reduction="sum") / x.shape[0]
+
+    def sample_codes(self, eps):
+        if self.fitted is None:
+            return eps
+        mean, moment = self.fitted
+        cov = moment - torch.outer(mean, mean) + 1e-5 * torch.eye(mean.shape[0])
+        return mean + eps @ torch.linalg.cholesky(cov).T
 
 
 class Vae(nn.Module):
@@ -235,7 +252,7 @@ def main():
         images = images * 2 - 1
     h, latent = cfg["hidden"], cfg["latent_dim"]
     if a.model == "autoencoder":
-        m = Autoencoder(h, latent)
+        m = Autoencoder(h, latent, cfg.get("code_sampling") == "fitted-gaussian")
     elif a.model == "vae":
         m = Vae(h, latent, cfg["warmup_steps"])
     elif a.model == "dcgan":
@@ -300,6 +317,8 @@ def main():
         y = torch.arange(a.samples) % 10
         if gan:
             out = m.generate(z, y if m.classes else None)
+        elif a.model == "autoencoder":
+            out = torch.sigmoid(m.decode(m.sample_codes(z)))
         else:
             out = torch.sigmoid(m.decode(z))
         np.save(a.out, out.reshape(-1, 1, 28, 28).numpy().astype(np.float32))
