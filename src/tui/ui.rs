@@ -3,6 +3,7 @@
 use super::app::{App, Entry, Focus, HELP, MODELS, RunState, RunView, Screen, chart_groups};
 use super::graphics::{Graphics, ImageMode};
 use super::theme::THEME;
+use crate::neural::ModelKind;
 use crate::render::{Grid, text};
 use ratatui::Frame;
 use ratatui::buffer::Buffer;
@@ -215,6 +216,10 @@ fn draw_dashboard(f: &mut Frame, area: Rect, app: &App, graphics: &Graphics) {
             " latent interpolation between two codes: linear (top), spherical (bottom) · b back ",
             run.interpolation.as_ref(),
         )
+    } else if run.info.entry == Entry::Neural(ModelKind::Autoencoder) {
+        // The autoencoder's live grid is test digits over their reconstructions
+        // (Model::preview), not samples.
+        (" test digits and reconstructions ", run.grid.as_ref())
     } else {
         (" samples (fixed noise) ", run.grid.as_ref())
     };
