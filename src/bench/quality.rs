@@ -11,8 +11,8 @@
 
 use super::suite::BenchError;
 use crate::data::arrays::{Elements, npy_bytes};
-use crate::data::{PixelScale, Split, mnist};
-use crate::eval::{self, EvalError, PixelRange, Row, SampleFile, Scoreboard};
+use crate::data::{Split, mnist};
+use crate::eval::{self, PixelRange, Row, SampleFile, Scoreboard};
 use crate::neural::{self, ModelKind};
 use crate::train::{self, TrainConfig};
 use candle_core::Device;
@@ -53,12 +53,6 @@ pub struct ModelParity {
     pub batch_size: usize,
     pub genmod: SideScores,
     pub pytorch: SideScores,
-}
-
-impl From<EvalError> for BenchError {
-    fn from(e: EvalError) -> Self {
-        BenchError::Quality(e.to_string())
-    }
 }
 
 fn quality(message: impl Into<String>) -> BenchError {
@@ -130,19 +124,7 @@ pub fn run(
 
 /// The training digits as NPY files (uint8 N x 28 x 28, and int64 labels) for the script.
 fn export_training_digits(split: &Split, dir: &Path) -> Result<(PathBuf, PathBuf), BenchError> {
-    let idx: Vec<usize> = (0..split.train.len()).collect();
-    let batch = split
-        .train
-        .batch_of(&idx, &PixelScale::ZeroOne.table(), &Device::Cpu)
-        .map_err(|e| quality(e.to_string()))?;
-    let pixels: Vec<u8> = batch
-        .images
-        .flatten_all()
-        .and_then(|t| t.to_vec1::<f32>())
-        .map_err(|e| quality(e.to_string()))?
-        .iter()
-        .map(|&v| (v * 255.0).round() as u8)
-        .collect();
+    let pixels = split.train.pixels().to_vec();
     let labels: Vec<i64> = split
         .train
         .labels()

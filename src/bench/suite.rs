@@ -51,9 +51,12 @@ pub enum BenchError {
     Layer { layer: &'static str },
     #[error("timing `{exe} bench first-grid` in a fresh process: no run gave a time")]
     FirstGrid { exe: String },
-    /// The quality suite could not train, export, run the reference or score.
+    /// The quality suite could not train, export or run the reference.
     #[error("bench quality: {0}")]
     Quality(String),
+    /// The quality suite could not read or score a side's samples.
+    #[error(transparent)]
+    Eval(#[from] crate::eval::EvalError),
 }
 
 /// Runs `suite` and returns its table (a one-line figure for [`Suite::FirstGrid`]); progress

@@ -231,7 +231,7 @@ fn check_count(
 }
 
 fn parse_idx(path: &Path, bytes: &[u8]) -> Result<Array> {
-    let (code, ndims) = (bytes[2], bytes[3] as usize);
+    let code = bytes[2];
     let size = match code {
         0x08 => 1,
         0x0D => 4,
@@ -246,20 +246,7 @@ fn parse_idx(path: &Path, bytes: &[u8]) -> Result<Array> {
             ));
         }
     };
-    let header_len = 4 + 4 * ndims;
-    if bytes.len() < header_len {
-        return Err(DataError::Truncated {
-            path: path.into(),
-            offset: bytes.len() as u64,
-            expected: format!("{ndims} big-endian u32 dimensions ending at offset {header_len}"),
-        });
-    }
-    let dims: Vec<usize> = (0..ndims)
-        .map(|d| {
-            let o = 4 + 4 * d;
-            u32::from_be_bytes([bytes[o], bytes[o + 1], bytes[o + 2], bytes[o + 3]]) as usize
-        })
-        .collect();
+    let (dims, header_len) = super::idx::dimensions(path, bytes)?;
     let data = &bytes[header_len..];
     let whole = &data[..data.len() - data.len() % size];
     let elements = match code {

@@ -67,23 +67,8 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<IdxArray> {
             ),
         ));
     }
-    let ndims = bytes[3] as usize;
-    let header_len = 4 + 4 * ndims;
-    if bytes.len() < header_len {
-        return Err(DataError::Truncated {
-            path: path.into(),
-            offset: bytes.len() as u64,
-            expected: format!("{ndims} big-endian u32 dimensions ending at offset {header_len}"),
-        });
-    }
-    let mut dims = Vec::with_capacity(ndims);
-    let mut total: u64 = 1;
-    for d in 0..ndims {
-        let o = 4 + 4 * d;
-        let dim = u32::from_be_bytes([bytes[o], bytes[o + 1], bytes[o + 2], bytes[o + 3]]);
-        total = total.saturating_mul(dim as u64);
-        dims.push(dim as usize);
-    }
+    let (dims, header_len) = dimensions(path, bytes)?;
+    let total = dims.iter().fold(1u64, |t, &d| t.saturating_mul(d as u64));
     let available = (bytes.len() - header_len) as u64;
     if total > available {
         return Err(DataError::Truncated {
@@ -108,6 +93,25 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<IdxArray> {
         dims,
         data: bytes[header_len..].to_vec(),
     })
+}
+
+/// The dimensions an IDX header declares (byte 3 counts them, each a big-endian u32 from
+/// offset 4) and the length of the header; the type code at byte 2 is the caller's to check.
+pub(super) fn dimensions(path: &Path, bytes: &[u8]) -> Result<(Vec<usize>, usize)> {
+    let ndims = bytes[3] as usize;
+    let header_len = 4 + 4 * ndims;
+    if bytes.len() < header_len {
+        return Err(DataError::Truncated {
+            path: path.into(),
+            offset: bytes.len() as u64,
+            expected: format!("{ndims} big-endian u32 dimensions ending at offset {header_len}"),
+        });
+    }
+    let dims = bytes[4..header_len]
+        .chunks_exact(4)
+        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize)
+        .collect();
+    Ok((dims, header_len))
 }
 
 /// Writes an unsigned-byte IDX file, gzip-compressed when `gzip` is set.

@@ -227,13 +227,17 @@ pub fn write_samples(
     seed: u64,
     out: &Path,
 ) -> Result<Option<PathBuf>> {
-    use crate::data::arrays::{Elements, npy_bytes};
     let (images, intended) = draw_samples(model, n, seed)?;
-    let dims = images.dims().to_vec();
+    write_npy(&images, intended.as_deref(), out)
+}
+
+/// `images` (N x C x H x W) as float32 NPY at `out`, and `labels` at `NAME.labels.npy`.
+fn write_npy(images: &Tensor, labels: Option<&[usize]>, out: &Path) -> Result<Option<PathBuf>> {
+    use crate::data::arrays::{Elements, npy_bytes};
     let values = images.flatten_all()?.to_vec1::<f32>()?;
-    crate::util::atomic_write(out, &npy_bytes(&dims, &Elements::F32(values)))
+    crate::util::atomic_write(out, &npy_bytes(images.dims(), &Elements::F32(values)))
         .map_err(file_error(out))?;
-    let Some(labels) = intended else {
+    let Some(labels) = labels else {
         return Ok(None);
     };
     let stem = out.file_stem().unwrap_or_default().to_string_lossy();
@@ -589,11 +593,14 @@ pub fn generate(
 ) -> Result<Generated> {
     let ckpt = train::checkpoint::resolve(checkpoint).map_err(TrainError::from)?;
     let (model, meta) = train::load_model(&ckpt)?;
-    let labels = write_samples(model.as_ref(), count, seed, out)?;
+    let (images, intended) = draw_samples(model.as_ref(), count, seed)?;
+    let labels = write_npy(&images, intended.as_deref(), out)?;
     if let Some(p) = png {
-        let (images, _) = draw_samples(model.as_ref(), 64.min(count), seed)?;
-        let (n, c, h, w) = images.dims4()?;
-        let v = images.flatten_all()?.to_vec1::<f32>()?;
+        // The grid shows the first samples of the file, one column per class when
+        // conditional.
+        let first = images.narrow(0, 0, 64.min(count))?;
+        let (n, c, h, w) = first.dims4()?;
+        let v = first.flatten_all()?.to_vec1::<f32>()?;
         let cols = match model.num_classes() {
             0 => 8,
             k => k,
@@ -613,10 +620,7 @@ pub fn generate(
 
 /// Every image of `ds` as one N x C x H x W tensor in [0, 1].
 fn all_images(ds: &Dataset) -> Result<Tensor> {
-    let idx: Vec<usize> = (0..ds.len()).collect();
-    Ok(ds
-        .batch_of(&idx, &PixelScale::ZeroOne.table(), &Device::Cpu)?
-        .images)
+    Ok(ds.to_tensor(PixelScale::ZeroOne, &Device::Cpu)?)
 }
 
 fn labels_of(ds: &Dataset) -> Vec<usize> {
