@@ -348,30 +348,75 @@ fn resuming_continues_the_same_curve() {
     }
 }
 
+/// A run that diverges names the newest checkpoint that trained soundly, marks the newer
+/// ones, and that checkpoint resumes with a smaller learning rate. Here a healthy VAE run
+/// is resumed at learning rate 10⁴ (the user's "let us go faster"), which blows up within
+/// a few steps; resuming the named checkpoint at 10⁻⁴ trains on with finite losses.
 #[test]
-fn divergence_stops_at_the_first_non_finite_loss_and_keeps_the_last_checkpoint() {
+fn divergence_names_the_last_good_checkpoint_which_resumes_with_a_smaller_rate() {
     let dir = tempfile::tempdir().unwrap();
-    let mut c = quick(ModelKind::Vae, 200);
-    c.model.lr = 1e4;
-    c.checkpoint_every = 1;
+    let mut c = quick(ModelKind::Vae, 20);
+    c.checkpoint_every = 10;
     c.out_dir = Some(dir.path().to_path_buf());
+    run_collect(c.clone(), digits(640), None).1.unwrap();
+    let good = dir.path().join("ckpt-0000000020");
+    assert!(good.join("meta.json").is_file());
+
+    let mut fast = c.clone();
+    fast.max_steps = Some(200);
+    fast.checkpoint_every = 1;
+    fast.resume_lr = Some(1e4);
+    let (ev, r) = run_collect(fast, digits(640), Some(dir.path().to_path_buf()));
+    let msg = r.unwrap_err().to_string();
+    assert!(
+        msg.contains(&format!("last good checkpoint is {}", good.display())),
+        "{msg}"
+    );
+    let failed_step = ev
+        .iter()
+        .find_map(|e| match e {
+            TrainEvent::Failed { step, .. } => Some(*step),
+            _ => None,
+        })
+        .expect("a Failed event");
+    assert!(failed_step > 20, "diverged at step {failed_step}");
+    // Every checkpoint the fast run wrote is marked; `--resume RUN` passes over them.
+    let newer: Vec<_> = train::checkpoint::list(dir.path())
+        .into_iter()
+        .filter(|p| train::checkpoint::step_of(p).unwrap() > 20)
+        .collect();
+    assert!(!newer.is_empty(), "the fast run wrote checkpoints");
+    assert!(newer.iter().all(|p| train::checkpoint::is_diverged(p)));
+    assert!(!train::checkpoint::is_diverged(&good));
+    assert_eq!(train::checkpoint::resolve(dir.path()).unwrap(), good);
+
+    let mut gentle = c;
+    gentle.max_steps = Some(60);
+    gentle.resume_lr = Some(1e-4);
+    let (ev, r) = run_collect(gentle, digits(640), Some(good));
+    r.unwrap();
+    let losses = step_metric(&ev, Metric::Loss);
+    assert_eq!(losses.len(), 40);
+    assert!(losses.iter().all(|(_, v)| v.is_finite()), "{losses:?}");
+}
+
+/// The MLP GAN at learning rate 50 does not produce NaN: its losses jump to 10¹¹ and stay
+/// there. The explosion rule stops it within a few dozen steps.
+#[test]
+fn an_exploding_gan_is_stopped_though_its_losses_stay_finite() {
+    let mut c = quick(ModelKind::Gan, 300);
+    c.model.lr = 50.0;
     let (ev, r) = run_collect(c, digits(640), None);
     let msg = r.unwrap_err().to_string();
     assert!(
-        msg.contains("at step") && msg.contains("last good checkpoint"),
+        msg.contains("stayed above") && msg.contains("times its reference level"),
         "{msg}"
     );
-    let failed_step = ev.iter().find_map(|e| match e {
-        TrainEvent::Failed { step, .. } => Some(*step),
-        _ => None,
-    });
-    let ckpt = train::checkpoint::resolve(dir.path()).unwrap();
-    let meta = train::checkpoint::read_meta(&ckpt).unwrap();
-    assert_eq!(
-        Some(meta.step),
-        failed_step,
-        "the newest checkpoint is the last good step"
-    );
+    let steps = ev
+        .iter()
+        .filter(|e| matches!(e, TrainEvent::Step { .. }))
+        .count();
+    assert!(steps < 60, "stopped only after {steps} steps");
 }
 
 #[test]

@@ -227,39 +227,85 @@ fn sigterm_saves_a_checkpoint_and_exits_cleanly() {
     println!("RELIABILITY: sigterm stopped_at={step} checkpoint=yes exit=0");
 }
 
+/// The issue's session, through the CLI: a healthy run, resumed with a learning rate far
+/// too large, diverges; the message names the last good checkpoint, and resuming the run
+/// folder with a smaller `--lr` continues from it with finite losses.
 #[test]
-fn divergence_stops_with_a_named_loss_and_keeps_the_last_checkpoint() {
+fn divergence_names_a_checkpoint_that_resumes_with_a_smaller_lr() {
     let dir = tempfile::tempdir().unwrap();
-    let out = genmod()
-        .args([
-            "train",
-            "vae",
-            "--lr",
-            "10000",
-            "--batch-size",
-            "32",
-            "--checkpoint-every",
-            "1",
-            "--sample-every",
-            "0",
-            "--max-steps",
-            "300",
-            "--out",
-        ])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let run = dir.path().join("run");
+    let train = |extra: &[&str]| {
+        genmod()
+            .args(["train", "vae", "--batch-size", "32", "--sample-every", "0"])
+            .args(extra)
+            .arg("--out")
+            .arg(&run)
+            .output()
+            .unwrap()
+    };
+    let first = train(&["--max-steps", "20", "--checkpoint-every", "10"]);
     assert!(
-        err.contains("at step") && err.contains("became") && err.contains("last good checkpoint"),
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let runaway = train(&[
+        "--resume",
+        run.to_str().unwrap(),
+        "--lr",
+        "10000",
+        "--checkpoint-every",
+        "1",
+        "--max-steps",
+        "300",
+    ]);
+    let err = String::from_utf8_lossy(&runaway.stderr);
+    assert!(!runaway.status.success());
+    let good = run.join("ckpt-0000000020");
+    assert!(
+        err.contains("at step")
+            && err.contains(&format!("last good checkpoint is {}", good.display())),
         "{err}"
     );
-    let steps = assert_checkpoints_whole(dir.path());
-    assert!(!steps.is_empty());
+    let steps = assert_checkpoints_whole(&run);
+    assert!(
+        steps.iter().any(|&s| s > 20),
+        "the runaway wrote checkpoints: {steps:?}"
+    );
+    let log = dir.path().join("metrics.csv");
+    let gentle = train(&[
+        "--resume",
+        run.to_str().unwrap(),
+        "--lr",
+        "1e-4",
+        "--max-steps",
+        "60",
+        "--metrics-log",
+        log.to_str().unwrap(),
+    ]);
+    assert!(
+        gentle.status.success(),
+        "{}",
+        String::from_utf8_lossy(&gentle.stderr)
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    let losses: Vec<f64> = text
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (f.get(2) == Some(&"loss")).then(|| f[3].parse().unwrap())
+        })
+        .collect();
+    assert_eq!(
+        losses.len(),
+        40,
+        "steps 20..60 resumed from the good checkpoint"
+    );
+    assert!(losses.iter().all(|v| v.is_finite()), "{losses:?}");
     println!(
-        "RELIABILITY: divergence message=\"{}\"",
-        err.lines().last().unwrap_or("").replace('"', "'")
+        "RELIABILITY: divergence message=\"{}\" resumed_steps={} all_finite=yes",
+        err.lines().last().unwrap_or("").replace('"', "'"),
+        losses.len()
     );
 }
 

@@ -200,7 +200,7 @@ struct TrainArgs {
     /// Images per step (default: 64 for the MLP GANs, 128 for the others).
     #[arg(long)]
     batch_size: Option<usize>,
-    /// Learning rate (default 1e-3, GANs 2e-4).
+    /// Learning rate (default 1e-3, GANs 2e-4); with --resume it replaces the checkpoint's.
     #[arg(long)]
     lr: Option<f64>,
     /// Size of the code z (default: autoencoder 32, VAE 20, GANs 100).
@@ -240,6 +240,10 @@ struct TrainArgs {
     /// GANs: one-sided label smoothing; D's target for real images is 1 minus this (0: off).
     #[arg(long)]
     label_smoothing: Option<f64>,
+    /// MLP GAN: dropout probability after each hidden layer of the discriminator while it
+    /// trains (0: off).
+    #[arg(long)]
+    d_dropout: Option<f64>,
     /// How weights start: pytorch (uniform in ±1/sqrt(fan_in)) or dcgan (N(0, 0.02²)).
     #[arg(long, value_parser = choice::<WeightInit>())]
     init: Option<WeightInit>,
@@ -296,6 +300,9 @@ impl TrainArgs {
         if let Some(v) = self.label_smoothing {
             m.label_smoothing = v;
         }
+        if let Some(v) = self.d_dropout {
+            m.d_dropout = v;
+        }
         if let Some(v) = self.init {
             m.weight_init = v;
         }
@@ -327,6 +334,9 @@ impl TrainArgs {
         c.checkpoint_every = self.checkpoint_every;
         c.sample_every = self.sample_every;
         c.max_steps = self.max_steps;
+        // With --resume the checkpoint fixes the model; an explicit --lr still applies,
+        // which is how a diverged run continues more gently.
+        c.resume_lr = self.resume.as_ref().and(self.lr);
         Ok(c)
     }
 

@@ -6,7 +6,7 @@
 //! samples honour their label is measured by the conditional accuracy of the evaluation (a
 //! GAN can learn to ignore the label).
 
-use super::gan::{Adversarial, GAN_LOSSES, Nets};
+use super::gan::{Adversarial, Nets, gan_losses};
 use super::kernels::linear::Activation;
 use super::layers::{Dense, Mlp, ParamStore, embedding};
 use super::{Conditioning, ImageShape, Metric, Metrics, Model, NeuralConfig, one_hot};
@@ -153,8 +153,8 @@ impl Model for Cgan {
     fn num_classes(&self) -> usize {
         self.classes
     }
-    fn loss_names(&self) -> &'static [Metric] {
-        GAN_LOSSES
+    fn watched_losses(&self, step: u64) -> &'static [Metric] {
+        gan_losses(step, self.cfg.k)
     }
 
     fn train_step(&mut self, batch: &Batch, step: u64, rng: &mut ChaCha8Rng) -> Result<Metrics> {

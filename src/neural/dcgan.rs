@@ -10,7 +10,7 @@
 //! Batch norm uses batch statistics while training and the running averages for
 //! generation; the running averages are saved with the weights.
 
-use super::gan::{Adversarial, GAN_LOSSES, Nets};
+use super::gan::{Adversarial, Nets, gan_losses};
 use super::kernels::linear::Activation;
 use super::layers::{BatchNorm2d, Dense, DownConv, ParamStore, UpConv};
 use super::{ImageShape, Metric, Metrics, Model, NeuralConfig};
@@ -235,8 +235,8 @@ impl Model for Dcgan {
     fn optimizers(&mut self) -> Vec<(&'static str, &mut Adam)> {
         vec![("d", &mut self.adv.opt_d), ("g", &mut self.adv.opt_g)]
     }
-    fn loss_names(&self) -> &'static [Metric] {
-        GAN_LOSSES
+    fn watched_losses(&self, step: u64) -> &'static [Metric] {
+        gan_losses(step, self.cfg.k)
     }
 
     fn train_step(&mut self, batch: &Batch, step: u64, rng: &mut ChaCha8Rng) -> Result<Metrics> {

@@ -10,7 +10,7 @@
 
 use super::ema::Ema;
 use super::kernels::linear::Activation;
-use super::layers::{Mlp, ParamGroup, ParamStore};
+use super::layers::{Dropout, Mlp, ParamGroup, ParamStore};
 use super::losses::{discriminator_smoothed, generator_non_saturating, generator_saturating};
 use super::{GeneratorLoss, ImageShape, Metric, Metrics, Model, NeuralConfig, normal, scalar};
 use crate::data::Batch;
@@ -185,8 +185,15 @@ impl Adversarial {
     }
 }
 
-/// Metrics that are losses for every GAN; g_loss is NaN until the first generator step.
-pub const GAN_LOSSES: &[Metric] = &[Metric::DLoss];
+/// The losses watched for divergence in a GAN after step `step`: D's, and G's once the
+/// first generator step (at step k − 1) has given it a value.
+pub fn gan_losses(step: u64, k: usize) -> &'static [Metric] {
+    if step + 1 >= k as u64 {
+        &[Metric::DLoss, Metric::GLoss]
+    } else {
+        &[Metric::DLoss]
+    }
+}
 
 /// The MLP GAN: G z → h → 2h → 4h → image (tanh), D image → 2h → h → logit.
 pub struct Gan {
@@ -237,16 +244,25 @@ impl Model for Gan {
     fn optimizers(&mut self) -> Vec<(&'static str, &mut Adam)> {
         vec![("d", &mut self.adv.opt_d), ("g", &mut self.adv.opt_g)]
     }
-    fn loss_names(&self) -> &'static [Metric] {
-        GAN_LOSSES
+    fn watched_losses(&self, step: u64) -> &'static [Metric] {
+        gan_losses(step, self.cfg.k)
     }
 
     fn train_step(&mut self, batch: &Batch, step: u64, rng: &mut ChaCha8Rng) -> Result<Metrics> {
         let real = batch.images.flatten_from(1)?;
         let (g, d) = (&self.g, &self.d);
+        // Drawn only with dropout on, so that runs without it keep their random stream.
+        let dropout =
+            (self.cfg.d_dropout > 0.0).then(|| Dropout::new(self.cfg.d_dropout, rng.random()));
         let generator = |z: &Tensor, _: Option<&Tensor>| g.forward(z);
-        let disc = |x: &Tensor, _: Option<&Tensor>| d.forward(x);
-        let frozen = |x: &Tensor, _: Option<&Tensor>| d.forward_frozen(x);
+        let disc = |x: &Tensor, _: Option<&Tensor>| match &dropout {
+            Some(p) => d.forward_dropout(x, false, p),
+            None => d.forward(x),
+        };
+        let frozen = |x: &Tensor, _: Option<&Tensor>| match &dropout {
+            Some(p) => d.forward_dropout(x, true, p),
+            None => d.forward_frozen(x),
+        };
         let nets = Nets {
             g: &generator,
             d: &disc,

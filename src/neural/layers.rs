@@ -319,6 +319,63 @@ impl Module for Mlp {
     }
 }
 
+impl Mlp {
+    /// The net with `dropout` after every layer but the last (a discriminator while it
+    /// trains); `frozen` as in [`Mlp::forward_frozen`].
+    pub fn forward_dropout(&self, x: &Tensor, frozen: bool, dropout: &Dropout) -> Result<Tensor> {
+        let last = self.layers.len().saturating_sub(1);
+        self.layers
+            .iter()
+            .enumerate()
+            .try_fold(x.clone(), |h, (i, l)| {
+                let h = if frozen {
+                    l.forward_frozen(&h)?
+                } else {
+                    l.forward(&h)?
+                };
+                if i < last { dropout.apply(&h) } else { Ok(h) }
+            })
+    }
+}
+
+/// Inverted dropout: each entry is zeroed with probability `p` and the others scaled by
+/// 1/(1 − p), so an activation's expectation is unchanged and evaluation needs no
+/// rescaling. The masks come from a seeded generator (candle's own dropout draws from the
+/// device's unseeded one, which would make a run unrepeatable).
+pub struct Dropout {
+    p: f32,
+    rng: std::cell::RefCell<ChaCha8Rng>,
+}
+
+impl Dropout {
+    /// Masks drawn from `seed`; `p` in [0, 1).
+    pub fn new(p: f64, seed: u64) -> Self {
+        Self {
+            p: p as f32,
+            rng: std::cell::RefCell::new(ChaCha8Rng::seed_from_u64(seed)),
+        }
+    }
+
+    /// `h` with a fresh mask applied.
+    pub fn apply(&self, h: &Tensor) -> Result<Tensor> {
+        if self.p <= 0.0 {
+            return Ok(h.clone());
+        }
+        let keep = 1.0 / (1.0 - self.p);
+        let mut rng = self.rng.borrow_mut();
+        let mask: Vec<f32> = (0..h.elem_count())
+            .map(|_| {
+                if rng.random::<f32>() < self.p {
+                    0.0
+                } else {
+                    keep
+                }
+            })
+            .collect();
+        h * Tensor::from_vec(mask, h.shape(), h.device())?.to_dtype(h.dtype())?
+    }
+}
+
 /// A learnt vector per class (the projection discriminator's), uniform in ±1/√dim.
 pub fn embedding(classes: usize, dim: usize, vb: VarBuilder) -> Result<Embedding> {
     let table = vb.get_with_hints((classes, dim), "weight", ParamInit::fan_in(dim))?;

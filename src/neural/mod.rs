@@ -270,6 +270,10 @@ pub struct NeuralConfig {
     /// How weights are drawn at the start.
     #[serde(default)]
     pub weight_init: WeightInit,
+    /// MLP GANs: dropout probability after each hidden layer of D while it trains (the
+    /// original GAN's maxout discriminator used dropout, Goodfellow et al. 2014); 0 is off.
+    #[serde(default)]
+    pub d_dropout: f64,
 }
 
 impl NeuralConfig {
@@ -323,6 +327,7 @@ impl NeuralConfig {
             } else {
                 WeightInit::Pytorch
             },
+            d_dropout: 0.0,
         }
     }
 
@@ -376,6 +381,12 @@ impl NeuralConfig {
             return Err(format!(
                 "label smoothing must be in [0, 0.5) (0 = off), got {}",
                 self.label_smoothing
+            ));
+        }
+        if !(0.0..1.0).contains(&self.d_dropout) {
+            return Err(format!(
+                "D dropout must be in [0, 1) (0 = off), got {}",
+                self.d_dropout
             ));
         }
         if !(0.0..1.0).contains(&self.ema_decay) {
@@ -447,8 +458,9 @@ pub trait Model: Send {
     fn num_classes(&self) -> usize {
         0
     }
-    /// The metrics that are losses: a non-finite value stops the run.
-    fn loss_names(&self) -> &'static [Metric];
+    /// The losses the trainer watches after step `step` (counting from 0): one that
+    /// becomes non-finite or explodes stops the run (`train::divergence` has the rule).
+    fn watched_losses(&self, step: u64) -> &'static [Metric];
     /// One optimisation step on a batch; `step` counts from 0 over the whole run.
     fn train_step(&mut self, batch: &Batch, step: u64, rng: &mut ChaCha8Rng) -> Result<Metrics>;
     /// Metrics of a test batch, averaged by the trainer (weighted by batch size).

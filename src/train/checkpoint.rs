@@ -3,6 +3,10 @@
 //! step, seed, optimiser step counts). Each is written into a temporary folder that is then
 //! renamed into place, so a crash at any moment leaves either a complete checkpoint or none;
 //! a stale temporary folder is removed by the next save or load.
+//!
+//! A checkpoint whose weights led a run to diverge gets a [`DIVERGED_MARK`] file; finding
+//! the newest checkpoint of a run folder passes over those, so `--resume RUN` continues from
+//! weights that trained soundly.
 
 use crate::neural::{ImageShape, Model, NeuralConfig};
 use candle_core::{Device, Tensor};
@@ -29,6 +33,8 @@ pub struct Meta {
 /// The current checkpoint format.
 pub const FORMAT: u32 = 1;
 const TMP_PREFIX: &str = ".tmp-ckpt-";
+/// The file that marks a checkpoint whose weights diverged; it holds the reason.
+pub const DIVERGED_MARK: &str = "DIVERGED";
 
 /// Why a checkpoint could not be found, written or read. Each names the file or folder.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +43,8 @@ pub enum CheckpointError {
     NotFound(PathBuf),
     #[error("{}: holds no complete checkpoint (ckpt-*/meta.json)", .0.display())]
     NoneComplete(PathBuf),
+    #[error("{}: every checkpoint is marked {DIVERGED_MARK}; to try one anyway, name its ckpt-* folder", .0.display())]
+    OnlyDiverged(PathBuf),
     #[error("{}: {cause}", path.display())]
     Io {
         path: PathBuf,
@@ -108,7 +116,36 @@ pub fn list(run: &Path) -> Vec<PathBuf> {
     v
 }
 
-/// The newest complete checkpoint under `path`, or `path` itself if it is a checkpoint.
+/// The step a checkpoint folder was written at, from its name.
+pub fn step_of(ckpt: &Path) -> Option<u64> {
+    ckpt.file_name()?
+        .to_str()?
+        .strip_prefix("ckpt-")?
+        .parse()
+        .ok()
+}
+
+/// Whether a checkpoint is marked as the start of a divergence.
+pub fn is_diverged(ckpt: &Path) -> bool {
+    ckpt.join(DIVERGED_MARK).is_file()
+}
+
+/// Marks every checkpoint of `run` newer than step `good` (all, if `None`) as diverged,
+/// with `reason`.
+pub fn mark_diverged(run: &Path, good: Option<u64>, reason: &str) -> Result<(), CheckpointError> {
+    for ckpt in list(run) {
+        if step_of(&ckpt).is_some_and(|s| good.is_none_or(|g| s > g)) && !is_diverged(&ckpt) {
+            let tmp = ckpt.join(format!(".{DIVERGED_MARK}.tmp"));
+            std::fs::write(&tmp, format!("{reason}\n")).map_err(io(&tmp))?;
+            let mark = ckpt.join(DIVERGED_MARK);
+            std::fs::rename(&tmp, &mark).map_err(io(&mark))?;
+        }
+    }
+    Ok(())
+}
+
+/// The newest complete checkpoint under `path` that is not marked diverged, or `path`
+/// itself if it is a checkpoint (marked or not: naming one is a deliberate choice).
 pub fn resolve(path: &Path) -> Result<PathBuf, CheckpointError> {
     if path.join("meta.json").is_file() {
         return Ok(path.to_path_buf());
@@ -117,17 +154,24 @@ pub fn resolve(path: &Path) -> Result<PathBuf, CheckpointError> {
         return Err(CheckpointError::NotFound(path.to_path_buf()));
     }
     clean_stale(path);
-    list(path)
-        .pop()
-        .ok_or_else(|| CheckpointError::NoneComplete(path.to_path_buf()))
+    let all = list(path);
+    if all.is_empty() {
+        return Err(CheckpointError::NoneComplete(path.to_path_buf()));
+    }
+    all.into_iter()
+        .rev()
+        .find(|c| !is_diverged(c))
+        .ok_or_else(|| CheckpointError::OnlyDiverged(path.to_path_buf()))
 }
 
-/// Saves `model` after `meta.step` steps into `run`, keeping the newest `keep` checkpoints.
+/// Saves `model` after `meta.step` steps into `run`, keeping the newest `keep` checkpoints
+/// and those in `protect` (what a divergence could fall back to).
 pub fn save(
     run: &Path,
     model: &mut dyn Model,
     meta: &Meta,
     keep: usize,
+    protect: &[&Path],
 ) -> Result<PathBuf, CheckpointError> {
     std::fs::create_dir_all(run).map_err(io(run))?;
     clean_stale(run);
@@ -181,6 +225,9 @@ pub fn save(
     }
     let all = list(run);
     for old in all.iter().take(all.len().saturating_sub(keep.max(1))) {
+        if protect.contains(&old.as_path()) {
+            continue;
+        }
         let _ = discard(run, old);
     }
     Ok(dest)

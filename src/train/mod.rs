@@ -11,6 +11,7 @@
 
 pub mod checkpoint;
 mod device;
+pub mod divergence;
 
 pub use checkpoint::CheckpointError;
 pub use device::{DeviceChoice, DeviceError};
@@ -49,6 +50,9 @@ pub struct TrainConfig {
     pub keep_checkpoints: usize,
     /// Stop after this many steps in total (for tests and benchmarks).
     pub max_steps: Option<u64>,
+    /// On resume, this learning rate replaces the checkpoint's (how a run that diverged
+    /// continues more gently); `None` keeps the checkpoint's.
+    pub resume_lr: Option<f64>,
 }
 
 /// The default length of a run of `kind` on the embedded digits, as (epochs, batch size):
@@ -83,6 +87,7 @@ impl TrainConfig {
             eval_batches: None,
             keep_checkpoints: 2,
             max_steps: None,
+            resume_lr: None,
         }
     }
 }
@@ -205,18 +210,78 @@ pub enum TrainError {
         step: u64,
         cause: crate::render::grid::PngError,
     },
-    /// A loss became NaN or infinite.
-    #[error("{loss} became {value} at step {step} (epoch {epoch}); training stopped{}. Try a smaller learning rate.", last_good.as_ref().map(|p| format!("; the last good checkpoint is {}", p.display())).unwrap_or_default())]
+    /// A loss became NaN or infinite, or exploded, from step `since` (see [`divergence`]).
+    /// `last_good` is the newest checkpoint that trained soundly, the one to resume with a
+    /// smaller learning rate; every newer checkpoint is marked diverged.
+    #[error("{}", diverged_message(*.loss, *.value, *.step, *.epoch, *.since, .why, .last_good.as_deref(), *.lr))]
     Diverged {
         loss: Metric,
         value: f64,
         step: u64,
         epoch: usize,
+        since: u64,
+        why: divergence::Why,
         last_good: Option<PathBuf>,
+        /// The learning rate the run diverged with.
+        lr: f64,
     },
     /// What a run on the trainer thread reported when it failed.
     #[error("{message}")]
     Failed { step: u64, message: String },
+}
+
+/// What diverged, when and how, in a sentence (also the text of a checkpoint's mark).
+fn divergence_what(
+    loss: Metric,
+    value: f64,
+    step: u64,
+    epoch: usize,
+    since: u64,
+    why: &divergence::Why,
+) -> String {
+    match why {
+        divergence::Why::NotFinite => {
+            format!("{loss} became {value} at step {step} (epoch {epoch})")
+        }
+        divergence::Why::Exploded { threshold } => format!(
+            "{loss} stayed above {threshold:.4} ({} times its reference level) for {} steps from step {since}, reaching {value:.4e} at step {step} (epoch {epoch})",
+            divergence::FACTOR,
+            divergence::STREAK
+        ),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn diverged_message(
+    loss: Metric,
+    value: f64,
+    step: u64,
+    epoch: usize,
+    since: u64,
+    why: &divergence::Why,
+    last_good: Option<&std::path::Path>,
+    lr: f64,
+) -> String {
+    let what = divergence_what(loss, value, step, epoch, since, why);
+    let smaller = lr / 10.0;
+    let smaller = if (1e-3..1e3).contains(&smaller) {
+        format!("{smaller}")
+    } else {
+        format!("{smaller:e}")
+    };
+    match last_good {
+        Some(p) => format!(
+            "{what}; training stopped. The last good checkpoint is {}: resume it with a smaller learning rate, e.g. --resume {} --lr {smaller}. Newer checkpoints are marked {}.",
+            p.display(),
+            p.display(),
+            checkpoint::DIVERGED_MARK
+        ),
+        None => format!(
+            "{what}; training stopped. No checkpoint trained soundly for {} steps (any are marked {}): start again with a smaller learning rate, e.g. --lr {smaller}.",
+            divergence::STREAK,
+            checkpoint::DIVERGED_MARK
+        ),
+    }
 }
 
 fn shape_text(s: &ImageShape) -> String {
@@ -250,6 +315,8 @@ struct Prepared {
     model: Box<dyn Model>,
     device: Device,
     start_step: u64,
+    /// The checkpoint resumed from.
+    resumed: Option<PathBuf>,
 }
 
 fn prepare(
@@ -295,8 +362,13 @@ fn prepare(
                 wanted: shape,
             });
         }
-        // The checkpoint's model, seed and batch size define the curve being continued.
+        // The checkpoint's model, seed and batch size define the curve being continued;
+        // only the learning rate may change, to continue a diverged run more gently.
         cfg.model = meta.model.clone();
+        if let Some(lr) = cfg.resume_lr {
+            cfg.model.lr = lr;
+            cfg.model.validate()?;
+        }
         cfg.seed = meta.seed;
         cfg.batch_size = meta.batch_size;
         start_step = meta.step;
@@ -310,13 +382,16 @@ fn prepare(
         )));
     }
     let mut model = neural::build(&cfg.model, shape, classes, &device, cfg.seed)?;
+    let mut resumed = None;
     if let Some((ckpt, meta)) = resume_from {
         checkpoint::load_into(&ckpt, model.as_mut(), &meta, &device)?;
+        resumed = Some(ckpt);
     }
     Ok(Prepared {
         model,
         device,
         start_step,
+        resumed,
     })
 }
 
@@ -398,6 +473,9 @@ struct Loop {
     fixed_labels: Option<Tensor>,
     fixed_test: Tensor,
     last_checkpoint: Option<PathBuf>,
+    /// Which checkpoint a divergence falls back to.
+    fallback: divergence::Fallback,
+    watch: divergence::Watch,
 }
 
 fn run(
@@ -458,6 +536,14 @@ impl Loop {
             fixed_labels,
             fixed_test,
             last_checkpoint: None,
+            // The checkpoint a run resumes from trained soundly unless it is marked: a
+            // divergence right after resuming (a larger learning rate, say) falls back to it.
+            fallback: divergence::Fallback::new(
+                p.resumed
+                    .filter(|c| !checkpoint::is_diverged(c))
+                    .map(|c| (step, c)),
+            ),
+            watch: divergence::Watch::new(),
         })
     }
 
@@ -535,8 +621,15 @@ impl Loop {
             dataset: self.split.train.name.clone(),
             optimizer_steps: Default::default(),
         };
-        let path = checkpoint::save(&dir, self.model.as_mut(), &meta, self.cfg.keep_checkpoints)?;
+        let path = checkpoint::save(
+            &dir,
+            self.model.as_mut(),
+            &meta,
+            self.cfg.keep_checkpoints,
+            &self.fallback.protected(),
+        )?;
         self.last_checkpoint = Some(path.clone());
+        self.fallback.written(step, path.clone());
         self.send(TrainEvent::Checkpoint { step, path });
         Ok(())
     }
@@ -685,7 +778,8 @@ impl Loop {
         }
     }
 
-    /// One optimisation step on the images `indices`; a non-finite loss stops the run.
+    /// One optimisation step on the images `indices`; a diverged loss stops the run
+    /// ([`divergence`] has the rule).
     fn step(
         &mut self,
         step: u64,
@@ -704,18 +798,33 @@ impl Loop {
             .model
             .train_step(&batch, step, &mut rng)
             .map_err(tensor)?;
-        for name in self.model.loss_names() {
-            if let Some(v) = neural::metric(&metrics, *name)
-                && !v.is_finite()
-            {
-                return Err(TrainError::Diverged {
-                    loss: *name,
-                    value: v,
-                    step,
-                    epoch,
-                    last_good: self.last_checkpoint.clone(),
-                });
+        let watched = self.model.watched_losses(step);
+        let verdict = self.watch.observe(step, &metrics, watched);
+        self.fallback.judged(step, &verdict);
+        if let divergence::Verdict::Diverged {
+            loss,
+            value,
+            since,
+            why,
+        } = verdict
+        {
+            let last_good = self.fallback.good().cloned();
+            if let Some(dir) = &self.cfg.out_dir {
+                // Best effort: the error below says the same, and a failed mark must not
+                // hide it.
+                let reason = divergence_what(loss, value, step, epoch, since, &why);
+                let _ = checkpoint::mark_diverged(dir, last_good.as_ref().map(|g| g.0), &reason);
             }
+            return Err(TrainError::Diverged {
+                loss,
+                value,
+                step,
+                epoch,
+                since,
+                why,
+                last_good: last_good.map(|g| g.1),
+                lr: self.cfg.model.lr,
+            });
         }
         Ok(metrics)
     }
