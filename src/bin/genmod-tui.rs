@@ -17,10 +17,12 @@ use std::path::PathBuf;
 struct Cli {
     #[command(flatten)]
     data: DataArgs,
-    /// Folder for run folders (checkpoints) and saved PNGs.
+    /// Parent folder of run folders: each run started gets its own, MODEL-YYYYMMDD-HHMMSS
+    /// (UTC), holding its checkpoints, samples.png, metrics.csv and saved PNGs.
     #[arg(long, default_value = "runs")]
-    out: PathBuf,
-    /// Continue from a checkpoint or a run folder's newest checkpoint.
+    runs_dir: PathBuf,
+    /// Continue from a checkpoint, or a run folder's newest good checkpoint, in that run's
+    /// folder.
     #[arg(long)]
     resume: Option<PathBuf>,
     /// How sample grids are drawn.
@@ -59,7 +61,7 @@ fn main() {
         genmod::tui::run(genmod::tui::Options {
             source: cli.data.source()?,
             seed: cli.data.seed,
-            out_root: cli.out,
+            runs_dir: cli.runs_dir,
             resume: cli.resume,
             image_mode,
         })?;

@@ -17,6 +17,7 @@ use genmod::neural::{
     WeightInit,
 };
 use genmod::render::Grid;
+use genmod::train::runs::RunFolder;
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -49,7 +50,7 @@ enum Command {
         out: PathBuf,
     },
     /// Train a neural model (report 3.6-4.3) with checkpoints and sample grids.
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
     /// Regenerate every figure of the book (trains what it needs; about 15 minutes).
     Figures {
         /// Folder of the PNGs; the likelihood table goes to its sibling `generated/`.
@@ -70,7 +71,8 @@ enum Command {
         /// Folder for eval.md and eval.json.
         #[arg(long, default_value = "runs/eval")]
         out: PathBuf,
-        /// A folder of run folders whose newest checkpoints are used (else models are trained).
+        /// A folder of run folders: each model's row uses MODEL/ there, or else the newest
+        /// MODEL-… run (models with neither are trained into MODEL/ there).
         #[arg(long)]
         runs: Option<PathBuf>,
         /// Samples drawn from each model.
@@ -212,10 +214,19 @@ struct TrainArgs {
     /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     device: genmod::train::DeviceChoice,
-    /// Run folder for checkpoints and samples.png (default runs/MODEL).
+    /// Parent folder of run folders: a new run gets its own, MODEL-YYYYMMDD-HHMMSS (UTC).
+    #[arg(long, default_value = "runs")]
+    runs_dir: PathBuf,
+    /// This exact run folder instead (checkpoints, samples.png, metrics.csv); refused if it
+    /// already holds a run, unless it is the run being resumed or --overwrite is given.
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Continue from a checkpoint or a run folder's newest checkpoint.
+    /// With --out: replace the run already in that folder (its checkpoints, samples.png
+    /// and metrics.csv; other files stay).
+    #[arg(long, requires = "out")]
+    overwrite: bool,
+    /// Continue from a checkpoint, or a run folder's newest good checkpoint, in that run's
+    /// folder (unless --out names another).
     #[arg(long)]
     resume: Option<PathBuf>,
     /// VAE: how the KL and reconstruction terms are weighted during the warm-up.
@@ -272,7 +283,8 @@ struct TrainArgs {
     /// Stop after this many steps in total.
     #[arg(long)]
     max_steps: Option<u64>,
-    /// Append every step's metrics to this CSV file (step,epoch,name,value rows).
+    /// Also append every step's metrics to this CSV file (step,epoch,name,value rows; the
+    /// run folder's metrics.csv has them anyway).
     #[arg(long)]
     metrics_log: Option<PathBuf>,
 }
@@ -326,11 +338,6 @@ impl TrainArgs {
         }
         c.seed = self.data.seed;
         c.device = self.device;
-        c.out_dir = Some(
-            self.out
-                .clone()
-                .unwrap_or_else(|| PathBuf::from("runs").join(kind.name())),
-        );
         c.checkpoint_every = self.checkpoint_every;
         c.sample_every = self.sample_every;
         c.max_steps = self.max_steps;
@@ -344,10 +351,19 @@ impl TrainArgs {
         use genmod::train::TrainEvent;
         use std::io::Write;
         use std::sync::atomic::{AtomicBool, Ordering};
-        let cfg = self.config()?;
+        let mut cfg = self.config()?;
         let source = self.data.source()?;
         let (split, _) = source.load(self.data.seed)?;
-        let out = cfg.out_dir.clone().expect("set above");
+        let folder = match &self.out {
+            Some(dir) => RunFolder::Exact {
+                dir: dir.clone(),
+                overwrite: self.overwrite,
+            },
+            None => RunFolder::New(self.runs_dir.clone()),
+        };
+        let parent_existed = self.runs_dir.exists();
+        let out = genmod::train::runs::settle(&folder, cfg.model.kind, self.resume.as_deref())?;
+        cfg.out_dir = Some(out.clone());
         let kind = cfg.model.kind;
         let mut metrics_log = match &self.metrics_log {
             Some(p) => Some(std::io::BufWriter::new(
@@ -446,11 +462,18 @@ impl TrainArgs {
                     } else {
                         "finished"
                     },
-                    out.join("samples.png").display()
+                    out.join(genmod::train::runs::SAMPLES_FILE).display()
                 );
             }
             _ => {}
         });
+        if result.is_err() && matches!(folder, RunFolder::New(_)) {
+            // A run that failed before writing anything leaves no empty folder behind
+            // (remove_dir refuses a folder that holds anything).
+            if std::fs::remove_dir(&out).is_ok() && !parent_existed {
+                let _ = std::fs::remove_dir(&self.runs_dir);
+            }
+        }
         if let (Some(e), Some(p)) = (log_error, &self.metrics_log) {
             bail!("writing --metrics-log {}: {e}", p.display());
         }

@@ -64,8 +64,9 @@ pub struct EvalConfig {
     pub samples: usize,
     /// Samples used for precision and recall (k-NN on all pairs is quadratic).
     pub pr_samples: usize,
-    /// A folder of run folders (`vae/`, `gan/`, ...) whose newest checkpoints are used;
-    /// models without one are trained here with the book's settings.
+    /// A folder of run folders whose newest checkpoints are used (`vae/`, or else the
+    /// newest `vae-…`, and so on; see `train::runs::newest_checkpoint`); models without one
+    /// are trained into `MODEL/` there with the book's settings.
     pub runs: Option<PathBuf>,
     /// Where the classifier is cached.
     pub cache: PathBuf,
@@ -494,7 +495,7 @@ fn neural_model(
     log: &mut dyn FnMut(&str),
 ) -> Result<Box<dyn Model>> {
     if let Some(runs) = &cfg.runs
-        && let Ok(ckpt) = train::checkpoint::resolve(&runs.join(kind.name()))
+        && let Some(ckpt) = train::runs::newest_checkpoint(runs, kind)
     {
         let (m, meta) = train::load_model(&ckpt)?;
         log(&format!(

@@ -12,6 +12,7 @@
 pub mod checkpoint;
 mod device;
 pub mod divergence;
+pub mod runs;
 
 pub use checkpoint::CheckpointError;
 pub use device::{DeviceChoice, DeviceError};
@@ -224,6 +225,12 @@ pub enum TrainError {
         last_good: Option<PathBuf>,
         /// The learning rate the run diverged with.
         lr: f64,
+    },
+    /// The run's metrics file could not be written; the run stopped with a checkpoint.
+    #[error("writing {}: {cause}; training stopped with a checkpoint", path.display())]
+    MetricsLog {
+        path: PathBuf,
+        cause: std::io::Error,
     },
     /// What a run on the trainer thread reported when it failed.
     #[error("{message}")]
@@ -475,6 +482,8 @@ struct Loop {
     last_checkpoint: Option<PathBuf>,
     /// Which checkpoint a divergence falls back to.
     fallback: divergence::Fallback,
+    /// The run folder's metrics file (none without a run folder).
+    metrics_log: Option<runs::MetricsLog>,
     watch: divergence::Watch,
 }
 
@@ -519,6 +528,17 @@ impl Loop {
         } else {
             None
         };
+        let metrics_log = match &cfg.out_dir {
+            Some(dir) => Some(
+                std::fs::create_dir_all(dir)
+                    .and_then(|()| runs::MetricsLog::open(dir, step))
+                    .map_err(|cause| TrainError::MetricsLog {
+                        path: dir.join(runs::METRICS_FILE),
+                        cause,
+                    })?,
+            ),
+            None => None,
+        };
         let half = (n / 2).clamp(1, split.test.len());
         let idx: Vec<usize> = (0..half).collect();
         let fixed_test = split
@@ -544,6 +564,7 @@ impl Loop {
                     .map(|c| (step, c)),
             ),
             watch: divergence::Watch::new(),
+            metrics_log,
         })
     }
 
@@ -560,7 +581,7 @@ impl Loop {
             .map_err(e)?;
         let grid = to_grid(&imgs, self.model.pixel_scale(), self.model.num_classes()).map_err(e)?;
         if let Some(dir) = &self.cfg.out_dir {
-            let p = dir.join("samples.png");
+            let p = dir.join(runs::SAMPLES_FILE);
             grid.upscale(2)
                 .save_png(&p)
                 .map_err(|cause| TrainError::Grid { step, cause })?;
@@ -712,6 +733,14 @@ impl Loop {
                 .step(step, epoch, &order[b * bs..(b + 1) * bs], &table)
                 .map_err(fail(step))?;
             step += 1;
+            if let Some(log) = &mut self.metrics_log
+                && let Err(cause) = log.append(step, epoch, &metrics)
+            {
+                let path = log.path().to_path_buf();
+                // Keep the work done so far; the error says why the run ended.
+                let _ = self.checkpoint(step);
+                return Err((step, Box::new(TrainError::MetricsLog { path, cause })));
+            }
             means.add(&metrics);
             let ips = rate.tick(bs);
             self.send(TrainEvent::Step {

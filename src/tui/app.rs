@@ -300,6 +300,8 @@ pub struct RunView {
     pub saved: bool,
     /// Text shown instead of charts (Play Tennis, classical fit summaries).
     pub text: Vec<String>,
+    /// The run folder of a neural run, once the runner has made it.
+    pub folder: Option<PathBuf>,
 }
 
 impl RunView {
@@ -327,6 +329,7 @@ impl RunView {
             log: VecDeque::new(),
             saved: true,
             text: Vec::new(),
+            folder: None,
         }
     }
 
@@ -415,7 +418,8 @@ pub struct App {
     pub dataset: String,
     /// Ok if CUDA can be used, else why not.
     pub cuda: Result<(), String>,
-    pub out_root: PathBuf,
+    /// Where new run folders go.
+    pub runs_dir: PathBuf,
     pub batch_size: usize,
     pub status: String,
     pub quit: bool,
@@ -424,7 +428,7 @@ pub struct App {
 }
 
 impl App {
-    pub fn new(dataset: String, cuda: Result<(), String>, out_root: PathBuf) -> Self {
+    pub fn new(dataset: String, cuda: Result<(), String>, runs_dir: PathBuf) -> Self {
         let mut app = Self {
             screen: Screen::Picker,
             selected: 8,
@@ -437,7 +441,7 @@ impl App {
             run: None,
             dataset,
             cuda,
-            out_root,
+            runs_dir,
             batch_size: 128,
             status: String::new(),
             quit: false,
@@ -592,7 +596,7 @@ impl App {
                 c.batch_size = self.field(FieldKind::BatchSize).trim().parse().ok()?;
                 c.seed = seed;
                 c.device = self.field(FieldKind::Device).trim().parse().ok()?;
-                c.out_dir = Some(self.out_root.join(kind.name()));
+                // The runner makes the run's own folder under `runs_dir` as it starts it.
                 c.sample_every = 25;
                 // A short evaluation keeps pause and stop responsive at epoch ends.
                 c.eval_batches = Some(4);

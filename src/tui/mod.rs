@@ -35,7 +35,7 @@ pub struct Options {
     pub source: DataSource,
     pub seed: u64,
     /// Run folders go under here (`runs/` by default).
-    pub out_root: PathBuf,
+    pub runs_dir: PathBuf,
     /// A checkpoint or run folder to continue from.
     pub resume: Option<PathBuf>,
     /// Forced image mode; otherwise sixel where the terminal answers for it,
@@ -78,7 +78,7 @@ pub fn run(opts: Options) -> Result<(), TuiError> {
         .open()
         .map(|_| ())
         .map_err(|e| e.to_string());
-    let mut app = App::new(dataset, cuda, opts.out_root.clone());
+    let mut app = App::new(dataset, cuda, opts.runs_dir.clone());
     if let Some(m) = opts.image_mode {
         app.image_mode = m;
     }
@@ -252,15 +252,25 @@ impl Runner {
     fn apply(&mut self, app: &mut App, split: &Split, effects: Vec<Effect>) {
         for fx in effects {
             match fx {
-                Effect::StartNeural(cfg) => {
+                Effect::StartNeural(mut cfg) => {
                     self.stop_trainer();
-                    match train::spawn(*cfg, split.clone(), self.resume.take()) {
+                    let resume = self.resume.take();
+                    let folder = train::runs::RunFolder::New(app.runs_dir.clone());
+                    let started = train::runs::settle(&folder, cfg.model.kind, resume.as_deref())
+                        .map_err(|e| e.to_string())
+                        .and_then(|dir| {
+                            if let Some(r) = &mut app.run {
+                                r.log(format!("run folder {}", dir.display()));
+                                r.folder = Some(dir.clone());
+                            }
+                            cfg.out_dir = Some(dir);
+                            train::spawn(*cfg, split.clone(), resume).map_err(|e| e.to_string())
+                        });
+                    match started {
                         Ok(h) => self.trainer = Some(h),
-                        Err(e) => {
-                            let fx = app.update(Msg::Train(TrainEvent::Failed {
-                                step: 0,
-                                message: e.to_string(),
-                            }));
+                        Err(message) => {
+                            let fx =
+                                app.update(Msg::Train(TrainEvent::Failed { step: 0, message }));
                             self.apply(app, split, fx);
                         }
                     }
@@ -309,9 +319,13 @@ impl Runner {
                     } else {
                         "samples"
                     };
-                    let path = app
-                        .out_root
-                        .join(format!("{name}-{kind}-step{}.png", run.step));
+                    // Into the run's own folder; a classical fit has none.
+                    let dir = run.folder.as_ref().unwrap_or(&app.runs_dir);
+                    if let Err(e) = std::fs::create_dir_all(dir) {
+                        app.status = format!("could not save: {}: {e}", dir.display());
+                        continue;
+                    }
+                    let path = dir.join(format!("{name}-{kind}-step{}.png", run.step));
                     app.status = match grid.upscale(3).save_png(&path) {
                         Ok(()) => format!("saved {}", path.display()),
                         Err(e) => format!("could not save: {e:#}"),
