@@ -449,6 +449,43 @@ fn commands_pause_sample_and_stop_a_running_trainer() {
     assert_eq!(saw, (true, true, true));
 }
 
+/// With `linger`, a run that finished keeps its model: it still interpolates and samples,
+/// and ends when told to stop.
+#[test]
+fn a_finished_run_that_lingers_still_interpolates_and_samples() {
+    let mut c = quick(ModelKind::Vae, 5);
+    c.grid_size = 4;
+    c.linger = true;
+    let h = train::spawn(c, digits(320), None).unwrap();
+    let mut finished = false;
+    let mut seen = Vec::new();
+    for ev in h.events.iter() {
+        match ev {
+            TrainEvent::Finished { step: 5, .. } => {
+                finished = true;
+                h.commands
+                    .send(TrainCommand::Interpolate { seed: 3, steps: 6 })
+                    .unwrap();
+                h.commands.send(TrainCommand::SampleNow).unwrap();
+            }
+            TrainEvent::Interpolation { step, grid } if finished => {
+                seen.push("interpolation");
+                assert_eq!(step, 5);
+                // Two rows (linear, spherical) of six images.
+                assert_eq!((grid.width, grid.height), (6 * 28 + 7, 2 * 28 + 3));
+            }
+            TrainEvent::Samples { step, .. } if finished => {
+                seen.push("samples");
+                assert_eq!(step, 5);
+                h.commands.send(TrainCommand::Stop).unwrap();
+            }
+            _ => {}
+        }
+    }
+    h.thread.join().unwrap();
+    assert_eq!(seen, ["interpolation", "samples"]);
+}
+
 #[test]
 fn bad_settings_are_refused_before_training() {
     let split = digits(64);

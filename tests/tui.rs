@@ -238,6 +238,97 @@ fn dashboard_mid_run_from_scripted_events() {
     snapshot!("tui_dashboard_gan", t.backend());
 }
 
+/// A noisy GAN run: the curves are exponential moving averages drawn over the faint raw
+/// values, the legend gives both latest values, `[`/`]` step the smoothing and `l` puts the
+/// losses (not the probabilities) on a log scale.
+#[test]
+fn curves_are_smoothed_over_faint_raw_values_and_l_puts_losses_on_a_log_scale() {
+    use genmod::tui::app::smoothed;
+    use genmod::tui::theme::THEME;
+    let mut a = app();
+    a.image_mode = ImageMode::Ascii;
+    a.select(9); // 4.1 GAN
+    a.update(key(KeyCode::Enter));
+    a.update(Msg::Train(TrainEvent::Started {
+        model: genmod::neural::ModelKind::Gan,
+        device: genmod::train::DeviceChoice::Cpu,
+        parameters: 1_489_936,
+        steps_per_epoch: 125,
+        total_steps: 2500,
+        start_step: 0,
+    }));
+    let mut d_loss = Vec::new();
+    for s in 1..=200u64 {
+        let sign = if s % 2 == 0 { 1.0 } else { -1.0 };
+        let d = 1.0 + 0.5 * sign;
+        d_loss.push((s as f64, d));
+        a.update(Msg::Train(TrainEvent::Step {
+            step: s,
+            epoch: 0,
+            metrics: vec![
+                (Metric::DLoss, d),
+                (Metric::GLoss, 2.0 - sign),
+                (Metric::DReal, 0.6 + 0.1 * sign),
+                (Metric::DFake, 0.4 - 0.1 * sign),
+                (Metric::GGradNorm, 1.0),
+            ],
+            images_per_sec: 2000.0,
+        }));
+    }
+    assert_eq!(a.chart_view.smoothing, 0.9);
+    let t = render(&a, 120, 36);
+    let text = screen_text(&t);
+    let avg = smoothed(&d_loss, 0.9).last().unwrap().1;
+    assert!((avg - 1.0).abs() < 0.1, "{avg}");
+    assert!(
+        text.contains("losses · smoothing 0.90")
+            && text.contains(&format!("d_loss 1.500 (avg {avg:.3})")),
+        "{text}"
+    );
+    // Raw values in the faint colour, the averages in the series' colours.
+    let cells = t.backend().buffer().content();
+    let braille = |c: &&ratatui::buffer::Cell| {
+        c.symbol()
+            .chars()
+            .any(|ch| ('\u{2801}'..='\u{28ff}').contains(&ch))
+    };
+    let faint = cells
+        .iter()
+        .filter(braille)
+        .filter(|c| c.fg == THEME.dim)
+        .count();
+    let bright = cells
+        .iter()
+        .filter(braille)
+        .filter(|c| c.fg == THEME.series[0])
+        .count();
+    assert!(faint > 20 && bright > 20, "faint {faint}, bright {bright}");
+    snapshot!("tui_dashboard_smoothed", t.backend());
+
+    a.update(key(KeyCode::Char(']')));
+    a.update(key(KeyCode::Char(']')));
+    assert_eq!(a.chart_view.smoothing, 0.98);
+    for _ in 0..10 {
+        a.update(key(KeyCode::Char('[')));
+    }
+    assert_eq!(a.chart_view.smoothing, 0.0);
+    let text = screen_text(&render(&a, 120, 36));
+    assert!(
+        !text.contains("losses · smoothing")
+            && text.contains("d_loss 1.500")
+            && !text.contains("avg"),
+        "{text}"
+    );
+
+    a.update(key(KeyCode::Char('l')));
+    let text = screen_text(&render(&a, 120, 36));
+    assert!(text.contains("losses · log scale"), "{text}");
+    assert!(
+        !text.contains("D(G(z)) · log scale"),
+        "probabilities stay linear:\n{text}"
+    );
+}
+
 #[test]
 fn help_overlay_lists_every_key() {
     let mut a = app();

@@ -54,6 +54,11 @@ pub struct TrainConfig {
     /// On resume, this learning rate replaces the checkpoint's (how a run that diverged
     /// continues more gently); `None` keeps the checkpoint's.
     pub resume_lr: Option<f64>,
+    /// After the run ends (finished or stopped), keep the model and answer sample,
+    /// interpolation and checkpoint commands until told to stop or the front end goes away:
+    /// a finished run is the one most worth exploring. Only for [`spawn`]: [`train`]
+    /// returns when the run ends.
+    pub linger: bool,
 }
 
 /// The default length of a run of `kind` on the embedded digits, as (epochs, batch size):
@@ -89,6 +94,7 @@ impl TrainConfig {
             keep_checkpoints: 2,
             max_steps: None,
             resume_lr: None,
+            linger: false,
         }
     }
 }
@@ -503,9 +509,18 @@ fn run(
             return;
         }
     };
-    if let Err((step, e)) = l.train(step, &commands) {
-        let message = e.to_string();
-        let _ = events.send(TrainEvent::Failed { step, message });
+    match l.train(step, &commands) {
+        Ok(step) if l.cfg.linger => {
+            if let Err(e) = l.linger(step, &commands) {
+                let message = e.to_string();
+                let _ = events.send(TrainEvent::Failed { step, message });
+            }
+        }
+        Ok(_) => {}
+        Err((step, e)) => {
+            let message = e.to_string();
+            let _ = events.send(TrainEvent::Failed { step, message });
+        }
     }
 }
 
@@ -689,11 +704,12 @@ impl Loop {
             .collect())
     }
 
+    /// Trains to the end or until stopped; the step it ended at.
     fn train(
         &mut self,
         start: u64,
         commands: &Receiver<TrainCommand>,
-    ) -> Result<(), (u64, Box<TrainError>)> {
+    ) -> Result<u64, (u64, Box<TrainError>)> {
         let bs = self.cfg.batch_size;
         let spe = (self.split.train.len() / bs) as u64;
         let mut total = spe * self.cfg.epochs as u64;
@@ -721,7 +737,7 @@ impl Loop {
                 .map_err(fail(step))?
                 .is_break()
             {
-                return Ok(());
+                return Ok(step);
             }
             let epoch = (step / spe) as usize;
             let b = (step % spe) as usize;
@@ -764,7 +780,22 @@ impl Loop {
             step,
             stopped_early: false,
         });
-        Ok(())
+        Ok(step)
+    }
+
+    /// Answers commands on the ended run's model until told to stop.
+    fn linger(&mut self, step: u64, commands: &Receiver<TrainCommand>) -> Result<(), TrainError> {
+        loop {
+            match commands.recv() {
+                Ok(TrainCommand::SampleNow) => self.samples(step)?,
+                Ok(TrainCommand::SaveNow) => self.checkpoint(step)?,
+                Ok(TrainCommand::Interpolate { seed, steps }) => {
+                    self.interpolate(step, seed, steps)?
+                }
+                Ok(TrainCommand::Pause | TrainCommand::Resume) => {}
+                Ok(TrainCommand::Stop) | Err(_) => return Ok(()),
+            }
+        }
     }
 
     fn parameter_count(&self) -> usize {

@@ -261,22 +261,47 @@ impl Series {
     }
 }
 
+/// One chart of the dashboard.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChartGroup {
+    pub title: &'static str,
+    pub metrics: Vec<Metric>,
+    /// Positive losses, which the log-scale toggle applies to.
+    pub losses: bool,
+}
+
 /// The metrics each chart plots, by model.
-pub fn chart_groups(entry: Entry) -> Vec<(&'static str, Vec<Metric>)> {
+pub fn chart_groups(entry: Entry) -> Vec<ChartGroup> {
+    let group = |title, metrics, losses| ChartGroup {
+        title,
+        metrics,
+        losses,
+    };
     match entry {
-        Entry::Neural(ModelKind::Autoencoder) => vec![("reconstruction loss", vec![Metric::Recon])],
+        Entry::Neural(ModelKind::Autoencoder) => {
+            vec![group("reconstruction loss", vec![Metric::Recon], true)]
+        }
         Entry::Neural(ModelKind::Vae) => vec![
-            (
+            group(
                 "reconstruction and KL (nats)",
                 vec![Metric::Recon, Metric::Kl],
+                true,
             ),
-            ("annealing weight", vec![Metric::Weight]),
+            group("annealing weight", vec![Metric::Weight], false),
         ],
         Entry::Neural(_) => vec![
-            ("losses", vec![Metric::DLoss, Metric::GLoss]),
-            ("D(x) and D(G(z))", vec![Metric::DReal, Metric::DFake]),
+            group("losses", vec![Metric::DLoss, Metric::GLoss], true),
+            group(
+                "D(x) and D(G(z))",
+                vec![Metric::DReal, Metric::DFake],
+                false,
+            ),
         ],
-        Entry::Classical(_) => vec![("EM mean log-likelihood", vec![Metric::LogLikelihood])],
+        Entry::Classical(_) => vec![group(
+            "EM mean log-likelihood",
+            vec![Metric::LogLikelihood],
+            false,
+        )],
         Entry::Multinomial => vec![],
     }
 }
@@ -308,7 +333,7 @@ impl RunView {
     pub fn new(info: ModelInfo) -> Self {
         let series = chart_groups(info.entry)
             .into_iter()
-            .flat_map(|(_, names)| names)
+            .flat_map(|g| g.metrics)
             .map(|name| Series {
                 name,
                 points: Vec::new(),
@@ -425,6 +450,62 @@ pub struct App {
     pub quit: bool,
     pub show_interpolation: bool,
     interp_seed: u64,
+    /// How the charts draw their curves.
+    pub chart_view: ChartView,
+}
+
+/// How the dashboard draws its curves: an exponential moving average over the raw values,
+/// which stay visible, faint, behind it; and a log scale for the losses.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ChartView {
+    /// The average's weight on its previous value, from [`SMOOTHING_STEPS`]; 0 is raw.
+    pub smoothing: f64,
+    /// Loss charts on a log₁₀ axis.
+    pub log_losses: bool,
+}
+
+/// The smoothing strengths `[` and `]` step through. GAN losses, which jump from batch to
+/// batch, read best at 0.9 to 0.99 (TensorBoard's slider offers the same range).
+pub const SMOOTHING_STEPS: [f64; 7] = [0.0, 0.5, 0.8, 0.9, 0.95, 0.98, 0.99];
+
+impl Default for ChartView {
+    fn default() -> Self {
+        Self {
+            smoothing: 0.9,
+            log_losses: false,
+        }
+    }
+}
+
+impl ChartView {
+    /// One step stronger (`up`) or weaker smoothing.
+    pub fn step_smoothing(&mut self, up: bool) {
+        let at = SMOOTHING_STEPS
+            .iter()
+            .position(|&s| s >= self.smoothing - 1e-9)
+            .unwrap_or(0);
+        let next = if up {
+            (at + 1).min(SMOOTHING_STEPS.len() - 1)
+        } else {
+            at.saturating_sub(1)
+        };
+        self.smoothing = SMOOTHING_STEPS[next];
+    }
+}
+
+/// The exponential moving average of `points` with weight `alpha` on the past, with
+/// TensorBoard's debiasing (dividing by 1 − alphaᵗ), so the curve starts at the first
+/// values instead of rising from 0.
+pub fn smoothed(points: &[(f64, f64)], alpha: f64) -> Vec<(f64, f64)> {
+    let (mut avg, mut weight) = (0.0, 0.0);
+    points
+        .iter()
+        .map(|&(x, y)| {
+            avg = alpha * avg + (1.0 - alpha) * y;
+            weight = alpha * weight + (1.0 - alpha);
+            (x, avg / weight)
+        })
+        .collect()
 }
 
 impl App {
@@ -447,6 +528,7 @@ impl App {
             quit: false,
             show_interpolation: false,
             interp_seed: 1,
+            chart_view: ChartView::default(),
         };
         app.reset_fields();
         app
@@ -601,6 +683,7 @@ impl App {
                 // A short evaluation keeps pause and stop responsive at epoch ends.
                 c.eval_batches = Some(4);
                 self.batch_size = c.batch_size;
+                c.linger = true;
                 view.log(format!(
                     "training {} on {} ({})",
                     info.name, self.dataset, c.device
@@ -848,6 +931,13 @@ impl App {
             Some(Entry::Neural(_))
         );
         let running = self.running();
+        // A neural run that ended without failing keeps its model in the trainer thread
+        // (TrainConfig::linger): it can still sample and interpolate.
+        let explorable = neural
+            && self
+                .run
+                .as_ref()
+                .is_some_and(|r| !matches!(r.state, RunState::Failed(_)));
         match k.code {
             KeyCode::Char('p') | KeyCode::Char(' ') if neural && running => {
                 let paused = self
@@ -862,10 +952,27 @@ impl App {
             }
             KeyCode::Char('s') if neural && running => vec![Effect::Command(TrainCommand::Stop)],
             KeyCode::Char('c') if neural && running => vec![Effect::Command(TrainCommand::SaveNow)],
-            KeyCode::Char('n') if neural && running => {
+            KeyCode::Char('n') if explorable => {
                 vec![Effect::Command(TrainCommand::SampleNow)]
             }
             KeyCode::Char('g') => vec![Effect::SaveGrid],
+            KeyCode::Char('[') | KeyCode::Char(']') => {
+                self.chart_view.step_smoothing(k.code == KeyCode::Char(']'));
+                self.status = format!("smoothing {:.2}", self.chart_view.smoothing);
+                Vec::new()
+            }
+            KeyCode::Char('l') => {
+                self.chart_view.log_losses = !self.chart_view.log_losses;
+                self.status = format!(
+                    "losses on a {} scale",
+                    if self.chart_view.log_losses {
+                        "log"
+                    } else {
+                        "linear"
+                    }
+                );
+                Vec::new()
+            }
             KeyCode::Char('m') => {
                 let mut modes = vec![ImageMode::HalfBlocks, ImageMode::Ascii];
                 modes.extend(self.pixel_modes.iter().copied());
@@ -877,7 +984,7 @@ impl App {
                 self.status = format!("image mode: {}", self.image_mode.name());
                 Vec::new()
             }
-            KeyCode::Char('i') if neural && running => {
+            KeyCode::Char('i') if explorable => {
                 let latent_model = matches!(self.run.as_ref().map(|r| r.info.entry), Some(Entry::Neural(k)) if k != ModelKind::Autoencoder);
                 if !latent_model {
                     self.status = "interpolation needs a VAE or a GAN".into();
@@ -920,7 +1027,7 @@ impl App {
 }
 
 /// Help lines: every key of every screen.
-pub const HELP: [(&str, &str); 17] = [
+pub const HELP: [(&str, &str); 19] = [
     ("↑ ↓ / j k", "choose a model (picker)"),
     (
         "Tab / Shift-Tab",
@@ -937,6 +1044,11 @@ pub const HELP: [(&str, &str); 17] = [
         "latent interpolation: linear (top) and spherical (bottom)",
     ),
     ("m", "switch image mode: half-blocks, ASCII, sixel or kitty"),
+    (
+        "[ / ]",
+        "weaker / stronger smoothing of the curves (0 to 0.99)",
+    ),
+    ("l", "losses on a log or a linear scale"),
     ("b / Esc", "back to the picker when the run has ended"),
     ("?", "this help; any key closes it"),
     ("q", "quit (asks first while a run is going or unsaved)"),

@@ -1,8 +1,11 @@
 //! Drawing the TUI's screens from the app state. Pure: state in, cells out.
 
-use super::app::{App, Entry, Focus, HELP, MODELS, RunState, RunView, Screen, chart_groups};
+use super::app::{
+    App, ChartView, Entry, Focus, HELP, MODELS, RunState, RunView, Screen, chart_groups, smoothed,
+};
 use super::graphics::{Graphics, ImageMode};
 use super::theme::THEME;
+use crate::neural::Metric;
 use crate::neural::ModelKind;
 use crate::render::{Grid, text};
 use ratatui::Frame;
@@ -208,7 +211,7 @@ fn draw_dashboard(f: &mut Frame, area: Rect, app: &App, graphics: &Graphics) {
         let [charts, images] =
             Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)])
                 .areas(body);
-        draw_charts(f, charts, run);
+        draw_charts(f, charts, run, app.chart_view);
         images
     };
     let (title, grid) = if app.show_interpolation {
@@ -256,11 +259,15 @@ fn draw_dashboard(f: &mut Frame, area: Rect, app: &App, graphics: &Graphics) {
         Paragraph::new(lines).block(Block::new().borders(Borders::TOP).title(" events ")),
         log,
     );
-    let keys = match run.info.entry {
-        Entry::Neural(_) => {
-            " p pause · s stop · c checkpoint · n sample · g save PNG · i interpolate · m image mode · ? help · q quit"
+    let keys = match (run.info.entry, &run.state) {
+        (Entry::Neural(_), RunState::Running | RunState::Paused) => {
+            " p pause · s stop · c checkpoint · n sample · i interpolate · g PNG · [ ] smooth · l log · m image · ? help · q quit"
         }
-        _ => " g save PNG · m image mode · b back · ? help · q quit",
+        // The trainer keeps an ended run's model: it still samples and interpolates.
+        (Entry::Neural(_), RunState::Finished) => {
+            " n sample · i interpolate · g PNG · [ ] smooth · l log · m image · b back · ? help · q quit"
+        }
+        _ => " g PNG · [ ] smooth · m image mode · b back · ? help · q quit",
     };
     let status = if app.status.is_empty() {
         keys.to_string()
@@ -270,7 +277,7 @@ fn draw_dashboard(f: &mut Frame, area: Rect, app: &App, graphics: &Graphics) {
     f.render_widget(Paragraph::new(status).fg(THEME.dim), footer);
 }
 
-fn draw_charts(f: &mut Frame, area: Rect, run: &RunView) {
+fn draw_charts(f: &mut Frame, area: Rect, run: &RunView, view: ChartView) {
     if !run.text.is_empty() || chart_groups(run.info.entry).is_empty() {
         let groups = chart_groups(run.info.entry);
         let (text_area, chart_area) =
@@ -292,14 +299,17 @@ fn draw_charts(f: &mut Frame, area: Rect, run: &RunView) {
             text_area,
         );
         if let Some(c) = chart_area {
-            draw_chart_groups(f, c, run);
+            draw_chart_groups(f, c, run, view);
         }
         return;
     }
-    draw_chart_groups(f, area, run);
+    draw_chart_groups(f, area, run, view);
 }
 
-fn draw_chart_groups(f: &mut Frame, area: Rect, run: &RunView) {
+/// A curve's (step, value) points.
+type Points = Vec<(f64, f64)>;
+
+fn draw_chart_groups(f: &mut Frame, area: Rect, run: &RunView, view: ChartView) {
     let groups = chart_groups(run.info.entry);
     let rows = Layout::vertical(
         groups
@@ -307,22 +317,48 @@ fn draw_chart_groups(f: &mut Frame, area: Rect, run: &RunView) {
             .map(|_| Constraint::Ratio(1, groups.len() as u32)),
     )
     .split(area);
-    for ((title, names), rect) in groups.iter().zip(rows.iter()) {
-        let series: Vec<&super::app::Series> =
-            names.iter().filter_map(|n| run.series(*n)).collect();
-        let pts = series.iter().flat_map(|s| s.points.iter());
+    for (group, rect) in groups.iter().zip(rows.iter()) {
+        let series: Vec<&super::app::Series> = group
+            .metrics
+            .iter()
+            .filter_map(|n| run.series(*n))
+            .collect();
+        // A log axis needs positive values; a loss that touched 0 falls back to linear.
+        let log = view.log_losses
+            && group.losses
+            && series.iter().all(|s| s.points.iter().all(|p| p.1 > 0.0));
+        let axis = |y: f64| if log { y.log10() } else { y };
+        let on_axis = |pts: &[(f64, f64)]| -> Vec<(f64, f64)> {
+            pts.iter().map(|&(x, y)| (x, axis(y))).collect()
+        };
+        // (metric, raw points, smoothed points), on the axis's scale; smoothing is done on
+        // the values, then mapped.
+        let curves: Vec<(Metric, Points, Points)> = series
+            .iter()
+            .map(|s| {
+                let smooth = smoothed(&s.points, view.smoothing);
+                (s.name, on_axis(&s.points), on_axis(&smooth))
+            })
+            .collect();
         let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
-        for &(x, y) in pts {
+        for &(x, y) in curves.iter().flat_map(|c| c.1.iter()) {
             x0 = x0.min(x);
             x1 = x1.max(x);
             y0 = y0.min(y);
             y1 = y1.max(y);
         }
+        let mut title = format!(" {} ", group.title);
+        if view.smoothing > 0.0 {
+            title.push_str(&format!("· smoothing {:.2} ", view.smoothing));
+        }
+        if log {
+            title.push_str("· log scale ");
+        }
         if x0 > x1 {
             f.render_widget(
                 Paragraph::new("no data yet")
                     .fg(THEME.dim)
-                    .block(Block::bordered().title(format!(" {title} "))),
+                    .block(Block::bordered().title(title)),
                 *rect,
             );
             continue;
@@ -334,22 +370,48 @@ fn draw_chart_groups(f: &mut Frame, area: Rect, run: &RunView) {
         if (x1 - x0).abs() < 1e-12 {
             x1 = x0 + 1.0;
         }
-        let datasets: Vec<Dataset> = series
-            .iter()
-            .enumerate()
-            .map(|(i, s)| {
-                let last = s.points.last().map(|p| p.1).unwrap_or(f64::NAN);
+        let mut datasets: Vec<Dataset> = Vec::new();
+        if view.smoothing > 0.0 {
+            // The raw values first, faint, so the averages are drawn over them.
+            for (_, raw, _) in &curves {
+                datasets.push(
+                    Dataset::default()
+                        .marker(Marker::Braille)
+                        .graph_type(GraphType::Line)
+                        .style(Style::new().fg(THEME.dim))
+                        .data(raw),
+                );
+            }
+        }
+        for (i, (name, raw, smooth)) in curves.iter().enumerate() {
+            let value = |pts: &[(f64, f64)]| {
+                let v = pts.last().map_or(f64::NAN, |p| p.1);
+                if log { 10f64.powf(v) } else { v }
+            };
+            let label = if view.smoothing > 0.0 {
+                format!("{name} {:.3} (avg {:.3})", value(raw), value(smooth))
+            } else {
+                format!("{name} {:.3}", value(raw))
+            };
+            datasets.push(
                 Dataset::default()
-                    .name(format!("{} {last:.3}", s.name))
+                    .name(label)
                     .marker(Marker::Braille)
                     .graph_type(GraphType::Line)
                     .style(Style::new().fg(THEME.series[i % THEME.series.len()]))
-                    .data(&s.points)
-            })
-            .collect();
+                    .data(if view.smoothing > 0.0 { smooth } else { raw }),
+            );
+        }
+        let y_label = |y: f64| {
+            if log {
+                format!("{:.3}", 10f64.powf(y))
+            } else {
+                format!("{y:.2}")
+            }
+        };
         let chart = Chart::new(datasets)
             .hidden_legend_constraints((Constraint::Ratio(1, 2), Constraint::Ratio(1, 2)))
-            .block(Block::bordered().title(format!(" {title} ")))
+            .block(Block::bordered().title(title))
             .x_axis(
                 Axis::default()
                     .bounds([x0, x1])
@@ -359,7 +421,7 @@ fn draw_chart_groups(f: &mut Frame, area: Rect, run: &RunView) {
             .y_axis(
                 Axis::default()
                     .bounds([y0, y1])
-                    .labels([format!("{y0:.2}"), format!("{y1:.2}")])
+                    .labels([y_label(y0), y_label(y1)])
                     .style(Style::new().fg(THEME.dim)),
             );
         f.render_widget(chart, *rect);
