@@ -190,8 +190,16 @@ fn sigkill_mid_training_loses_at_most_one_checkpoint_interval() {
     );
 }
 
+/// SIGTERM (a service manager), SIGINT (Ctrl-C) and SIGHUP (a dropped SSH session) each
+/// stop the CLI with a checkpoint at the step it stopped and a clean exit.
 #[test]
 fn sigterm_saves_a_checkpoint_and_exits_cleanly() {
+    for signal in ["TERM", "INT", "HUP"] {
+        stop_with_signal(signal);
+    }
+}
+
+fn stop_with_signal(signal: &str) {
     let dir = tempfile::tempdir().unwrap();
     let child = genmod()
         .args(train_args(dir.path(), 100_000))
@@ -200,9 +208,19 @@ fn sigterm_saves_a_checkpoint_and_exits_cleanly() {
         .spawn()
         .unwrap();
     let pid = child.id();
-    std::thread::sleep(Duration::from_millis(1500));
+    // Signal once training is under way: the run folder's metrics reach step 5.
+    let metrics = dir.path().join("metrics.csv");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !std::fs::read_to_string(&metrics).is_ok_and(|t| {
+        t.lines()
+            .filter_map(|l| l.split(',').next()?.parse::<u64>().ok())
+            .any(|s| s >= 5)
+    }) {
+        assert!(Instant::now() < deadline, "training never reached step 5");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let _ = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
+        .args([format!("-{signal}"), pid.to_string()])
         .status();
     let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -224,7 +242,10 @@ fn sigterm_saves_a_checkpoint_and_exits_cleanly() {
         Some(&step),
         "the final checkpoint is the step training stopped at"
     );
-    println!("RELIABILITY: sigterm stopped_at={step} checkpoint=yes exit=0");
+    println!(
+        "RELIABILITY: sig{} stopped_at={step} checkpoint=yes exit=0",
+        signal.to_lowercase()
+    );
 }
 
 /// The session, through the CLI: a healthy run, resumed with a learning rate far

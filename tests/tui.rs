@@ -522,7 +522,7 @@ fn terminal_is_restored_after_a_panic_and_survives_a_tiny_resize() {
     let dir = tempfile::tempdir().unwrap();
     let session = format!("genmod-panic-{}", std::process::id());
     let bin = env!("CARGO_BIN_EXE_genmod-tui");
-    let command = format!("GENMOD_TUI_TEST_PANIC_AFTER_MS=4000 {bin} 2>panic.txt");
+    let command = format!("GENMOD_TUI_TEST_PANIC_ON_KEY=Z {bin} 2>panic.txt");
     start_in_tmux(&session, dir.path(), &command, 100, 30);
     // A tiny window: the too-small screen, no panic; then back to a usable size.
     tmux(&["resize-window", "-t", &session, "-x", "20", "-y", "6"]);
@@ -534,6 +534,7 @@ fn terminal_is_restored_after_a_panic_and_survives_a_tiny_resize() {
         p.contains("pick a model")
     });
     // The injected panic: the terminal comes back in cooked mode and the message is kept.
+    tmux(&["send-keys", "-t", &session, "Z"]);
     let pane = wait_for(&session, 30, "the exit after the panic", |p| {
         p.contains("DONE")
     });

@@ -152,20 +152,16 @@ fn event_loop(
         msgs_rx,
         resume,
     };
-    let panic_at = std::env::var("GENMOD_TUI_TEST_PANIC_AFTER_MS")
+    // Test-only: a key that makes the loop panic, so a test can check that the terminal
+    // is restored after one, at a moment the test chooses.
+    let panic_key = std::env::var("GENMOD_TUI_TEST_PANIC_ON_KEY")
         .ok()
-        .and_then(|v| v.parse::<u64>().ok())
-        .map(|ms| Instant::now() + Duration::from_millis(ms));
+        .and_then(|v| v.chars().next());
     let mut last_draw = Instant::now() - FRAME;
     let mut dirty = true;
     let mut terminal_lost = false;
     let mut drawn_mode = app.image_mode;
     loop {
-        if let Some(t) = panic_at
-            && Instant::now() >= t
-        {
-            panic!("test-only panic injected by GENMOD_TUI_TEST_PANIC_AFTER_MS");
-        }
         if (stop_signal.load(Ordering::Relaxed) || terminal_lost) && !app.quit {
             let fx = app.update(Msg::Terminate);
             r.apply(app, split, fx);
@@ -187,6 +183,11 @@ fn event_loop(
         }
         let mut key_pressed = false;
         for m in incoming {
+            if let (Some(c), Msg::Key(k)) = (panic_key, &m)
+                && k.code == crossterm::event::KeyCode::Char(c)
+            {
+                panic!("test-only panic injected by GENMOD_TUI_TEST_PANIC_ON_KEY");
+            }
             key_pressed |= matches!(m, Msg::Key(_));
             dirty = true;
             let fx = app.update(m);
