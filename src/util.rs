@@ -72,6 +72,10 @@ fn levenshtein(a: &str, b: &str) -> usize {
 /// It writes environment variables, which is sound only while no other thread can read or
 /// write the environment: call it first thing in `main`, before any thread is started.
 pub unsafe fn settle_thread_count() {
+    if let Some(n) = threads_argument(std::env::args_os()) {
+        // SAFETY: the caller guarantees that the process has a single thread.
+        unsafe { std::env::set_var("RAYON_NUM_THREADS", n.to_string()) };
+    }
     if std::env::var_os("RAYON_NUM_THREADS").is_none() {
         let threads = candle_core::utils::get_num_threads();
         // SAFETY: the caller guarantees that the process has a single thread.
@@ -81,6 +85,25 @@ pub unsafe fn settle_thread_count() {
         // SAFETY: as above.
         unsafe { std::env::set_var("CANDLE_NUM_THREADS", "1") };
     }
+}
+
+/// The value of a `--threads N` (or `--threads=N`) argument, if one parses as a count of
+/// at least 1. The thread count must be settled before clap runs (and before any thread
+/// starts), so it is read from the raw arguments; clap, which also declares the option,
+/// reports a bad value.
+pub fn threads_argument(args: impl IntoIterator<Item = std::ffi::OsString>) -> Option<usize> {
+    let args: Vec<String> = args
+        .into_iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let value = args.iter().enumerate().find_map(|(i, a)| {
+        if a == "--threads" {
+            args.get(i + 1).cloned()
+        } else {
+            a.strip_prefix("--threads=").map(str::to_string)
+        }
+    })?;
+    value.parse().ok().filter(|&n| n >= 1)
 }
 
 /// The independent random streams drawn from one user seed. Each use of randomness takes
@@ -158,6 +181,26 @@ pub fn on_compute_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_threads_argument_is_read_in_both_spellings_and_bad_values_left_to_clap() {
+        let args = |v: &[&str]| {
+            v.iter()
+                .map(|s| s.into())
+                .collect::<Vec<std::ffi::OsString>>()
+        };
+        assert_eq!(
+            threads_argument(args(&["genmod", "train", "--threads", "3"])),
+            Some(3)
+        );
+        assert_eq!(
+            threads_argument(args(&["genmod", "--threads=2", "eval"])),
+            Some(2)
+        );
+        assert_eq!(threads_argument(args(&["genmod", "--threads", "0"])), None);
+        assert_eq!(threads_argument(args(&["genmod", "--threads", "x"])), None);
+        assert_eq!(threads_argument(args(&["genmod", "train"])), None);
+    }
 
     #[test]
     fn closest_suggests_typos_and_rejects_strangers() {

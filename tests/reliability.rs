@@ -373,6 +373,11 @@ fn bad_arguments_get_a_clear_message_before_any_work() {
             "epochs must be at least 1",
         ),
         (
+            vec!["train", "vae", "--data-dir", "."],
+            "--data-dir . was given without --dataset; add --dataset mnist",
+        ),
+        (vec!["train", "vae", "--overwrite"], "--out"),
+        (
             vec!["train", "vae", "--batch-size", "0"],
             "batch size must be at least 1",
         ),

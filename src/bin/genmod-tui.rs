@@ -25,9 +25,26 @@ struct Cli {
     /// folder.
     #[arg(long)]
     resume: Option<PathBuf>,
+    /// CPU threads for training and the matrix products (default: the physical cores).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    threads: Option<u32>,
+    /// Colours for a dark or a light terminal background, or none (the default is none
+    /// where NO_COLOR is set, else dark).
+    #[arg(long, value_parser = choice::<ThemeArg>())]
+    theme: Option<ThemeArg>,
     /// How sample grids are drawn.
     #[arg(long, value_parser = choice::<ImageModeArg>(), default_value = "auto")]
     image_mode: ImageModeArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ThemeArg {
+    /// Colours that read on a dark background.
+    Dark,
+    /// Colours that read on a light background.
+    Light,
+    /// No colour (what NO_COLOR asks for).
+    Mono,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -50,6 +67,14 @@ fn main() {
     unsafe { genmod::util::settle_thread_count() };
     genmod::util::keep_freed_memory();
     let cli = Cli::parse();
+    if let Some(t) = cli.theme {
+        use genmod::tui::theme;
+        theme::choose(match t {
+            ThemeArg::Dark => theme::DARK,
+            ThemeArg::Light => theme::LIGHT,
+            ThemeArg::Mono => theme::MONO,
+        });
+    }
     let result = (|| -> anyhow::Result<()> {
         let image_mode = match cli.image_mode {
             ImageModeArg::Auto => None,

@@ -29,6 +29,9 @@ use std::path::PathBuf;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// CPU threads for training and the matrix products (default: the physical cores).
+    #[arg(long, global = true, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    threads: Option<u32>,
 }
 
 #[derive(Subcommand)]
@@ -251,8 +254,8 @@ struct TrainArgs {
     /// GANs: one-sided label smoothing; D's target for real images is 1 minus this (0: off).
     #[arg(long)]
     label_smoothing: Option<f64>,
-    /// MLP GAN: dropout probability after each hidden layer of the discriminator while it
-    /// trains (0: off).
+    /// MLP GAN and conditional GAN: dropout probability after each hidden layer of the
+    /// discriminator while it trains (0: off).
     #[arg(long)]
     d_dropout: Option<f64>,
     /// How weights start: pytorch (uniform in ±1/sqrt(fan_in)) or dcgan (N(0, 0.02²)).

@@ -48,6 +48,17 @@ impl DataSource {
             Ok(d.to_path_buf())
         };
         Ok(match name {
+            "mnist-10k" | "embedded" if data_dir.is_some() => {
+                // The embedded digits need no folder: a folder given with them is a
+                // forgotten --dataset, and training on the wrong data silently is worse
+                // than a refusal.
+                return Err(DataError::Other(format!(
+                    "--data-dir {} was given without --dataset; add --dataset mnist, fashion-mnist, cifar10 or folder (the embedded digits, the default, need no folder)",
+                    data_dir
+                        .map(|d| d.display().to_string())
+                        .unwrap_or_default()
+                )));
+            }
             "mnist-10k" | "embedded" => DataSource::EmbeddedMnist,
             "mnist" => DataSource::Mnist(need_dir("the MNIST IDX files")?),
             "fashion-mnist" => DataSource::FashionMnist(need_dir("the Fashion-MNIST IDX files")?),

@@ -8,12 +8,13 @@
 
 use super::gan::{Adversarial, Nets, gan_losses};
 use super::kernels::linear::Activation;
-use super::layers::{Dense, Mlp, ParamStore, embedding};
+use super::layers::{Dense, Dropout, Mlp, ParamStore, embedding};
 use super::{Conditioning, ImageShape, Metric, Metrics, Model, NeuralConfig, one_hot};
 use crate::data::Batch;
 use crate::neural::optim::Adam;
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{Embedding, VarBuilder, VarMap};
+use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 /// MLP nets as the GAN's, with `num_classes` one-hot inputs added to G's code and D seeing
@@ -60,22 +61,31 @@ impl Discriminator {
     }
 
     /// The logits of images `x` (N x pixels) seen with `labels`; with `frozen`, gradients
-    /// reach `x` only (the generator's step).
-    fn logits(&self, x: &Tensor, labels: &Tensor, classes: usize, frozen: bool) -> Result<Tensor> {
+    /// reach `x` only (the generator's step); `dropout` after each hidden layer while D
+    /// trains.
+    fn logits(
+        &self,
+        x: &Tensor,
+        labels: &Tensor,
+        classes: usize,
+        frozen: bool,
+        dropout: Option<&Dropout>,
+    ) -> Result<Tensor> {
         match self {
             Discriminator::Concat(mlp) => {
                 let input = Tensor::cat(&[x, &one_hot(labels, classes)?], 1)?;
-                if frozen {
-                    mlp.forward_frozen(&input)
-                } else {
-                    mlp.forward(&input)
+                match dropout {
+                    Some(p) => mlp.forward_dropout(&input, frozen, p),
+                    None if frozen => mlp.forward_frozen(&input),
+                    None => mlp.forward(&input),
                 }
             }
             Discriminator::Projection { body, head, embed } => {
-                let phi = if frozen {
-                    body.forward_frozen(x)?
-                } else {
-                    body.forward(x)?
+                // The body's last layer is hidden here too: φ(x) gets dropout as well.
+                let phi = match dropout {
+                    Some(p) => p.apply(&body.forward_dropout(x, frozen, p)?)?,
+                    None if frozen => body.forward_frozen(x)?,
+                    None => body.forward(x)?,
                 };
                 let table = embed.embeddings();
                 let table = if frozen {
@@ -133,7 +143,7 @@ impl Cgan {
 
     fn disc(&self, x: &Tensor, labels: Option<&Tensor>) -> Result<Tensor> {
         self.d
-            .logits(x, Self::labels_of(labels)?, self.classes, false)
+            .logits(x, Self::labels_of(labels)?, self.classes, false, None)
     }
 }
 
@@ -162,11 +172,17 @@ impl Model for Cgan {
         let labels = batch.labels.as_ref();
         Self::labels_of(labels)?;
         let (g, d, k) = (&self.g, &self.d, self.classes);
+        // Drawn only with dropout on, so that runs without it keep their random stream.
+        let dropout =
+            (self.cfg.d_dropout > 0.0).then(|| Dropout::new(self.cfg.d_dropout, rng.random()));
+        let dropout = dropout.as_ref();
         let generator = |z: &Tensor, l: Option<&Tensor>| {
             g.forward(&Tensor::cat(&[z, &one_hot(Self::labels_of(l)?, k)?], 1)?)
         };
-        let disc = |x: &Tensor, l: Option<&Tensor>| d.logits(x, Self::labels_of(l)?, k, false);
-        let frozen = |x: &Tensor, l: Option<&Tensor>| d.logits(x, Self::labels_of(l)?, k, true);
+        let disc =
+            |x: &Tensor, l: Option<&Tensor>| d.logits(x, Self::labels_of(l)?, k, false, dropout);
+        let frozen =
+            |x: &Tensor, l: Option<&Tensor>| d.logits(x, Self::labels_of(l)?, k, true, dropout);
         let nets = Nets {
             g: &generator,
             d: &disc,

@@ -270,7 +270,7 @@ pub struct NeuralConfig {
     /// How weights are drawn at the start.
     #[serde(default)]
     pub weight_init: WeightInit,
-    /// MLP GANs: dropout probability after each hidden layer of D while it trains (the
+    /// MLP GAN and cGAN: dropout probability after each hidden layer of D while it trains (the
     /// original GAN's maxout discriminator used dropout, Goodfellow et al. 2014); 0 is off.
     #[serde(default)]
     pub d_dropout: f64,

@@ -371,7 +371,7 @@ fn draw_chart_groups(f: &mut Frame, area: Rect, run: &RunView, view: ChartView) 
             x1 = x0 + 1.0;
         }
         let mut datasets: Vec<Dataset> = Vec::new();
-        if view.smoothing > 0.0 {
+        if view.smoothing > 0.0 && THEME.raw_behind_average {
             // The raw values first, faint, so the averages are drawn over them.
             for (_, raw, _) in &curves {
                 datasets.push(
