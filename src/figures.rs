@@ -369,10 +369,11 @@ impl Figures<'_> {
         Ok(())
     }
 
-    /// Figure 4.3 and the GAN's interpolation.
+    /// Figure 4.3 and the GAN's interpolation, from the default run.
     fn gan(&mut self) -> Result<()> {
         (self.log)("training the GAN (figure 4.3)");
-        let gan = self.train(ModelKind::Gan, 40, 64)?;
+        let (epochs, batch) = train::default_budget(ModelKind::Gan);
+        let gan = self.train(ModelKind::Gan, epochs, batch)?;
         self.save(&gan.grid, "fig-4-3-gan-samples.png", 2)?;
         let path = interpolation(gan.model.as_ref(), self.cfg.seed + 2, 10)?;
         self.save(&path, "fig-5-interpolation-gan.png", 3)
@@ -386,10 +387,11 @@ impl Figures<'_> {
         self.save(&dcgan.grid, "fig-4-5-dcgan-samples.png", 2)
     }
 
-    /// Figure 4.7.
+    /// Figure 4.7, from the default run.
     fn cgan(&mut self) -> Result<()> {
         (self.log)("training the conditional GAN (figure 4.7)");
-        let cgan = self.train(ModelKind::Cgan, 40, 64)?;
+        let (epochs, batch) = train::default_budget(ModelKind::Cgan);
+        let cgan = self.train(ModelKind::Cgan, epochs, batch)?;
         self.save(&cgan.grid, "fig-4-7-cgan-samples.png", 2)
     }
 

@@ -672,7 +672,7 @@ fn ctrl_c_sigterm_and_sighup_mid_epoch_save_a_checkpoint_and_restore_the_termina
 }
 
 #[test]
-fn the_cgan_form_sets_the_average_and_the_conditioning() {
+fn the_cgan_form_sets_the_average_the_dropout_and_the_conditioning() {
     let mut a = app();
     a.select(11); // 4.3 conditional GAN
     let typed = |a: &mut App, text: &str| {
@@ -692,6 +692,10 @@ fn the_cgan_form_sets_the_average_and_the_conditioning() {
     let s = screen_text(&render(&a, 110, 24));
     assert!(s.contains("in [0, 1); 0 = off"), "{s}");
     typed(&mut a, "0.99");
+    a.update(key(KeyCode::Tab)); // D dropout
+    typed(&mut a, "1");
+    assert!(!a.form_valid(), "a dropout probability of 1 is refused");
+    typed(&mut a, "0.25");
     a.update(key(KeyCode::Tab)); // D conditioning
     typed(&mut a, "concat");
     assert!(a.form_valid());
@@ -704,5 +708,6 @@ fn the_cgan_form_sets_the_average_and_the_conditioning() {
         })
         .expect("Enter starts the run");
     assert_eq!(cfg.model.ema_decay, 0.99);
+    assert_eq!(cfg.model.d_dropout, 0.25);
     assert_eq!(cfg.model.conditioning, genmod::neural::Conditioning::Concat);
 }

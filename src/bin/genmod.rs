@@ -198,8 +198,8 @@ struct TrainArgs {
     model: ModelKind,
     #[command(flatten)]
     data: DataArgs,
-    /// Passes over the training images (default: the model's budget, e.g. DCGAN 15, GANs
-    /// 40, VAE 15, autoencoder 10).
+    /// Passes over the training images (default: the model's budget: autoencoder 10, VAE
+    /// 15, GAN 60, DCGAN 15, conditional GAN 40).
     #[arg(long)]
     epochs: Option<usize>,
     /// Images per step (default: 64 for the MLP GANs, 128 for the others).

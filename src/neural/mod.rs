@@ -313,7 +313,13 @@ impl NeuralConfig {
             } else {
                 Conditioning::Concat
             },
-            ema_decay: if kind == ModelKind::Cgan { 0.999 } else { 0.0 },
+            // The MLP GANs sample from the average of G's weights: it smooths G's
+            // oscillation (book 4.1 and 4.3 have the measurements).
+            ema_decay: if matches!(kind, ModelKind::Gan | ModelKind::Cgan) {
+                0.999
+            } else {
+                0.0
+            },
             code_sampling: if kind == ModelKind::Autoencoder {
                 CodeSampling::FittedGaussian
             } else {
@@ -327,7 +333,11 @@ impl NeuralConfig {
             } else {
                 WeightInit::Pytorch
             },
-            d_dropout: 0.0,
+            // Dropout in the MLP GAN's discriminator keeps it from memorising the 8,000
+            // training digits, and G then covers the classes more evenly (coverage KL
+            // 0.18 -> 0.05 at seed 0 with the average, book 4.1). The cGAN's projection
+            // discriminator loses conditional accuracy with it (0.95 -> 0.92).
+            d_dropout: if kind == ModelKind::Gan { 0.5 } else { 0.0 },
         }
     }
 

@@ -71,7 +71,10 @@ pub fn default_budget(kind: ModelKind) -> (usize, usize) {
     match kind {
         ModelKind::Autoencoder => (10, 128),
         ModelKind::Vae => (15, 128),
-        ModelKind::Gan | ModelKind::Cgan => (40, 64),
+        // The MLP GAN's samples improve most between 5,000 and 7,500 steps (Fréchet
+        // distance 200 -> 105 at seed 0, book 4.1).
+        ModelKind::Gan => (60, 64),
+        ModelKind::Cgan => (40, 64),
         ModelKind::Dcgan => (15, 64),
     }
 }

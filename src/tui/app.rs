@@ -118,6 +118,7 @@ pub enum FieldKind {
     KlSchedule,
     K,
     Ema,
+    DDropout,
     Conditioning,
     CodeSampling,
     Init,
@@ -125,7 +126,7 @@ pub enum FieldKind {
     Device,
 }
 
-pub const FIELDS: [FieldKind; 12] = [
+pub const FIELDS: [FieldKind; 13] = [
     FieldKind::Epochs,
     FieldKind::BatchSize,
     FieldKind::LearningRate,
@@ -133,6 +134,7 @@ pub const FIELDS: [FieldKind; 12] = [
     FieldKind::KlSchedule,
     FieldKind::K,
     FieldKind::Ema,
+    FieldKind::DDropout,
     FieldKind::Conditioning,
     FieldKind::CodeSampling,
     FieldKind::Init,
@@ -150,6 +152,7 @@ impl FieldKind {
             FieldKind::KlSchedule => "KL schedule",
             FieldKind::K => "k (D steps)",
             FieldKind::Ema => "EMA of G",
+            FieldKind::DDropout => "D dropout",
             FieldKind::Conditioning => "D conditioning",
             FieldKind::CodeSampling => "samples from",
             FieldKind::Init => "weights init",
@@ -166,6 +169,9 @@ impl FieldKind {
             (_, Entry::Classical(_)) => false,
             (FieldKind::KlSchedule, Entry::Neural(k)) => k == ModelKind::Vae,
             (FieldKind::K | FieldKind::Ema, Entry::Neural(k)) => k.is_gan(),
+            (FieldKind::DDropout, Entry::Neural(k)) => {
+                matches!(k, ModelKind::Gan | ModelKind::Cgan)
+            }
             (FieldKind::Conditioning, Entry::Neural(k)) => k == ModelKind::Cgan,
             (FieldKind::CodeSampling, Entry::Neural(k)) => k == ModelKind::Autoencoder,
             (FieldKind::Init, Entry::Neural(k)) => k.is_gan(),
@@ -195,6 +201,11 @@ impl FieldKind {
                 Ok(x) if x.is_finite() && x > 0.0 && x < 10.0 => Ok(()),
                 Ok(_) => Err("finite, > 0 and < 10".to_string()),
                 Err(_) => Err("a number such as 2e-4".to_string()),
+            },
+            FieldKind::DDropout => match v.parse::<f64>() {
+                Ok(x) if (0.0..1.0).contains(&x) => Ok(()),
+                Ok(_) => Err("in [0, 1); 0 = off".to_string()),
+                Err(_) => Err("a probability such as 0.5, or 0".to_string()),
             },
             FieldKind::Ema => match v.parse::<f64>() {
                 Ok(x) if (0.0..1.0).contains(&x) => Ok(()),
@@ -584,6 +595,7 @@ impl App {
                     FieldKind::KlSchedule => "standard".into(),
                     FieldKind::K => "1".into(),
                     FieldKind::Ema => n.ema_decay.to_string(),
+                    FieldKind::DDropout => n.d_dropout.to_string(),
                     // The same name the field parses back (clap's ValueEnum).
                     FieldKind::Conditioning => n
                         .conditioning
@@ -663,6 +675,7 @@ impl App {
                 m.latent_dim = self.field(FieldKind::Latent).trim().parse().ok()?;
                 m.k = self.field(FieldKind::K).trim().parse().ok()?;
                 m.ema_decay = self.field(FieldKind::Ema).trim().parse().ok()?;
+                m.d_dropout = self.field(FieldKind::DDropout).trim().parse().ok()?;
                 m.conditioning =
                     Conditioning::from_str(self.field(FieldKind::Conditioning).trim(), false)
                         .ok()?;
