@@ -87,6 +87,28 @@ pub unsafe fn settle_thread_count() {
     }
 }
 
+/// `text` with every control character (escape sequences' ESC among them, and newlines)
+/// shown as `�`: file names, folder names and error messages can come from anyone, and
+/// must not reach a terminal as commands to it.
+pub fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { '\u{FFFD}' } else { c })
+        .collect()
+}
+
+/// [`printable`], keeping line breaks and tabs (for messages printed whole to stderr).
+pub fn printable_lines(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() && c != '\n' && c != '\t' {
+                '\u{FFFD}'
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
 /// The value of a `--threads N` (or `--threads=N`) argument, if one parses as a count of
 /// at least 1. The thread count must be settled before clap runs (and before any thread
 /// starts), so it is read from the raw arguments; clap, which also declares the option,
@@ -181,6 +203,18 @@ pub fn on_compute_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_never_reach_the_terminal() {
+        let name = "runs/\u{1b}]0;pwned\u{7}\u{1b}[2Jx\u{9b}1m\nend";
+        let shown = printable(name);
+        assert!(!shown.chars().any(char::is_control), "{shown:?}");
+        assert_eq!(
+            shown,
+            "runs/\u{FFFD}]0;pwned\u{FFFD}\u{FFFD}[2Jx\u{FFFD}1m\u{FFFD}end"
+        );
+        assert_eq!(printable_lines("a\tb\n\u{1b}c"), "a\tb\n\u{FFFD}c");
+    }
 
     #[test]
     fn the_threads_argument_is_read_in_both_spellings_and_bad_values_left_to_clap() {

@@ -93,7 +93,10 @@ fn main() {
         Ok(())
     })();
     if let Err(e) = result {
-        eprintln!("error: {e:#}");
+        eprintln!(
+            "error: {}",
+            genmod::util::printable_lines(&format!("{e:#}"))
+        );
         std::process::exit(1);
     }
 }

@@ -591,7 +591,10 @@ fn main() {
     unsafe { genmod::util::settle_thread_count() };
     genmod::util::keep_freed_memory();
     if let Err(e) = run(Cli::parse()) {
-        eprintln!("error: {e:#}");
+        eprintln!(
+            "error: {}",
+            genmod::util::printable_lines(&format!("{e:#}"))
+        );
         std::process::exit(1);
     }
 }

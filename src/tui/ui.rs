@@ -8,6 +8,7 @@ use super::theme::THEME;
 use crate::neural::Metric;
 use crate::neural::ModelKind;
 use crate::render::{Grid, text};
+use crate::util::printable;
 use ratatui::Frame;
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -117,7 +118,7 @@ fn settings_lines(app: &App) -> Vec<Line<'static>> {
             Span::styled("dataset  ", Style::new().fg(THEME.dim)),
             Span::raw(match info.entry {
                 Entry::Multinomial => "the Play Tennis table (14 days)".to_string(),
-                _ => app.dataset.clone(),
+                _ => printable(&app.dataset),
             }),
         ]),
         Line::from(""),
@@ -135,7 +136,7 @@ fn settings_lines(app: &App) -> Vec<Line<'static>> {
     if !app.status.is_empty() {
         lines.push(Line::from(""));
         lines.push(Line::from(Span::styled(
-            app.status.clone(),
+            printable(&app.status),
             Style::new().fg(THEME.attention),
         )));
     }
@@ -198,7 +199,7 @@ fn draw_dashboard(f: &mut Frame, area: Rect, app: &App, graphics: &Graphics) {
             state,
             Span::raw(format!(
                 " · {} · images: {}",
-                app.dataset,
+                printable(&app.dataset),
                 app.image_mode.name()
             )),
         ])),
@@ -253,7 +254,7 @@ fn draw_dashboard(f: &mut Frame, area: Rect, app: &App, graphics: &Graphics) {
         .rev()
         .take(log.height.saturating_sub(2) as usize)
         .rev()
-        .map(|l| Line::from(l.as_str()))
+        .map(|l| Line::from(printable(l)))
         .collect();
     f.render_widget(
         Paragraph::new(lines).block(Block::new().borders(Borders::TOP).title(" events ")),
@@ -272,7 +273,7 @@ fn draw_dashboard(f: &mut Frame, area: Rect, app: &App, graphics: &Graphics) {
     let status = if app.status.is_empty() {
         keys.to_string()
     } else {
-        format!(" {} ·{}", app.status, keys)
+        format!(" {} ·{}", printable(&app.status), keys)
     };
     f.render_widget(Paragraph::new(status).fg(THEME.dim), footer);
 }
@@ -291,7 +292,7 @@ fn draw_charts(f: &mut Frame, area: Rect, run: &RunView, view: ChartView) {
                 .areas(area);
                 (a, Some(b))
             };
-        let lines: Vec<Line> = run.text.iter().map(|l| Line::from(l.as_str())).collect();
+        let lines: Vec<Line> = run.text.iter().map(|l| Line::from(printable(l))).collect();
         f.render_widget(
             Paragraph::new(lines)
                 .wrap(Wrap { trim: false })
