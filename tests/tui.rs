@@ -178,8 +178,8 @@ fn digit_grid() -> Grid {
     Grid::from_u8(ds.pixels(), 16, 1, 28, 28, 4)
 }
 
-#[test]
-fn dashboard_mid_run_from_scripted_events() {
+/// The dashboard of a GAN run that has just started (ASCII images, no real training).
+fn gan_dashboard() -> App {
     let mut a = app();
     a.image_mode = ImageMode::Ascii;
     a.select(9); // 4.1 GAN
@@ -192,6 +192,12 @@ fn dashboard_mid_run_from_scripted_events() {
         total_steps: 2500,
         start_step: 0,
     }));
+    a
+}
+
+#[test]
+fn dashboard_mid_run_from_scripted_events() {
+    let mut a = gan_dashboard();
     for s in 1..=300u64 {
         let t = s as f64 / 300.0;
         a.update(Msg::Train(TrainEvent::Step {
@@ -245,18 +251,7 @@ fn dashboard_mid_run_from_scripted_events() {
 fn curves_are_smoothed_over_faint_raw_values_and_l_puts_losses_on_a_log_scale() {
     use genmod::tui::app::smoothed;
     use genmod::tui::theme::THEME;
-    let mut a = app();
-    a.image_mode = ImageMode::Ascii;
-    a.select(9); // 4.1 GAN
-    a.update(key(KeyCode::Enter));
-    a.update(Msg::Train(TrainEvent::Started {
-        model: genmod::neural::ModelKind::Gan,
-        device: genmod::train::DeviceChoice::Cpu,
-        parameters: 1_489_936,
-        steps_per_epoch: 125,
-        total_steps: 2500,
-        start_step: 0,
-    }));
+    let mut a = gan_dashboard();
     let mut d_loss = Vec::new();
     for s in 1..=200u64 {
         let sign = if s % 2 == 0 { 1.0 } else { -1.0 };

@@ -220,17 +220,12 @@ pub enum TrainError {
         step: u64,
         cause: crate::render::grid::PngError,
     },
-    /// A loss became NaN or infinite, or exploded, from step `since` (see [`divergence`]).
-    /// `last_good` is the newest checkpoint that trained soundly, the one to resume with a
-    /// smaller learning rate; every newer checkpoint is marked diverged.
-    #[error("{}", diverged_message(*.loss, *.value, *.step, *.epoch, *.since, .why, .last_good.as_deref(), *.lr))]
+    /// A loss became NaN or infinite, or exploded (see [`divergence`]). `last_good` is
+    /// the newest checkpoint that trained soundly, the one to resume with a smaller
+    /// learning rate; every newer checkpoint is marked diverged.
+    #[error("{}", diverged_message(at, .last_good.as_deref(), *.lr))]
     Diverged {
-        loss: Metric,
-        value: f64,
-        step: u64,
-        epoch: usize,
-        since: u64,
-        why: divergence::Why,
+        at: Divergence,
         last_good: Option<PathBuf>,
         /// The learning rate the run diverged with.
         lr: f64,
@@ -246,39 +241,40 @@ pub enum TrainError {
     Failed { step: u64, message: String },
 }
 
-/// What diverged, when and how, in a sentence (also the text of a checkpoint's mark).
-fn divergence_what(
-    loss: Metric,
-    value: f64,
-    step: u64,
-    epoch: usize,
-    since: u64,
-    why: &divergence::Why,
-) -> String {
-    match why {
-        divergence::Why::NotFinite => {
-            format!("{loss} became {value} at step {step} (epoch {epoch})")
+/// What diverged, when and how; displayed as a sentence (also the text of a
+/// checkpoint's mark).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Divergence {
+    pub loss: Metric,
+    /// Its value at `step`.
+    pub value: f64,
+    /// The step the run stopped at, and its epoch.
+    pub step: u64,
+    pub epoch: usize,
+    /// The first step of the divergence.
+    pub since: u64,
+    pub why: divergence::Why,
+}
+
+impl std::fmt::Display for Divergence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (loss, value, step, epoch) = (self.loss, self.value, self.step, self.epoch);
+        match self.why {
+            divergence::Why::NotFinite => {
+                write!(f, "{loss} became {value} at step {step} (epoch {epoch})")
+            }
+            divergence::Why::Exploded { threshold } => write!(
+                f,
+                "{loss} stayed above {threshold:.4} ({} times its reference level) for {} steps from step {}, reaching {value:.4e} at step {step} (epoch {epoch})",
+                divergence::FACTOR,
+                divergence::STREAK,
+                self.since
+            ),
         }
-        divergence::Why::Exploded { threshold } => format!(
-            "{loss} stayed above {threshold:.4} ({} times its reference level) for {} steps from step {since}, reaching {value:.4e} at step {step} (epoch {epoch})",
-            divergence::FACTOR,
-            divergence::STREAK
-        ),
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn diverged_message(
-    loss: Metric,
-    value: f64,
-    step: u64,
-    epoch: usize,
-    since: u64,
-    why: &divergence::Why,
-    last_good: Option<&std::path::Path>,
-    lr: f64,
-) -> String {
-    let what = divergence_what(loss, value, step, epoch, since, why);
+fn diverged_message(at: &Divergence, last_good: Option<&std::path::Path>, lr: f64) -> String {
     let smaller = lr / 10.0;
     let smaller = if (1e-3..1e3).contains(&smaller) {
         format!("{smaller}")
@@ -287,13 +283,13 @@ fn diverged_message(
     };
     match last_good {
         Some(p) => format!(
-            "{what}; training stopped. The last good checkpoint is {}: resume it with a smaller learning rate, e.g. --resume {} --lr {smaller}. Newer checkpoints are marked {}.",
+            "{at}; training stopped. The last good checkpoint is {}: resume it with a smaller learning rate, e.g. --resume {} --lr {smaller}. Newer checkpoints are marked {}.",
             p.display(),
             p.display(),
             checkpoint::DIVERGED_MARK
         ),
         None => format!(
-            "{what}; training stopped. No checkpoint trained soundly for {} steps (any are marked {}): start again with a smaller learning rate, e.g. --lr {smaller}.",
+            "{at}; training stopped. No checkpoint trained soundly for {} steps (any are marked {}): start again with a smaller learning rate, e.g. --lr {smaller}.",
             divergence::STREAK,
             checkpoint::DIVERGED_MARK
         ),
@@ -871,20 +867,26 @@ impl Loop {
             why,
         } = verdict
         {
-            let last_good = self.fallback.good().cloned();
-            if let Some(dir) = &self.cfg.out_dir {
-                // Best effort: the error below says the same, and a failed mark must not
-                // hide it.
-                let reason = divergence_what(loss, value, step, epoch, since, &why);
-                let _ = checkpoint::mark_diverged(dir, last_good.as_ref().map(|g| g.0), &reason);
-            }
-            return Err(TrainError::Diverged {
+            let at = Divergence {
                 loss,
                 value,
                 step,
                 epoch,
                 since,
                 why,
+            };
+            let last_good = self.fallback.good().cloned();
+            if let Some(dir) = &self.cfg.out_dir {
+                // Best effort: the error below says the same, and a failed mark must not
+                // hide it.
+                let _ = checkpoint::mark_diverged(
+                    dir,
+                    last_good.as_ref().map(|g| g.0),
+                    &at.to_string(),
+                );
+            }
+            return Err(TrainError::Diverged {
+                at,
                 last_good: last_good.map(|g| g.1),
                 lr: self.cfg.model.lr,
             });
