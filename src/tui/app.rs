@@ -1040,7 +1040,7 @@ impl App {
 }
 
 /// Help lines: every key of every screen.
-pub const HELP: [(&str, &str); 19] = [
+pub const HELP: [(&str, &str); 21] = [
     ("↑ ↓ / j k", "choose a model (picker)"),
     (
         "Tab / Shift-Tab",
@@ -1071,6 +1071,8 @@ pub const HELP: [(&str, &str); 19] = [
         "start genmod-tui on a run's newest checkpoint",
     ),
     ("--image-mode", "start in halfblocks or ascii"),
+    ("--runs-dir DIR", "where each run gets its own folder (runs/)"),
+    ("--theme", "dark, light or mono colours (NO_COLOR: mono)"),
     (
         "--data-dir",
         "train on MNIST, Fashion-MNIST, CIFAR-10 or images",
