@@ -665,3 +665,39 @@ fn readers_survive_arbitrary_and_mutated_bytes() {
         "RELIABILITY: fuzz idx={n} cifar10={n} image_files={images} checkpoint_files={ckpt_inputs} panics=0"
     );
 }
+
+/// Completions and the man page come from the same clap definitions as the parser: the
+/// bash script completes the model names and options, the man page is roff for `genmod`.
+#[test]
+fn completions_and_man_page_are_generated_from_the_real_options() {
+    let out = genmod().args(["completions", "bash"]).output().unwrap();
+    assert!(out.status.success());
+    let script = String::from_utf8_lossy(&out.stdout);
+    for word in [
+        "_genmod",
+        "train",
+        "vae",
+        "dcgan",
+        "--kl-schedule",
+        "--runs-dir",
+        "--d-dropout",
+    ] {
+        assert!(script.contains(word), "the bash completions lack {word}");
+    }
+    let out = genmod().args(["completions", "fish"]).output().unwrap();
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("complete -c genmod")
+    );
+    let out = genmod().arg("man").output().unwrap();
+    assert!(out.status.success());
+    let page = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH genmod"),
+        "{}",
+        &page[..page.len().min(200)]
+    );
+    assert!(
+        page.contains("\\-\\-threads") || page.contains("--threads"),
+        "{page}"
+    );
+}

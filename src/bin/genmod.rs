@@ -39,6 +39,14 @@ enum Command {
     /// Inspect, preview and download datasets.
     #[command(subcommand)]
     Data(DataCommand),
+    /// Print a completion script for a shell, e.g. `genmod completions bash >
+    /// ~/.local/share/bash-completion/completions/genmod`.
+    Completions {
+        /// The shell to complete in.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), e.g. `genmod man > genmod.1 && man ./genmod.1`.
+    Man,
     /// Fit a classical model (report 3.2-3.5) and score it on the test part.
     Fit(FitArgs),
     /// Fit a classical model and write its samples as a PNG grid, one class per column.
@@ -199,7 +207,7 @@ struct TrainArgs {
     #[command(flatten)]
     data: DataArgs,
     /// Passes over the training images (default: the model's budget: autoencoder 10, VAE
-    /// 15, GAN 60, DCGAN 15, conditional GAN 40).
+    /// 40, GAN 60, DCGAN 15, conditional GAN 40).
     #[arg(long)]
     epochs: Option<usize>,
     /// Images per step (default: 64 for the MLP GANs, 128 for the others).
@@ -723,6 +731,16 @@ fn run(cli: Cli) -> Result<()> {
                 .save_png(&out)?;
             let n = per_class * fitted.grid_columns();
             println!("wrote {n} samples to {}", out.display());
+            Ok(())
+        }
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "genmod", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            clap_mangen::Man::new(cmd).render(&mut std::io::stdout())?;
             Ok(())
         }
         Command::Tennis {
