@@ -344,10 +344,12 @@ impl Figures<'_> {
         self.save(&scatter, "fig-3-9-ae-latent.png", 1)
     }
 
-    /// Figure 3.11, the VAE's interpolation and its rows of the likelihood table.
+    /// Figure 3.11, the VAE's interpolation and its rows of the likelihood table, from the
+    /// default run.
     fn vae(&mut self) -> Result<()> {
         (self.log)("training the VAE (figure 3.11)");
-        let vae = self.train(ModelKind::Vae, 15, 128)?;
+        let (epochs, batch) = train::default_budget(ModelKind::Vae);
+        let vae = self.train(ModelKind::Vae, epochs, batch)?;
         self.save(&vae.grid, "fig-3-11-vae-samples.png", 2)?;
         let path = interpolation(vae.model.as_ref(), self.cfg.seed + 1, 10)?;
         self.save(&path, "fig-5-interpolation-vae.png", 3)?;

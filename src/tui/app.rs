@@ -1071,7 +1071,10 @@ pub const HELP: [(&str, &str); 21] = [
         "start genmod-tui on a run's newest checkpoint",
     ),
     ("--image-mode", "start in halfblocks or ascii"),
-    ("--runs-dir DIR", "where each run gets its own folder (runs/)"),
+    (
+        "--runs-dir DIR",
+        "where each run gets its own folder (runs/)",
+    ),
     ("--theme", "dark, light or mono colours (NO_COLOR: mono)"),
     (
         "--data-dir",
