@@ -701,3 +701,42 @@ fn completions_and_man_page_are_generated_from_the_real_options() {
         "{page}"
     );
 }
+
+/// Piped to a file or CI, training reports plain lines (one per epoch): the terminal's
+/// progress bar, its carriage returns and escape codes stay out.
+#[test]
+fn progress_falls_back_to_plain_lines_when_output_is_piped() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = genmod()
+        .args([
+            "train",
+            "vae",
+            "--max-steps",
+            "70",
+            "--sample-every",
+            "0",
+            "--out",
+        ])
+        .arg(dir.path().join("run"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        stdout.contains("epoch 1 (step 62/70") && stdout.contains("finished at step 70"),
+        "{stdout}"
+    );
+    for text in [&stdout, &stderr] {
+        assert!(
+            !text.contains('\r') && !text.contains('\u{1b}') && !text.contains('█'),
+            "{text:?}"
+        );
+    }
+}

@@ -198,6 +198,34 @@ enum Command {
     },
 }
 
+/// Training progress on a terminal: a bar of the run's steps with its rate and ETA, the
+/// epoch lines printed above it. Where stderr is not a terminal (a log file, CI) the bar
+/// is hidden and the epoch lines are the progress.
+struct StepBar(indicatif::ProgressBar);
+
+impl StepBar {
+    fn new(start: u64, total: u64) -> Self {
+        let bar = indicatif::ProgressBar::with_draw_target(
+            Some(total),
+            indicatif::ProgressDrawTarget::stderr_with_hz(10),
+        );
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} steps · {elapsed} · ETA {eta} · {msg}",
+        ) {
+            bar.set_style(style.progress_chars("█▌ "));
+        }
+        bar.set_position(start);
+        // The rate and ETA count from here, not from step 0 of a resumed run.
+        bar.reset_eta();
+        Self(bar)
+    }
+
+    /// A line on stdout, with the bar moved out of its way.
+    fn line(&self, text: &str) {
+        self.0.suspend(|| println!("{text}"));
+    }
+}
+
 /// A neural model, its hyperparameters and the run's settings.
 #[derive(Args, Clone)]
 struct TrainArgs {
@@ -410,6 +438,7 @@ impl TrainArgs {
                 .join(", ")
         };
         let (mut ips, mut total) = (0.0, 0);
+        let mut bar: Option<StepBar> = None;
         let mut log_error: Option<std::io::Error> = None;
         let result = genmod::train::train(cfg, split, self.resume.clone(), &stop, |ev| match ev {
             TrainEvent::Started {
@@ -423,6 +452,7 @@ impl TrainArgs {
                 eprintln!(
                     "{parameters} parameters, {steps_per_epoch} steps per epoch, steps {start_step}..{total_steps}"
                 );
+                bar = Some(StepBar::new(*start_step, *total_steps));
             }
             TrainEvent::Step {
                 step,
@@ -431,6 +461,16 @@ impl TrainArgs {
                 images_per_sec,
             } => {
                 ips = *images_per_sec;
+                if let Some(b) = &bar {
+                    b.0.set_position(*step);
+                    if step % 10 == 0 {
+                        let first = metrics.iter().find(|(_, v)| v.is_finite());
+                        b.0.set_message(match first {
+                            Some((k, v)) => format!("{ips:.0} img/s · {k} {v:.4}"),
+                            None => format!("{ips:.0} img/s"),
+                        });
+                    }
+                }
                 if let Some(w) = &mut metrics_log
                     && log_error.is_none()
                 {
@@ -451,18 +491,28 @@ impl TrainArgs {
                 train,
                 test,
             } => {
-                println!(
+                let line = format!(
                     "epoch {} (step {step}/{total}, {ips:.0} img/s) train: {} | test: {}",
                     epoch + 1,
                     fmt(train),
                     fmt(test)
                 );
+                match &bar {
+                    Some(b) => b.line(&line),
+                    None => println!("{line}"),
+                }
             }
-            TrainEvent::Checkpoint { path, .. } => eprintln!("checkpoint {}", path.display()),
+            TrainEvent::Checkpoint { path, .. } => match &bar {
+                Some(b) => b.0.suspend(|| eprintln!("checkpoint {}", path.display())),
+                None => eprintln!("checkpoint {}", path.display()),
+            },
             TrainEvent::Finished {
                 step,
                 stopped_early,
             } => {
+                if let Some(b) = bar.take() {
+                    b.0.finish_and_clear();
+                }
                 if *stopped_early && log_error.is_none() {
                     eprintln!("stop requested (signal): stopped with a checkpoint");
                 }
@@ -478,6 +528,9 @@ impl TrainArgs {
             }
             _ => {}
         });
+        if let Some(b) = bar.take() {
+            b.0.abandon();
+        }
         if result.is_err() && matches!(folder, RunFolder::New(_)) {
             // A run that failed before writing anything leaves no empty folder behind
             // (remove_dir refuses a folder that holds anything).
