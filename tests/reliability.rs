@@ -666,77 +666,57 @@ fn readers_survive_arbitrary_and_mutated_bytes() {
     );
 }
 
-/// Completions and the man page come from the same clap definitions as the parser: the
-/// bash script completes the model names and options, the man page is roff for `genmod`.
+/// RELIABILITY.md stays true: every test it names exists, and every test of this file
+/// (the fault-injection tests) is named there.
 #[test]
-fn completions_and_man_page_are_generated_from_the_real_options() {
-    let out = genmod().args(["completions", "bash"]).output().unwrap();
-    assert!(out.status.success());
-    let script = String::from_utf8_lossy(&out.stdout);
-    for word in [
-        "_genmod",
-        "train",
-        "vae",
-        "dcgan",
-        "--kl-schedule",
-        "--runs-dir",
-        "--d-dropout",
-    ] {
-        assert!(script.contains(word), "the bash completions lack {word}");
+fn reliability_md_names_every_fault_injection_test_and_only_real_ones() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let doc = std::fs::read_to_string(root.join("RELIABILITY.md")).unwrap();
+    let mut sources = String::new();
+    let mut dirs = vec![root.join("tests"), root.join("src")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.extension().is_some_and(|e| e == "rs") {
+                sources.push_str(&std::fs::read_to_string(&p).unwrap());
+            }
+        }
     }
-    let out = genmod().args(["completions", "fish"]).output().unwrap();
-    assert!(
-        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("complete -c genmod")
-    );
-    let out = genmod().arg("man").output().unwrap();
-    assert!(out.status.success());
-    let page = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        page.starts_with(".ie") || page.contains(".TH genmod"),
-        "{}",
-        &page[..page.len().min(200)]
-    );
-    assert!(
-        page.contains("\\-\\-threads") || page.contains("--threads"),
-        "{page}"
-    );
-}
-
-/// Piped to a file or CI, training reports plain lines (one per epoch): the terminal's
-/// progress bar, its carriage returns and escape codes stay out.
-#[test]
-fn progress_falls_back_to_plain_lines_when_output_is_piped() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = genmod()
-        .args([
-            "train",
-            "vae",
-            "--max-steps",
-            "70",
-            "--sample-every",
-            "0",
-            "--out",
-        ])
-        .arg(dir.path().join("run"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
-    assert!(
-        stdout.contains("epoch 1 (step 62/70") && stdout.contains("finished at step 70"),
-        "{stdout}"
-    );
-    for text in [&stdout, &stderr] {
+    // Test names in the document: backticked snake_case words with an underscore.
+    let named: Vec<&str> = doc
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|w| {
+            w.contains('_')
+                && w.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+                && w.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        })
+        .collect();
+    assert!(named.len() >= 10, "only {named:?}");
+    for name in &named {
+        let fuzz_target = root.join(format!("fuzz/fuzz_targets/{name}.rs")).is_file();
         assert!(
-            !text.contains('\r') && !text.contains('\u{1b}') && !text.contains('█'),
-            "{text:?}"
+            fuzz_target || sources.contains(&format!("fn {name}(")),
+            "RELIABILITY.md names `{name}`, which no test or fuzz target defines"
         );
+    }
+    let this = std::fs::read_to_string(root.join("tests/reliability.rs")).unwrap();
+    let tests: Vec<&str> = this
+        .split("#[test]\nfn ")
+        .skip(1)
+        .filter_map(|rest| rest.split('(').next())
+        .collect();
+    assert!(tests.len() >= 5, "{tests:?}");
+    for t in tests {
+        if t != "reliability_md_names_every_fault_injection_test_and_only_real_ones" {
+            assert!(
+                named.contains(&t),
+                "{t} is a fault-injection test that RELIABILITY.md does not name"
+            );
+        }
     }
 }

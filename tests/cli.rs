@@ -1,0 +1,83 @@
+//! The command line's own conveniences: shell completions, the man page, and progress that
+//! suits both a terminal and a log file.
+
+use std::process::Command;
+
+fn genmod() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_genmod"))
+}
+
+/// Completions and the man page come from the same clap definitions as the parser: the
+/// bash script completes the model names and options, the man page is roff for `genmod`.
+#[test]
+fn completions_and_man_page_are_generated_from_the_real_options() {
+    let out = genmod().args(["completions", "bash"]).output().unwrap();
+    assert!(out.status.success());
+    let script = String::from_utf8_lossy(&out.stdout);
+    for word in [
+        "_genmod",
+        "train",
+        "vae",
+        "dcgan",
+        "--kl-schedule",
+        "--runs-dir",
+        "--d-dropout",
+    ] {
+        assert!(script.contains(word), "the bash completions lack {word}");
+    }
+    let out = genmod().args(["completions", "fish"]).output().unwrap();
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("complete -c genmod")
+    );
+    let out = genmod().arg("man").output().unwrap();
+    assert!(out.status.success());
+    let page = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH genmod"),
+        "{}",
+        &page[..page.len().min(200)]
+    );
+    assert!(
+        page.contains("\\-\\-threads") || page.contains("--threads"),
+        "{page}"
+    );
+}
+
+/// Piped to a file or CI, training reports plain lines (one per epoch): the terminal's
+/// progress bar, its carriage returns and escape codes stay out.
+#[test]
+fn progress_falls_back_to_plain_lines_when_output_is_piped() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = genmod()
+        .args([
+            "train",
+            "vae",
+            "--max-steps",
+            "70",
+            "--sample-every",
+            "0",
+            "--out",
+        ])
+        .arg(dir.path().join("run"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        stdout.contains("epoch 1 (step 62/70") && stdout.contains("finished at step 70"),
+        "{stdout}"
+    );
+    for text in [&stdout, &stderr] {
+        assert!(
+            !text.contains('\r') && !text.contains('\u{1b}') && !text.contains('█'),
+            "{text:?}"
+        );
+    }
+}
