@@ -235,7 +235,7 @@ struct TrainArgs {
     #[command(flatten)]
     data: DataArgs,
     /// Passes over the training images (default: the model's budget: autoencoder 10, VAE
-    /// 40, GAN 60, DCGAN 15, conditional GAN 40).
+    /// 40, GAN 60, DCGAN 15, conditional GAN 50).
     #[arg(long)]
     epochs: Option<usize>,
     /// Images per step (default: 64 for the MLP GANs, 128 for the others).

@@ -76,7 +76,9 @@ pub fn default_budget(kind: ModelKind) -> (usize, usize) {
         // The MLP GAN's samples improve most between 5,000 and 7,500 steps (Fréchet
         // distance 200 -> 105 at seed 0, book 4.1).
         ModelKind::Gan => (60, 64),
-        ModelKind::Cgan => (40, 64),
+        // 50 epochs (under two minutes) bring conditional accuracy above 0.95 (0.968 and
+        // 0.963 at seeds 0 and 1; 0.948 after 40).
+        ModelKind::Cgan => (50, 64),
         ModelKind::Dcgan => (15, 64),
     }
 }
