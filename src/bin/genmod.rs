@@ -388,7 +388,6 @@ impl TrainArgs {
 
     fn run(&self) -> Result<()> {
         use genmod::train::TrainEvent;
-        use std::io::Write;
         use std::sync::atomic::{AtomicBool, Ordering};
         let mut cfg = self.config()?;
         let source = self.data.source()?;
@@ -405,13 +404,10 @@ impl TrainArgs {
         cfg.out_dir = Some(out.clone());
         let kind = cfg.model.kind;
         let mut metrics_log = match &self.metrics_log {
-            Some(p) => Some(std::io::BufWriter::new(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(p)
+            Some(p) => Some(
+                genmod::train::runs::MetricsLog::append_to(p)
                     .with_context(|| format!("opening --metrics-log {}", p.display()))?,
-            )),
+            ),
             None => None,
         };
         // SIGTERM and SIGHUP (an SSH drop) stop training with a final checkpoint.
@@ -471,18 +467,13 @@ impl TrainArgs {
                         });
                     }
                 }
-                if let Some(w) = &mut metrics_log
+                if let Some(log) = &mut metrics_log
                     && log_error.is_none()
+                    && let Err(e) = log.append(*step, *epoch, metrics)
                 {
-                    let written = metrics
-                        .iter()
-                        .try_for_each(|(k, v)| writeln!(w, "{step},{epoch},{k},{v}"))
-                        .and_then(|_| w.flush());
-                    if let Err(e) = written {
-                        // The run stops with a checkpoint rather than go on unlogged.
-                        log_error = Some(e);
-                        stop.store(true, Ordering::Relaxed);
-                    }
+                    // The run stops with a checkpoint rather than go on unlogged.
+                    log_error = Some(e);
+                    stop.store(true, Ordering::Relaxed);
                 }
             }
             TrainEvent::Epoch {

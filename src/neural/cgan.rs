@@ -14,7 +14,6 @@ use crate::data::Batch;
 use crate::neural::optim::Adam;
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{Embedding, VarBuilder, VarMap};
-use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 /// MLP nets as the GAN's, with `num_classes` one-hot inputs added to G's code and D seeing
@@ -172,9 +171,7 @@ impl Model for Cgan {
         let labels = batch.labels.as_ref();
         Self::labels_of(labels)?;
         let (g, d, k) = (&self.g, &self.d, self.classes);
-        // Drawn only with dropout on, so that runs without it keep their random stream.
-        let dropout =
-            (self.cfg.d_dropout > 0.0).then(|| Dropout::new(self.cfg.d_dropout, rng.random()));
+        let dropout = Dropout::for_step(self.cfg.d_dropout, rng);
         let dropout = dropout.as_ref();
         let generator = |z: &Tensor, l: Option<&Tensor>| {
             g.forward(&Tensor::cat(&[z, &one_hot(Self::labels_of(l)?, k)?], 1)?)

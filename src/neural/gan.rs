@@ -251,9 +251,7 @@ impl Model for Gan {
     fn train_step(&mut self, batch: &Batch, step: u64, rng: &mut ChaCha8Rng) -> Result<Metrics> {
         let real = batch.images.flatten_from(1)?;
         let (g, d) = (&self.g, &self.d);
-        // Drawn only with dropout on, so that runs without it keep their random stream.
-        let dropout =
-            (self.cfg.d_dropout > 0.0).then(|| Dropout::new(self.cfg.d_dropout, rng.random()));
+        let dropout = Dropout::for_step(self.cfg.d_dropout, rng);
         let generator = |z: &Tensor, _: Option<&Tensor>| g.forward(z);
         let disc = |x: &Tensor, _: Option<&Tensor>| match &dropout {
             Some(p) => d.forward_dropout(x, false, p),

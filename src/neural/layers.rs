@@ -356,6 +356,13 @@ impl Dropout {
         }
     }
 
+    /// The dropout of one training step with probability `p`, its masks seeded from
+    /// `rng`; none when `p` is 0, and then `rng` is not drawn from, so that runs without
+    /// dropout keep their random stream.
+    pub fn for_step(p: f64, rng: &mut ChaCha8Rng) -> Option<Self> {
+        (p > 0.0).then(|| Self::new(p, rng.random()))
+    }
+
     /// `h` with a fresh mask applied.
     pub fn apply(&self, h: &Tensor) -> Result<Tensor> {
         if self.p <= 0.0 {

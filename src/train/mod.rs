@@ -786,19 +786,11 @@ impl Loop {
         Ok(step)
     }
 
-    /// Answers commands on the ended run's model until told to stop.
+    /// Answers commands on the ended run's model until told to stop: an ended run waits
+    /// as a paused one does, and a stray Resume does not end it.
     fn linger(&mut self, step: u64, commands: &Receiver<TrainCommand>) -> Result<(), TrainError> {
-        loop {
-            match commands.recv() {
-                Ok(TrainCommand::SampleNow) => self.samples(step)?,
-                Ok(TrainCommand::SaveNow) => self.checkpoint(step)?,
-                Ok(TrainCommand::Interpolate { seed, steps }) => {
-                    self.interpolate(step, seed, steps)?
-                }
-                Ok(TrainCommand::Pause | TrainCommand::Resume) => {}
-                Ok(TrainCommand::Stop) | Err(_) => return Ok(()),
-            }
-        }
+        while self.wait_paused(step, commands)? {}
+        Ok(())
     }
 
     fn parameter_count(&self) -> usize {

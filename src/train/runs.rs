@@ -258,6 +258,18 @@ impl MetricsLog {
         Ok(Self { path, file })
     }
 
+    /// Appends to any file (the CLI's `--metrics-log`), as it is: rows already there stay.
+    pub fn append_to(path: &Path) -> std::io::Result<Self> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            file,
+        })
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
