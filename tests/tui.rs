@@ -427,17 +427,29 @@ fn start_in_tmux(session: &str, dir: &std::path::Path, command: &str, width: u16
         dir.display()
     );
     let (w, h) = (width.to_string(), height.to_string());
-    tmux(&[
-        "new-session",
-        "-d",
-        "-s",
-        session,
-        "-x",
-        &w,
-        "-y",
-        &h,
-        &script,
-    ]);
+    // When the previous test closed the server's last session, the server may still be
+    // shutting down and take this session with it: start it again until it exists.
+    for _ in 0..5 {
+        tmux(&[
+            "new-session",
+            "-d",
+            "-s",
+            session,
+            "-x",
+            &w,
+            "-y",
+            &h,
+            &script,
+        ]);
+        let exists = std::process::Command::new("tmux")
+            .args(["has-session", "-t", session])
+            .status()
+            .is_ok_and(|s| s.success());
+        if exists {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
     wait_for(session, 30, "the picker", |p| p.contains("pick a model"));
 }
 
@@ -486,7 +498,6 @@ fn no_color_draws_without_colour_codes_and_themes_colour_the_rest() {
     ] {
         let session = format!("genmod-theme-{name}-{}", std::process::id());
         start_in_tmux(&session, dir.path(), &command, 100, 30);
-        wait_for(&session, 20, "the picker", |p| p.contains("pick a model"));
         let pane = tmux(&["capture-pane", "-e", "-p", "-t", &session]);
         let _ = tmux(&["kill-session", "-t", &session]);
         let n = colour_codes(&pane);
