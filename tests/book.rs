@@ -106,3 +106,91 @@ fn the_figure_command_writes_every_figure_in_a_tiny_configuration() {
     );
     assert!(table.contains("VAE importance-weighted"), "{table}");
 }
+
+/// Every Rust file under `dir`, recursively.
+fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let p = entry.unwrap().path();
+        if p.is_dir() {
+            rust_files(&p, out);
+        } else if p.extension().is_some_and(|e| e == "rs") {
+            out.push(p);
+        }
+    }
+}
+
+/// The names of the functions defined in the crate's sources and tests, and which of them
+/// are tests (a `#[test]` within the three lines above the `fn`).
+fn defined_functions() -> (
+    std::collections::BTreeSet<String>,
+    std::collections::BTreeSet<String>,
+) {
+    let mut files = Vec::new();
+    rust_files(Path::new("src"), &mut files);
+    rust_files(Path::new("tests"), &mut files);
+    let (mut all, mut tests) = (
+        std::collections::BTreeSet::new(),
+        std::collections::BTreeSet::new(),
+    );
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            let t = line.trim_start();
+            let rest = t
+                .strip_prefix("pub fn ")
+                .or_else(|| t.strip_prefix("pub(crate) fn "))
+                .or_else(|| t.strip_prefix("fn "));
+            let Some(rest) = rest else { continue };
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            if lines[i.saturating_sub(3)..i]
+                .iter()
+                .any(|l| l.trim() == "#[test]")
+            {
+                tests.insert(name.clone());
+            }
+            all.insert(name);
+        }
+    }
+    (all, tests)
+}
+
+/// The book cites tests by name as its evidence (the errata appendix above all). A renamed
+/// or deleted test must not leave a citation behind: every backticked snake_case name of
+/// four or more words in a chapter is a function of the crate, and those that read as
+/// claims (six words or more) are tests.
+#[test]
+fn every_test_the_book_cites_exists() {
+    let (functions, tests) = defined_functions();
+    let mut cited = 0;
+    for f in summary_files() {
+        let text = std::fs::read_to_string(Path::new("book/src").join(&f)).unwrap();
+        for quoted in text.split('`').skip(1).step_by(2) {
+            let words = quoted.split('_').count();
+            let snake = quoted
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+            if !snake || words < 4 {
+                continue;
+            }
+            cited += 1;
+            assert!(
+                functions.contains(quoted),
+                "{f} cites `{quoted}`, which is no function of the crate or its tests"
+            );
+            if words >= 6 {
+                assert!(
+                    tests.contains(quoted),
+                    "{f} cites `{quoted}` as evidence, but it is not a #[test]"
+                );
+            }
+        }
+    }
+    assert!(
+        cited >= 20,
+        "only {cited} citations found: is the scan broken?"
+    );
+}

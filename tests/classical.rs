@@ -823,3 +823,94 @@ fn boundary_demo_draws_a_boundary_in_both_panels() {
         assert!(black >= 40, "panel at {x0} has {black} boundary pixels");
     }
 }
+
+/// Report 3.4 says constant covariance matrices make the contours circular and the
+/// boundary the perpendicular bisector of the two means. Circular contours need an
+/// isotropic shared covariance σ²I; the bisector needs that and equal priors. A shared but
+/// stretched covariance keeps the boundary linear (normal Σ⁻¹(μ₁ − μ₀), not μ₁ − μ₀), and
+/// unequal priors shift it off the midpoint.
+#[test]
+fn the_boundary_is_the_perpendicular_bisector_only_for_an_isotropic_covariance_and_equal_priors() {
+    let (mu0, mu1) = ([0.0, 0.0], [2.0, 1.0]);
+    // Four points around each mean at ±(a, 0) and ±(0, b): the pooled covariance is
+    // diag(a², b²)/2. `extra` copies of class 1's points change its prior.
+    let fit = |a: f64, b: f64, extra: usize| {
+        let offsets = [[a, 0.0], [-a, 0.0], [0.0, b], [0.0, -b]];
+        let mut rows = Vec::new();
+        let mut y = Vec::new();
+        for (c, mu) in [mu0, mu1].iter().enumerate() {
+            let copies = if c == 1 { 1 + extra } else { 1 };
+            for _ in 0..copies {
+                for o in offsets {
+                    rows.push([mu[0] + o[0], mu[1] + o[1]]);
+                    y.push(c);
+                }
+            }
+        }
+        let x = Mat::from_fn(rows.len(), 2, |i, j| rows[i][j]);
+        GdaParams::default()
+            .fit(x.as_ref(), &y, 2)
+            .unwrap()
+            .logistic_form()
+            .unwrap()
+    };
+    let diff = [mu1[0] - mu0[0], mu1[1] - mu0[1]];
+    let mid = [(mu0[0] + mu1[0]) / 2.0, (mu0[1] + mu1[1]) / 2.0];
+    // sin of the angle between the boundary's normal w and μ₁ − μ₀, and the log-odds at the
+    // midpoint: both zero for the perpendicular bisector.
+    let describe = |(w, b): (Vec<f64>, f64)| {
+        let cross = w[0] * diff[1] - w[1] * diff[0];
+        let sin = cross / ((w[0].hypot(w[1])) * diff[0].hypot(diff[1]));
+        (sin, w[0] * mid[0] + w[1] * mid[1] + b)
+    };
+    let (sin, at_mid) = describe(fit(1.0, 1.0, 0));
+    assert!(
+        sin.abs() < 1e-12 && at_mid.abs() < 1e-12,
+        "isotropic, equal priors: {sin} {at_mid}"
+    );
+    let (sin, at_mid) = describe(fit(2.0, 0.5, 0));
+    assert!(
+        sin.abs() > 0.5,
+        "stretched covariance: the normal turns ({sin})"
+    );
+    assert!(
+        at_mid.abs() < 1e-12,
+        "still through the midpoint with equal priors"
+    );
+    let (sin, at_mid) = describe(fit(1.0, 1.0, 1));
+    assert!(sin.abs() < 1e-12, "isotropic: the normal is μ₁ − μ₀");
+    assert!(
+        (at_mid - 2f64.ln()).abs() < 1e-12,
+        "priors 2:1 move the midpoint's log-odds to log 2, got {at_mid}"
+    );
+}
+
+/// Report 3.3 puts the "zero frequency" problem on Gaussian naive Bayes. Zero counts break
+/// categorical naive Bayes: an unseen value makes a class impossible whatever the other
+/// features say. A Gaussian density is never zero; what breaks GNB is a zero variance (a
+/// feature constant within a class), which `var_smoothing` floors.
+#[test]
+fn zero_frequencies_break_categorical_naive_bayes_and_zero_variances_break_gnb() {
+    let nb = NaiveBayesParams { alpha: 0.0 }
+        .fit_categorical(&play_tennis::categorical())
+        .unwrap();
+    // Overcast never occurs with No in the table: P(No | Overcast, …) is 0 even for the
+    // conditions that otherwise favour No most.
+    let overcast_no = nb.predict_proba_row(&[Some(1), Some(2), Some(0), Some(1)]);
+    assert_eq!(overcast_no[0], 0.0, "{overcast_no:?}");
+    // A Gaussian gives an unseen value a positive density, but a feature constant within a
+    // class has no variance to divide by.
+    let x = Mat::from_fn(6, 2, |i, j| if j == 0 { i as f64 } else { (i / 3) as f64 });
+    let y = [0, 0, 0, 1, 1, 1];
+    let raw = GaussianNbParams {
+        var_smoothing: 0.0,
+        shared_variance: false,
+    }
+    .fit(x.as_ref(), &y, 2);
+    let e = raw.expect_err("zero variance must be refused");
+    assert!(e.to_string().contains("zero variance"), "{e}");
+    let floored = GaussianNbParams::default().fit(x.as_ref(), &y, 2).unwrap();
+    let far = Mat::from_fn(1, 2, |_, j| [100.0, 0.5][j]);
+    let lp = floored.predict_log_proba(far.as_ref());
+    assert!(lp[(0, 0)].is_finite() && lp[(0, 1)].is_finite(), "{lp:?}");
+}

@@ -232,3 +232,64 @@ impl Model for Vae {
         Ok(Some(self.posterior(&Self::binarise(images)?)?.0))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::neural::ModelKind;
+    use candle_core::Device;
+    use rand::SeedableRng;
+
+    /// Report 3.7 writes the loss with q_θ(z|x) and p_φ(x|z), then calls θ the decoder's
+    /// parameters and φ the encoder's. By its own formula θ parametrises q, the encoder: the
+    /// KL term, which depends on q alone, sends gradient to the encoder's weights and to no
+    /// weight of the decoder; the reconstruction term reaches both.
+    #[test]
+    fn the_kl_term_trains_the_encoder_only() {
+        let mut cfg = NeuralConfig::new(ModelKind::Vae);
+        cfg.hidden = 16;
+        cfg.latent_dim = 3;
+        let shape = ImageShape {
+            channels: 1,
+            height: 4,
+            width: 4,
+        };
+        let params = ParamStore::new();
+        let vae = Vae::new(cfg, shape, params.clone(), params.var_builder(&Device::Cpu)).unwrap();
+        let x = Tensor::rand(0f32, 1f32, (5, 16), &Device::Cpu)
+            .unwrap()
+            .gt(0.5)
+            .unwrap()
+            .to_dtype(candle_core::DType::F32)
+            .unwrap();
+        let mut rng = ChaCha8Rng::seed_from_u64(0);
+        let (recon, kl) = vae.terms(&x, &mut rng).unwrap();
+        let reached = |loss: &Tensor| {
+            let grads = loss.mean_all().unwrap().backward().unwrap();
+            let data = params.varmap().data().lock().unwrap();
+            let mut names: Vec<String> = data
+                .iter()
+                .filter(|(_, v)| {
+                    grads.get(v.as_tensor()).is_some_and(|g| {
+                        g.abs()
+                            .unwrap()
+                            .sum_all()
+                            .unwrap()
+                            .to_scalar::<f32>()
+                            .unwrap()
+                            > 0.0
+                    })
+                })
+                .map(|(n, _)| n.split('.').next().unwrap().to_string())
+                .collect();
+            names.sort();
+            names.dedup();
+            names
+        };
+        assert_eq!(reached(&kl), ["enc", "enc_logvar", "enc_mu"]);
+        assert_eq!(
+            reached(&recon),
+            ["dec1", "dec2", "enc", "enc_logvar", "enc_mu"]
+        );
+    }
+}
