@@ -328,17 +328,32 @@ fn curves_are_smoothed_over_faint_raw_values_and_l_puts_losses_on_a_log_scale() 
 }
 
 #[test]
-fn help_overlay_lists_every_key() {
+fn help_overlay_lists_every_key_of_its_screen() {
     let mut a = app();
-    a.update(key(KeyCode::Char('?')));
-    let t = render(&a, 100, 26);
-    let s = screen_text(&t);
-    for (k, _) in genmod::tui::app::HELP {
-        assert!(s.contains(k), "help lacks {k}:\n{s}");
+    for screen in [
+        Screen::Picker,
+        Screen::Dashboard,
+        Screen::Runs,
+        Screen::Compare,
+    ] {
+        a.screen = screen;
+        a.update(key(KeyCode::Char('?')));
+        let t = render(&a, 100, 26);
+        let s = screen_text(&t);
+        let keys = genmod::tui::app::help(screen);
+        for (k, _) in &keys {
+            assert!(s.contains(k), "{screen:?} help lacks {k}:\n{s}");
+        }
+        assert!(
+            keys.iter().any(|(k, _)| *k == "q"),
+            "{screen:?}: quitting is everywhere"
+        );
+        if screen == Screen::Picker {
+            snapshot!("tui_help", t.backend());
+        }
+        a.update(key(KeyCode::Char('x')));
+        assert!(!a.help, "any key closes the help");
     }
-    snapshot!("tui_help", t.backend());
-    a.update(key(KeyCode::Char('x')));
-    assert!(!a.help, "any key closes the help");
 }
 
 #[test]
@@ -422,6 +437,18 @@ fn image_mode_key_cycles_through_pixel_modes_only_where_the_terminal_has_them() 
 /// exits, the pane shows `EXIT=<status>`, whether the terminal is back in cooked mode
 /// (`icanon echo`) and `DONE`. Waits for the model picker.
 fn start_in_tmux(session: &str, dir: &std::path::Path, command: &str, width: u16, height: u16) {
+    start_in_tmux_showing(session, dir, command, width, height, "pick a model");
+}
+
+/// [`start_in_tmux`], waiting for `ready` on the first screen instead of the picker.
+fn start_in_tmux_showing(
+    session: &str,
+    dir: &std::path::Path,
+    command: &str,
+    width: u16,
+    height: u16,
+    ready: &str,
+) {
     let script = format!(
         "cd {} && {command}; echo EXIT=$?; stty -a | tr ' ' '\\n' | grep -x -e icanon -e echo | tr '\\n' ' '; echo; echo DONE; sleep 60",
         dir.display()
@@ -450,7 +477,7 @@ fn start_in_tmux(session: &str, dir: &std::path::Path, command: &str, width: u16
         }
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
-    wait_for(session, 30, "the picker", |p| p.contains("pick a model"));
+    wait_for(session, 30, ready, |p| p.contains(ready));
 }
 
 /// Waits for the program started by [`start_in_tmux`] to exit after `how`, closes the
@@ -716,4 +743,309 @@ fn the_cgan_form_sets_the_average_the_dropout_and_the_conditioning() {
     assert_eq!(cfg.model.ema_decay, 0.99);
     assert_eq!(cfg.model.d_dropout, 0.25);
     assert_eq!(cfg.model.conditioning, genmod::neural::Conditioning::Concat);
+}
+
+/// Two made-up runs at fixed times, as the runs folder would list them.
+fn two_runs() -> Vec<genmod::train::runs::RunSummary> {
+    use genmod::neural::ModelKind;
+    let at = |s: u64| std::time::UNIX_EPOCH + std::time::Duration::from_secs(s);
+    let run = |name: &str, kind, steps, epochs, metrics: &[(&str, f64)], written| {
+        let dir = PathBuf::from("runs").join(name);
+        genmod::train::runs::RunSummary {
+            name: name.into(),
+            kind: Some(kind),
+            dataset: Some("mnist (train)".into()),
+            steps,
+            epochs,
+            last_metrics: metrics.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            newest_checkpoint: Some((dir.join(format!("ckpt-{steps:010}")), at(written))),
+            diverged: 0,
+            modified: at(written),
+            dir,
+        }
+    };
+    vec![
+        run(
+            "gan-20261203-101500",
+            ModelKind::Gan,
+            7500,
+            60,
+            &[("d_loss", 1.21), ("g_loss", 0.93), ("d_real", 0.58)],
+            1_796_300_000,
+        ),
+        run(
+            "vae-20261203-093000",
+            ModelKind::Vae,
+            2480,
+            40,
+            &[("loss", 101.2), ("recon", 76.5), ("kl", 24.7)],
+            1_796_290_000,
+        ),
+    ]
+}
+
+#[test]
+fn runs_browser_lists_marks_compares_resumes_and_asks_before_deleting() {
+    let mut a = app();
+    assert_eq!(
+        a.update(key(KeyCode::Char('r'))).len(),
+        1,
+        "r lists the runs"
+    );
+    assert_eq!(a.screen, Screen::Runs);
+    a.update(Msg::Runs(Ok(two_runs())));
+    let (gan, vae) = (two_runs()[0].dir.clone(), two_runs()[1].dir.clone());
+    let t = render(&a, 120, 24);
+    let text = screen_text(&t);
+    for want in [
+        "runs in runs · 2 runs",
+        "gan-20261203-101500",
+        "d_loss 1.210, g_loss 0.930, d_real 0.580",
+        "2026-12-03 12:13",
+        "gan on mnist (train), 7500 steps in 60 epochs",
+    ] {
+        assert!(text.contains(want), "{want}:\n{text}");
+    }
+    snapshot!("tui_runs", t.backend());
+
+    // One mark is not a comparison; two are.
+    a.update(key(KeyCode::Char(' ')));
+    assert!(a.update(key(KeyCode::Char('c'))).is_empty());
+    assert!(a.status.contains("mark two or more"), "{}", a.status);
+    a.update(key(KeyCode::Down));
+    a.update(key(KeyCode::Char(' ')));
+    assert!(matches!(
+        &a.update(key(KeyCode::Char('c')))[..],
+        [Effect::CompareRuns(dirs)] if *dirs == [gan.clone(), vae.clone()]
+    ));
+
+    // Delete asks first; only y deletes.
+    a.update(key(KeyCode::Char('d')));
+    let text = screen_text(&render(&a, 120, 24));
+    assert!(text.contains("Delete vae-20261203-093000?"), "{text}");
+    assert!(a.update(key(KeyCode::Char('n'))).is_empty());
+    assert_eq!(a.status, "not deleted");
+    a.update(key(KeyCode::Char('d')));
+    assert!(matches!(
+        &a.update(key(KeyCode::Char('y')))[..],
+        [Effect::DeleteRun(d)] if *d == vae
+    ));
+
+    assert!(matches!(&a.update(key(KeyCode::Enter))[..], [Effect::OpenRun(d)] if *d == vae));
+    assert!(matches!(&a.update(key(KeyCode::Char('r')))[..], [Effect::ResumeRun(d)] if *d == vae));
+    a.update(Msg::ResumeReady {
+        checkpoint: vae.join("ckpt-0000002480"),
+        kind: genmod::neural::ModelKind::Vae,
+        step: 2480,
+    });
+    assert_eq!(a.screen, Screen::Picker);
+    assert!(
+        a.status
+            .starts_with("Enter resumes runs/vae-20261203-093000/ckpt-0000002480 at step 2480")
+    );
+    assert_eq!(a.info().name, "Variational autoencoder");
+}
+
+/// Metric rows of a made-up GAN run whose losses settle at `d` and `g`.
+fn gan_rows(steps: u64, d: f64, g: f64) -> Vec<genmod::train::runs::MetricRow> {
+    let row = |step, metric: &str, value| genmod::train::runs::MetricRow {
+        step,
+        epoch: 0,
+        metric: metric.into(),
+        value,
+    };
+    (1..=steps)
+        .flat_map(|s| {
+            let t = s as f64 / steps as f64;
+            [
+                row(s, "d_loss", 1.4 + (d - 1.4) * t),
+                row(s, "g_loss", 0.7 + (g - 0.7) * t),
+                row(s, "d_real", 0.5 + 0.2 * t),
+                row(s, "d_fake", 0.5 - 0.2 * t),
+            ]
+        })
+        .collect()
+}
+
+#[test]
+fn comparison_draws_every_run_on_shared_axes_and_needs_a_shared_metric() {
+    use genmod::neural::ModelKind;
+    let mut a = app();
+    a.update(key(KeyCode::Char('r')));
+    a.update(Msg::Compared(vec![
+        (
+            "gan-lr2e-4".into(),
+            Some(ModelKind::Gan),
+            gan_rows(200, 1.2, 0.9),
+        ),
+        (
+            "gan-lr1e-3".into(),
+            Some(ModelKind::Gan),
+            gan_rows(120, 0.6, 2.4),
+        ),
+    ]));
+    assert_eq!(a.screen, Screen::Compare);
+    let t = render(&a, 120, 30);
+    let text = screen_text(&t);
+    for want in [
+        "losses · smoothing 0.90",
+        "1 ━ gan-lr2e-4 d_loss 1.200",
+        "4 ━ gan-lr1e-3 g_loss 2.400",
+        "D(x) and D(G(z))",
+        "gan-lr1e-3 d_fake 0.300",
+    ] {
+        assert!(text.contains(want), "{want}:\n{text}");
+    }
+    // The x axis spans the longer run.
+    assert!(text.contains("200"), "{text}");
+    snapshot!("tui_compare", t.backend());
+    a.update(key(KeyCode::Char('b')));
+    assert_eq!(a.screen, Screen::Runs);
+
+    // A VAE and a GAN log no metric in common: nothing to draw, and the user is told.
+    let vae_rows = vec![genmod::train::runs::MetricRow {
+        step: 1,
+        epoch: 0,
+        metric: "recon".into(),
+        value: 200.0,
+    }];
+    a.update(Msg::Compared(vec![
+        ("gan".into(), Some(ModelKind::Gan), gan_rows(10, 1.0, 1.0)),
+        ("vae".into(), Some(ModelKind::Vae), vae_rows),
+    ]));
+    assert_eq!(a.screen, Screen::Runs);
+    assert_eq!(a.status, "these runs logged no metric in common");
+}
+
+#[test]
+fn an_opened_run_shows_its_logged_curves_and_asks_its_model_for_samples() {
+    use genmod::neural::ModelKind;
+    let mut a = app();
+    let summary = two_runs().remove(0);
+    let fx = a.update(Msg::RunOpened {
+        summary: Box::new(summary),
+        kind: ModelKind::Gan,
+        step: 300,
+        rows: gan_rows(300, 1.1, 1.3),
+    });
+    assert!(matches!(
+        &fx[..],
+        [Effect::Command(TrainCommand::SampleNow)]
+    ));
+    assert_eq!(a.screen, Screen::Dashboard);
+    let run = a.run.as_ref().unwrap();
+    assert_eq!(run.series(Metric::DLoss).unwrap().points.len(), 300);
+    assert_eq!(
+        run.folder.as_deref(),
+        Some(std::path::Path::new("runs/gan-20261203-101500"))
+    );
+    let text = screen_text(&render(&a, 120, 36));
+    assert!(text.contains("d_loss 1.100"), "{text}");
+    assert!(
+        text.contains("opened runs/gan-20261203-101500 at step 300"),
+        "{text}"
+    );
+    // Ended, so n (sample) and i (interpolate) go to the model the trainer holds.
+    assert!(matches!(
+        &a.update(key(KeyCode::Char('n')))[..],
+        [Effect::Command(TrainCommand::SampleNow)]
+    ));
+    assert!(matches!(
+        &a.update(key(KeyCode::Char('i')))[..],
+        [Effect::Command(TrainCommand::Interpolate { .. })]
+    ));
+}
+
+#[test]
+fn a_missing_runs_folder_is_refused_before_the_screen_is_taken() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_genmod-tui"))
+        .arg("/nonexistent/genmod-runs")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("/nonexistent/genmod-runs: no such folder of runs"),
+        "{err}"
+    );
+}
+
+/// The runs browser on real runs: two short VAE runs trained by the CLI, compared, one
+/// opened (its model samples), then resumed from the picker to the end of its first epoch,
+/// continuing its own metrics file.
+#[test]
+fn runs_browser_in_tmux_compares_two_runs_opens_one_and_resumes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let runs = dir.path().join("runs");
+    let cli = env!("CARGO_BIN_EXE_genmod");
+    for (name, lr) in [("a", "1e-3"), ("b", "3e-4")] {
+        let out = std::process::Command::new(cli)
+            .args(["train", "vae", "--max-steps", "20", "--sample-every", "0"])
+            .args(["--checkpoint-every", "10", "--lr", lr, "--out"])
+            .arg(runs.join(name))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let session = format!("genmod-runs-{}", std::process::id());
+    let bin = env!("CARGO_BIN_EXE_genmod-tui");
+    start_in_tmux_showing(
+        &session,
+        dir.path(),
+        &format!("{bin} runs --image-mode ascii"),
+        120,
+        36,
+        "2 runs",
+    );
+    tmux(&["send-keys", "-t", &session, "Space", "Down", "Space", "c"]);
+    wait_for(&session, 20, "both runs in the comparison", |p| {
+        p.contains("a recon") && p.contains("b recon") && p.contains("a kl")
+    });
+    tmux(&["send-keys", "-t", &session, "b"]);
+    wait_for(&session, 20, "the runs again", |p| p.contains("2 runs"));
+    // The selection stayed on the second run listed.
+    let pane = tmux(&["capture-pane", "-p", "-t", &session]);
+    let second = pane
+        .lines()
+        .find(|l| l.contains("> "))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .unwrap_or_else(|| panic!("no selected row:\n{pane}"))
+        .to_string();
+    tmux(&["send-keys", "-t", &session, "Enter"]);
+    wait_for(&session, 30, "the opened run's samples", |p| {
+        p.contains("at step 20")
+            && p.contains("samples")
+            && !p.contains("waiting for the first grid")
+    });
+    tmux(&["send-keys", "-t", &session, "r"]);
+    wait_for(&session, 20, "the runs", |p| p.contains("2 runs"));
+    tmux(&["send-keys", "-t", &session, "r"]);
+    wait_for(&session, 20, "the resume prompt", |p| {
+        p.contains("Enter resumes")
+    });
+    // One epoch (62 steps of 128) in all: the first field is Epochs.
+    tmux(&[
+        "send-keys",
+        "-t",
+        &session,
+        "Tab",
+        "BSpace",
+        "BSpace",
+        "1",
+        "Enter",
+    ]);
+    wait_for(&session, 120, "the end of the resumed run", |p| {
+        p.contains("finished at step 62")
+    });
+    tmux(&["send-keys", "-t", &session, "q"]);
+    wait_for_clean_exit(&session, "q");
+    let resumed = runs.join(&second);
+    let rows = genmod::train::runs::read_metrics(&resumed.join("metrics.csv")).unwrap();
+    let steps: std::collections::BTreeSet<u64> = rows.iter().map(|r| r.step).collect();
+    assert_eq!(steps, (1..=62).collect(), "one curve, no gaps or repeats");
+    assert!(resumed.join("ckpt-0000000062/meta.json").is_file());
 }

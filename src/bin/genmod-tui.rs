@@ -15,6 +15,10 @@ use std::path::PathBuf;
     about = "Train the report's generative models and watch them learn"
 )]
 struct Cli {
+    /// Start in the runs browser of this folder of run folders (a run folder itself opens
+    /// its parent's browser): open, resume, compare or delete runs.
+    #[arg(value_name = "RUNS", conflicts_with_all = ["runs_dir", "resume"])]
+    browse: Option<PathBuf>,
     #[command(flatten)]
     data: DataArgs,
     /// Parent folder of run folders: each run started gets its own, MODEL-YYYYMMDD-HHMMSS
@@ -83,11 +87,24 @@ fn main() {
             ImageModeArg::Sixel => Some(ImageMode::Sixel),
             ImageModeArg::Kitty => Some(ImageMode::Kitty),
         };
+        let runs_dir = match &cli.browse {
+            Some(dir) if !dir.is_dir() => {
+                anyhow::bail!("{}: no such folder of runs", dir.display())
+            }
+            // A run folder: browse the runs beside it.
+            Some(dir) if genmod::train::runs::existing_run(dir).is_some() => dir
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .map_or_else(|| PathBuf::from("."), PathBuf::from),
+            Some(dir) => dir.clone(),
+            None => cli.runs_dir,
+        };
         genmod::tui::run(genmod::tui::Options {
             source: cli.data.source()?,
             seed: cli.data.seed,
-            runs_dir: cli.runs_dir,
+            runs_dir,
             resume: cli.resume,
+            browse_runs: cli.browse.is_some(),
             image_mode,
         })?;
         Ok(())

@@ -59,6 +59,27 @@ pub enum Metric {
 }
 
 impl Metric {
+    /// Every metric, for reading names back.
+    pub const ALL: [Metric; 12] = [
+        Metric::Loss,
+        Metric::Recon,
+        Metric::Kl,
+        Metric::Weight,
+        Metric::NegElbo,
+        Metric::IwNll,
+        Metric::DLoss,
+        Metric::GLoss,
+        Metric::DReal,
+        Metric::DFake,
+        Metric::GGradNorm,
+        Metric::LogLikelihood,
+    ];
+
+    /// The metric a name of [`Metric::name`] stands for (a metrics file's third column).
+    pub fn from_name(name: &str) -> Option<Metric> {
+        Self::ALL.into_iter().find(|m| m.name() == name)
+    }
+
     /// The name in logs, the metrics CSV and eval.json: other tools read these, so they
     /// stay as they are.
     pub fn name(self) -> &'static str {

@@ -199,6 +199,19 @@ pub fn utc_stamp(t: std::time::SystemTime) -> String {
     )
 }
 
+/// `YYYY-MM-DD HH:MM` of a time, in UTC, for people.
+pub fn utc_minute(t: std::time::SystemTime) -> String {
+    let s = utc_stamp(t);
+    format!(
+        "{}-{}-{} {}:{}",
+        &s[0..4],
+        &s[4..6],
+        &s[6..8],
+        &s[9..11],
+        &s[11..13]
+    )
+}
+
 /// One row of a metrics file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MetricRow {
@@ -290,6 +303,126 @@ impl MetricsLog {
     }
 }
 
+/// What the runs browser shows of one run folder.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunSummary {
+    pub dir: PathBuf,
+    /// The folder's name.
+    pub name: String,
+    /// From the newest checkpoint; a run killed before its first has none.
+    pub kind: Option<ModelKind>,
+    pub dataset: Option<String>,
+    /// The last step in the metrics file (or of the newest checkpoint, without metrics).
+    pub steps: u64,
+    /// Epochs begun, from the metrics file.
+    pub epochs: usize,
+    /// The metrics of the last step logged, in the file's order.
+    pub last_metrics: Vec<(String, f64)>,
+    /// The newest checkpoint that is not marked diverged, and when it was written.
+    pub newest_checkpoint: Option<(PathBuf, std::time::SystemTime)>,
+    /// Checkpoints marked DIVERGED.
+    pub diverged: usize,
+    /// When the run last wrote anything (its metrics or a checkpoint): the list's order.
+    pub modified: std::time::SystemTime,
+}
+
+/// The rows of the last step in a metrics file, read from its end (a long run's file holds
+/// hundreds of thousands of rows, and the browser lists every run).
+fn last_step_rows(path: &Path) -> std::io::Result<Vec<MetricRow>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    // A step writes one short row per metric: 16 KiB holds the last several steps.
+    let from = len.saturating_sub(16 * 1024);
+    file.seek(SeekFrom::Start(from))?;
+    let mut text = String::new();
+    file.take(len - from).read_to_string(&mut text)?;
+    // The first line may start mid-row unless the read began at the start of the file.
+    let lines = text.lines().skip(usize::from(from > 0));
+    let rows: Vec<MetricRow> = lines.filter_map(parse_row).collect();
+    let last = rows.iter().map(|r| r.step).max();
+    Ok(rows.into_iter().filter(|r| Some(r.step) == last).collect())
+}
+
+/// A summary of the run in `dir`, or `None` if it holds no run (no checkpoint and no
+/// metrics file).
+pub fn summarise(dir: &Path) -> Option<RunSummary> {
+    existing_run(dir)?;
+    let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let newest = checkpoint::resolve(dir).ok();
+    let meta = newest
+        .as_deref()
+        .and_then(|c| checkpoint::read_meta(c).ok());
+    let metrics_path = dir.join(METRICS_FILE);
+    let rows = last_step_rows(&metrics_path).unwrap_or_default();
+    let diverged = checkpoint::list(dir)
+        .iter()
+        .filter(|c| checkpoint::is_diverged(c))
+        .count();
+    let checkpoint_time = newest.as_deref().and_then(|c| mtime(&c.join("meta.json")));
+    let modified = [mtime(&metrics_path), checkpoint_time]
+        .into_iter()
+        .flatten()
+        .max()
+        .unwrap_or(std::time::UNIX_EPOCH);
+    Some(RunSummary {
+        dir: dir.to_path_buf(),
+        name: dir.file_name().map_or_else(
+            || dir.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        ),
+        kind: meta.as_ref().map(|m| m.model.kind),
+        dataset: meta.as_ref().map(|m| m.dataset.clone()),
+        steps: rows
+            .first()
+            .map(|r| r.step)
+            .or(meta.as_ref().map(|m| m.step))
+            .unwrap_or(0),
+        epochs: rows.first().map_or(0, |r| r.epoch + 1),
+        last_metrics: rows.into_iter().map(|r| (r.metric, r.value)).collect(),
+        newest_checkpoint: newest.zip(checkpoint_time),
+        diverged,
+        modified,
+    })
+}
+
+/// The runs directly under `parent`, the most recently active first. A missing parent
+/// holds no runs.
+pub fn list_runs(parent: &Path) -> std::io::Result<Vec<RunSummary>> {
+    let entries = match std::fs::read_dir(parent) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut runs: Vec<RunSummary> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .filter_map(|p| summarise(&p))
+        .collect();
+    runs.sort_by(|a, b| b.modified.cmp(&a.modified).then(a.name.cmp(&b.name)));
+    Ok(runs)
+}
+
+/// Deletes the run in `dir`: its checkpoints, grid and metrics, then the folder if nothing
+/// else is left in it (PNGs a user saved there stay, with the folder). Refuses a folder
+/// that holds no run, so a wrong path cannot remove other files.
+pub fn delete_run(dir: &Path) -> Result<(), RunFolderError> {
+    if existing_run(dir).is_none() {
+        return Err(RunFolderError::Io {
+            path: dir.to_path_buf(),
+            cause: std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "holds no run (no ckpt-* folder and no metrics.csv)",
+            ),
+        });
+    }
+    clear(dir)?;
+    // Fails, harmlessly, when the user's own files remain.
+    let _ = std::fs::remove_dir(dir);
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -370,5 +503,76 @@ mod tests {
             name.starts_with("gan-20") && name.len() == "gan-20261202-214506".len(),
             "{name}"
         );
+    }
+
+    #[test]
+    fn runs_are_summarised_from_the_end_of_their_metrics_and_only_runs_are_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        let long = dir.path().join("vae-long");
+        std::fs::create_dir(&long).unwrap();
+        // 3,000 steps of two metrics: far more than the 16 KiB read from the end.
+        let mut text = String::new();
+        for step in 1..=3000u64 {
+            let epoch = (step - 1) / 62;
+            text.push_str(&format!(
+                "{step},{epoch},recon,{}\n",
+                200.0 - step as f64 / 100.0
+            ));
+            text.push_str(&format!("{step},{epoch},kl,{}\n", step as f64 / 1000.0));
+        }
+        std::fs::write(long.join(METRICS_FILE), &text).unwrap();
+        let torn = dir.path().join("gan-torn");
+        std::fs::create_dir(&torn).unwrap();
+        std::fs::write(
+            torn.join(METRICS_FILE),
+            "1,0,d_loss,1.5\n1,0,g_loss,0.7\n2,0,d_lo",
+        )
+        .unwrap();
+        let other = dir.path().join("notes");
+        std::fs::create_dir(&other).unwrap();
+        std::fs::write(other.join("todo.txt"), "not a run").unwrap();
+
+        let runs = list_runs(dir.path()).unwrap();
+        let names: std::collections::BTreeSet<&str> =
+            runs.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["gan-torn", "vae-long"].into());
+        assert!(runs.windows(2).all(|w| w[0].modified >= w[1].modified));
+        let l = runs.iter().find(|r| r.name == "vae-long").unwrap();
+        assert_eq!((l.steps, l.epochs), (3000, 2999 / 62 + 1));
+        assert_eq!(
+            l.last_metrics,
+            [("recon".to_string(), 170.0), ("kl".to_string(), 3.0)]
+        );
+        assert_eq!((l.kind, l.newest_checkpoint.is_none()), (None, true));
+        let t = runs.iter().find(|r| r.name == "gan-torn").unwrap();
+        assert_eq!(t.steps, 1, "the torn row of step 2 is not a step");
+        assert_eq!(t.last_metrics.len(), 2);
+        assert!(list_runs(&dir.path().join("missing")).unwrap().is_empty());
+    }
+
+    #[test]
+    fn deleting_removes_a_run_and_refuses_a_folder_that_holds_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let other = dir.path().join("notes");
+        std::fs::create_dir(&other).unwrap();
+        std::fs::write(other.join("todo.txt"), "keep").unwrap();
+        let e = delete_run(&other).unwrap_err().to_string();
+        assert!(e.contains("notes") && e.contains("holds no run"), "{e}");
+        assert!(other.join("todo.txt").is_file());
+
+        let run = dir.path().join("vae-1");
+        std::fs::create_dir_all(run.join("ckpt-0000000010")).unwrap();
+        std::fs::write(run.join("ckpt-0000000010/meta.json"), "{}").unwrap();
+        std::fs::write(run.join(METRICS_FILE), "1,0,loss,1\n").unwrap();
+        delete_run(&run).unwrap();
+        assert!(!run.exists());
+
+        // A PNG the user saved in the run folder stays, and so does the folder.
+        let kept = dir.path().join("vae-2");
+        std::fs::create_dir(&kept).unwrap();
+        std::fs::write(kept.join(METRICS_FILE), "1,0,loss,1\n").unwrap();
+        std::fs::write(kept.join("grid-step-1.png"), "png").unwrap();
+        delete_run(&kept).unwrap();
+        assert!(!kept.join(METRICS_FILE).exists() && kept.join("grid-step-1.png").is_file());
     }
 }

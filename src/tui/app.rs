@@ -8,6 +8,7 @@ use crate::neural::{
     CodeSampling, Conditioning, KlSchedule, Metric, Metrics, ModelKind, NeuralConfig, WeightInit,
 };
 use crate::render::Grid;
+use crate::train::runs::{MetricRow, RunSummary};
 use crate::train::{DeviceChoice, TrainCommand, TrainConfig, TrainEvent};
 use clap::ValueEnum;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
@@ -400,6 +401,101 @@ impl RunView {
 pub enum Screen {
     Picker,
     Dashboard,
+    /// The runs browser: the run folders under the runs folder.
+    Runs,
+    /// Two or more runs' curves on the same axes.
+    Compare,
+}
+
+/// The runs browser's state.
+#[derive(Debug, Clone, Default)]
+pub struct RunsView {
+    pub runs: Vec<RunSummary>,
+    pub selected: usize,
+    /// The folders picked for comparison, in the order they were picked.
+    pub marked: Vec<PathBuf>,
+    /// Asking whether to delete the selected run.
+    pub confirm_delete: bool,
+    /// Why the list could not be read, if it could not.
+    pub error: Option<String>,
+}
+
+impl RunsView {
+    pub fn current(&self) -> Option<&RunSummary> {
+        self.runs.get(self.selected)
+    }
+}
+
+/// Runs whose curves are drawn together: each run's name and series.
+#[derive(Debug, Clone)]
+pub struct Comparison {
+    pub runs: Vec<(String, Vec<Series>)>,
+    /// The charts: the metrics every compared run logged, grouped as the dashboard groups
+    /// them where the runs are of one model.
+    pub groups: Vec<ChartGroup>,
+}
+
+impl Comparison {
+    /// The comparison of runs given as (name, model, metric rows).
+    pub fn new(runs: Vec<(String, Option<ModelKind>, Vec<MetricRow>)>) -> Self {
+        let series: Vec<(String, Vec<Series>)> = runs
+            .iter()
+            .map(|(name, _, rows)| (name.clone(), series_from_rows(rows)))
+            .collect();
+        let logged_by_all = |m: Metric| {
+            series
+                .iter()
+                .all(|(_, ss)| ss.iter().any(|s| s.name == m && !s.points.is_empty()))
+        };
+        let kinds: Vec<Option<ModelKind>> = runs.iter().map(|r| r.1).collect();
+        let same_kind = kinds.windows(2).all(|w| w[0] == w[1]);
+        let groups = match kinds.first() {
+            Some(Some(k)) if same_kind => chart_groups(Entry::Neural(*k))
+                .into_iter()
+                .map(|mut g| {
+                    g.metrics.retain(|m| logged_by_all(*m));
+                    g
+                })
+                .filter(|g| !g.metrics.is_empty())
+                .collect(),
+            // Different models (or one unknown): a chart per metric they share.
+            _ => Metric::ALL
+                .into_iter()
+                .filter(|m| logged_by_all(*m))
+                .map(|m| ChartGroup {
+                    title: m.name(),
+                    metrics: vec![m],
+                    losses: !matches!(m, Metric::DReal | Metric::DFake | Metric::Weight),
+                })
+                .collect(),
+        };
+        Self {
+            runs: series,
+            groups,
+        }
+    }
+}
+
+/// A run's curves from its metrics file, one series per metric, in the order first logged.
+pub fn series_from_rows(rows: &[MetricRow]) -> Vec<Series> {
+    let mut series: Vec<Series> = Vec::new();
+    for r in rows {
+        let Some(m) = Metric::from_name(&r.metric) else {
+            continue;
+        };
+        match series.iter_mut().find(|s| s.name == m) {
+            Some(s) => s.push(r.step as f64, r.value),
+            None => {
+                let mut s = Series {
+                    name: m,
+                    points: Vec::new(),
+                };
+                s.push(r.step as f64, r.value);
+                series.push(s);
+            }
+        }
+    }
+    series
 }
 
 /// Where keyboard input goes on the picker.
@@ -424,6 +520,26 @@ pub enum Msg {
     Terminate,
     /// The terminal was resized: draw again.
     Redraw,
+    /// The runs folder's runs, or why it could not be read.
+    Runs(Result<Vec<RunSummary>, String>),
+    /// A run opened from its newest checkpoint: its model, the step of the checkpoint and
+    /// the curves of its metrics file. The runner starts a finished trainer on it next.
+    RunOpened {
+        summary: Box<RunSummary>,
+        kind: ModelKind,
+        step: u64,
+        rows: Vec<MetricRow>,
+    },
+    /// Runs to compare: (name, model, metric rows).
+    Compared(Vec<(String, Option<ModelKind>, Vec<MetricRow>)>),
+    /// The runner holds `checkpoint` (step `step`) to resume when the picker starts a run.
+    ResumeReady {
+        checkpoint: PathBuf,
+        kind: ModelKind,
+        step: u64,
+    },
+    /// A runs-browser action failed (reading, opening, deleting); the message says why.
+    RunsFailed(String),
 }
 
 /// What the runner must do.
@@ -431,9 +547,21 @@ pub enum Msg {
 pub enum Effect {
     StartNeural(Box<TrainConfig>),
     StartClassical(Box<ClassicalConfig>),
-    StartTennis { seed: u64 },
+    StartTennis {
+        seed: u64,
+    },
     Command(TrainCommand),
     SaveGrid,
+    /// Read the runs folder (answered by `Msg::Runs`).
+    ListRuns,
+    /// Load a run's newest checkpoint for exploring, with its curves.
+    OpenRun(PathBuf),
+    /// Read these runs' metrics for a comparison.
+    CompareRuns(Vec<PathBuf>),
+    /// Hold a run's newest checkpoint as the one the next start resumes.
+    ResumeRun(PathBuf),
+    /// Delete a run folder, then list the runs again.
+    DeleteRun(PathBuf),
     Quit,
 }
 
@@ -463,6 +591,8 @@ pub struct App {
     interp_seed: u64,
     /// How the charts draw their curves.
     pub chart_view: ChartView,
+    pub runs: RunsView,
+    pub comparison: Option<Comparison>,
 }
 
 /// How the dashboard draws its curves: an exponential moving average over the raw values,
@@ -540,6 +670,8 @@ impl App {
             show_interpolation: false,
             interp_seed: 1,
             chart_view: ChartView::default(),
+            runs: RunsView::default(),
+            comparison: None,
         };
         app.reset_fields();
         app
@@ -768,6 +900,96 @@ impl App {
                 Vec::new()
             }
             Msg::Redraw => Vec::new(),
+            Msg::Runs(listed) => {
+                let runs = &mut self.runs;
+                match listed {
+                    Ok(list) => {
+                        // Keep the selection on the same run where it is still listed.
+                        let was = runs.current().map(|r| r.dir.clone());
+                        runs.selected = was
+                            .and_then(|d| list.iter().position(|r| r.dir == d))
+                            .unwrap_or(0);
+                        runs.marked.retain(|d| list.iter().any(|r| &r.dir == d));
+                        runs.runs = list;
+                        runs.error = None;
+                    }
+                    Err(e) => runs.error = Some(e),
+                }
+                Vec::new()
+            }
+            Msg::RunOpened {
+                summary,
+                kind,
+                step,
+                rows,
+            } => {
+                let Some(i) = MODELS.iter().position(|m| m.entry == Entry::Neural(kind)) else {
+                    return Vec::new();
+                };
+                let mut view = RunView::new(MODELS[i]);
+                view.series = series_from_rows(&rows);
+                // Every chart of the model keeps its series, logged or not.
+                for g in chart_groups(view.info.entry) {
+                    for m in g.metrics {
+                        if view.series(m).is_none() {
+                            view.series.push(Series {
+                                name: m,
+                                points: Vec::new(),
+                            });
+                        }
+                    }
+                }
+                view.state = RunState::Finished;
+                view.step = step;
+                view.total = step;
+                view.started_step = step;
+                view.epoch = summary.epochs.saturating_sub(1);
+                view.folder = Some(summary.dir.clone());
+                view.log(format!(
+                    "opened {} at step {step} ({} metric rows)",
+                    summary.dir.display(),
+                    rows.len()
+                ));
+                view.log("n samples, i interpolates, g saves the grid; r in the runs view resumes training");
+                self.selected = i;
+                self.reset_fields();
+                self.run = Some(view);
+                self.show_interpolation = false;
+                self.screen = Screen::Dashboard;
+                self.status.clear();
+                vec![Effect::Command(TrainCommand::SampleNow)]
+            }
+            Msg::Compared(runs) => {
+                let c = Comparison::new(runs);
+                if c.groups.is_empty() {
+                    self.status = "these runs logged no metric in common".into();
+                } else {
+                    self.comparison = Some(c);
+                    self.screen = Screen::Compare;
+                    self.status.clear();
+                }
+                Vec::new()
+            }
+            Msg::ResumeReady {
+                checkpoint,
+                kind,
+                step,
+            } => {
+                if let Some(i) = MODELS.iter().position(|m| m.entry == Entry::Neural(kind)) {
+                    self.select(i);
+                }
+                self.focus = Focus::List;
+                self.screen = Screen::Picker;
+                self.status = format!(
+                    "Enter resumes {} at step {step} (the run's own settings; Epochs sets where it ends)",
+                    checkpoint.display()
+                );
+                Vec::new()
+            }
+            Msg::RunsFailed(e) => {
+                self.status = e;
+                Vec::new()
+            }
             Msg::Terminate => {
                 let mut fx = Vec::new();
                 if self.running()
@@ -880,6 +1102,136 @@ impl App {
         match self.screen {
             Screen::Picker => self.picker_key(k),
             Screen::Dashboard => self.dashboard_key(k),
+            Screen::Runs => self.runs_key(k),
+            Screen::Compare => self.compare_key(k),
+        }
+    }
+
+    /// Opens the runs browser on the runs folder.
+    pub fn open_runs(&mut self) -> Vec<Effect> {
+        self.screen = Screen::Runs;
+        self.runs.confirm_delete = false;
+        self.status.clear();
+        vec![Effect::ListRuns]
+    }
+
+    fn runs_key(&mut self, k: KeyEvent) -> Vec<Effect> {
+        let training = if self.running() {
+            self.run.as_ref().and_then(|r| r.folder.clone())
+        } else {
+            None
+        };
+        let runs = &mut self.runs;
+        if runs.confirm_delete {
+            runs.confirm_delete = false;
+            return match (k.code, runs.current()) {
+                (KeyCode::Char('y'), Some(r)) => {
+                    let dir = r.dir.clone();
+                    self.status = format!("deleting {}", dir.display());
+                    vec![Effect::DeleteRun(dir)]
+                }
+                _ => {
+                    self.status = "not deleted".into();
+                    Vec::new()
+                }
+            };
+        }
+        let n = runs.runs.len();
+        let current = runs.current().map(|r| r.dir.clone());
+        match k.code {
+            KeyCode::Up | KeyCode::Char('k') => runs.selected = runs.selected.saturating_sub(1),
+            KeyCode::Down | KeyCode::Char('j') => {
+                runs.selected = (runs.selected + 1).min(n.saturating_sub(1));
+            }
+            KeyCode::Char(' ') => {
+                if let Some(dir) = current {
+                    match runs.marked.iter().position(|d| *d == dir) {
+                        Some(at) => {
+                            runs.marked.remove(at);
+                        }
+                        None => runs.marked.push(dir),
+                    }
+                    self.status = format!("{} marked for comparison", runs.marked.len());
+                }
+            }
+            KeyCode::Char('c') => {
+                if runs.marked.len() >= 2 {
+                    return vec![Effect::CompareRuns(runs.marked.clone())];
+                }
+                self.status = "mark two or more runs with Space to compare them".into();
+            }
+            KeyCode::Enter | KeyCode::Char('o') => {
+                if let Some(dir) = current {
+                    self.status = format!("opening {}", dir.display());
+                    return vec![Effect::OpenRun(dir)];
+                }
+            }
+            KeyCode::Char('r') => {
+                if let Some(dir) = current {
+                    return vec![Effect::ResumeRun(dir)];
+                }
+            }
+            KeyCode::Char('d') => {
+                if let Some(dir) = current {
+                    if training.as_ref() == Some(&dir) {
+                        self.status = "that run is training: stop it before deleting it".into();
+                    } else {
+                        runs.confirm_delete = true;
+                    }
+                }
+            }
+            KeyCode::Char('u') => return vec![Effect::ListRuns],
+            KeyCode::Esc | KeyCode::Char('b') => {
+                self.screen = Screen::Picker;
+                self.status.clear();
+            }
+            KeyCode::Char('q') => return self.quit_asking(),
+            _ => {}
+        }
+        Vec::new()
+    }
+
+    fn compare_key(&mut self, k: KeyEvent) -> Vec<Effect> {
+        match k.code {
+            KeyCode::Char('[') | KeyCode::Char(']') | KeyCode::Char('l') => {
+                self.chart_keys(k.code);
+            }
+            KeyCode::Esc | KeyCode::Char('b') => {
+                self.screen = Screen::Runs;
+                self.status.clear();
+            }
+            KeyCode::Char('q') => return self.quit_asking(),
+            _ => {}
+        }
+        Vec::new()
+    }
+
+    /// Smoothing and log-scale keys, on every screen with charts.
+    fn chart_keys(&mut self, code: KeyCode) {
+        if code == KeyCode::Char('l') {
+            self.chart_view.log_losses = !self.chart_view.log_losses;
+            self.status = format!(
+                "losses on a {} scale",
+                if self.chart_view.log_losses {
+                    "log"
+                } else {
+                    "linear"
+                }
+            );
+        } else {
+            self.chart_view.step_smoothing(code == KeyCode::Char(']'));
+            self.status = format!("smoothing {:.2}", self.chart_view.smoothing);
+        }
+    }
+
+    /// Quits, asking first while a run is going or its latest weights are unsaved.
+    fn quit_asking(&mut self) -> Vec<Effect> {
+        if self.running() || self.unsaved() {
+            self.confirm_quit = true;
+            Vec::new()
+        } else {
+            self.quit = true;
+            vec![Effect::Quit]
         }
     }
 
@@ -900,6 +1252,7 @@ impl App {
                     }
                 }
                 KeyCode::Enter => return self.start_effect().into_iter().collect(),
+                KeyCode::Char('r') => return self.open_runs(),
                 KeyCode::Char('q') | KeyCode::Esc => {
                     self.quit = true;
                     return vec![Effect::Quit];
@@ -969,21 +1322,8 @@ impl App {
                 vec![Effect::Command(TrainCommand::SampleNow)]
             }
             KeyCode::Char('g') => vec![Effect::SaveGrid],
-            KeyCode::Char('[') | KeyCode::Char(']') => {
-                self.chart_view.step_smoothing(k.code == KeyCode::Char(']'));
-                self.status = format!("smoothing {:.2}", self.chart_view.smoothing);
-                Vec::new()
-            }
-            KeyCode::Char('l') => {
-                self.chart_view.log_losses = !self.chart_view.log_losses;
-                self.status = format!(
-                    "losses on a {} scale",
-                    if self.chart_view.log_losses {
-                        "log"
-                    } else {
-                        "linear"
-                    }
-                );
+            KeyCode::Char('[') | KeyCode::Char(']') | KeyCode::Char('l') => {
+                self.chart_keys(k.code);
                 Vec::new()
             }
             KeyCode::Char('m') => {
@@ -1025,28 +1365,46 @@ impl App {
                 }
                 Vec::new()
             }
-            KeyCode::Char('q') => {
-                if running || self.unsaved() {
-                    self.confirm_quit = true;
-                    Vec::new()
-                } else {
-                    self.quit = true;
-                    vec![Effect::Quit]
-                }
-            }
+            KeyCode::Char('r') if !running => self.open_runs(),
+            KeyCode::Char('q') => self.quit_asking(),
             _ => Vec::new(),
         }
     }
 }
 
-/// Help lines: every key of every screen.
-pub const HELP: [(&str, &str); 21] = [
-    ("↑ ↓ / j k", "choose a model (picker)"),
+/// Keys that work on every screen.
+const HELP_ANYWHERE: [(&str, &str); 3] = [
+    ("?", "this help; any key closes it"),
+    ("q", "quit (asks first while a run is going or unsaved)"),
+    ("Ctrl-C", "save a checkpoint and quit"),
+];
+
+const HELP_PICKER: [(&str, &str); 10] = [
+    ("↑ ↓ / j k", "choose a model"),
     (
         "Tab / Shift-Tab",
         "move between the model list and the fields",
     ),
     ("Enter", "start training or fitting the chosen model"),
+    ("r", "the runs browser: open, resume, compare, delete runs"),
+    ("genmod-tui DIR", "start in the runs browser of DIR"),
+    (
+        "--resume DIR",
+        "start genmod-tui on a run's newest checkpoint",
+    ),
+    (
+        "--runs-dir DIR",
+        "where each run gets its own folder (runs/)",
+    ),
+    ("--image-mode", "start in halfblocks or ascii"),
+    ("--theme", "dark, light or mono colours (NO_COLOR: mono)"),
+    (
+        "--data-dir",
+        "train on MNIST, Fashion-MNIST, CIFAR-10 or images",
+    ),
+];
+
+const HELP_DASHBOARD: [(&str, &str); 12] = [
     ("p or Space", "pause or resume training"),
     ("s", "stop training (a final checkpoint is written)"),
     ("c", "save a checkpoint now"),
@@ -1062,22 +1420,41 @@ pub const HELP: [(&str, &str); 21] = [
         "weaker / stronger smoothing of the curves (0 to 0.99)",
     ),
     ("l", "losses on a log or a linear scale"),
+    ("r", "the runs browser, once the run has ended"),
     ("b / Esc", "back to the picker when the run has ended"),
-    ("?", "this help; any key closes it"),
-    ("q", "quit (asks first while a run is going or unsaved)"),
-    ("Ctrl-C", "save a checkpoint and quit"),
-    (
-        "--resume DIR",
-        "start genmod-tui on a run's newest checkpoint",
-    ),
-    ("--image-mode", "start in halfblocks or ascii"),
-    (
-        "--runs-dir DIR",
-        "where each run gets its own folder (runs/)",
-    ),
-    ("--theme", "dark, light or mono colours (NO_COLOR: mono)"),
-    (
-        "--data-dir",
-        "train on MNIST, Fashion-MNIST, CIFAR-10 or images",
-    ),
+    ("n, i, g, m", "also work on an ended run and an opened one"),
 ];
+
+const HELP_RUNS: [(&str, &str); 8] = [
+    ("↑ ↓ / j k", "choose a run"),
+    (
+        "Enter / o",
+        "open it: curves, samples, interpolation (no training)",
+    ),
+    ("Space", "mark or unmark it for comparison"),
+    ("c", "compare the marked runs' curves on shared axes"),
+    ("r", "resume it: back to the picker, Enter continues it"),
+    ("d", "delete it (asks first; PNGs you saved there stay)"),
+    ("u", "read the runs folder again"),
+    ("b / Esc", "back to the picker"),
+];
+
+const HELP_COMPARE: [(&str, &str); 3] = [
+    (
+        "[ / ]",
+        "weaker / stronger smoothing of the curves (0 to 0.99)",
+    ),
+    ("l", "losses on a log or a linear scale"),
+    ("b / Esc", "back to the runs browser"),
+];
+
+/// The help of a screen: its keys, then those that work everywhere.
+pub fn help(screen: Screen) -> Vec<(&'static str, &'static str)> {
+    let own: &[(&str, &str)] = match screen {
+        Screen::Picker => &HELP_PICKER,
+        Screen::Dashboard => &HELP_DASHBOARD,
+        Screen::Runs => &HELP_RUNS,
+        Screen::Compare => &HELP_COMPARE,
+    };
+    own.iter().chain(HELP_ANYWHERE.iter()).copied().collect()
+}

@@ -19,7 +19,8 @@ pub mod ui;
 
 use crate::classical::catalog;
 use crate::data::{DataSource, Split};
-use crate::train::{self, TrainEvent, TrainHandle};
+use crate::neural::ModelKind;
+use crate::train::{self, TrainConfig, TrainEvent, TrainHandle};
 use app::{App, Effect, Msg};
 use crossterm::event::{self, Event, KeyEventKind};
 use graphics::ImageMode;
@@ -38,6 +39,8 @@ pub struct Options {
     pub runs_dir: PathBuf,
     /// A checkpoint or run folder to continue from.
     pub resume: Option<PathBuf>,
+    /// Start in the runs browser of `runs_dir` instead of the picker.
+    pub browse_runs: bool,
     /// Forced image mode; otherwise sixel where the terminal answers for it,
     /// else half-blocks.
     pub image_mode: Option<ImageMode>,
@@ -124,6 +127,7 @@ pub fn run(opts: Options) -> Result<(), TuiError> {
         &split,
         resume.map(|(p, _)| p),
         &stop_signal,
+        opts.browse_runs,
     );
     ratatui::restore();
     Ok(())
@@ -143,6 +147,7 @@ fn event_loop(
     split: &Split,
     resume: Option<PathBuf>,
     stop_signal: &AtomicBool,
+    browse_runs: bool,
 ) {
     let (msgs_tx, msgs_rx) = channel();
     spawn_input_thread(msgs_tx.clone());
@@ -152,6 +157,10 @@ fn event_loop(
         msgs_rx,
         resume,
     };
+    if browse_runs {
+        let fx = app.open_runs();
+        r.apply(app, split, fx);
+    }
     // Test-only: a key that makes the loop panic, so a test can check that the terminal
     // is restored after one, at a moment the test chooses.
     let panic_key = std::env::var("GENMOD_TUI_TEST_PANIC_ON_KEY")
@@ -332,7 +341,103 @@ impl Runner {
                         Err(e) => format!("could not save: {e:#}"),
                     };
                 }
+                Effect::ListRuns => {
+                    let listed = train::runs::list_runs(&app.runs_dir)
+                        .map_err(|e| format!("{}: {e}", app.runs_dir.display()));
+                    let fx = app.update(Msg::Runs(listed));
+                    self.apply(app, split, fx);
+                }
+                Effect::OpenRun(dir) => {
+                    let fx = match self.open_run(app, split, &dir) {
+                        Ok(fx) => fx,
+                        Err(m) => app.update(Msg::RunsFailed(m)),
+                    };
+                    self.apply(app, split, fx);
+                }
+                Effect::CompareRuns(dirs) => {
+                    let fx = match read_runs(&dirs) {
+                        Ok(runs) => app.update(Msg::Compared(runs)),
+                        Err(m) => app.update(Msg::RunsFailed(m)),
+                    };
+                    self.apply(app, split, fx);
+                }
+                Effect::ResumeRun(dir) => {
+                    let held = train::checkpoint::resolve(&dir).and_then(|ckpt| {
+                        train::checkpoint::read_meta(&ckpt).map(|meta| (ckpt, meta))
+                    });
+                    let fx = match held {
+                        Ok((ckpt, meta)) => {
+                            self.resume = Some(ckpt.clone());
+                            app.update(Msg::ResumeReady {
+                                checkpoint: ckpt,
+                                kind: meta.model.kind,
+                                step: meta.step,
+                            })
+                        }
+                        Err(e) => app.update(Msg::RunsFailed(e.to_string())),
+                    };
+                    self.apply(app, split, fx);
+                }
+                Effect::DeleteRun(dir) => {
+                    // An opened run's model is still held by a finished trainer: let it go
+                    // before its files do.
+                    if app.run.as_ref().and_then(|r| r.folder.as_ref()) == Some(&dir) {
+                        self.stop_trainer();
+                        app.run = None;
+                    }
+                    if self.resume.as_deref().map(train::runs::run_of).as_ref() == Some(&dir) {
+                        self.resume = None;
+                    }
+                    app.status = match train::runs::delete_run(&dir) {
+                        Ok(()) => format!("deleted {}", dir.display()),
+                        Err(e) => format!("could not delete: {e}"),
+                    };
+                    self.apply(app, split, vec![Effect::ListRuns]);
+                }
                 Effect::Quit => app.quit = true,
+            }
+        }
+    }
+
+    /// Loads the newest good checkpoint of the run in `dir` into a trainer that has nothing
+    /// left to train, so the dashboard can sample and interpolate it, and shows its curves.
+    /// Writes nothing to the run folder but the PNGs the user saves.
+    fn open_run(
+        &mut self,
+        app: &mut App,
+        split: &Split,
+        dir: &std::path::Path,
+    ) -> Result<Vec<Effect>, String> {
+        let ckpt = train::checkpoint::resolve(dir).map_err(|e| e.to_string())?;
+        let meta = train::checkpoint::read_meta(&ckpt).map_err(|e| e.to_string())?;
+        let summary = train::runs::summarise(dir)
+            .ok_or_else(|| format!("{}: holds no run", dir.display()))?;
+        let rows = read_rows(dir)?;
+        self.stop_trainer();
+        let mut cfg = TrainConfig::new(meta.model.clone());
+        let steps_per_epoch = (split.train.len() / meta.batch_size.max(1)).max(1) as u64;
+        cfg.epochs = meta.step.div_ceil(steps_per_epoch).max(1) as usize;
+        cfg.max_steps = Some(meta.step);
+        cfg.out_dir = None;
+        cfg.sample_every = 0;
+        cfg.linger = true;
+        let fx = app.update(Msg::RunOpened {
+            summary: Box::new(summary),
+            kind: meta.model.kind,
+            step: meta.step,
+            rows,
+        });
+        match train::spawn(cfg, split.clone(), Some(ckpt)) {
+            Ok(h) => {
+                self.trainer = Some(h);
+                Ok(fx)
+            }
+            Err(e) => {
+                let message = e.to_string();
+                Ok(app.update(Msg::Train(TrainEvent::Failed {
+                    step: meta.step,
+                    message,
+                })))
             }
         }
     }
@@ -365,6 +470,29 @@ impl Runner {
             let _ = h.thread.join();
         }
     }
+}
+
+/// A run folder's metric rows; a run without a metrics file has none.
+fn read_rows(dir: &std::path::Path) -> Result<Vec<train::runs::MetricRow>, String> {
+    let path = dir.join(train::runs::METRICS_FILE);
+    match train::runs::read_metrics(&path) {
+        Ok(rows) => Ok(rows),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
+/// Each run's name, model and metric rows, for a comparison.
+type ComparedRun = (String, Option<ModelKind>, Vec<train::runs::MetricRow>);
+
+fn read_runs(dirs: &[PathBuf]) -> Result<Vec<ComparedRun>, String> {
+    dirs.iter()
+        .map(|d| {
+            let s = train::runs::summarise(d)
+                .ok_or_else(|| format!("{}: holds no run", d.display()))?;
+            Ok((s.name, s.kind, read_rows(d)?))
+        })
+        .collect()
 }
 
 /// The Play Tennis analysis of report 3.1–3.2, as lines for the dashboard.

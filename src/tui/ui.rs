@@ -1,11 +1,10 @@
 //! Drawing the TUI's screens from the app state. Pure: state in, cells out.
 
 use super::app::{
-    App, ChartView, Entry, Focus, HELP, MODELS, RunState, RunView, Screen, chart_groups, smoothed,
+    App, ChartView, Entry, Focus, MODELS, RunState, RunView, Screen, chart_groups, smoothed,
 };
 use super::graphics::{Graphics, ImageMode};
 use super::theme::THEME;
-use crate::neural::Metric;
 use crate::neural::ModelKind;
 use crate::render::{Grid, text};
 use crate::util::printable;
@@ -16,8 +15,8 @@ use ratatui::style::{Color, Modifier, Style, Stylize};
 use ratatui::symbols::Marker;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{
-    Axis, Block, Borders, Chart, Clear, Dataset, Gauge, GraphType, List, ListItem, ListState,
-    Paragraph, Widget, Wrap,
+    Axis, Block, Borders, Cell, Chart, Clear, Dataset, Gauge, GraphType, List, ListItem, ListState,
+    Paragraph, Row, Table, TableState, Widget, Wrap,
 };
 
 /// The smallest terminal the layout works in.
@@ -34,13 +33,229 @@ pub fn draw(f: &mut Frame, app: &App, graphics: &Graphics) {
     match app.screen {
         Screen::Picker => draw_picker(f, area, app),
         Screen::Dashboard => draw_dashboard(f, area, app, graphics),
+        Screen::Runs => draw_runs(f, area, app),
+        Screen::Compare => draw_compare(f, area, app),
     }
     if app.help {
-        draw_help(f, area);
+        draw_help(f, area, app.screen);
     }
     if app.confirm_quit {
         draw_confirm(f, area, app);
     }
+}
+
+/// The runs browser: a table of the run folders, the selected run's details, and the keys.
+fn draw_runs(f: &mut Frame, area: Rect, app: &App) {
+    let [main, details, status, footer] = Layout::vertical([
+        Constraint::Min(5),
+        Constraint::Length(6),
+        Constraint::Length(1),
+        Constraint::Length(1),
+    ])
+    .areas(area);
+    let runs = &app.runs;
+    let title = format!(
+        " runs in {} · {} run{} ",
+        printable(&app.runs_dir.display().to_string()),
+        runs.runs.len(),
+        if runs.runs.len() == 1 { "" } else { "s" }
+    );
+    if let Some(e) = &runs.error {
+        f.render_widget(
+            Paragraph::new(printable(e))
+                .fg(THEME.error)
+                .wrap(Wrap { trim: false })
+                .block(Block::bordered().title(title)),
+            main,
+        );
+    } else if runs.runs.is_empty() {
+        f.render_widget(
+            Paragraph::new(vec![
+                Line::from("no runs here yet"),
+                Line::from("start one from the picker (b), or open another folder: genmod-tui DIR")
+                    .fg(THEME.dim),
+            ])
+            .wrap(Wrap { trim: false })
+            .block(Block::bordered().title(title)),
+            main,
+        );
+    } else {
+        let header = Row::new(
+            [
+                "",
+                "run",
+                "model",
+                "steps",
+                "epochs",
+                "last metrics",
+                "checkpoint",
+            ]
+            .map(|h| Cell::from(h).fg(THEME.dim)),
+        );
+        let rows: Vec<Row> = runs
+            .runs
+            .iter()
+            .map(|r| {
+                let mark = match runs.marked.iter().position(|d| *d == r.dir) {
+                    Some(i) => format!("{}", i + 1),
+                    None => String::new(),
+                };
+                let metrics: Vec<String> = r
+                    .last_metrics
+                    .iter()
+                    .take(3)
+                    .map(|(k, v)| format!("{k} {v:.3}"))
+                    .collect();
+                let ckpt = match &r.newest_checkpoint {
+                    Some((_, t)) => crate::train::runs::utc_minute(*t),
+                    None if r.diverged > 0 => "only diverged".into(),
+                    None => "none".into(),
+                };
+                Row::new([
+                    Cell::from(mark).fg(THEME.accent),
+                    Cell::from(printable(&r.name)),
+                    Cell::from(r.kind.map_or("?", |k| k.name())),
+                    Cell::from(r.steps.to_string()),
+                    Cell::from(r.epochs.to_string()),
+                    Cell::from(metrics.join(", ")),
+                    Cell::from(ckpt),
+                ])
+            })
+            .collect();
+        let table = Table::new(
+            rows,
+            [
+                Constraint::Length(2),
+                Constraint::Max(28),
+                Constraint::Length(11),
+                Constraint::Length(7),
+                Constraint::Length(6),
+                Constraint::Min(20),
+                Constraint::Length(16),
+            ],
+        )
+        .header(header)
+        .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED))
+        .highlight_symbol("> ")
+        .block(Block::bordered().title(title));
+        let mut state = TableState::default().with_selected(Some(runs.selected));
+        f.render_stateful_widget(table, main, &mut state);
+    }
+    let detail_lines: Vec<Line> = match runs.current() {
+        Some(r) => {
+            let mut lines = vec![Line::from(printable(&r.dir.display().to_string()))];
+            lines.push(Line::from(format!(
+                "{} on {}, {} steps in {} epoch{}",
+                r.kind.map_or("unknown model", |k| k.name()),
+                printable(r.dataset.as_deref().unwrap_or("unknown data")),
+                r.steps,
+                r.epochs,
+                if r.epochs == 1 { "" } else { "s" }
+            )));
+            let all: Vec<String> = r
+                .last_metrics
+                .iter()
+                .map(|(k, v)| format!("{k} {v:.4}"))
+                .collect();
+            lines.push(Line::from(format!("last: {}", all.join(", "))));
+            lines.push(Line::from(match &r.newest_checkpoint {
+                Some((p, t)) => format!(
+                    "newest checkpoint {} written {} UTC{}",
+                    printable(&p.file_name().unwrap_or_default().to_string_lossy()),
+                    crate::train::runs::utc_minute(*t),
+                    if r.diverged > 0 {
+                        format!(" ({} newer marked DIVERGED)", r.diverged)
+                    } else {
+                        String::new()
+                    }
+                ),
+                None => "no checkpoint to open or resume".into(),
+            }));
+            lines
+        }
+        None => Vec::new(),
+    };
+    f.render_widget(
+        Paragraph::new(detail_lines).block(Block::bordered().title(" selected run ")),
+        details,
+    );
+    f.render_widget(
+        Paragraph::new(printable(&app.status)).fg(THEME.attention),
+        status,
+    );
+    f.render_widget(
+        Paragraph::new(
+            " ↑↓ run · Enter open · Space mark · c compare · r resume · d delete · b back · ? help",
+        )
+        .style(Style::new().fg(THEME.dim)),
+        footer,
+    );
+    if runs.confirm_delete
+        && let Some(r) = runs.current()
+    {
+        let r_area = centered(area, 64, 4);
+        f.render_widget(Clear, r_area);
+        f.render_widget(
+            Paragraph::new(vec![
+                Line::from(format!("Delete {}?", printable(&r.name))).bold(),
+                Line::from("y deletes its checkpoints, metrics and grid; other keys keep it"),
+            ])
+            .wrap(Wrap { trim: false })
+            .block(Block::bordered().border_style(Style::new().fg(THEME.error))),
+            r_area,
+        );
+    }
+}
+
+/// Two or more runs' curves, one chart per metric group, a line per run.
+fn draw_compare(f: &mut Frame, area: Rect, app: &App) {
+    let [main, status, footer] = Layout::vertical([
+        Constraint::Min(0),
+        Constraint::Length(1),
+        Constraint::Length(1),
+    ])
+    .areas(area);
+    if let Some(c) = &app.comparison {
+        let rows = Layout::vertical(
+            c.groups
+                .iter()
+                .map(|_| Constraint::Ratio(1, c.groups.len() as u32)),
+        )
+        .split(main);
+        for (group, rect) in c.groups.iter().zip(rows.iter()) {
+            let mut curves: Vec<(String, &[(f64, f64)])> = Vec::new();
+            for metric in &group.metrics {
+                for (name, series) in &c.runs {
+                    if let Some(s) = series.iter().find(|s| s.name == *metric) {
+                        let label = if group.metrics.len() > 1 {
+                            format!("{} {metric}", printable(name))
+                        } else {
+                            printable(name)
+                        };
+                        curves.push((label, s.points.as_slice()));
+                    }
+                }
+            }
+            draw_curves(
+                f,
+                *rect,
+                group.title,
+                &curves,
+                group.losses,
+                app.chart_view,
+                true,
+            );
+        }
+    }
+    f.render_widget(
+        Paragraph::new(printable(&app.status)).fg(THEME.attention),
+        status,
+    );
+    f.render_widget(
+        Paragraph::new(" [ ] smoothing · l log scale · b back to the runs · ? help · q quit")
+            .style(Style::new().fg(THEME.dim)),
+        footer,
+    );
 }
 
 fn draw_too_small(f: &mut Frame, area: Rect) {
@@ -74,8 +289,10 @@ fn draw_picker(f: &mut Frame, area: Rect, app: &App) {
         "fix red fields to start"
     };
     f.render_widget(
-        Paragraph::new(format!(" ↑↓ model · Tab fields · {hint} · ? help · q quit"))
-            .style(Style::new().fg(THEME.dim)),
+        Paragraph::new(format!(
+            " ↑↓ model · Tab fields · {hint} · r runs · ? help · q quit"
+        ))
+        .style(Style::new().fg(THEME.dim)),
         footer,
     );
 }
@@ -266,9 +483,9 @@ fn draw_dashboard(f: &mut Frame, area: Rect, app: &App, graphics: &Graphics) {
         }
         // The trainer keeps an ended run's model: it still samples and interpolates.
         (Entry::Neural(_), RunState::Finished) => {
-            " n sample · i interpolate · g PNG · [ ] smooth · l log · m image · b back · ? help · q quit"
+            " n sample · i interpolate · g PNG · [ ] smooth · l log · m image · r runs · b back · ? help · q quit"
         }
-        _ => " g PNG · [ ] smooth · m image mode · b back · ? help · q quit",
+        _ => " g PNG · [ ] smooth · m image mode · r runs · b back · ? help · q quit",
     };
     let status = if app.status.is_empty() {
         keys.to_string()
@@ -319,113 +536,148 @@ fn draw_chart_groups(f: &mut Frame, area: Rect, run: &RunView, view: ChartView) 
     )
     .split(area);
     for (group, rect) in groups.iter().zip(rows.iter()) {
-        let series: Vec<&super::app::Series> = group
+        let curves: Vec<(String, &[(f64, f64)])> = group
             .metrics
             .iter()
             .filter_map(|n| run.series(*n))
+            .map(|s| (s.name.to_string(), s.points.as_slice()))
             .collect();
-        // A log axis needs positive values; a loss that touched 0 falls back to linear.
-        let log = view.log_losses
-            && group.losses
-            && series.iter().all(|s| s.points.iter().all(|p| p.1 > 0.0));
-        let axis = |y: f64| if log { y.log10() } else { y };
-        let on_axis = |pts: &[(f64, f64)]| -> Vec<(f64, f64)> {
-            pts.iter().map(|&(x, y)| (x, axis(y))).collect()
-        };
-        // (metric, raw points, smoothed points), on the axis's scale; smoothing is done on
-        // the values, then mapped.
-        let curves: Vec<(Metric, Points, Points)> = series
-            .iter()
-            .map(|s| {
-                let smooth = smoothed(&s.points, view.smoothing);
-                (s.name, on_axis(&s.points), on_axis(&smooth))
-            })
-            .collect();
-        let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
-        for &(x, y) in curves.iter().flat_map(|c| c.1.iter()) {
-            x0 = x0.min(x);
-            x1 = x1.max(x);
-            y0 = y0.min(y);
-            y1 = y1.max(y);
-        }
-        let mut title = format!(" {} ", group.title);
-        if view.smoothing > 0.0 {
-            title.push_str(&format!("· smoothing {:.2} ", view.smoothing));
-        }
-        if log {
-            title.push_str("· log scale ");
-        }
-        if x0 > x1 {
-            f.render_widget(
-                Paragraph::new("no data yet")
-                    .fg(THEME.dim)
-                    .block(Block::bordered().title(title)),
-                *rect,
-            );
-            continue;
-        }
-        if (y1 - y0).abs() < 1e-12 {
-            y0 -= 0.5;
-            y1 += 0.5;
-        }
-        if (x1 - x0).abs() < 1e-12 {
-            x1 = x0 + 1.0;
-        }
-        let mut datasets: Vec<Dataset> = Vec::new();
-        if view.smoothing > 0.0 && THEME.raw_behind_average {
-            // The raw values first, faint, so the averages are drawn over them.
-            for (_, raw, _) in &curves {
-                datasets.push(
-                    Dataset::default()
-                        .marker(Marker::Braille)
-                        .graph_type(GraphType::Line)
-                        .style(Style::new().fg(THEME.dim))
-                        .data(raw),
-                );
-            }
-        }
-        for (i, (name, raw, smooth)) in curves.iter().enumerate() {
-            let value = |pts: &[(f64, f64)]| {
-                let v = pts.last().map_or(f64::NAN, |p| p.1);
-                if log { 10f64.powf(v) } else { v }
-            };
-            let label = if view.smoothing > 0.0 {
-                format!("{name} {:.3} (avg {:.3})", value(raw), value(smooth))
-            } else {
-                format!("{name} {:.3}", value(raw))
-            };
+        draw_curves(f, *rect, group.title, &curves, group.losses, view, false);
+    }
+}
+
+/// One chart: each curve (its label and (step, value) points) on one pair of axes, smoothed
+/// as `view` says with the raw values faint behind, on a log axis where asked for and
+/// `losses` (a curve that touched 0 keeps the chart linear). The legend goes inside the
+/// chart, where ratatui hides it when it would cover too much, or `beside` it, always
+/// shown (a comparison is unreadable without it).
+fn draw_curves(
+    f: &mut Frame,
+    rect: Rect,
+    title: &str,
+    curves: &[(String, &[(f64, f64)])],
+    losses: bool,
+    view: ChartView,
+    beside: bool,
+) {
+    let log = view.log_losses && losses && curves.iter().all(|c| c.1.iter().all(|p| p.1 > 0.0));
+    let axis = |y: f64| if log { y.log10() } else { y };
+    let on_axis = |pts: &[(f64, f64)]| -> Vec<(f64, f64)> {
+        pts.iter().map(|&(x, y)| (x, axis(y))).collect()
+    };
+    // (label, raw points, smoothed points), on the axis's scale; smoothing is done on the
+    // values, then mapped.
+    let curves: Vec<(&str, Points, Points)> = curves
+        .iter()
+        .map(|(label, pts)| {
+            let smooth = smoothed(pts, view.smoothing);
+            (label.as_str(), on_axis(pts), on_axis(&smooth))
+        })
+        .collect();
+    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+    for &(x, y) in curves.iter().flat_map(|c| c.1.iter()) {
+        x0 = x0.min(x);
+        x1 = x1.max(x);
+        y0 = y0.min(y);
+        y1 = y1.max(y);
+    }
+    let mut title = format!(" {title} ");
+    if view.smoothing > 0.0 {
+        title.push_str(&format!("· smoothing {:.2} ", view.smoothing));
+    }
+    if log {
+        title.push_str("· log scale ");
+    }
+    if x0 > x1 {
+        f.render_widget(
+            Paragraph::new("no data yet")
+                .fg(THEME.dim)
+                .block(Block::bordered().title(title)),
+            rect,
+        );
+        return;
+    }
+    if (y1 - y0).abs() < 1e-12 {
+        y0 -= 0.5;
+        y1 += 0.5;
+    }
+    if (x1 - x0).abs() < 1e-12 {
+        x1 = x0 + 1.0;
+    }
+    let mut datasets: Vec<Dataset> = Vec::new();
+    if view.smoothing > 0.0 && THEME.raw_behind_average {
+        // The raw values first, faint, so the averages are drawn over them.
+        for (_, raw, _) in &curves {
             datasets.push(
                 Dataset::default()
-                    .name(label)
                     .marker(Marker::Braille)
                     .graph_type(GraphType::Line)
-                    .style(Style::new().fg(THEME.series[i % THEME.series.len()]))
-                    .data(if view.smoothing > 0.0 { smooth } else { raw }),
+                    .style(Style::new().fg(THEME.dim))
+                    .data(raw),
             );
         }
-        let y_label = |y: f64| {
-            if log {
-                format!("{:.3}", 10f64.powf(y))
-            } else {
-                format!("{y:.2}")
-            }
+    }
+    let mut legend = Vec::new();
+    for (i, (name, raw, smooth)) in curves.iter().enumerate() {
+        let value = |pts: &[(f64, f64)]| {
+            let v = pts.last().map_or(f64::NAN, |p| p.1);
+            if log { 10f64.powf(v) } else { v }
         };
-        let chart = Chart::new(datasets)
-            .hidden_legend_constraints((Constraint::Ratio(1, 2), Constraint::Ratio(1, 2)))
-            .block(Block::bordered().title(title))
-            .x_axis(
-                Axis::default()
-                    .bounds([x0, x1])
-                    .labels([format!("{x0:.0}"), format!("{x1:.0}")])
-                    .style(Style::new().fg(THEME.dim)),
-            )
-            .y_axis(
-                Axis::default()
-                    .bounds([y0, y1])
-                    .labels([y_label(y0), y_label(y1)])
-                    .style(Style::new().fg(THEME.dim)),
-            );
-        f.render_widget(chart, *rect);
+        let label = if view.smoothing > 0.0 {
+            format!("{name} {:.3} (avg {:.3})", value(raw), value(smooth))
+        } else {
+            format!("{name} {:.3}", value(raw))
+        };
+        let colour = THEME.series[i % THEME.series.len()];
+        let mut dataset = Dataset::default()
+            .marker(Marker::Braille)
+            .graph_type(GraphType::Line)
+            .style(Style::new().fg(colour))
+            .data(if view.smoothing > 0.0 { smooth } else { raw });
+        if beside {
+            legend.push(Line::from(vec![
+                // Without colour the curves differ only by their order: number them.
+                Span::styled(format!("{} ━ ", i + 1), Style::new().fg(colour)),
+                Span::raw(label),
+            ]));
+        } else {
+            dataset = dataset.name(label);
+        }
+        datasets.push(dataset);
+    }
+    let y_label = |y: f64| {
+        if log {
+            format!("{:.3}", 10f64.powf(y))
+        } else {
+            format!("{y:.2}")
+        }
+    };
+    let chart = Chart::new(datasets)
+        .hidden_legend_constraints((Constraint::Ratio(1, 2), Constraint::Ratio(1, 2)))
+        .block(Block::bordered().title(title))
+        .x_axis(
+            Axis::default()
+                .bounds([x0, x1])
+                .labels([format!("{x0:.0}"), format!("{x1:.0}")])
+                .style(Style::new().fg(THEME.dim)),
+        )
+        .y_axis(
+            Axis::default()
+                .bounds([y0, y1])
+                .labels([y_label(y0), y_label(y1)])
+                .style(Style::new().fg(THEME.dim)),
+        );
+    if beside {
+        let width = legend.iter().map(Line::width).max().unwrap_or(0) as u16 + 2;
+        let [chart_area, legend_area] =
+            Layout::horizontal([Constraint::Min(20), Constraint::Length(width)]).areas(rect);
+        f.render_widget(chart, chart_area);
+        f.render_widget(
+            Paragraph::new(legend).block(Block::bordered().border_style(THEME.dim)),
+            legend_area,
+        );
+    } else {
+        f.render_widget(chart, rect);
     }
 }
 
@@ -484,9 +736,10 @@ fn centered(area: Rect, w: u16, h: u16) -> Rect {
     }
 }
 
-fn draw_help(f: &mut Frame, area: Rect) {
-    let r = centered(area, 80, HELP.len() as u16 + 2);
-    let lines: Vec<Line> = HELP
+fn draw_help(f: &mut Frame, area: Rect, screen: Screen) {
+    let keys = super::app::help(screen);
+    let r = centered(area, 80, keys.len() as u16 + 2);
+    let lines: Vec<Line> = keys
         .iter()
         .map(|(k, what)| {
             Line::from(vec![
