@@ -194,3 +194,51 @@ fn every_test_the_book_cites_exists() {
         "only {cited} citations found: is the scan broken?"
     );
 }
+
+/// Every `{{#include FILE:ANCHOR}}` in a chapter names a file that exists, relative to the
+/// chapter; a Rust file's anchor holds `ANCHOR: name` and `ANCHOR_END: name` in that order
+/// around real code, inside a `rust,ignore` fence, so the book shows
+/// the code that runs (a renamed anchor would otherwise leave an empty listing; mdbook only
+/// warns).
+#[test]
+fn every_included_listing_exists_with_its_anchors() {
+    let mut included = 0;
+    for f in summary_files() {
+        let chapter = Path::new("book/src").join(&f);
+        let text = std::fs::read_to_string(&chapter).unwrap();
+        for part in text.split("{{#include ").skip(1) {
+            let spec = part.split("}}").next().unwrap().trim();
+            let (file, anchor) = match spec.rsplit_once(':') {
+                Some((file, anchor)) => (file, Some(anchor)),
+                None => (spec, None),
+            };
+            let path = chapter.parent().unwrap().join(file);
+            let source = std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("{f} includes {file}: {}: {e}", path.display()));
+            if let Some(a) = anchor {
+                let start = source.find(&format!("ANCHOR: {a}\n"));
+                let end = source.find(&format!("ANCHOR_END: {a}\n"));
+                assert!(
+                    matches!((start, end), (Some(s), Some(e)) if s < e),
+                    "{f} includes {file}:{a}, which has no ANCHOR: {a} … ANCHOR_END: {a}"
+                );
+                // The listing is code, not a few comment lines.
+                let body = &source[start.unwrap()..end.unwrap()];
+                assert!(body.lines().count() > 5, "{f}: {file}:{a} is nearly empty");
+            }
+            if !file.ends_with(".rs") {
+                // Generated tables and text, included as Markdown.
+                continue;
+            }
+            // A listing is shown, not compiled again by rustdoc: it is tested where it lives.
+            let before = &text[..text.find(&format!("{{{{#include {spec}}}}}")).unwrap()];
+            let fence = before.rfind("```").map(|i| &before[i..]).unwrap_or("");
+            assert!(
+                fence.starts_with("```rust,ignore"),
+                "{f}: the include of {spec} must sit in a rust,ignore fence"
+            );
+            included += 1;
+        }
+    }
+    assert!(included >= 7, "only {included} Rust listings included");
+}

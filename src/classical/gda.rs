@@ -86,6 +86,7 @@ impl GdaParams {
         if let Some(c) = class_counts.iter().position(|&c| c == 0) {
             return Err(ModelError::Data(format!("class {c} has no rows")));
         }
+        // ANCHOR: mle
         let mut means = Mat::<f64>::zeros(k, d);
         for i in 0..n {
             for j in 0..d {
@@ -135,6 +136,7 @@ impl GdaParams {
                 })
                 .collect(),
         };
+        // ANCHOR_END: mle
         let gaussians = (0..k)
             .map(|c| {
                 let cov = &covariances[if covariances.len() == 1 { 0 } else { c }];

@@ -266,6 +266,7 @@ impl GmmParams {
         self.m_step_on(&EmData::new(x, self.covariance), resp)
     }
 
+    // ANCHOR: m_step
     /// The M-step on prepared data.
     pub fn m_step_on(&self, data: &EmData<'_>, resp: MatRef<'_, f64>) -> Result<Gmm> {
         let x = data.x;
@@ -320,6 +321,7 @@ impl GmmParams {
         };
         Gmm::new(weights, means, covariances)
     }
+    // ANCHOR_END: m_step
 }
 
 impl Gmm {
@@ -423,6 +425,7 @@ impl Gmm {
         self.e_step_on(&EmData::new(x, self.covariances.kind()))
     }
 
+    // ANCHOR: e_step
     /// The E-step on prepared data.
     pub fn e_step_on(&self, data: &EmData<'_>) -> (f64, Mat<f64>) {
         let mut w = self.component_log_pdf_on(data);
@@ -441,6 +444,7 @@ impl Gmm {
         }
         (total / n as f64, w)
     }
+    // ANCHOR_END: e_step
 
     /// Responsibilities γ_nk of each row.
     pub fn responsibilities(&self, x: MatRef<'_, f64>) -> Mat<f64> {

@@ -68,6 +68,7 @@ impl NaiveBayesParams {
                 t.rows.len()
             )));
         }
+        // ANCHOR: counts
         let mut class_counts = vec![0usize; k];
         let mut counts: Vec<Vec<Vec<usize>>> = (0..k)
             .map(|_| t.cardinalities.iter().map(|&c| vec![0; c]).collect())
@@ -122,6 +123,7 @@ impl NaiveBayesParams {
             }
             theta.push(per_feature);
         }
+        // ANCHOR_END: counts
         Ok(CategoricalNb {
             class_names: t.class_names.clone(),
             feature_names: t.feature_names.clone(),

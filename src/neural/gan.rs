@@ -99,6 +99,7 @@ impl Adversarial {
         })
     }
 
+    // ANCHOR: algorithm_1
     /// One discriminator step on `real` and, every k-th call, one generator step.
     pub fn step(
         &mut self,
@@ -150,6 +151,7 @@ impl Adversarial {
             (Metric::GGradNorm, self.last_g_grad),
         ])
     }
+    // ANCHOR_END: algorithm_1
 
     /// Runs `generate` with G's averaged weights when the model keeps an average, else
     /// with its live weights: what every sample a user sees is drawn through.

@@ -132,6 +132,7 @@ impl Vae {
         mu + (logvar * 0.5)?.exp()?.mul(&eps)?
     }
 
+    // ANCHOR: terms
     /// Per-image reconstruction term and KL, from one reparameterised draw.
     fn terms(&self, x: &Tensor, rng: &mut ChaCha8Rng) -> Result<(Tensor, Tensor)> {
         let (mu, logvar) = self.posterior(x)?;
@@ -139,6 +140,7 @@ impl Vae {
         let recon = bce_with_logits_per_image(&self.decode_logits(&z)?, x)?;
         Ok((recon, gaussian_kl_per_image(&mu, &logvar)?))
     }
+    // ANCHOR_END: terms
 
     /// The importance-weighted estimate of log p(x) (Burda et al. 2016) with `k` samples:
     /// log (1/k) Σ_i p(x|z_i) p(z_i) / q(z_i|x), z_i ~ q(z|x). Per image, in nats.
@@ -187,6 +189,7 @@ impl Model for Vae {
         &[Metric::Loss]
     }
 
+    // ANCHOR: train_step
     fn train_step(&mut self, batch: &Batch, step: u64, rng: &mut ChaCha8Rng) -> Result<Metrics> {
         let x = Self::binarise(&batch.images)?;
         let (recon, kl) = self.terms(&x, rng)?;
@@ -207,6 +210,7 @@ impl Model for Vae {
             (Metric::NegElbo, r + k),
         ])
     }
+    // ANCHOR_END: train_step
 
     fn eval_batch(&self, batch: &Batch, rng: &mut ChaCha8Rng) -> Result<Metrics> {
         let x = Self::binarise(&batch.images)?;
