@@ -4,6 +4,7 @@
 //! and interpolations come from exactly the model that was saved.
 
 use crate::classical::catalog::{self, ClassicalConfig, ImageModel};
+use crate::util::Progress;
 use crate::classical::demo::{self, PALETTE};
 use crate::classical::gda::GdaParams;
 use crate::classical::{ClassConditional, ModelError};
@@ -255,7 +256,7 @@ struct Figures<'a> {
     written: Vec<PathBuf>,
     /// Rows of the likelihood table, from the classical models and the VAE.
     table: Vec<String>,
-    log: &'a mut dyn FnMut(&str),
+    log: &'a mut dyn Progress,
 }
 
 impl Figures<'_> {
@@ -265,12 +266,12 @@ impl Figures<'_> {
 
     fn train(&mut self, kind: ModelKind, epochs: usize, batch: usize) -> Result<Trained> {
         let c = run_config(kind, epochs, batch, self.cfg.quick, self.cfg.seed);
-        train_model(c, &self.split, &mut *self.log)
+        train_model(c, &self.split, &mut |m: &str| self.log.line(m))
     }
 
     /// Figures 3.2, 3.4 and 3.5.
     fn two_d(&mut self) -> Result<()> {
-        (self.log)("figures 3.2, 3.4, 3.5: 2-D demonstrations");
+        self.log.line("figures 3.2, 3.4, 3.5: 2-D demonstrations");
         let (quick, seed) = (self.cfg.quick, self.cfg.seed);
         let size = |full| if quick { 80 } else { full };
         self.save(
@@ -298,7 +299,7 @@ impl Figures<'_> {
             (ImageModel::Gmm, None),
             (ImageModel::GmmPerClass, Some("fig-3-6-gmm-samples.png")),
         ] {
-            (self.log)(&format!("fitting {}", model.name()));
+            self.log.line(&format!("fitting {}", model.name()));
             let mut c = ClassicalConfig::new(model);
             c.seed = seed;
             if self.cfg.quick {
@@ -327,7 +328,7 @@ impl Figures<'_> {
 
     /// Figure 3.8 (reconstructions) and 3.9 (the codes of a 2-D autoencoder).
     fn autoencoder(&mut self) -> Result<()> {
-        (self.log)("training the autoencoder (figure 3.8) and a 2-D autoencoder (figure 3.9)");
+        self.log.line("training the autoencoder (figure 3.8) and a 2-D autoencoder (figure 3.9)");
         let ae = self.train(ModelKind::Autoencoder, 5, 128)?;
         self.save(&ae.grid, "fig-3-8-autoencoder.png", 2)?;
         let mut flat = run_config(
@@ -338,7 +339,7 @@ impl Figures<'_> {
             self.cfg.seed,
         );
         flat.model.latent_dim = 2;
-        let flat = train_model(flat, &self.split, &mut *self.log)?;
+        let flat = train_model(flat, &self.split, &mut |m: &str| self.log.line(m))?;
         let size = if self.cfg.quick { 80 } else { 360 };
         let scatter = latent_scatter(flat.model.as_ref(), &self.split, size)?;
         self.save(&scatter, "fig-3-9-ae-latent.png", 1)
@@ -347,7 +348,7 @@ impl Figures<'_> {
     /// Figure 3.11, the VAE's interpolation and its rows of the likelihood table, from the
     /// default run.
     fn vae(&mut self) -> Result<()> {
-        (self.log)("training the VAE (figure 3.11)");
+        self.log.line("training the VAE (figure 3.11)");
         let (epochs, batch) = train::default_budget(ModelKind::Vae);
         let vae = self.train(ModelKind::Vae, epochs, batch)?;
         self.save(&vae.grid, "fig-3-11-vae-samples.png", 2)?;
@@ -373,7 +374,7 @@ impl Figures<'_> {
 
     /// Figure 4.3 and the GAN's interpolation, from the default run.
     fn gan(&mut self) -> Result<()> {
-        (self.log)("training the GAN (figure 4.3)");
+        self.log.line("training the GAN (figure 4.3)");
         let (epochs, batch) = train::default_budget(ModelKind::Gan);
         let gan = self.train(ModelKind::Gan, epochs, batch)?;
         self.save(&gan.grid, "fig-4-3-gan-samples.png", 2)?;
@@ -383,7 +384,7 @@ impl Figures<'_> {
 
     /// Figure 4.5, from the default run, so that it shows what a user's first run ends with.
     fn dcgan(&mut self) -> Result<()> {
-        (self.log)("training the DCGAN (figure 4.5)");
+        self.log.line("training the DCGAN (figure 4.5)");
         let (epochs, batch) = train::default_budget(ModelKind::Dcgan);
         let dcgan = self.train(ModelKind::Dcgan, epochs, batch)?;
         self.save(&dcgan.grid, "fig-4-5-dcgan-samples.png", 2)
@@ -391,7 +392,7 @@ impl Figures<'_> {
 
     /// Figure 4.7, from the default run.
     fn cgan(&mut self) -> Result<()> {
-        (self.log)("training the conditional GAN (figure 4.7)");
+        self.log.line("training the conditional GAN (figure 4.7)");
         let (epochs, batch) = train::default_budget(ModelKind::Cgan);
         let cgan = self.train(ModelKind::Cgan, epochs, batch)?;
         self.save(&cgan.grid, "fig-4-7-cgan-samples.png", 2)
@@ -424,20 +425,26 @@ impl Figures<'_> {
 }
 
 /// Writes every figure and the likelihood table; returns the files written.
-pub fn generate(cfg: &FigureConfig, log: &mut dyn FnMut(&str)) -> Result<Vec<PathBuf>> {
+/// `progress` gets the log lines and counts the groups of figures done.
+pub fn generate(cfg: &FigureConfig, progress: &mut dyn Progress) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(&cfg.out).map_err(write_error(&cfg.out))?;
     let wants = |g: FigureGroup| cfg.only.is_empty() || cfg.only.contains(&g);
+    let groups: Vec<FigureGroup> = <FigureGroup as clap::ValueEnum>::value_variants()
+        .iter()
+        .copied()
+        .filter(|g| wants(*g))
+        .collect();
+    let table = wants(FigureGroup::Classical) && wants(FigureGroup::Vae);
+    let total = groups.len() as u64 + u64::from(table);
+    progress.advance(0, total);
     let mut figures = Figures {
         cfg,
         split: mnist::embedded(),
         written: Vec::new(),
         table: Vec::new(),
-        log,
+        log: progress,
     };
-    for &group in <FigureGroup as clap::ValueEnum>::value_variants() {
-        if !wants(group) {
-            continue;
-        }
+    for (done, group) in groups.into_iter().enumerate() {
         match group {
             FigureGroup::TwoD => figures.two_d(),
             FigureGroup::Classical => figures.classical(),
@@ -447,10 +454,12 @@ pub fn generate(cfg: &FigureConfig, log: &mut dyn FnMut(&str)) -> Result<Vec<Pat
             FigureGroup::Dcgan => figures.dcgan(),
             FigureGroup::Cgan => figures.cgan(),
         }?;
+        figures.log.advance(done as u64 + 1, total);
     }
     // The table needs both the classical rows and the VAE's.
-    if wants(FigureGroup::Classical) && wants(FigureGroup::Vae) {
+    if table {
         figures.likelihood_table()?;
+        figures.log.advance(total, total);
     }
     Ok(figures.written)
 }

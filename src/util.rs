@@ -3,6 +3,21 @@
 use std::io::Write;
 use std::path::Path;
 
+/// What long work (an evaluation, the figures) tells its caller as it goes: lines worth
+/// showing, and how far along it is, so a front end can draw a bar with a rate and an ETA.
+/// Any `FnMut(&str)` takes the lines and ignores the counts.
+pub trait Progress {
+    fn line(&mut self, text: &str);
+    /// `done` of `total` units of work (rows of a scoreboard, groups of figures) finished.
+    fn advance(&mut self, _done: u64, _total: u64) {}
+}
+
+impl<F: FnMut(&str)> Progress for F {
+    fn line(&mut self, text: &str) {
+        self(text)
+    }
+}
+
 /// Writes `bytes` to `path` atomically: a temporary file in the same folder, fsync, then
 /// rename over the target, then fsync of the folder. A crash leaves either the old file or
 /// the new one, never a half-written one.

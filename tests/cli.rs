@@ -81,3 +81,22 @@ fn progress_falls_back_to_plain_lines_when_output_is_piped() {
         );
     }
 }
+
+/// The figures (and the scoreboard, through the same progress type) count their work: on a
+/// terminal a bar; piped, one plain line per finished unit and no bar.
+#[test]
+fn figure_progress_is_counted_in_plain_lines_when_piped() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = genmod()
+        .args(["figures", "--quick", "--only", "2d", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("1/1 groups of figures done"), "{stderr}");
+    assert!(
+        !stderr.contains('\r') && !stderr.contains('\u{1b}') && !stderr.contains('█'),
+        "{stderr:?}"
+    );
+}

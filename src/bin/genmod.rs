@@ -226,6 +226,51 @@ impl StepBar {
     }
 }
 
+/// Progress of long work counted in units (scoreboard rows, groups of figures): a bar with
+/// the rate and ETA on a terminal, log lines above it. Where stderr is not a terminal the
+/// bar is hidden and each finished unit prints a plain line instead.
+struct WorkBar {
+    bar: indicatif::ProgressBar,
+    unit: &'static str,
+}
+
+impl WorkBar {
+    fn new(unit: &'static str) -> Self {
+        let bar = indicatif::ProgressBar::with_draw_target(
+            None,
+            indicatif::ProgressDrawTarget::stderr_with_hz(4),
+        );
+        if let Ok(style) = indicatif::ProgressStyle::with_template(&format!(
+            "{{bar:30}} {{pos}}/{{len}} {unit} · {{elapsed}} · ETA {{eta}} · {{msg}}"
+        )) {
+            bar.set_style(style.progress_chars("█▌ "));
+        }
+        bar.enable_steady_tick(std::time::Duration::from_millis(500));
+        Self { bar, unit }
+    }
+}
+
+impl genmod::util::Progress for WorkBar {
+    fn line(&mut self, text: &str) {
+        self.bar.set_message(text.to_string());
+        self.bar.suspend(|| eprintln!("{text}"));
+    }
+
+    fn advance(&mut self, done: u64, total: u64) {
+        self.bar.set_length(total);
+        self.bar.set_position(done);
+        if self.bar.is_hidden() && done > 0 {
+            eprintln!("{done}/{total} {} done", self.unit);
+        }
+    }
+}
+
+impl Drop for WorkBar {
+    fn drop(&mut self) {
+        self.bar.finish_and_clear();
+    }
+}
+
 /// A neural model, its hyperparameters and the run's settings.
 #[derive(Args, Clone)]
 struct TrainArgs {
@@ -701,7 +746,7 @@ fn run(cli: Cli) -> Result<()> {
                     .collect(),
                 seeds,
             };
-            let report = genmod::eval::evaluate(&cfg, &mut |m| eprintln!("{m}"))?;
+            let report = genmod::eval::evaluate(&cfg, &mut WorkBar::new("rows"))?;
             print!("{}", report.markdown());
             let (md, js) = genmod::eval::write(&report, &out)?;
             eprintln!("wrote {} and {}", md.display(), js.display());
@@ -747,7 +792,7 @@ fn run(cli: Cli) -> Result<()> {
                 only,
             };
             let start = std::time::Instant::now();
-            let files = genmod::figures::generate(&cfg, &mut |m| eprintln!("{m}"))?;
+            let files = genmod::figures::generate(&cfg, &mut WorkBar::new("groups of figures"))?;
             for f in &files {
                 println!("wrote {}", f.display());
             }
@@ -900,13 +945,32 @@ fn data(cmd: DataCommand) -> Result<()> {
             })?;
             let cache = cache.unwrap_or_else(download::default_cache_dir);
             let mirrors = (!mirror.is_empty()).then_some(mirror);
+            // A bar per file with its rate and ETA on a terminal; elsewhere a line every half
+            // second.
+            let bar = indicatif::ProgressBar::with_draw_target(
+                None,
+                indicatif::ProgressDrawTarget::stderr_with_hz(4),
+            );
+            if let Ok(style) = indicatif::ProgressStyle::with_template(
+                "{msg} {bar:30} {bytes}/{total_bytes} · {binary_bytes_per_sec} · ETA {eta}",
+            ) {
+                bar.set_style(style.progress_chars("█▌ "));
+            }
             let mut last_report = std::time::Instant::now();
+            let mut file = String::new();
             let dir = download::fetch(
                 &manifest,
                 &cache,
                 mirrors.as_deref(),
                 &mut |f, got, total| {
-                    if last_report.elapsed().as_millis() > 500 {
+                    if file != f {
+                        file = f.to_string();
+                        bar.set_message(file.clone());
+                        bar.reset();
+                    }
+                    bar.set_length(total.unwrap_or(0));
+                    bar.set_position(got);
+                    if bar.is_hidden() && last_report.elapsed().as_millis() > 500 {
                         last_report = std::time::Instant::now();
                         match total {
                             Some(t) => eprintln!("{f}: {got}/{t} bytes"),
@@ -914,7 +978,9 @@ fn data(cmd: DataCommand) -> Result<()> {
                         }
                     }
                 },
-            )?;
+            );
+            bar.finish_and_clear();
+            let dir = dir?;
             println!("{name}: verified in {}", dir.display());
             println!("use it with: --dataset {name} --data-dir {}", dir.display());
         }

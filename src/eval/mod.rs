@@ -11,6 +11,7 @@ use crate::train::{self, TrainConfig, TrainError};
 use candle_core::{Device, Tensor};
 use classifier::DigitClassifier;
 use faer::Mat;
+use crate::util::Progress;
 use std::path::{Path, PathBuf};
 
 /// Why an evaluation could not be completed.
@@ -734,21 +735,45 @@ Coverage KL = KL(sample classes ‖ test classes). The classical models' speckle
     )
 }
 
-/// Scores every model, once per seed of `cfg.seeds`; `log` follows progress.
-pub fn evaluate(cfg: &EvalConfig, log: &mut dyn FnMut(&str)) -> Result<Report> {
+/// Whether the scoreboard of `cfg` has a row for `g`: the groups named with `--only`, or
+/// every group when neither `--only` nor sample files are given.
+fn wants(cfg: &EvalConfig, g: EvalGroup) -> bool {
+    cfg.only.contains(&g) || (cfg.only.is_empty() && cfg.files.is_empty())
+}
+
+/// The rows one seed's scoreboard has: the real digits, each sample file, each model.
+fn rows_per_seed(cfg: &EvalConfig) -> u64 {
+    let classical = if wants(cfg, EvalGroup::Classical) {
+        CLASSICAL.len()
+    } else {
+        0
+    };
+    let neural = ModelKind::ALL
+        .iter()
+        .filter(|k| wants(cfg, EvalGroup::of(**k)))
+        .count();
+    (1 + cfg.files.len() + classical + neural) as u64
+}
+
+/// Scores every model, once per seed of `cfg.seeds`; `progress` gets the log lines and
+/// counts the rows done.
+pub fn evaluate(cfg: &EvalConfig, progress: &mut dyn Progress) -> Result<Report> {
+    let per_seed = rows_per_seed(cfg);
+    let total = per_seed * cfg.seeds.max(1);
+    progress.advance(0, total);
     if cfg.seeds <= 1 {
-        return evaluate_seed(cfg, log);
+        return evaluate_seed(cfg, progress, 0, total);
     }
     let mut reports = Vec::new();
     for s in 0..cfg.seeds {
         let seed = cfg.seed + s;
-        log(&format!("seed {seed}"));
+        progress.line(&format!("seed {seed}"));
         let c = EvalConfig {
             seed,
             seeds: 1,
             ..cfg.clone()
         };
-        reports.push(evaluate_seed(&c, log)?);
+        reports.push(evaluate_seed(&c, progress, s * per_seed, total)?);
     }
     let rows = (0..reports[0].rows.len())
         .map(|i| {
@@ -773,8 +798,15 @@ pub fn evaluate(cfg: &EvalConfig, log: &mut dyn FnMut(&str)) -> Result<Report> {
     })
 }
 
-fn evaluate_seed(cfg: &EvalConfig, log: &mut dyn FnMut(&str)) -> Result<Report> {
+/// One seed's scoreboard; its rows count from `done` towards `total` in `progress`.
+fn evaluate_seed(
+    cfg: &EvalConfig,
+    progress: &mut dyn Progress,
+    mut done: u64,
+    total: u64,
+) -> Result<Report> {
     let split = mnist::embedded();
+    let log = &mut |m: &str| progress.line(m);
     let scorer = Scoreboard::new(&split, cfg.seed, &cfg.cache, cfg.quick, cfg.pr_samples, log)?;
     let acc = scorer.accuracy();
     let n = if cfg.quick { 200 } else { cfg.samples };
@@ -789,9 +821,14 @@ fn evaluate_seed(cfg: &EvalConfig, log: &mut dyn FnMut(&str)) -> Result<Report> 
     let intended = labels_of(&train_part);
     scorer.score(&mut reference, &all_images(&train_part)?, Some(&intended))?;
     let mut rows = vec![reference];
+    let mut row_done = |progress: &mut dyn Progress| {
+        done += 1;
+        progress.advance(done, total);
+    };
+    row_done(progress);
 
     for file in &cfg.files {
-        log(&format!("{}: reading samples", file.images.display()));
+        progress.line(&format!("{}: reading samples", file.images.display()));
         let (images, intended) = read_samples(file)?;
         let mut row = Row {
             model: file.images.display().to_string(),
@@ -800,22 +837,22 @@ fn evaluate_seed(cfg: &EvalConfig, log: &mut dyn FnMut(&str)) -> Result<Report> 
         };
         scorer.score(&mut row, &images, intended.as_deref())?;
         rows.push(row);
+        row_done(progress);
     }
     // With sample files, genmod's own models are scored only when asked for by name.
-    let wants =
-        |g: EvalGroup| cfg.only.contains(&g) || (cfg.only.is_empty() && cfg.files.is_empty());
-    if wants(EvalGroup::Classical) {
+    if wants(cfg, EvalGroup::Classical) {
         for model in CLASSICAL {
-            log(&format!("{}: fitting and sampling", model.name()));
+            progress.line(&format!("{}: fitting and sampling", model.name()));
             rows.push(classical_row(model, cfg, &split, n, &scorer)?);
+            row_done(progress);
         }
     }
     for kind in ModelKind::ALL {
-        if !wants(EvalGroup::of(kind)) {
+        if !wants(cfg, EvalGroup::of(kind)) {
             continue;
         }
-        let model = neural_model(kind, cfg, &split, log)?;
-        log(&format!("{}: sampling {n}", kind.name()));
+        let model = neural_model(kind, cfg, &split, &mut |m: &str| progress.line(m))?;
+        progress.line(&format!("{}: sampling {n}", kind.name()));
         let (images, intended) = draw_samples(model.as_ref(), n, cfg.seed)?;
         let mut row = Row {
             model: kind.name().into(),
@@ -827,6 +864,7 @@ fn evaluate_seed(cfg: &EvalConfig, log: &mut dyn FnMut(&str)) -> Result<Report> 
         }
         scorer.score(&mut row, &images, intended.as_deref())?;
         rows.push(row);
+        row_done(progress);
     }
     Ok(Report {
         header: header(cfg, &split, n, acc),
