@@ -12,7 +12,7 @@
 
 use super::gan::{Adversarial, Nets, gan_losses};
 use super::kernels::linear::Activation;
-use super::layers::{BatchNorm2d, Dense, DownConv, ParamStore, UpConv};
+use super::layers::{BatchNorm2d, Dense, DownConv, Dropout, ParamStore, UpConv};
 use super::{ImageShape, Metric, Metrics, Model, NeuralConfig};
 use crate::data::Batch;
 use crate::neural::optim::Adam;
@@ -165,13 +165,23 @@ impl Discriminator {
     }
 
     /// The logit of each image; with `frozen`, D's own weights get no gradient (the
-    /// generator's step reads only the input's).
-    fn forward(&self, x: &Tensor, train: bool, frozen: bool) -> Result<Tensor> {
+    /// generator's step reads only the input's). `dropout`, while training, zeroes
+    /// activations after each layer.
+    fn forward(
+        &self,
+        x: &Tensor,
+        train: bool,
+        frozen: bool,
+        dropout: Option<&Dropout>,
+    ) -> Result<Tensor> {
         let mut h = x.clone();
         for (down, bn) in &self.downs {
             h = down.forward_t(&h, frozen)?;
             if let Some(bn) = bn {
                 h = bn.forward_t(&h, train, frozen)?;
+            }
+            if let Some(p) = dropout {
+                h = p.apply(&h)?;
             }
         }
         let h = h.flatten_from(1)?;
@@ -241,9 +251,10 @@ impl Model for Dcgan {
 
     fn train_step(&mut self, batch: &Batch, step: u64, rng: &mut ChaCha8Rng) -> Result<Metrics> {
         let (g, d) = (&self.g, &self.d);
+        let dropout = Dropout::for_step(self.cfg.d_dropout, rng);
         let generator = |z: &Tensor, _: Option<&Tensor>| g.forward(z, true);
-        let disc = |x: &Tensor, _: Option<&Tensor>| d.forward(x, true, false);
-        let frozen = |x: &Tensor, _: Option<&Tensor>| d.forward(x, true, true);
+        let disc = |x: &Tensor, _: Option<&Tensor>| d.forward(x, true, false, dropout.as_ref());
+        let frozen = |x: &Tensor, _: Option<&Tensor>| d.forward(x, true, true, dropout.as_ref());
         let nets = Nets {
             g: &generator,
             d: &disc,
@@ -258,7 +269,7 @@ impl Model for Dcgan {
 
     fn eval_batch(&self, batch: &Batch, rng: &mut ChaCha8Rng) -> Result<Metrics> {
         let generator = |z: &Tensor, _: Option<&Tensor>| self.g.forward(z, false);
-        let disc = |x: &Tensor, _: Option<&Tensor>| self.d.forward(x, false, false);
+        let disc = |x: &Tensor, _: Option<&Tensor>| self.d.forward(x, false, false, None);
         self.adv.eval(
             &generator,
             &disc,
