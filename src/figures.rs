@@ -4,10 +4,10 @@
 //! and interpolations come from exactly the model that was saved.
 
 use crate::classical::catalog::{self, ClassicalConfig, ImageModel};
-use crate::util::Progress;
 use crate::classical::demo::{self, PALETTE};
 use crate::classical::gda::GdaParams;
 use crate::classical::{ClassConditional, ModelError};
+use crate::util::Progress;
 
 use crate::data::{PixelScale, Split, mnist};
 use crate::neural::{self, Metric, Metrics, Model, ModelKind, NeuralConfig};
@@ -328,7 +328,8 @@ impl Figures<'_> {
 
     /// Figure 3.8 (reconstructions) and 3.9 (the codes of a 2-D autoencoder).
     fn autoencoder(&mut self) -> Result<()> {
-        self.log.line("training the autoencoder (figure 3.8) and a 2-D autoencoder (figure 3.9)");
+        self.log
+            .line("training the autoencoder (figure 3.8) and a 2-D autoencoder (figure 3.9)");
         let ae = self.train(ModelKind::Autoencoder, 5, 128)?;
         self.save(&ae.grid, "fig-3-8-autoencoder.png", 2)?;
         let mut flat = run_config(

@@ -67,13 +67,7 @@ fn mean(v: &[(u64, f64)]) -> f64 {
 #[test]
 fn every_net_has_the_right_shapes() {
     let dev = Device::Cpu;
-    for kind in [
-        ModelKind::Autoencoder,
-        ModelKind::Vae,
-        ModelKind::Gan,
-        ModelKind::Dcgan,
-        ModelKind::Cgan,
-    ] {
+    for kind in ModelKind::ALL {
         let cfg = small(kind);
         let m = neural::build(&cfg, MNIST, 10, &dev, 0).unwrap();
         let z = neural::normal(3, cfg.latent_dim, &mut ChaCha8Rng::seed_from_u64(0), &dev).unwrap();
@@ -144,6 +138,7 @@ fn short_runs_move_each_loss_the_right_way() {
         (ModelKind::Gan, 30),
         (ModelKind::Cgan, 30),
         (ModelKind::Dcgan, 12),
+        (ModelKind::Cdcgan, 12),
     ] {
         let (ev, r) = run_collect(quick(kind, steps), digits(640), None);
         r.unwrap();
@@ -453,6 +448,9 @@ fn bad_settings_are_refused_before_training() {
     let mut c = quick(ModelKind::Vae, 1);
     c.model.lr = f64::NAN;
     invalid_setting(c, "learning rate");
+    let mut c = quick(ModelKind::Cdcgan, 1);
+    c.model.conditioning = genmod::neural::Conditioning::Concat;
+    invalid_setting(c, "by projection only");
     let mut c = quick(ModelKind::Vae, 1);
     c.model.latent_dim = 0;
     invalid_setting(c, "latent size");

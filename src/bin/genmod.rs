@@ -280,7 +280,7 @@ struct TrainArgs {
     #[command(flatten)]
     data: DataArgs,
     /// Passes over the training images (default: the model's budget: autoencoder 10, VAE
-    /// 40, GAN 60, DCGAN 15, conditional GAN 50).
+    /// 40, GAN 60, DCGAN 15, conditional GAN 50, conditional DCGAN 15).
     #[arg(long)]
     epochs: Option<usize>,
     /// Images per step (default: 64 for the MLP GANs, 128 for the others).
@@ -292,7 +292,7 @@ struct TrainArgs {
     /// Size of the code z (default: autoencoder 32, VAE 20, GANs 100).
     #[arg(long)]
     latent: Option<usize>,
-    /// Hidden width (default: autoencoder 256, VAE 400, GAN 256, DCGAN 64).
+    /// Hidden width (default: autoencoder 256, VAE 400, GAN 256, the DCGANs 64).
     #[arg(long)]
     hidden: Option<usize>,
     /// cpu, cuda or cuda:N.
@@ -329,7 +329,8 @@ struct TrainArgs {
     /// step (e.g. 0.999); 0 samples the live weights.
     #[arg(long)]
     ema: Option<f64>,
-    /// Conditional GAN: how the discriminator sees the label.
+    /// Conditional GAN: how the discriminator sees the label (the conditional DCGAN: by
+    /// projection only).
     #[arg(long, value_parser = choice::<Conditioning>())]
     conditioning: Option<Conditioning>,
     /// GANs: one-sided label smoothing; D's target for real images is 1 minus this (0: off).

@@ -8,10 +8,10 @@ use crate::classical::catalog::{self, ClassicalConfig, ImageModel};
 use crate::data::{DataError, Dataset, PixelScale, Split, mnist};
 use crate::neural::{self, Metric, Model, ModelKind, NeuralConfig};
 use crate::train::{self, TrainConfig, TrainError};
+use crate::util::Progress;
 use candle_core::{Device, Tensor};
 use classifier::DigitClassifier;
 use faer::Mat;
-use crate::util::Progress;
 use std::path::{Path, PathBuf};
 
 /// Why an evaluation could not be completed.
@@ -259,6 +259,7 @@ pub enum EvalGroup {
     Gan,
     Dcgan,
     Cgan,
+    Cdcgan,
 }
 
 impl EvalGroup {
@@ -269,6 +270,7 @@ impl EvalGroup {
             ModelKind::Gan => EvalGroup::Gan,
             ModelKind::Dcgan => EvalGroup::Dcgan,
             ModelKind::Cgan => EvalGroup::Cgan,
+            ModelKind::Cdcgan => EvalGroup::Cdcgan,
         }
     }
 }

@@ -52,7 +52,7 @@ fn plan_for(shape: ImageShape) -> Result<(usize, usize)> {
 
 /// z → dense projection to h·2^(n−1) maps of the start side → n transposed convolutions,
 /// each doubling the side and halving the channels, to the image (tanh).
-struct Generator {
+pub(crate) struct Generator {
     project: Dense,
     bn0: BatchNorm2d,
     /// Each upsampling and the batch norm after it (none after the output layer).
@@ -62,7 +62,14 @@ struct Generator {
 }
 
 impl Generator {
-    fn new(cfg: &NeuralConfig, shape: ImageShape, vb: VarBuilder) -> Result<Self> {
+    /// A generator reading `inputs` numbers per image: the code z, with the conditional
+    /// DCGAN's one-hot label after it.
+    pub(crate) fn new(
+        cfg: &NeuralConfig,
+        inputs: usize,
+        shape: ImageShape,
+        vb: VarBuilder,
+    ) -> Result<Self> {
         let (s0, n_up) = plan_for(shape)?;
         // Channels before each upsampling: h·2^(n_up−1), …, h; then the image's channels.
         let chans: Vec<usize> = (0..n_up)
@@ -70,7 +77,7 @@ impl Generator {
             .chain([shape.channels])
             .collect();
         let project = Dense::new(
-            cfg.latent_dim,
+            inputs,
             chans[0] * s0 * s0,
             Activation::Identity,
             vb.pp("project"),
@@ -108,7 +115,7 @@ impl Generator {
     }
 
     /// With `train`, batch norm uses the batch's statistics and updates its running ones.
-    fn forward(&self, z: &Tensor, train: bool) -> Result<Tensor> {
+    pub(crate) fn forward(&self, z: &Tensor, train: bool) -> Result<Tensor> {
         let (c, s) = self.start;
         let mut h = self.project.forward(z)?.reshape((z.dim(0)?, c, s, s))?;
         h = self.bn0.forward_t(&h, train, false)?;
@@ -121,7 +128,7 @@ impl Generator {
         Ok(h)
     }
 
-    fn statistics(&self) -> Vec<&Tensor> {
+    pub(crate) fn statistics(&self) -> Vec<&Tensor> {
         let bns =
             std::iter::once(&self.bn0).chain(self.ups.iter().filter_map(|(_, bn)| bn.as_ref()));
         bns.flat_map(BatchNorm2d::statistics).collect()
@@ -130,14 +137,16 @@ impl Generator {
 
 /// image → n strided convolutions, each halving the side and doubling the channels from h
 /// → dense score.
-struct Discriminator {
+pub(crate) struct Discriminator {
     /// Each downsampling and the batch norm after it (none after the input layer).
     downs: Vec<(DownConv, Option<BatchNorm2d>)>,
     score: Dense,
+    /// The size of φ(x), the score's input.
+    feature_dim: usize,
 }
 
 impl Discriminator {
-    fn new(cfg: &NeuralConfig, shape: ImageShape, vb: VarBuilder) -> Result<Self> {
+    pub(crate) fn new(cfg: &NeuralConfig, shape: ImageShape, vb: VarBuilder) -> Result<Self> {
         let (s0, n_down) = plan_for(shape)?;
         let chans: Vec<usize> = std::iter::once(shape.channels)
             .chain((0..n_down).map(|i| cfg.hidden << i))
@@ -155,19 +164,19 @@ impl Discriminator {
                 Ok((down, bn))
             })
             .collect::<Result<Vec<_>>>()?;
-        let score = Dense::new(
-            chans[n_down] * s0 * s0,
-            1,
-            Activation::Identity,
-            vb.pp("score"),
-        )?;
-        Ok(Self { downs, score })
+        let feature_dim = chans[n_down] * s0 * s0;
+        let score = Dense::new(feature_dim, 1, Activation::Identity, vb.pp("score"))?;
+        Ok(Self {
+            downs,
+            score,
+            feature_dim,
+        })
     }
 
-    /// The logit of each image; with `frozen`, D's own weights get no gradient (the
-    /// generator's step reads only the input's). `dropout`, while training, zeroes
-    /// activations after each layer.
-    fn forward(
+    /// The features φ(x) the score reads: the last convolution's maps, flattened. With
+    /// `frozen`, D's own weights get no gradient (the generator's step reads only the
+    /// input's); `dropout`, while training, zeroes activations after each layer.
+    pub(crate) fn features(
         &self,
         x: &Tensor,
         train: bool,
@@ -184,15 +193,35 @@ impl Discriminator {
                 h = p.apply(&h)?;
             }
         }
-        let h = h.flatten_from(1)?;
+        h.flatten_from(1)
+    }
+
+    /// The unconditional part of the logit, w·φ(x) + b.
+    pub(crate) fn score(&self, phi: &Tensor, frozen: bool) -> Result<Tensor> {
         if frozen {
-            self.score.forward_frozen(&h)
+            self.score.forward_frozen(phi)
         } else {
-            self.score.forward(&h)
+            self.score.forward(phi)
         }
     }
 
-    fn statistics(&self) -> Vec<&Tensor> {
+    /// The size of φ(x).
+    pub(crate) fn feature_dim(&self) -> usize {
+        self.feature_dim
+    }
+
+    /// The logit of each image (see [`Self::features`]).
+    fn forward(
+        &self,
+        x: &Tensor,
+        train: bool,
+        frozen: bool,
+        dropout: Option<&Dropout>,
+    ) -> Result<Tensor> {
+        self.score(&self.features(x, train, frozen, dropout)?, frozen)
+    }
+
+    pub(crate) fn statistics(&self) -> Vec<&Tensor> {
         let bns = self.downs.iter().filter_map(|(_, bn)| bn.as_ref());
         bns.flat_map(BatchNorm2d::statistics).collect()
     }
@@ -215,7 +244,8 @@ impl Dcgan {
         params: ParamStore,
         vb: VarBuilder,
     ) -> Result<Self> {
-        let (g, g_params) = params.group(|| Generator::new(&cfg, shape, vb.pp("g")))?;
+        let (g, g_params) =
+            params.group(|| Generator::new(&cfg, cfg.latent_dim, shape, vb.pp("g")))?;
         let (d, d_params) = params.group(|| Discriminator::new(&cfg, shape, vb.pp("d")))?;
         // Batch norm's running statistics follow the batches, not an optimiser.
         params.mark_statistics(&g.statistics())?;

@@ -3,6 +3,7 @@
 //! (`crate::train`) owns the loop, schedules, events and checkpoints.
 
 pub mod autoencoder;
+pub mod cdcgan;
 pub mod cgan;
 pub mod dcgan;
 pub mod ema;
@@ -130,16 +131,21 @@ pub enum ModelKind {
     /// The conditional MLP GAN of report 4.3.
     #[value(alias = "conditional-gan")]
     Cgan,
+    /// The conditional DCGAN: 4.2's convolutional nets conditioned as in 4.3 (not in the
+    /// report).
+    #[value(alias = "conditional-dcgan")]
+    Cdcgan,
 }
 
 impl ModelKind {
     /// Every model, in report order.
-    pub const ALL: [ModelKind; 5] = [
+    pub const ALL: [ModelKind; 6] = [
         ModelKind::Autoencoder,
         ModelKind::Vae,
         ModelKind::Gan,
         ModelKind::Dcgan,
         ModelKind::Cgan,
+        ModelKind::Cdcgan,
     ];
 
     /// The name on the command line, in run folders and in checkpoints.
@@ -150,6 +156,7 @@ impl ModelKind {
             ModelKind::Gan => "gan",
             ModelKind::Dcgan => "dcgan",
             ModelKind::Cgan => "cgan",
+            ModelKind::Cdcgan => "cdcgan",
         }
     }
 
@@ -159,13 +166,27 @@ impl ModelKind {
             ModelKind::Vae => "3.7",
             ModelKind::Gan => "4.1",
             ModelKind::Dcgan => "4.2",
-            ModelKind::Cgan => "4.3",
+            ModelKind::Cgan | ModelKind::Cdcgan => "4.3",
         }
     }
 
     /// Whether the model is a GAN (pixels in [-1, 1], Adam with β1 = 0.5).
     pub fn is_gan(self) -> bool {
-        matches!(self, ModelKind::Gan | ModelKind::Dcgan | ModelKind::Cgan)
+        matches!(
+            self,
+            ModelKind::Gan | ModelKind::Dcgan | ModelKind::Cgan | ModelKind::Cdcgan
+        )
+    }
+
+    /// Whether the model is conditioned on the label (and so needs a labelled dataset).
+    pub fn is_conditional(self) -> bool {
+        matches!(self, ModelKind::Cgan | ModelKind::Cdcgan)
+    }
+
+    /// Whether the model's nets are the DCGAN's convolutions (square images of 28, 32 or
+    /// 64 pixels).
+    pub fn is_convolutional(self) -> bool {
+        matches!(self, ModelKind::Dcgan | ModelKind::Cdcgan)
     }
 }
 
@@ -311,7 +332,7 @@ impl NeuralConfig {
             hidden: match kind {
                 ModelKind::Autoencoder => 256,
                 ModelKind::Vae => 400,
-                ModelKind::Dcgan => 64,
+                ModelKind::Dcgan | ModelKind::Cdcgan => 64,
                 _ => 256,
             },
             lr: if gan { 2e-4 } else { 1e-3 },
@@ -329,7 +350,7 @@ impl NeuralConfig {
             // label in the budgets of default_budget; the projection makes D judge
             // whether an image fits its label, and the average smooths G's oscillation
             // (book, 4.3, has the measurements).
-            conditioning: if kind == ModelKind::Cgan {
+            conditioning: if kind.is_conditional() {
                 Conditioning::Projection
             } else {
                 Conditioning::Concat
@@ -349,7 +370,7 @@ impl NeuralConfig {
             label_smoothing: 0.0,
             // Radford et al.'s N(0, 0.02²) starts the DCGAN's nets with small weights; in
             // its default run that cuts the Fréchet distance by a third (book, 4.2).
-            weight_init: if kind == ModelKind::Dcgan {
+            weight_init: if kind.is_convolutional() {
                 WeightInit::Dcgan
             } else {
                 WeightInit::Pytorch
@@ -375,6 +396,12 @@ impl NeuralConfig {
                 Err(format!("{name} must be finite and positive, got {v}"))
             }
         };
+        if self.kind == ModelKind::Cdcgan && self.conditioning == Conditioning::Concat {
+            return Err(
+                "the conditional DCGAN's discriminator reads the label by projection only; drop --conditioning concat"
+                    .into(),
+            );
+        }
         pos("learning rate", self.lr)?;
         if !(0.0..1.0).contains(&self.beta1) {
             return Err(format!("beta1 must be in [0, 1), got {}", self.beta1));
@@ -556,14 +583,24 @@ pub fn build(
         ModelKind::Dcgan => {
             dcgan::Dcgan::new(cfg.clone(), shape, p, vb).map(|m| Box::new(m) as Box<dyn Model>)
         }
-        ModelKind::Cgan => {
+        ModelKind::Cgan | ModelKind::Cdcgan => {
             if num_classes < 2 {
-                return Err(ConfigError::Invalid(
-                    "the conditional GAN needs a labelled dataset with at least 2 classes".into(),
-                ));
+                return Err(ConfigError::Invalid(format!(
+                    "the {} needs a labelled dataset with at least 2 classes",
+                    if cfg.kind == ModelKind::Cgan {
+                        "conditional GAN"
+                    } else {
+                        "conditional DCGAN"
+                    }
+                )));
             }
-            cgan::Cgan::new(cfg.clone(), shape, num_classes, p, vb)
-                .map(|m| Box::new(m) as Box<dyn Model>)
+            if cfg.kind == ModelKind::Cgan {
+                cgan::Cgan::new(cfg.clone(), shape, num_classes, p, vb)
+                    .map(|m| Box::new(m) as Box<dyn Model>)
+            } else {
+                cdcgan::Cdcgan::new(cfg.clone(), shape, num_classes, p, vb)
+                    .map(|m| Box::new(m) as Box<dyn Model>)
+            }
         }
     };
     let build_err = |cause| ConfigError::Build {

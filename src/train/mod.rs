@@ -80,6 +80,7 @@ pub fn default_budget(kind: ModelKind) -> (usize, usize) {
         // 0.963 at seeds 0 and 1; 0.948 after 40).
         ModelKind::Cgan => (50, 64),
         ModelKind::Dcgan => (15, 64),
+        ModelKind::Cdcgan => (15, 64),
     }
 }
 
@@ -353,9 +354,10 @@ fn prepare(
     let device = cfg.device.open()?;
     let shape = shape_of(split);
     let classes = split.train.num_classes().unwrap_or(0);
-    if cfg.model.kind == ModelKind::Cgan && split.train.labels().is_none() {
+    if cfg.model.kind.is_conditional() && split.train.labels().is_none() {
         return Err(TrainError::Setting(format!(
-            "the conditional GAN needs labels; {} has none",
+            "the {} needs labels; {} has none",
+            cfg.model.kind.name(),
             split.train.name
         )));
     }

@@ -34,7 +34,7 @@ pub struct ModelInfo {
 }
 
 /// The report's models, in chapter order.
-pub const MODELS: [ModelInfo; 12] = [
+pub const MODELS: [ModelInfo; 13] = [
     ModelInfo {
         entry: Entry::Multinomial,
         section: "3.1",
@@ -107,6 +107,12 @@ pub const MODELS: [ModelInfo; 12] = [
         name: "Conditional GAN",
         blurb: "ask the generator for a chosen digit",
     },
+    ModelInfo {
+        entry: Entry::Neural(ModelKind::Cdcgan),
+        section: "4.3",
+        name: "Conditional DCGAN",
+        blurb: "the DCGAN's convolutions, asked for a chosen digit",
+    },
 ];
 
 /// A hyperparameter of the form.
@@ -170,9 +176,7 @@ impl FieldKind {
             (_, Entry::Classical(_)) => false,
             (FieldKind::KlSchedule, Entry::Neural(k)) => k == ModelKind::Vae,
             (FieldKind::K | FieldKind::Ema, Entry::Neural(k)) => k.is_gan(),
-            (FieldKind::DDropout, Entry::Neural(k)) => {
-                matches!(k, ModelKind::Gan | ModelKind::Cgan)
-            }
+            (FieldKind::DDropout, Entry::Neural(k)) => k.is_gan(),
             (FieldKind::Conditioning, Entry::Neural(k)) => k == ModelKind::Cgan,
             (FieldKind::CodeSampling, Entry::Neural(k)) => k == ModelKind::Autoencoder,
             (FieldKind::Init, Entry::Neural(k)) => k.is_gan(),
