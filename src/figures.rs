@@ -79,6 +79,8 @@ pub enum FigureGroup {
     Gan,
     Dcgan,
     Cgan,
+    /// Figure 4.8: the conditional DCGAN (not in the report).
+    Cdcgan,
 }
 
 /// Ten colours for the ten digits.
@@ -399,6 +401,14 @@ impl Figures<'_> {
         self.save(&cgan.grid, "fig-4-7-cgan-samples.png", 2)
     }
 
+    /// Figure 4.8, from the conditional DCGAN's default run.
+    fn cdcgan(&mut self) -> Result<()> {
+        self.log.line("training the conditional DCGAN (figure 4.8)");
+        let (epochs, batch) = train::default_budget(ModelKind::Cdcgan);
+        let cdcgan = self.train(ModelKind::Cdcgan, epochs, batch)?;
+        self.save(&cdcgan.grid, "fig-4-8-cdcgan-samples.png", 2)
+    }
+
     /// The likelihood table of the conclusions, beside the figures' folder.
     fn likelihood_table(&mut self) -> Result<()> {
         let cfg = self.cfg;
@@ -454,6 +464,7 @@ pub fn generate(cfg: &FigureConfig, progress: &mut dyn Progress) -> Result<Vec<P
             FigureGroup::Gan => figures.gan(),
             FigureGroup::Dcgan => figures.dcgan(),
             FigureGroup::Cgan => figures.cgan(),
+            FigureGroup::Cdcgan => figures.cdcgan(),
         }?;
         figures.log.advance(done as u64 + 1, total);
     }

@@ -16,7 +16,7 @@
 
 use super::dcgan::{Discriminator, Generator};
 use super::gan::{Adversarial, Nets, gan_losses};
-use super::layers::{Dropout, ParamStore, embedding};
+use super::layers::{Dropout, ParamStore, embedding, projection};
 use super::{ImageShape, Metric, Metrics, Model, NeuralConfig, one_hot};
 use crate::data::Batch;
 use crate::neural::optim::Adam;
@@ -98,15 +98,8 @@ impl ConditionalNets {
         dropout: Option<&Dropout>,
     ) -> Result<Tensor> {
         let phi = self.d.features(x, train, frozen, dropout)?;
-        let table = self.embed.embeddings();
-        let table = if frozen {
-            table.detach()
-        } else {
-            table.clone()
-        };
-        let e = table.index_select(Self::labels_of(labels)?, 0)?;
-        let projection = (e * &phi)?.sum_keepdim(1)?;
-        self.d.score(&phi, frozen)? + projection
+        let label_term = projection(&self.embed, Self::labels_of(labels)?, &phi, frozen)?;
+        self.d.score(&phi, frozen)? + label_term
     }
 }
 

@@ -8,7 +8,7 @@
 
 use super::gan::{Adversarial, Nets, gan_losses};
 use super::kernels::linear::Activation;
-use super::layers::{Dense, Dropout, Mlp, ParamStore, embedding};
+use super::layers::{Dense, Dropout, Mlp, ParamStore, embedding, projection};
 use super::{Conditioning, ImageShape, Metric, Metrics, Model, NeuralConfig, one_hot};
 use crate::data::Batch;
 use crate::neural::optim::Adam;
@@ -86,20 +86,13 @@ impl Discriminator {
                     None if frozen => body.forward_frozen(x)?,
                     None => body.forward(x)?,
                 };
-                let table = embed.embeddings();
-                let table = if frozen {
-                    table.detach()
-                } else {
-                    table.clone()
-                };
-                let e = table.index_select(labels, 0)?;
-                let projection = (e * &phi)?.sum_keepdim(1)?;
+                let label_term = projection(embed, labels, &phi, frozen)?;
                 let score = if frozen {
                     head.forward_frozen(&phi)?
                 } else {
                     head.forward(&phi)?
                 };
-                score + projection
+                score + label_term
             }
         }
     }

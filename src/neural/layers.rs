@@ -383,6 +383,24 @@ impl Dropout {
     }
 }
 
+/// The projection discriminator's label term e_y·φ(x), one value per row of the features
+/// `phi` (Miyato and Koyama 2018); with `frozen`, no gradient reaches the class vectors
+/// (the generator's step).
+pub fn projection(
+    embed: &Embedding,
+    labels: &Tensor,
+    phi: &Tensor,
+    frozen: bool,
+) -> Result<Tensor> {
+    let table = embed.embeddings();
+    let table = if frozen {
+        table.detach()
+    } else {
+        table.clone()
+    };
+    (table.index_select(labels, 0)? * phi)?.sum_keepdim(1)
+}
+
 /// A learnt vector per class (the projection discriminator's), uniform in ±1/√dim.
 pub fn embedding(classes: usize, dim: usize, vb: VarBuilder) -> Result<Embedding> {
     let table = vb.get_with_hints((classes, dim), "weight", ParamInit::fan_in(dim))?;

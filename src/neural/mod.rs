@@ -335,7 +335,14 @@ impl NeuralConfig {
                 ModelKind::Dcgan | ModelKind::Cdcgan => 64,
                 _ => 256,
             },
-            lr: if gan { 2e-4 } else { 1e-3 },
+            // Radford et al.'s 2e-4 for the GANs, except the conditional DCGAN: at 4e-4 its
+            // default run reaches FD 14.3 and conditional accuracy 0.987 instead of 22.2 and
+            // 0.958 (seed 0, book 4.3).
+            lr: match kind {
+                ModelKind::Cdcgan => 4e-4,
+                _ if gan => 2e-4,
+                _ => 1e-3,
+            },
             beta1: if gan { 0.5 } else { 0.9 },
             recon: ReconLoss::Bce,
             tied: false,
