@@ -286,8 +286,8 @@ struct TrainArgs {
     /// Images per step (default: 64 for the MLP GANs, 128 for the others).
     #[arg(long)]
     batch_size: Option<usize>,
-    /// Learning rate (default 1e-3, GANs 2e-4, the conditional DCGAN 4e-4); with --resume
-    /// it replaces the checkpoint's.
+    /// Learning rate (default 1e-3, MLP GANs 2e-4, the DCGANs 4e-4); with --resume it
+    /// replaces the checkpoint's.
     #[arg(long)]
     lr: Option<f64>,
     /// Size of the code z (default: autoencoder 32, VAE 20, GANs 100).
