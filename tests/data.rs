@@ -930,3 +930,98 @@ fn image_folder_survives_arbitrary_bytes() {
     assert_eq!(report.loaded + report.skipped.len(), 65);
     assert_eq!(ds.len(), report.loaded);
 }
+
+// ------------------------------------------------ readers say no (issue 19, part 3)
+//
+// "No panic" alone would let a reader return garbage as Ok. These properties pin what a
+// damaged file must give: every truncation of a valid file is an error naming the file, and
+// a header field flipped to any value is an error or a payload exactly as long as the
+// header's dimensions say.
+
+/// An IDX file of 3 x 4 x 5 bytes, plain or gzipped.
+fn valid_idx(gz: bool) -> Vec<u8> {
+    let data: Vec<u8> = (0..60).collect();
+    let b = idx_bytes(&[3, 4, 5], &data);
+    if gz { gzip(&b) } else { b }
+}
+
+#[test]
+fn every_truncation_of_a_valid_idx_file_is_an_error_naming_it() {
+    let name = Path::new("digits-idx3-ubyte");
+    for gz in [false, true] {
+        let whole = valid_idx(gz);
+        assert!(idx::parse_bytes(name, whole.clone()).is_ok());
+        for cut in 0..whole.len() {
+            match idx::parse_bytes(name, whole[..cut].to_vec()) {
+                Ok(a) => panic!(
+                    "gz {gz}, cut at {cut} of {}: Ok with dims {:?}",
+                    whole.len(),
+                    a.dims
+                ),
+                Err(e) => assert!(e.to_string().contains("digits-idx3-ubyte"), "{e}"),
+            }
+        }
+    }
+}
+
+#[test]
+fn every_truncation_of_valid_npy_and_cifar_files_is_an_error_naming_it() {
+    use genmod::data::arrays::{self, Elements};
+    let dir = tempfile::tempdir().unwrap();
+    let npy = arrays::npy_bytes(
+        &[2, 3, 4],
+        &Elements::F32((0..24).map(|v| v as f32 / 24.0).collect()),
+    );
+    let path = dir.path().join("samples.npy");
+    write(&path, &npy);
+    assert_eq!(arrays::read(&path).unwrap().dims, [2, 3, 4]);
+    for cut in 0..npy.len() {
+        write(&path, &npy[..cut]);
+        match arrays::read(&path) {
+            Ok(a) => panic!("cut at {cut} of {}: Ok with dims {:?}", npy.len(), a.dims),
+            Err(e) => assert!(e.to_string().contains("samples.npy"), "{e}"),
+        }
+    }
+    // CIFAR-10: two records of 3,073 bytes; any cut that is not a whole record is refused.
+    let records: Vec<u8> = (0..2 * 3073).map(|i| (i % 10) as u8).collect();
+    let batch = Path::new("data_batch_1.bin");
+    for cut in (1..records.len()).filter(|c| c % 3073 != 0) {
+        let (mut px, mut lb) = (Vec::new(), Vec::new());
+        let e = cifar10::parse_records(batch, &records[..cut], &mut px, &mut lb)
+            .expect_err("a partial record is not a record");
+        assert!(e.to_string().contains("data_batch_1.bin"), "{e}");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, .. ProptestConfig::default() })]
+
+    /// Any byte of an IDX header (magic, type, rank, dimensions) set to any value.
+    #[test]
+    fn a_flipped_idx_header_byte_is_refused_or_read_whole(at in 0usize..16, value in any::<u8>()) {
+        let mut b = valid_idx(false);
+        b[at] = value;
+        if let Ok(a) = idx::parse_bytes(Path::new("flipped"), b) {
+            prop_assert_eq!(a.dims.iter().product::<usize>(), a.data.len());
+            prop_assert_eq!(a.data.len(), 60, "the file holds 60 data bytes");
+        }
+    }
+
+    /// Any byte of an NPY header (magic, version, length, the dict with dtype and shape).
+    #[test]
+    fn a_flipped_npy_header_byte_is_refused_or_read_whole(at in 0usize..128, value in any::<u8>()) {
+        use genmod::data::arrays::{self, Elements};
+        let npy = arrays::npy_bytes(&[2, 3, 4], &Elements::U8((0..24).collect()));
+        let header_len = npy.len() - 24;
+        let mut b = npy.clone();
+        let at = at % header_len;
+        b[at] = value;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("flipped.npy");
+        write(&path, &b);
+        match arrays::read(&path) {
+            Ok(a) => prop_assert_eq!(a.dims.iter().product::<usize>(), a.elements.len()),
+            Err(e) => prop_assert!(e.to_string().contains("flipped.npy"), "{}", e),
+        }
+    }
+}

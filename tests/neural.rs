@@ -579,3 +579,57 @@ fn default_recipes_train_on_full_mnist_and_fashion_mnist_folders() {
         }
     }
 }
+
+/// A checkpoint cut short anywhere (a full disk, a copy interrupted) is refused with the
+/// name of the damaged file, never loaded as something else: every truncation of
+/// `meta.json` that removes more than trailing whitespace, and cuts through the whole of
+/// both safetensors files.
+#[test]
+fn every_truncation_of_a_checkpoint_file_is_refused_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = small(ModelKind::Vae);
+    cfg.hidden = 8;
+    cfg.latent_dim = 2;
+    let mut c = TrainConfig::new(cfg);
+    c.batch_size = 32;
+    c.max_steps = Some(1);
+    c.sample_every = 0;
+    c.out_dir = Some(dir.path().to_path_buf());
+    let (_, r) = run_collect(c, digits(64), None);
+    r.unwrap();
+    let ckpt = train::checkpoint::resolve(dir.path()).unwrap();
+    let load = || -> Result<(), String> {
+        let meta = train::checkpoint::read_meta(&ckpt).map_err(|e| e.to_string())?;
+        let mut m = neural::build(&meta.model, meta.shape, meta.num_classes, &Device::Cpu, 0)
+            .map_err(|e| e.to_string())?;
+        train::checkpoint::load_into(&ckpt, m.as_mut(), &meta, &Device::Cpu)
+            .map_err(|e| e.to_string())
+    };
+    load().unwrap();
+    let mut tried = 0;
+    for name in ["meta.json", "model.safetensors", "optimizer.safetensors"] {
+        let path = ckpt.join(name);
+        let whole = std::fs::read(&path).unwrap();
+        // Every cut of the JSON; about 300 spread over each safetensors file, header first.
+        let stride = if name.ends_with(".json") {
+            1
+        } else {
+            (whole.len() / 300).max(1)
+        };
+        let cuts = (0..whole.len().min(256)).chain((256..whole.len()).step_by(stride));
+        for cut in cuts {
+            if whole[cut..].iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            std::fs::write(&path, &whole[..cut]).unwrap();
+            match load() {
+                Ok(()) => panic!("{name} cut at {cut} of {} bytes loaded", whole.len()),
+                Err(e) => assert!(e.contains(name), "{name} cut at {cut}: {e}"),
+            }
+            tried += 1;
+        }
+        std::fs::write(&path, &whole).unwrap();
+    }
+    load().unwrap();
+    assert!(tried > 900, "{tried} truncations tried");
+}

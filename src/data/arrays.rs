@@ -23,7 +23,12 @@ pub enum Elements {
 }
 
 impl Elements {
-    fn len(&self) -> usize {
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// How many elements there are.
+    pub fn len(&self) -> usize {
         match self {
             Elements::U8(v) => v.len(),
             Elements::F32(v) => v.len(),
