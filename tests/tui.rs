@@ -125,10 +125,11 @@ fn enter_starts_the_selected_model_with_the_form_values() {
     a.update(key(KeyCode::Backspace));
     a.update(key(KeyCode::Char('3')));
     let fx = a.update(key(KeyCode::Enter));
-    let Some(Effect::StartNeural(cfg)) = fx.first() else {
+    let Some(Effect::StartNeural(cfg, source)) = fx.first() else {
         panic!("{fx:?}")
     };
     assert_eq!(cfg.epochs, 3);
+    assert_eq!(*source, genmod::data::DataSource::EmbeddedMnist);
     assert_eq!(cfg.model.kind, genmod::neural::ModelKind::Vae);
     // The runner makes the run's own folder when it starts the run (the tmux tests check it).
     assert_eq!(cfg.out_dir, None);
@@ -736,7 +737,7 @@ fn the_cgan_form_sets_the_average_the_dropout_and_the_conditioning() {
     let cfg = fx
         .iter()
         .find_map(|e| match e {
-            Effect::StartNeural(c) => Some(c.clone()),
+            Effect::StartNeural(c, _) => Some(c.clone()),
             _ => None,
         })
         .expect("Enter starts the run");
@@ -1048,4 +1049,134 @@ fn runs_browser_in_tmux_compares_two_runs_opens_one_and_resumes_it() {
     let steps: std::collections::BTreeSet<u64> = rows.iter().map(|r| r.step).collect();
     assert_eq!(steps, (1..=62).collect(), "one curve, no gaps or repeats");
     assert!(resumed.join("ckpt-0000000062/meta.json").is_file());
+}
+
+/// The picker's dataset fields: validated as typed, kept when another model is picked, and a
+/// dataset without its folder refused with what to put there.
+#[test]
+fn the_dataset_fields_choose_the_data_a_run_trains_on() {
+    use genmod::tui::app::FieldKind;
+    let mut a = app();
+    let field = |a: &App, kind| a.fields().iter().position(|f| f.kind == kind).unwrap();
+    let (ds, dir) = (field(&a, FieldKind::Dataset), field(&a, FieldKind::DataDir));
+    assert!(a.visible_fields().contains(&ds) && a.visible_fields().contains(&dir));
+    assert_eq!(a.fields()[ds].value, "mnist-10k");
+    // Tab to the dataset field (the last fields) and type a name that is no dataset.
+    a.update(key(KeyCode::Tab));
+    while a.focus != genmod::tui::app::Focus::Field(ds) {
+        a.update(key(KeyCode::Tab));
+    }
+    for _ in 0..9 {
+        a.update(key(KeyCode::Backspace));
+    }
+    for c in "mnist".chars() {
+        a.update(key(KeyCode::Char(c)));
+    }
+    assert!(a.fields()[ds].error.is_none());
+    let text = screen_text(&render(&a, 120, 36));
+    assert!(
+        text.contains("dataset") && text.contains("data folder"),
+        "{text}"
+    );
+    // No folder: Enter explains instead of starting.
+    assert!(a.update(key(KeyCode::Enter)).is_empty());
+    assert!(a.status.contains("needs its files' folder"), "{}", a.status);
+    assert_eq!(a.screen, Screen::Picker);
+    // A folder that does not exist is marked as typed.
+    a.update(key(KeyCode::Tab));
+    for c in "/nonexistent".chars() {
+        a.update(key(KeyCode::Char(c)));
+    }
+    assert_eq!(a.fields()[dir].error.as_deref(), Some("no such folder"));
+    // Another model keeps the choice.
+    a.update(key(KeyCode::Esc));
+    a.update(key(KeyCode::Down));
+    assert_eq!(a.fields()[ds].value, "mnist");
+    assert_eq!(a.fields()[dir].value, "/nonexistent");
+    // An existing folder: Enter starts with that source (the runner loads it).
+    let folder = tempfile::tempdir().unwrap();
+    a.update(key(KeyCode::Tab));
+    while a.focus != genmod::tui::app::Focus::Field(dir) {
+        a.update(key(KeyCode::Tab));
+    }
+    for _ in 0.."/nonexistent".len() {
+        a.update(key(KeyCode::Backspace));
+    }
+    for c in folder.path().display().to_string().chars() {
+        a.update(key(KeyCode::Char(c)));
+    }
+    let fx = a.update(key(KeyCode::Enter));
+    let Some(Effect::StartNeural(_, source)) = fx.first() else {
+        panic!("{fx:?} {}", a.status)
+    };
+    assert_eq!(
+        *source,
+        genmod::data::DataSource::Mnist(folder.path().to_path_buf())
+    );
+}
+
+/// The dataset field end to end: MNIST-format IDX files written from the embedded digits,
+/// chosen in the picker; the header then names them and a run trains on them.
+#[test]
+fn a_run_chosen_on_an_mnist_folder_in_the_picker_trains_on_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("mnist");
+    std::fs::create_dir(&data).unwrap();
+    let split = genmod::data::mnist::embedded();
+    for (part, ds) in [("train", &split.train), ("t10k", &split.test)] {
+        let [n, _, h, w] = ds.shape();
+        genmod::data::idx::write(
+            &data.join(format!("{part}-images-idx3-ubyte")),
+            &[n, h, w],
+            ds.pixels(),
+            false,
+        )
+        .unwrap();
+        let labels: Vec<u8> = ds.labels().unwrap().iter().map(|&l| l as u8).collect();
+        genmod::data::idx::write(
+            &data.join(format!("{part}-labels-idx1-ubyte")),
+            &[n],
+            &labels,
+            false,
+        )
+        .unwrap();
+    }
+    let session = format!("genmod-dataset-{}", std::process::id());
+    let bin = env!("CARGO_BIN_EXE_genmod-tui");
+    start_in_tmux(
+        &session,
+        dir.path(),
+        &format!("{bin} --runs-dir runs --image-mode ascii"),
+        120,
+        40,
+    );
+    // The VAE's form: epochs, batch size, learning rate, latent size, KL schedule, seed,
+    // device, dataset, data folder. Epochs 1, then seven Tabs to the dataset.
+    tmux(&["send-keys", "-t", &session, "Tab", "BSpace", "BSpace", "1"]);
+    for _ in 0..7 {
+        tmux(&["send-keys", "-t", &session, "Tab"]);
+    }
+    for _ in 0.."mnist-10k".len() {
+        tmux(&["send-keys", "-t", &session, "BSpace"]);
+    }
+    tmux(&["send-keys", "-t", &session, "-l", "mnist"]);
+    tmux(&["send-keys", "-t", &session, "Tab"]);
+    tmux(&[
+        "send-keys",
+        "-t",
+        &session,
+        "-l",
+        &data.display().to_string(),
+    ]);
+    let typed = data.display().to_string();
+    wait_for(&session, 10, "the folder typed in", |p| p.contains(&typed));
+    tmux(&["send-keys", "-t", &session, "Enter"]);
+    let pane = wait_for(&session, 120, "the end of the run on the folder", |p| {
+        p.contains("finished at step 62")
+    });
+    assert!(pane.contains("MNIST from"), "{pane}");
+    tmux(&["send-keys", "-t", &session, "q"]);
+    wait_for_clean_exit(&session, "q");
+    let run = only_run(&dir.path().join("runs"), "vae");
+    assert!(run.join("ckpt-0000000062/meta.json").is_file());
 }

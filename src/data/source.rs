@@ -98,6 +98,26 @@ impl DataSource {
     }
 
     /// A short description for logs and the TUI.
+    /// The name [`DataSource::from_name`] takes for this source.
+    pub fn name(&self) -> &'static str {
+        match self {
+            DataSource::EmbeddedMnist => "mnist-10k",
+            DataSource::Mnist(_) => "mnist",
+            DataSource::FashionMnist(_) => "fashion-mnist",
+            DataSource::Cifar10(_) => "cifar10",
+            DataSource::ImageFolder { .. } => "folder",
+        }
+    }
+
+    /// The folder the source reads, if any.
+    pub fn dir(&self) -> Option<&Path> {
+        match self {
+            DataSource::EmbeddedMnist => None,
+            DataSource::Mnist(d) | DataSource::FashionMnist(d) | DataSource::Cifar10(d) => Some(d),
+            DataSource::ImageFolder { dir, .. } => Some(dir),
+        }
+    }
+
     pub fn describe(&self) -> String {
         match self {
             DataSource::EmbeddedMnist => "embedded MNIST (10k digits)".into(),

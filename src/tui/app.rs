@@ -4,6 +4,7 @@
 
 use super::graphics::ImageMode;
 use crate::classical::catalog::{ClassicalConfig, FitReport, ImageModel};
+use crate::data::DataSource;
 use crate::neural::{
     CodeSampling, Conditioning, KlSchedule, Metric, Metrics, ModelKind, NeuralConfig, WeightInit,
 };
@@ -131,9 +132,13 @@ pub enum FieldKind {
     Init,
     Seed,
     Device,
+    /// Which dataset a neural run trains on (a name of `DataSource::from_name`).
+    Dataset,
+    /// The dataset's folder (empty for the embedded digits).
+    DataDir,
 }
 
-pub const FIELDS: [FieldKind; 13] = [
+pub const FIELDS: [FieldKind; 15] = [
     FieldKind::Epochs,
     FieldKind::BatchSize,
     FieldKind::LearningRate,
@@ -147,6 +152,8 @@ pub const FIELDS: [FieldKind; 13] = [
     FieldKind::Init,
     FieldKind::Seed,
     FieldKind::Device,
+    FieldKind::Dataset,
+    FieldKind::DataDir,
 ];
 
 impl FieldKind {
@@ -165,6 +172,8 @@ impl FieldKind {
             FieldKind::Init => "weights init",
             FieldKind::Seed => "seed",
             FieldKind::Device => "device",
+            FieldKind::Dataset => "dataset",
+            FieldKind::DataDir => "data folder",
         }
     }
 
@@ -180,6 +189,7 @@ impl FieldKind {
             (FieldKind::Conditioning, Entry::Neural(k)) => k == ModelKind::Cgan,
             (FieldKind::CodeSampling, Entry::Neural(k)) => k == ModelKind::Autoencoder,
             (FieldKind::Init, Entry::Neural(k)) => k.is_gan(),
+            // Classical fits use the dataset genmod-tui was started with.
             _ => true,
         }
     }
@@ -234,6 +244,20 @@ impl FieldKind {
                 Ok(DeviceChoice::Cuda(_)) => cuda.clone(),
                 Err(_) => Err("cpu, cuda or cuda:N".to_string()),
             },
+            FieldKind::Dataset => {
+                if v == "embedded" || crate::data::source::NAMES.contains(&v) {
+                    Ok(())
+                } else {
+                    Err(crate::data::source::NAMES.join(", "))
+                }
+            }
+            FieldKind::DataDir => {
+                if v.is_empty() || std::path::Path::new(v).is_dir() {
+                    Ok(())
+                } else {
+                    Err("no such folder".to_string())
+                }
+            }
         }
     }
 }
@@ -549,7 +573,8 @@ pub enum Msg {
 /// What the runner must do.
 #[derive(Debug, Clone)]
 pub enum Effect {
-    StartNeural(Box<TrainConfig>),
+    /// Train on this dataset (loaded first if it is not the one in memory).
+    StartNeural(Box<TrainConfig>, DataSource),
     StartClassical(Box<ClassicalConfig>),
     StartTennis {
         seed: u64,
@@ -681,6 +706,46 @@ impl App {
         app
     }
 
+    /// Fills the dataset fields with `source` (what genmod-tui was started with).
+    pub fn set_dataset_fields(&mut self, source: &DataSource) {
+        for f in &mut self.fields {
+            match f.kind {
+                FieldKind::Dataset => f.value = source.name().to_string(),
+                FieldKind::DataDir => {
+                    f.value = source
+                        .dir()
+                        .map(|d| d.display().to_string())
+                        .unwrap_or_default();
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// The dataset the form names, or why it cannot be used.
+    fn chosen_dataset(&self) -> Result<DataSource, String> {
+        let name = self.field(FieldKind::Dataset).trim();
+        let dir = self.field(FieldKind::DataDir).trim();
+        let dir = (!dir.is_empty()).then(|| std::path::Path::new(dir));
+        match (name, dir) {
+            ("mnist-10k" | "embedded", Some(_)) => {
+                return Err(
+                    "the embedded digits need no data folder: empty it, or choose mnist, fashion-mnist, cifar10 or folder"
+                        .into(),
+                );
+            }
+            ("mnist-10k" | "embedded", None) => {}
+            (name, None) => {
+                return Err(format!(
+                    "dataset {name} needs its files' folder in the data folder field (`genmod data fetch {name}` downloads MNIST, Fashion-MNIST and CIFAR-10)"
+                ));
+            }
+            _ => {}
+        }
+        // Image folders are resized to 64 pixels, the CLI's default.
+        DataSource::from_name(name, dir, 64, None).map_err(|e| e.to_string())
+    }
+
     /// Tells the app which pixel modes the terminal offers (best first), so that `m` can
     /// cycle through them; the text modes are always offered.
     pub fn set_pixel_modes(&mut self, modes: Vec<ImageMode>) {
@@ -710,6 +775,15 @@ impl App {
     }
 
     fn reset_fields(&mut self) {
+        // The dataset stays as chosen when another model is picked.
+        let kept = |kind| {
+            self.fields
+                .iter()
+                .find(|f: &&Field| f.kind == kind)
+                .map(|f| f.value.clone())
+        };
+        let dataset = kept(FieldKind::Dataset).unwrap_or_else(|| "mnist-10k".into());
+        let data_dir = kept(FieldKind::DataDir).unwrap_or_default();
         let entry = self.info().entry;
         let n = match entry {
             Entry::Neural(k) => NeuralConfig::new(k),
@@ -750,6 +824,8 @@ impl App {
                         .unwrap_or_default(),
                     FieldKind::Seed => "0".into(),
                     FieldKind::Device => "cpu".into(),
+                    FieldKind::Dataset => dataset.clone(),
+                    FieldKind::DataDir => data_dir.clone(),
                 },
                 error: None,
             })
@@ -806,6 +882,13 @@ impl App {
                 Effect::StartClassical(Box::new(c))
             }
             Entry::Neural(kind) => {
+                let source = match self.chosen_dataset() {
+                    Ok(s) => s,
+                    Err(e) => {
+                        self.status = e;
+                        return None;
+                    }
+                };
                 let mut m = NeuralConfig::new(kind);
                 m.lr = self.field(FieldKind::LearningRate).trim().parse().ok()?;
                 m.latent_dim = self.field(FieldKind::Latent).trim().parse().ok()?;
@@ -835,9 +918,11 @@ impl App {
                 c.linger = true;
                 view.log(format!(
                     "training {} on {} ({})",
-                    info.name, self.dataset, c.device
+                    info.name,
+                    source.describe(),
+                    c.device
                 ));
-                Effect::StartNeural(Box::new(c))
+                Effect::StartNeural(Box::new(c), source)
             }
         };
         self.run = Some(view);
@@ -1383,13 +1468,17 @@ const HELP_ANYWHERE: [(&str, &str); 3] = [
     ("Ctrl-C", "save a checkpoint and quit"),
 ];
 
-const HELP_PICKER: [(&str, &str); 10] = [
+const HELP_PICKER: [(&str, &str); 11] = [
     ("↑ ↓ / j k", "choose a model"),
     (
         "Tab / Shift-Tab",
         "move between the model list and the fields",
     ),
     ("Enter", "start training or fitting the chosen model"),
+    (
+        "dataset field",
+        "mnist-10k, mnist, fashion-mnist, cifar10 or folder",
+    ),
     ("r", "the runs browser: open, resume, compare, delete runs"),
     ("genmod-tui DIR", "start in the runs browser of DIR"),
     (

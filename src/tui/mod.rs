@@ -82,6 +82,7 @@ pub fn run(opts: Options) -> Result<(), TuiError> {
         .map(|_| ())
         .map_err(|e| e.to_string());
     let mut app = App::new(dataset, cuda, opts.runs_dir.clone());
+    app.set_dataset_fields(&opts.source);
     if let Some(m) = opts.image_mode {
         app.image_mode = m;
     }
@@ -124,7 +125,7 @@ pub fn run(opts: Options) -> Result<(), TuiError> {
         &mut terminal,
         &mut app,
         &graphics,
-        &split,
+        (split, opts.source.clone(), opts.seed),
         resume.map(|(p, _)| p),
         &stop_signal,
         opts.browse_runs,
@@ -134,6 +135,10 @@ pub fn run(opts: Options) -> Result<(), TuiError> {
 }
 
 struct Runner {
+    /// The data in memory, the source it came from, and the seed that split it.
+    split: Split,
+    source: DataSource,
+    seed: u64,
     trainer: Option<TrainHandle>,
     msgs_tx: Sender<Msg>,
     msgs_rx: Receiver<Msg>,
@@ -144,7 +149,7 @@ fn event_loop(
     terminal: &mut ratatui::DefaultTerminal,
     app: &mut App,
     graphics: &graphics::Graphics,
-    split: &Split,
+    (split, source, seed): (Split, DataSource, u64),
     resume: Option<PathBuf>,
     stop_signal: &AtomicBool,
     browse_runs: bool,
@@ -152,6 +157,9 @@ fn event_loop(
     let (msgs_tx, msgs_rx) = channel();
     spawn_input_thread(msgs_tx.clone());
     let mut r = Runner {
+        split,
+        source,
+        seed,
         trainer: None,
         msgs_tx,
         msgs_rx,
@@ -159,7 +167,7 @@ fn event_loop(
     };
     if browse_runs {
         let fx = app.open_runs();
-        r.apply(app, split, fx);
+        r.apply(app, fx);
     }
     // Test-only: a key that makes the loop panic, so a test can check that the terminal
     // is restored after one, at a moment the test chooses.
@@ -173,7 +181,7 @@ fn event_loop(
     loop {
         if (stop_signal.load(Ordering::Relaxed) || terminal_lost) && !app.quit {
             let fx = app.update(Msg::Terminate);
-            r.apply(app, split, fx);
+            r.apply(app, fx);
         }
         // Trainer events, keys and background results.
         let mut incoming = Vec::new();
@@ -200,7 +208,7 @@ fn event_loop(
             key_pressed |= matches!(m, Msg::Key(_));
             dirty = true;
             let fx = app.update(m);
-            r.apply(app, split, fx);
+            r.apply(app, fx);
         }
         if app.quit {
             r.finish(app);
@@ -259,11 +267,17 @@ fn spawn_input_thread(tx: Sender<Msg>) {
 }
 
 impl Runner {
-    fn apply(&mut self, app: &mut App, split: &Split, effects: Vec<Effect>) {
+    fn apply(&mut self, app: &mut App, effects: Vec<Effect>) {
         for fx in effects {
             match fx {
-                Effect::StartNeural(mut cfg) => {
+                Effect::StartNeural(mut cfg, source) => {
                     self.stop_trainer();
+                    if let Err(message) = self.switch_data(app, source) {
+                        let fx = app.update(Msg::Train(TrainEvent::Failed { step: 0, message }));
+                        self.apply(app, fx);
+                        continue;
+                    }
+                    let split = &self.split;
                     let resume = self.resume.take();
                     let folder = train::runs::RunFolder::New(app.runs_dir.clone());
                     let started = train::runs::settle(&folder, cfg.model.kind, resume.as_deref())
@@ -281,13 +295,13 @@ impl Runner {
                         Err(message) => {
                             let fx =
                                 app.update(Msg::Train(TrainEvent::Failed { step: 0, message }));
-                            self.apply(app, split, fx);
+                            self.apply(app, fx);
                         }
                     }
                 }
                 Effect::StartClassical(cfg) => {
                     let tx = self.msgs_tx.clone();
-                    let split = split.clone();
+                    let split = self.split.clone();
                     std::thread::spawn(move || {
                         let it_tx = tx.clone();
                         let out = catalog::fit(&cfg, &split, |it, ll| {
@@ -345,21 +359,21 @@ impl Runner {
                     let listed = train::runs::list_runs(&app.runs_dir)
                         .map_err(|e| format!("{}: {e}", app.runs_dir.display()));
                     let fx = app.update(Msg::Runs(listed));
-                    self.apply(app, split, fx);
+                    self.apply(app, fx);
                 }
                 Effect::OpenRun(dir) => {
-                    let fx = match self.open_run(app, split, &dir) {
+                    let fx = match self.open_run(app, &dir) {
                         Ok(fx) => fx,
                         Err(m) => app.update(Msg::RunsFailed(m)),
                     };
-                    self.apply(app, split, fx);
+                    self.apply(app, fx);
                 }
                 Effect::CompareRuns(dirs) => {
                     let fx = match read_runs(&dirs) {
                         Ok(runs) => app.update(Msg::Compared(runs)),
                         Err(m) => app.update(Msg::RunsFailed(m)),
                     };
-                    self.apply(app, split, fx);
+                    self.apply(app, fx);
                 }
                 Effect::ResumeRun(dir) => {
                     let held = train::checkpoint::resolve(&dir).and_then(|ckpt| {
@@ -376,7 +390,7 @@ impl Runner {
                         }
                         Err(e) => app.update(Msg::RunsFailed(e.to_string())),
                     };
-                    self.apply(app, split, fx);
+                    self.apply(app, fx);
                 }
                 Effect::DeleteRun(dir) => {
                     // An opened run's model is still held by a finished trainer: let it go
@@ -392,7 +406,7 @@ impl Runner {
                         Ok(()) => format!("deleted {}", dir.display()),
                         Err(e) => format!("could not delete: {e}"),
                     };
-                    self.apply(app, split, vec![Effect::ListRuns]);
+                    self.apply(app, vec![Effect::ListRuns]);
                 }
                 Effect::Quit => app.quit = true,
             }
@@ -402,12 +416,7 @@ impl Runner {
     /// Loads the newest good checkpoint of the run in `dir` into a trainer that has nothing
     /// left to train, so the dashboard can sample and interpolate it, and shows its curves.
     /// Writes nothing to the run folder but the PNGs the user saves.
-    fn open_run(
-        &mut self,
-        app: &mut App,
-        split: &Split,
-        dir: &std::path::Path,
-    ) -> Result<Vec<Effect>, String> {
+    fn open_run(&mut self, app: &mut App, dir: &std::path::Path) -> Result<Vec<Effect>, String> {
         let ckpt = train::checkpoint::resolve(dir).map_err(|e| e.to_string())?;
         let meta = train::checkpoint::read_meta(&ckpt).map_err(|e| e.to_string())?;
         let summary = train::runs::summarise(dir)
@@ -415,7 +424,7 @@ impl Runner {
         let rows = read_rows(dir)?;
         self.stop_trainer();
         let mut cfg = TrainConfig::new(meta.model.clone());
-        let steps_per_epoch = (split.train.len() / meta.batch_size.max(1)).max(1) as u64;
+        let steps_per_epoch = (self.split.train.len() / meta.batch_size.max(1)).max(1) as u64;
         cfg.epochs = meta.step.div_ceil(steps_per_epoch).max(1) as usize;
         cfg.max_steps = Some(meta.step);
         cfg.out_dir = None;
@@ -427,7 +436,7 @@ impl Runner {
             step: meta.step,
             rows,
         });
-        match train::spawn(cfg, split.clone(), Some(ckpt)) {
+        match train::spawn(cfg, self.split.clone(), Some(ckpt)) {
             Ok(h) => {
                 self.trainer = Some(h);
                 Ok(fx)
@@ -440,6 +449,26 @@ impl Runner {
                 })))
             }
         }
+    }
+
+    /// Makes `source` the data in memory, loading it if it is not already; the header then
+    /// names it. Loading full MNIST or CIFAR-10 takes a few seconds, during which the
+    /// screen waits (the status says so first).
+    fn switch_data(&mut self, app: &mut App, source: DataSource) -> Result<(), String> {
+        if source == self.source {
+            return Ok(());
+        }
+        let (split, report) = source.load(self.seed).map_err(|e| e.to_string())?;
+        let mut name = source.describe();
+        if let Some(r) = report
+            && !r.skipped.is_empty()
+        {
+            name.push_str(&format!(" ({} skipped)", r.skipped.len()));
+        }
+        app.dataset = name;
+        self.split = split;
+        self.source = source;
+        Ok(())
     }
 
     fn stop_trainer(&mut self) {

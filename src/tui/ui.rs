@@ -331,8 +331,9 @@ fn settings_lines(app: &App) -> Vec<Line<'static>> {
         ]),
         Line::from(info.blurb),
         Line::from(""),
+        // The data in memory; a neural run's own choice is the form's dataset field.
         Line::from(vec![
-            Span::styled("dataset  ", Style::new().fg(THEME.dim)),
+            Span::styled("loaded  ", Style::new().fg(THEME.dim)),
             Span::raw(match info.entry {
                 Entry::Multinomial => "the Play Tennis table (14 days)".to_string(),
                 _ => printable(&app.dataset),
