@@ -481,6 +481,12 @@ fn start_in_tmux_showing(
     wait_for(session, 30, ready, |p| p.contains(ready));
 }
 
+/// From the picker's model list, sets the form's first field, Epochs (two digits by default),
+/// to 1.
+fn set_one_epoch(session: &str) {
+    tmux(&["send-keys", "-t", session, "Tab", "BSpace", "BSpace", "1"]);
+}
+
 /// Waits for the program started by [`start_in_tmux`] to exit after `how`, closes the
 /// session, and checks exit status 0, cooked mode and the main screen back.
 fn wait_for_clean_exit(session: &str, how: &str) {
@@ -547,16 +553,8 @@ fn end_to_end_in_tmux_train_vae_save_png_quit() {
         36,
     );
     // The VAE is preselected; one epoch of training.
-    tmux(&[
-        "send-keys",
-        "-t",
-        &session,
-        "Tab",
-        "BSpace",
-        "BSpace",
-        "1",
-        "Enter",
-    ]);
+    set_one_epoch(&session);
+    tmux(&["send-keys", "-t", &session, "Enter"]);
     wait_for(&session, 120, "a finished epoch", |p| {
         p.contains("epoch 1 test:")
     });
@@ -1029,16 +1027,8 @@ fn runs_browser_in_tmux_compares_two_runs_opens_one_and_resumes_it() {
         p.contains("Enter resumes")
     });
     // One epoch (62 steps of 128) in all: the first field is Epochs.
-    tmux(&[
-        "send-keys",
-        "-t",
-        &session,
-        "Tab",
-        "BSpace",
-        "BSpace",
-        "1",
-        "Enter",
-    ]);
+    set_one_epoch(&session);
+    tmux(&["send-keys", "-t", &session, "Enter"]);
     wait_for(&session, 120, "the end of the resumed run", |p| {
         p.contains("finished at step 62")
     });
@@ -1152,7 +1142,7 @@ fn a_run_chosen_on_an_mnist_folder_in_the_picker_trains_on_it() {
     );
     // The VAE's form: epochs, batch size, learning rate, latent size, KL schedule, seed,
     // device, dataset, data folder. Epochs 1, then seven Tabs to the dataset.
-    tmux(&["send-keys", "-t", &session, "Tab", "BSpace", "BSpace", "1"]);
+    set_one_epoch(&session);
     for _ in 0..7 {
         tmux(&["send-keys", "-t", &session, "Tab"]);
     }
