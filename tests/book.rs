@@ -242,3 +242,23 @@ fn every_included_listing_exists_with_its_anchors() {
     }
     assert!(included >= 7, "only {included} Rust listings included");
 }
+
+/// Every chapter of the book (the `ch*` files of SUMMARY.md) shows at least one Rust snippet
+/// that asserts something, so each one has a claim that `cargo test` checks.
+#[test]
+fn every_chapter_has_a_snippet_that_asserts() {
+    for f in summary_files().iter().filter(|f| f.starts_with("ch")) {
+        let text = std::fs::read_to_string(Path::new("book/src").join(f)).unwrap();
+        let mut in_rust = false;
+        let mut asserts = false;
+        for line in text.lines() {
+            let t = line.trim_start();
+            if let Some(tag) = t.strip_prefix("```") {
+                in_rust = !in_rust && tag.trim() == "rust";
+                continue;
+            }
+            asserts |= in_rust && t.contains("assert");
+        }
+        assert!(asserts, "{f} has no tested snippet with an assert");
+    }
+}
