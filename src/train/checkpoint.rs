@@ -32,7 +32,7 @@ pub struct Meta {
 
 /// The current checkpoint format.
 pub const FORMAT: u32 = 1;
-const TMP_PREFIX: &str = ".tmp-ckpt-";
+pub(crate) const TMP_PREFIX: &str = ".tmp-ckpt-";
 /// The file that marks a checkpoint whose weights diverged; it holds the reason.
 pub const DIVERGED_MARK: &str = "DIVERGED";
 
@@ -154,14 +154,17 @@ pub fn resolve(path: &Path) -> Result<PathBuf, CheckpointError> {
         return Err(CheckpointError::NotFound(path.to_path_buf()));
     }
     clean_stale(path);
-    let all = list(path);
-    if all.is_empty() {
+    if list(path).is_empty() {
         return Err(CheckpointError::NoneComplete(path.to_path_buf()));
     }
-    all.into_iter()
-        .rev()
-        .find(|c| !is_diverged(c))
-        .ok_or_else(|| CheckpointError::OnlyDiverged(path.to_path_buf()))
+    newest_good(path).ok_or_else(|| CheckpointError::OnlyDiverged(path.to_path_buf()))
+}
+
+/// The newest complete checkpoint of `run` not marked diverged. It only reads: unlike
+/// [`resolve`] it removes no temporary folder, so listing runs cannot break a save that
+/// another process has in progress.
+pub fn newest_good(run: &Path) -> Option<PathBuf> {
+    list(run).into_iter().rev().find(|c| !is_diverged(c))
 }
 
 /// Saves `model` after `meta.step` steps into `run`, keeping the newest `keep` checkpoints

@@ -349,7 +349,8 @@ fn last_step_rows(path: &Path) -> std::io::Result<Vec<MetricRow>> {
 pub fn summarise(dir: &Path) -> Option<RunSummary> {
     existing_run(dir)?;
     let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    let newest = checkpoint::resolve(dir).ok();
+    // Read-only: a run may be training in another process right now.
+    let newest = checkpoint::newest_good(dir);
     let meta = newest
         .as_deref()
         .and_then(|c| checkpoint::read_meta(c).ok());
@@ -548,6 +549,11 @@ mod tests {
         assert_eq!(t.steps, 1, "the torn row of step 2 is not a step");
         assert_eq!(t.last_metrics.len(), 2);
         assert!(list_runs(&dir.path().join("missing")).unwrap().is_empty());
+        // A save in progress (its temporary folder) in a listed run is left alone.
+        let saving = torn.join(format!("{}0000000002", checkpoint::TMP_PREFIX));
+        std::fs::create_dir(&saving).unwrap();
+        list_runs(dir.path()).unwrap();
+        assert!(saving.is_dir(), "listing removed another process's save");
     }
 
     #[test]
