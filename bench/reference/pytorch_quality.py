@@ -40,11 +40,14 @@ class Mlp(nn.Module):
         super().__init__()
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
 
-    def forward(self, x, last=None):
+    def forward(self, x, last=None, dropout=0.0):
+        """`dropout` after every hidden layer's activation, as genmod's Mlp::forward_dropout."""
         for i, layer in enumerate(self.layers):
             x = layer(x)
             if i + 1 < len(self.layers):
                 x = leaky(x)
+                if dropout > 0:
+                    x = F.dropout(x, dropout, training=True)
         return last(x) if last else x
 
     def names(self, prefix):
@@ -134,9 +137,9 @@ class Vae(nn.Module):
 
 
 class MlpGan(nn.Module):
-    def __init__(self, latent, h, classes, projection):
+    def __init__(self, latent, h, classes, projection, dropout):
         super().__init__()
-        self.classes, self.projection = classes, projection
+        self.classes, self.projection, self.dropout = classes, projection, dropout
         self.g = Mlp([latent + classes, h, 2 * h, 4 * h, 784])
         if classes and projection:
             self.d = Mlp([784, 2 * h, h])
@@ -160,22 +163,29 @@ class MlpGan(nn.Module):
         return self.g(z, torch.tanh)
 
     def discriminate(self, x, y):
-        x = x.flatten(1)
+        x, p = x.flatten(1), self.dropout
         if not self.classes:
-            return self.d(x)
+            return self.d(x, dropout=p)
         if not self.projection:
-            return self.d(torch.cat([x, F.one_hot(y, self.classes).float()], 1))
-        phi = leaky(self.d(x))
+            return self.d(torch.cat([x, F.one_hot(y, self.classes).float()], 1), dropout=p)
+        # The body's last layer is hidden here: phi gets the activation and dropout too.
+        phi = leaky(self.d(x, dropout=p))
+        if p > 0:
+            phi = F.dropout(phi, p, training=True)
         return self.head(phi) + (self.embed(y) * phi).sum(1, keepdim=True)
 
 
 class Dcgan(nn.Module):
-    """genmod's 28x28 DCGAN: 7 -> 14 -> 28, base width h."""
+    """genmod's 28x28 DCGAN: 7 -> 14 -> 28, base width h. With `classes`, the conditional
+    DCGAN (src/neural/cdcgan.rs): G reads z + one-hot(y), D adds the projection e_y . phi(x)
+    to its score."""
 
-    def __init__(self, latent, h):
+    def __init__(self, latent, h, classes, dropout):
         super().__init__()
-        self.classes = 0
-        self.project = nn.Linear(latent, 2 * h * 49)
+        self.classes, self.dropout = classes, dropout
+        self.project = nn.Linear(latent + classes, 2 * h * 49)
+        if classes:
+            self.embed = nn.Embedding(classes, 2 * h * 49)
         self.bn0 = nn.BatchNorm2d(2 * h)
         self.convt0, self.bn1 = nn.ConvTranspose2d(2 * h, h, 4, 2, 1), nn.BatchNorm2d(h)
         self.convt1 = nn.ConvTranspose2d(h, 1, 4, 2, 1)
@@ -197,18 +207,26 @@ class Dcgan(nn.Module):
         out.update(linear_names("d.conv1", self.conv1))
         out.update(bn_names("d.bn1", self.dbn1))
         out.update(linear_names("d.score", self.score))
+        if self.classes:
+            out["d.embed.weight"] = self.embed.weight
         return out
 
     def generate(self, z, y):
+        if self.classes:
+            z = torch.cat([z, F.one_hot(y, self.classes).float()], 1)
         x = self.project(z).view(-1, 2 * self.h, 7, 7)
         x = F.relu(self.bn0(x))
         x = F.relu(self.bn1(self.convt0(x)))
         return torch.tanh(self.convt1(x))
 
     def discriminate(self, x, y):
-        x = leaky(self.conv0(x.view(-1, 1, 28, 28)))
-        x = leaky(self.dbn1(self.conv1(x)))
-        return self.score(x.flatten(1))
+        drop = (lambda t: F.dropout(t, self.dropout, training=True)) if self.dropout > 0 else (lambda t: t)
+        x = drop(leaky(self.conv0(x.view(-1, 1, 28, 28))))
+        phi = drop(leaky(self.dbn1(self.conv1(x)))).flatten(1)
+        logit = self.score(phi)
+        if self.classes:
+            logit = logit + (self.embed(y) * phi).sum(1, keepdim=True)
+        return logit
 
 
 def trainable(named):
@@ -228,9 +246,25 @@ def load_init(named, path):
     return init
 
 
+def refuse_unsupported(model, cfg):
+    """Settings this script does not implement: stop rather than train something else."""
+    expected = {"recon": "bce", "tied": False, "denoise_std": 0.0, "l2": 0.0, "kl_schedule": "standard"}
+    if model in ("gan", "dcgan", "cgan", "cdcgan"):
+        expected = {}
+    for key, value in expected.items():
+        if cfg.get(key, value) != value:
+            raise SystemExit(f"--config: {key} = {cfg[key]!r} is not implemented here (expected {value!r})")
+    if model == "cgan" and cfg.get("conditioning") not in ("concat", "projection"):
+        raise SystemExit(f"--config: conditioning = {cfg.get('conditioning')!r} is not implemented here")
+    if model == "cdcgan" and cfg.get("conditioning") != "projection":
+        raise SystemExit("--config: the conditional DCGAN reads the label by projection only")
+    if cfg.get("g_loss", "non-saturating") not in ("non-saturating", "saturating"):
+        raise SystemExit(f"--config: g_loss = {cfg['g_loss']!r} is not implemented here")
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--model", required=True, choices=["autoencoder", "vae", "gan", "dcgan", "cgan"])
+    ap.add_argument("--model", required=True, choices=["autoencoder", "vae", "gan", "dcgan", "cgan", "cdcgan"])
     ap.add_argument("--init", required=True)
     ap.add_argument("--images", required=True)
     ap.add_argument("--labels", required=True)
@@ -244,10 +278,11 @@ def main():
     ap.add_argument("--weights", required=True)
     a = ap.parse_args()
     cfg = json.loads(a.config)
+    refuse_unsupported(a.model, cfg)
     torch.manual_seed(a.seed)
     images = torch.from_numpy(np.load(a.images)).float().reshape(-1, 784) / 255.0
     labels = torch.from_numpy(np.load(a.labels)).long()
-    gan = a.model in ("gan", "dcgan", "cgan")
+    gan = a.model in ("gan", "dcgan", "cgan", "cdcgan")
     if gan:
         images = images * 2 - 1
     h, latent = cfg["hidden"], cfg["latent_dim"]
@@ -255,11 +290,11 @@ def main():
         m = Autoencoder(h, latent, cfg.get("code_sampling") == "fitted-gaussian")
     elif a.model == "vae":
         m = Vae(h, latent, cfg["warmup_steps"])
-    elif a.model == "dcgan":
-        m = Dcgan(latent, h)
+    elif a.model in ("dcgan", "cdcgan"):
+        m = Dcgan(latent, h, 10 if a.model == "cdcgan" else 0, cfg.get("d_dropout", 0.0))
     else:
         classes = 10 if a.model == "cgan" else 0
-        m = MlpGan(latent, h, classes, cfg.get("conditioning") == "projection")
+        m = MlpGan(latent, h, classes, cfg.get("conditioning") == "projection", cfg.get("d_dropout", 0.0))
     adam = dict(lr=cfg["lr"], betas=(cfg["beta1"], 0.999), eps=1e-8)
     if gan:
         g_named, d_named = m.g_names(), m.d_names()
@@ -275,7 +310,7 @@ def main():
         opt = torch.optim.Adam(trainable(named), **adam)
     n_train, bs = images.shape[0], a.batch_size
     per_epoch = n_train // bs
-    order, t0 = None, time.perf_counter()
+    order, t0, g_steps = None, time.perf_counter(), 0
     for step in range(a.steps):
         if step % per_epoch == 0:
             order = torch.randperm(n_train)
@@ -287,22 +322,34 @@ def main():
             loss.backward()
             opt.step()
             continue
-        # Algorithm 1 with k = 1 and the non-saturating generator loss, as genmod's Adversarial.
+        # Algorithm 1 as genmod's Adversarial: a D step every step (one-sided label
+        # smoothing: real images against the target 1 - s), a G step every k-th.
         z = torch.randn(bs, latent)
         with torch.no_grad():
             fake = m.generate(z, y if m.classes else None)
-        d_loss = F.softplus(-m.discriminate(x, y)).mean() + F.softplus(m.discriminate(fake, y)).mean()
+        real_logits, s = m.discriminate(x, y), cfg.get("label_smoothing", 0.0)
+        real_term = (1 - s) * F.softplus(-real_logits) + s * F.softplus(real_logits)
+        d_loss = real_term.mean() + F.softplus(m.discriminate(fake, y)).mean()
         opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
         opt_d.step()
+        k = cfg.get("k", 1)
+        if step % k != k - 1:
+            continue
         z = torch.randn(bs, latent)
         gy = torch.randint(0, m.classes, (bs,)) if m.classes else None
-        g_loss = F.softplus(-m.discriminate(m.generate(z, gy), gy)).mean()
+        fake_logits = m.discriminate(m.generate(z, gy), gy)
+        if cfg.get("g_loss", "non-saturating") == "saturating":
+            g_loss = -F.softplus(fake_logits).mean()
+        else:
+            g_loss = F.softplus(-fake_logits).mean()
         opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         opt_g.step()
+        g_steps += 1
         if ema is not None:
-            t = step + 1
+            # genmod's warm-up of the decay counts generator steps (its Adam's t).
+            t = g_steps
             d = min(decay, (1 + t) / (10 + t))
             with torch.no_grad():
                 for n, p in g_params.items():

@@ -217,7 +217,7 @@ impl Run {
             height: 28,
             width: 28,
         };
-        let classes = if self.kind == ModelKind::Cgan { 10 } else { 0 };
+        let classes = if self.kind.is_conditional() { 10 } else { 0 };
         let build = || {
             neural::build(&cfg.model, shape, classes, &Device::Cpu, self.seed)
                 .map_err(|e| quality(e.to_string()))
@@ -333,7 +333,7 @@ fn metrics(kind: ModelKind) -> Vec<Compared> {
         ("classes", |r| Some(r.classes_covered as f64), true),
         ("coverage KL", |r| Some(r.coverage_kl), false),
     ];
-    if kind == ModelKind::Cgan {
+    if kind.is_conditional() {
         m.push(("cond. accuracy", |r| r.conditional_accuracy, true));
     }
     if kind == ModelKind::Vae {
