@@ -100,3 +100,44 @@ fn figure_progress_is_counted_in_plain_lines_when_piped() {
         "{stderr:?}"
     );
 }
+
+/// `bench measure`, which `bench neural` starts afresh to read a workload's peak memory,
+/// answers a request in the reference's words with a figure and a peak, and refuses a
+/// workload it does not have by naming it.
+#[test]
+fn bench_measure_answers_a_request_or_names_what_is_wrong() {
+    let request = r#"{"op":"train","model":"vae","batch":16,"steps":2}"#;
+    let out = genmod()
+        .args(["bench", "measure", "--request", request])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(answer["value"].as_f64().unwrap() > 0.0, "{answer}");
+    if cfg!(target_os = "linux") {
+        // The embedded digits alone are 7.5 MiB decoded; a smaller peak was not this one.
+        assert!(answer["peak_mib"].as_f64().unwrap() > 6.0, "{answer}");
+    }
+    for (request, named) in [
+        (
+            r#"{"op":"train","model":"gan","shape":[1,32,32],"batch":8,"steps":1}"#,
+            "gan: no workload at shape [1, 32, 32]",
+        ),
+        (
+            r#"{"op":"train","model":"vae","batch":0,"steps":1}"#,
+            "batch must be a positive integer",
+        ),
+        (r#"{"op":"fit"}"#, "unknown op"),
+    ] {
+        let out = genmod()
+            .args(["bench", "measure", "--request", request])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && stderr.contains(named), "{stderr}");
+    }
+}

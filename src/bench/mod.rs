@@ -28,17 +28,49 @@ pub fn median_seconds(reps: usize, mut f: impl FnMut()) -> f64 {
 pub struct Row {
     pub workload: String,
     pub unit: &'static str,
+    /// genmod's figure: the median of its measurements.
     pub genmod: f64,
     /// The reference's figure (scikit-learn or PyTorch), when it was measured.
     pub reference: Option<f64>,
     pub reference_name: &'static str,
     /// Whether a smaller figure is better (times) or a larger one (throughputs).
     pub lower_is_better: bool,
+    /// Speed-ups of the interleaved pairs (genmod's measurement and the reference's right
+    /// after it), when the row was timed that way.
+    pub pair_speedups: Vec<f64>,
+    /// Peak resident memory of each side's process during the row's measurements, MiB.
+    pub peak_mib: [Option<f64>; 2],
 }
 
 impl Row {
-    /// How many times better genmod is than the reference (> 1 means genmod wins).
+    /// A row without pairs or memory figures.
+    pub fn new(
+        workload: impl Into<String>,
+        unit: &'static str,
+        genmod: f64,
+        reference: Option<f64>,
+        reference_name: &'static str,
+        lower_is_better: bool,
+    ) -> Self {
+        Self {
+            workload: workload.into(),
+            unit,
+            genmod,
+            reference,
+            reference_name,
+            lower_is_better,
+            pair_speedups: Vec::new(),
+            peak_mib: [None, None],
+        }
+    }
+
+    /// How many times better genmod is than the reference (> 1 means genmod wins): the
+    /// median pair's speed-up where the sides were timed in pairs, else the ratio of the
+    /// medians.
     pub fn speedup(&self) -> Option<f64> {
+        if !self.pair_speedups.is_empty() {
+            return Some(median(&self.pair_speedups));
+        }
         self.reference.map(|r| {
             if self.lower_is_better {
                 r / self.genmod
@@ -47,23 +79,60 @@ impl Row {
             }
         })
     }
+
+    /// The lowest and highest pair speed-up.
+    pub fn speedup_range(&self) -> Option<(f64, f64)> {
+        let v = &self.pair_speedups;
+        (!v.is_empty()).then(|| {
+            (
+                v.iter().copied().fold(f64::INFINITY, f64::min),
+                v.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+            )
+        })
+    }
 }
 
-/// A Markdown table of rows.
+/// The median of `v` (the upper one of an even count); NaN for none.
+pub fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    s.get(s.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// A Markdown table of rows; the memory column appears when some row has a figure.
 pub fn markdown(rows: &[Row]) -> String {
+    let memory = rows.iter().any(|r| r.peak_mib.iter().any(Option::is_some));
     let mut s = String::from(
-        "| workload | unit | genmod | reference | reference value | genmod speed-up |\n|---|---|---|---|---|---|\n",
+        "| workload | unit | genmod | reference | reference value | genmod speed-up |",
     );
+    s.push_str(if memory {
+        " peak RSS MiB, genmod / reference |\n|---|---|---|---|---|---|---|\n"
+    } else {
+        "\n|---|---|---|---|---|---|\n"
+    });
     for r in rows {
+        let speedup = match (r.speedup(), r.speedup_range()) {
+            (Some(v), Some((lo, hi))) => format!("{v:.2}x [{lo:.2}–{hi:.2}]"),
+            (Some(v), None) => format!("{v:.2}x"),
+            (None, _) => "-".into(),
+        };
         s.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {speedup} |",
             r.workload,
             r.unit,
             figure(r.genmod),
             r.reference_name,
             r.reference.map_or("not measured".into(), figure),
-            r.speedup().map_or("-".into(), |v| format!("{v:.2}x")),
         ));
+        if memory {
+            let mib = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.0}"));
+            s.push_str(&format!(
+                " {} / {} |",
+                mib(r.peak_mib[0]),
+                mib(r.peak_mib[1])
+            ));
+        }
+        s.push('\n');
     }
     s
 }
@@ -77,5 +146,48 @@ fn figure(v: f64) -> String {
         format!("{v:.2}")
     } else {
         format!("{v:.4}")
+    }
+}
+
+/// Resets this process's peak resident memory to its current resident memory, so that
+/// [`peak_rss_mib`] reports the peak of what runs next (Linux: `/proc/self/clear_refs`);
+/// false where that is not possible.
+pub fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+/// This process's peak resident memory (VmHWM) in MiB, where the system reports it.
+pub fn peak_rss_mib() -> Option<f64> {
+    status_kib("VmHWM:").map(|k| k / 1024.0)
+}
+
+/// This process's resident memory (VmRSS) in MiB, where the system reports it.
+pub fn rss_mib() -> Option<f64> {
+    status_kib("VmRSS:").map(|k| k / 1024.0)
+}
+
+fn status_kib(field: &str) -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    line[field.len()..].split_whitespace().next()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Paired rows report the median pair and its range, not the ratio of the medians: a
+    /// pair whose two sides were slowed together does not flip the row.
+    #[test]
+    fn a_paired_row_reports_its_median_pair_and_range() {
+        let mut row = Row::new("w", "img/s", 100.0, Some(80.0), "PyTorch", false);
+        assert_eq!(row.speedup(), Some(1.25));
+        row.pair_speedups = vec![1.5, 0.9, 1.4, 1.6, 1.3];
+        assert_eq!(row.speedup(), Some(1.4));
+        assert_eq!(row.speedup_range(), Some((0.9, 1.6)));
+        row.peak_mib = [Some(412.4), None];
+        let table = markdown(&[row]);
+        assert!(table.contains("| 1.40x [0.90–1.60] | 412 / - |"), "{table}");
+        assert!(table.lines().nth(1).unwrap().matches("---").count() == 7);
     }
 }

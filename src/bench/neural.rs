@@ -1,89 +1,268 @@
-//! Neural workloads: steady-state training throughput (images per second) of each model at
-//! a given batch size, on the embedded digits, the same nets as `bench/reference/pytorch_neural.py`.
+//! Neural workloads: training throughput (images per second) of each model at a given batch
+//! size, sampling throughput, and the DCGAN's layers one at a time; the same nets as
+//! `bench/reference/pytorch_neural.py`. Each function is one measurement: the suite
+//! alternates them with the reference's (see [`super::suite`]).
 
-use crate::data::mnist;
+use crate::data::{Batch, mnist};
 use crate::neural::Activation;
-use crate::neural::{self, ModelKind, NeuralConfig};
-use crate::train::shape_of;
-use candle_core::Device;
-use rand::SeedableRng;
+use crate::neural::{self, Conditioning, ImageShape, ModelKind, NeuralConfig};
+use candle_core::{Device, Tensor};
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::time::Instant;
 
-/// Median images per second over three timed blocks of `steps` steps, after 5 warm-up steps,
-/// on a compute pool as the trainer runs.
-pub fn throughput(kind: ModelKind, batch: usize, steps: usize) -> f64 {
-    crate::util::on_compute_pool(|| throughput_here(kind, batch, steps))
+/// The embedded digits' shape.
+pub const DIGITS: ImageShape = ImageShape {
+    channels: 1,
+    height: 28,
+    width: 28,
+};
+
+/// What one row of the neural suite trains or samples.
+#[derive(Debug, Clone)]
+pub struct Workload {
+    /// The table's name for the model.
+    pub name: String,
+    /// The reference script's name for the same model (`pytorch_neural.py`'s `Gan(model)`).
+    pub key: &'static str,
+    pub config: NeuralConfig,
+    pub shape: ImageShape,
 }
 
-fn throughput_here(kind: ModelKind, batch: usize, steps: usize) -> f64 {
-    let split = mnist::embedded();
-    let cfg = NeuralConfig::new(kind);
-    let mut model = neural::build(&cfg, shape_of(&split), 10, &Device::Cpu, 0).expect("model");
-    let table = model.pixel_scale().table();
-    let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let order = split.train.epoch_order(0, 0);
-    let mut step = 0u64;
-    let mut run = |n: usize, step: &mut u64| {
-        for _ in 0..n {
-            let b = (*step as usize * batch) % (order.len() - batch);
-            let batch = split
-                .train
-                .batch_of(&order[b..b + batch], &table, &Device::Cpu)
-                .expect("batch");
-            model.train_step(&batch, *step, &mut rng).expect("step");
-            *step += 1;
+impl Workload {
+    /// The report's recipe of `kind`: no moving average, no dropout, and for the cGAN the
+    /// label concatenated to D's input, which is what the report's architectures cost.
+    pub fn report(kind: ModelKind) -> Self {
+        let mut config = NeuralConfig::new(kind);
+        config.ema_decay = 0.0;
+        config.d_dropout = 0.0;
+        if kind == ModelKind::Cgan {
+            config.conditioning = Conditioning::Concat;
         }
-    };
-    run(5, &mut step);
-    let mut rates: Vec<f64> = (0..3)
-        .map(|_| {
-            let t = Instant::now();
-            run(steps, &mut step);
-            (batch * steps) as f64 / t.elapsed().as_secs_f64()
-        })
-        .collect();
-    rates.sort_by(f64::total_cmp);
-    rates[1]
-}
+        let (name, key) = match kind {
+            ModelKind::Autoencoder => ("autoencoder 784-256-32", "autoencoder"),
+            ModelKind::Vae => ("VAE 784-400-20", "vae"),
+            ModelKind::Gan => ("MLP GAN", "gan"),
+            ModelKind::Cgan => ("conditional GAN", "cgan"),
+            ModelKind::Dcgan => ("DCGAN 28x28", "dcgan"),
+            ModelKind::Cdcgan => ("conditional DCGAN 28x28", "cdcgan"),
+        };
+        Self {
+            name: name.into(),
+            key,
+            config,
+            shape: DIGITS,
+        }
+    }
 
-/// Median images per second of sampling: `batch` codes decoded by an untrained model's
-/// generator, three timed rounds of `rounds` batches after one warm-up batch. No gradients
-/// are recorded (plain tensors, no variables), as in `torch.no_grad()`.
-pub fn sampling_throughput(kind: ModelKind, batch: usize, rounds: usize) -> f64 {
-    crate::util::on_compute_pool(|| sampling_here(kind, batch, rounds))
-}
+    /// genmod's default recipe of `kind` (`NeuralConfig::new`), where it costs more than the
+    /// report's: the MLP GAN's dropout in D and moving average of G, the cGAN's projection
+    /// discriminator and moving average.
+    pub fn recipe(kind: ModelKind) -> Self {
+        let (name, key) = match kind {
+            ModelKind::Gan => (
+                "MLP GAN, default recipe (D dropout, G average)",
+                "gan_recipe",
+            ),
+            ModelKind::Cgan => (
+                "conditional GAN, default recipe (projection D, G average)",
+                "cgan_recipe",
+            ),
+            _ => return Self::report(kind),
+        };
+        Self {
+            name: name.into(),
+            key,
+            config: NeuralConfig::new(kind),
+            shape: DIGITS,
+        }
+    }
 
-fn sampling_here(kind: ModelKind, batch: usize, rounds: usize) -> f64 {
-    let split = mnist::embedded();
-    let cfg = NeuralConfig::new(kind);
-    let model = neural::build(&cfg, shape_of(&split), 10, &Device::Cpu, 0).expect("model");
-    let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let labels = (model.num_classes() > 0).then(|| {
-        let ids: Vec<u32> = (0..batch as u32).map(|i| i % 10).collect();
-        candle_core::Tensor::from_vec(ids, batch, &Device::Cpu).expect("labels")
-    });
-    let once = |rng: &mut ChaCha8Rng| {
-        let z = neural::normal(batch, cfg.latent_dim, rng, &Device::Cpu).expect("codes");
-        let x = model.generate(&z, labels.as_ref()).expect("generate");
-        // Read the values back, as a user saving images would.
-        x.flatten_all()
-            .expect("flatten")
-            .to_vec1::<f32>()
-            .expect("values")
-    };
-    once(&mut rng);
-    let mut rates: Vec<f64> = (0..3)
-        .map(|_| {
-            let t = Instant::now();
-            for _ in 0..rounds {
-                std::hint::black_box(once(&mut rng));
+    /// The DCGAN on `side`x`side` colour images (32: CIFAR-10; 64: CelebA-style folders).
+    pub fn dcgan_colour(side: usize) -> Self {
+        Self {
+            name: format!("DCGAN {side}x{side}x3"),
+            key: "dcgan",
+            config: NeuralConfig::new(ModelKind::Dcgan),
+            shape: ImageShape {
+                channels: 3,
+                height: side,
+                width: side,
+            },
+        }
+    }
+
+    /// The workload a request names (`model` and `shape`, as [`Self::request`] writes them).
+    pub fn from_request(request: &serde_json::Value) -> Result<Self, String> {
+        let model = request["model"]
+            .as_str()
+            .ok_or("the request names no model")?;
+        let shape: Vec<usize> = match request.get("shape") {
+            None => vec![1, 28, 28],
+            Some(v) => serde_json::from_value(v.clone())
+                .map_err(|e| format!("shape: expected [channels, height, width], {e}"))?,
+        };
+        let kind = |name: &str| {
+            ModelKind::ALL
+                .into_iter()
+                .find(|k| k.name() == name)
+                .ok_or_else(|| format!("unknown model {name:?}"))
+        };
+        let mut w = match model.strip_suffix("_recipe") {
+            Some(base) => Self::recipe(kind(base)?),
+            None => Self::report(kind(model)?),
+        };
+        match shape[..] {
+            [1, 28, 28] => {}
+            [channels, side, width] if model == "dcgan" && side == width => {
+                w = Self::dcgan_colour(side);
+                w.shape.channels = channels;
             }
-            (batch * rounds) as f64 / t.elapsed().as_secs_f64()
+            _ => return Err(format!("{model}: no workload at shape {shape:?}")),
+        }
+        Ok(w)
+    }
+
+    fn classes(&self) -> usize {
+        if self.config.kind.is_conditional() {
+            10
+        } else {
+            0
+        }
+    }
+
+    /// The reference's request for the same workload (`pytorch_neural.py --serve`).
+    pub fn request(&self, op: &str) -> serde_json::Value {
+        let s = self.shape;
+        serde_json::json!({
+            "op": op,
+            "model": self.key,
+            "shape": [s.channels, s.height, s.width],
         })
+    }
+}
+
+/// One measurement described by a request of `pytorch_neural.py --serve`'s protocol, so that
+/// both sides of a row are driven by the same words: training or sampling images per second,
+/// or a DCGAN layer's seconds.
+pub fn measure(request: &serde_json::Value) -> Result<f64, String> {
+    let count = |field: &str| {
+        request[field]
+            .as_u64()
+            .map(|v| v as usize)
+            .filter(|&v| v > 0)
+            .ok_or_else(|| format!("the request's {field} must be a positive integer"))
+    };
+    match request["op"].as_str() {
+        Some("train") => training_throughput(
+            &Workload::from_request(request)?,
+            count("batch")?,
+            count("steps")?,
+        ),
+        Some("sample") => sampling_throughput(
+            &Workload::from_request(request)?,
+            count("n")?,
+            count("rounds")?,
+        ),
+        Some("layer") => {
+            let key = request["key"].as_str().unwrap_or("");
+            let layer = DCGAN_LAYERS
+                .iter()
+                .find(|l| l.key == key)
+                .ok_or_else(|| format!("no DCGAN layer {key:?}"))?;
+            dcgan_layer_seconds(layer, count("reps")?)
+                .ok_or_else(|| format!("{}: it could not be built or run", layer.name))
+        }
+        other => Err(format!(
+            "unknown op {other:?}: expected train, sample or layer"
+        )),
+    }
+}
+
+/// Images per second of `steps` training steps of a freshly built model at `batch`, after 3
+/// warm-up steps, on a compute pool as the trainer runs. The digits for 28x28x1 (a batch
+/// gathered and converted per step, as in training), otherwise four fixed batches of
+/// uniform noise: the nets' cost does not depend on the pixels.
+pub fn training_throughput(w: &Workload, batch: usize, steps: usize) -> Result<f64, String> {
+    crate::util::on_compute_pool(|| training_here(w, batch, steps)).map_err(|e| e.to_string())
+}
+
+fn training_here(w: &Workload, batch: usize, steps: usize) -> candle_core::Result<f64> {
+    let dev = Device::Cpu;
+    let mut model = neural::build(&w.config, w.shape, w.classes(), &dev, 0)
+        .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let mut next: Box<dyn FnMut(u64) -> candle_core::Result<Batch>> = if w.shape == DIGITS {
+        let split = mnist::embedded();
+        let table = model.pixel_scale().table();
+        let order = split.train.epoch_order(0, 0);
+        Box::new(move |step| {
+            let b = (step as usize * batch) % (order.len() - batch);
+            split.train.batch_of(&order[b..b + batch], &table, &dev)
+        })
+    } else {
+        let pool: Vec<Batch> = (0..4)
+            .map(|_| noise_batch(batch, w.shape, &mut rng, &dev))
+            .collect::<candle_core::Result<_>>()?;
+        Box::new(move |step| Ok(pool[step as usize % pool.len()].clone()))
+    };
+    for step in 0..3 {
+        model.train_step(&next(step)?, step, &mut rng)?;
+    }
+    let t = Instant::now();
+    for step in 3..3 + steps as u64 {
+        model.train_step(&next(step)?, step, &mut rng)?;
+    }
+    Ok((batch * steps) as f64 / t.elapsed().as_secs_f64())
+}
+
+/// A batch of uniform noise in [−1, 1] with random labels.
+fn noise_batch(
+    n: usize,
+    shape: ImageShape,
+    rng: &mut ChaCha8Rng,
+    dev: &Device,
+) -> candle_core::Result<Batch> {
+    let pixels: Vec<f32> = (0..n * shape.dim())
+        .map(|_| rng.random_range(-1.0f32..1.0))
         .collect();
-    rates.sort_by(f64::total_cmp);
-    rates[1]
+    let labels: Vec<u32> = (0..n).map(|_| rng.random_range(0..10)).collect();
+    Ok(Batch {
+        images: Tensor::from_vec(pixels, (n, shape.channels, shape.height, shape.width), dev)?,
+        labels: Some(Tensor::from_vec(labels, n, dev)?),
+        indices: (0..n).collect(),
+    })
+}
+
+/// Images per second of sampling: `n` codes decoded `rounds` times by an untrained model's
+/// generator (its moving average where the recipe keeps one) after one warm-up round. No
+/// gradients are recorded (plain tensors, no variables), as in `torch.no_grad()`; the values
+/// are read back, as a user saving images would.
+pub fn sampling_throughput(w: &Workload, n: usize, rounds: usize) -> Result<f64, String> {
+    crate::util::on_compute_pool(|| sampling_here(w, n, rounds)).map_err(|e| e.to_string())
+}
+
+fn sampling_here(w: &Workload, n: usize, rounds: usize) -> candle_core::Result<f64> {
+    let dev = Device::Cpu;
+    let model = neural::build(&w.config, w.shape, w.classes(), &dev, 0)
+        .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let labels = (model.num_classes() > 0)
+        .then(|| Tensor::from_vec((0..n as u32).map(|i| i % 10).collect(), n, &dev))
+        .transpose()?;
+    let once = |rng: &mut ChaCha8Rng| -> candle_core::Result<Vec<f32>> {
+        let z = neural::normal(n, w.config.latent_dim, rng, &dev)?;
+        model
+            .generate(&z, labels.as_ref())?
+            .flatten_all()?
+            .to_vec1()
+    };
+    once(&mut rng)?;
+    let t = Instant::now();
+    for _ in 0..rounds {
+        std::hint::black_box(once(&mut rng)?);
+    }
+    Ok((n * rounds) as f64 / t.elapsed().as_secs_f64())
 }
 
 /// Seconds from nothing loaded to the first 8x8 grid of VAE samples in memory: decode the
@@ -91,9 +270,9 @@ fn sampling_here(kind: ModelKind, batch: usize, rounds: usize) -> f64 {
 /// (`genmod bench` does) so that nothing is cached.
 pub fn time_to_first_grid() -> f64 {
     let t = Instant::now();
-    let split = mnist::embedded();
+    std::hint::black_box(mnist::embedded());
     let cfg = NeuralConfig::new(ModelKind::Vae);
-    let model = neural::build(&cfg, shape_of(&split), 10, &Device::Cpu, 0).expect("model");
+    let model = neural::build(&cfg, DIGITS, 10, &Device::Cpu, 0).expect("model");
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let z = neural::normal(64, cfg.latent_dim, &mut rng, &Device::Cpu).expect("codes");
     let x = model.generate(&z, None).expect("generate");

@@ -6,8 +6,9 @@ use super::{Row, classical, markdown, neural};
 use crate::classical::gda::CovarianceKind;
 use crate::classical::gmm::GmmCovariance;
 use crate::neural::ModelKind;
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Output, Stdio};
 
 /// Which workloads to time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -18,6 +19,10 @@ pub enum Suite {
     Neural,
     /// One cold start to a first VAE grid in this process (what `neural` runs three times).
     FirstGrid,
+    /// One measurement in this fresh process, described by `--request` (JSON, as the
+    /// reference's protocol): prints its figure and the process's peak resident memory.
+    #[value(hide = true)]
+    Measure,
     /// Learning parity: each neural model trained by genmod and by PyTorch from the same
     /// initial weights for the same steps, both sides' samples scored (minutes per model
     /// and seed).
@@ -31,6 +36,10 @@ pub struct BenchOptions {
     pub reps: usize,
     /// Time genmod only.
     pub no_reference: bool,
+    /// The Python interpreter that runs the reference scripts.
+    pub python: PathBuf,
+    /// [`Suite::Measure`]'s request.
+    pub request: Option<String>,
     /// The `genmod` executable, which the neural suite starts afresh to time a cold start.
     pub genmod_exe: PathBuf,
     /// The quality suite's settings.
@@ -47,8 +56,10 @@ pub enum BenchError {
         what: String,
         cause: serde_json::Error,
     },
-    #[error("timing the DCGAN layer {layer}: it could not be built or run")]
-    Layer { layer: &'static str },
+    #[error("bench measure --request: {0}")]
+    Request(String),
+    #[error("timing {workload}: {cause}")]
+    Workload { workload: String, cause: String },
     #[error("timing `{exe} bench first-grid` in a fresh process: no run gave a time")]
     FirstGrid { exe: String },
     /// The quality suite could not train, export or run the reference.
@@ -69,6 +80,16 @@ pub fn run(
 ) -> Result<String, BenchError> {
     match suite {
         Suite::FirstGrid => Ok(format!("{}\n", neural::time_to_first_grid())),
+        Suite::Measure => {
+            let request: serde_json::Value =
+                serde_json::from_str(opts.request.as_deref().unwrap_or(""))
+                    .map_err(|e| BenchError::Request(e.to_string()))?;
+            let value = neural::measure(&request).map_err(BenchError::Request)?;
+            Ok(format!(
+                "{}\n",
+                serde_json::json!({"value": value, "peak_mib": super::peak_rss_mib()})
+            ))
+        }
         Suite::Quality => {
             let results = super::quality::run(&opts.quality, log)?;
             Ok(super::quality::markdown(&results, opts.quality.samples))
@@ -148,7 +169,7 @@ fn classical_suite(opts: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<Str
     } else {
         log("timing scikit-learn (bench/reference/sklearn_classical.py) ...");
         run_reference(
-            Command::new("python3")
+            Command::new(&opts.python)
                 .arg(reference_script("sklearn_classical.py"))
                 .arg(reps.to_string())
                 .env("GENMOD_THREADS", threads.to_string()),
@@ -158,13 +179,15 @@ fn classical_suite(opts: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<Str
     };
     let rows: Vec<Row> = ours
         .iter()
-        .map(|(name, key, v)| Row {
-            workload: name.to_string(),
-            unit: "s",
-            genmod: *v,
-            reference: reference.as_ref().and_then(|r| r[*key].as_f64()),
-            reference_name: "scikit-learn",
-            lower_is_better: true,
+        .map(|(name, key, v)| {
+            Row::new(
+                *name,
+                "s",
+                *v,
+                reference.as_ref().and_then(|r| r[*key].as_f64()),
+                "scikit-learn",
+                true,
+            )
         })
         .collect();
     let versions = reference
@@ -183,124 +206,267 @@ fn classical_suite(opts: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<Str
     ))
 }
 
-/// The training, layer and sampling workloads: (table name, reference key, model, steps or
-/// rounds at `--reps 5`).
-const TRAINING: [(&str, &str, ModelKind, usize); 5] = [
-    (
-        "autoencoder 784-256-32",
-        "autoencoder",
-        ModelKind::Autoencoder,
-        40,
-    ),
-    ("VAE 784-400-20", "vae", ModelKind::Vae, 40),
-    ("MLP GAN", "gan", ModelKind::Gan, 20),
-    ("conditional GAN", "cgan", ModelKind::Cgan, 20),
-    ("DCGAN 28x28", "dcgan", ModelKind::Dcgan, 4),
-];
-
-const SAMPLING: [(&str, &str, ModelKind, usize); 4] = [
-    ("VAE decoder", "sample_vae", ModelKind::Vae, 5),
-    ("MLP GAN generator", "sample_gan", ModelKind::Gan, 5),
-    (
-        "conditional GAN generator",
-        "sample_cgan",
-        ModelKind::Cgan,
-        5,
-    ),
-    ("DCGAN generator", "sample_dcgan", ModelKind::Dcgan, 2),
-];
-
-/// PyTorch's side of the neural suite, one workload at a time.
-struct Reference<'a> {
-    script: PathBuf,
-    threads: usize,
-    enabled: bool,
+/// PyTorch's side of the neural suite: `pytorch_neural.py --serve`, kept open for the whole
+/// suite so that each of its measurements can follow one of genmod's within seconds.
+struct ReferenceServer {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
+    /// The torch version it reported.
     version: Option<String>,
-    log: &'a mut dyn FnMut(&str),
 }
 
-impl Reference<'_> {
-    /// PyTorch's figure for one workload, measured right after genmod's: the machine's speed
-    /// drifts over minutes, so the two sides of a ratio are timed seconds apart. A failure
-    /// is logged and leaves the figure out.
-    fn figure(&mut self, key: &str) -> Option<f64> {
-        if !self.enabled {
-            return None;
+impl ReferenceServer {
+    fn start(python: &Path, threads: usize) -> std::io::Result<Self> {
+        let mut child = Command::new(python)
+            .arg(reference_script("pytorch_neural.py"))
+            .arg("--serve")
+            .env("GENMOD_THREADS", threads.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().map(BufReader::new);
+        match (stdin, stdout) {
+            (Some(stdin), Some(stdout)) => Ok(Self {
+                child,
+                stdin: Some(stdin),
+                stdout,
+                version: None,
+            }),
+            _ => Err(std::io::Error::other(
+                "the reference's pipes could not be opened",
+            )),
         }
-        let out = run_reference(
-            Command::new("python3")
-                .arg(&self.script)
-                .args(["--only", key])
-                .env("GENMOD_THREADS", self.threads.to_string()),
-            &format!("reference script on {key}"),
-            self.log,
-        );
-        let v = match out {
-            Ok(v) => v?,
-            Err(e) => {
-                (self.log)(&e.to_string());
-                return None;
-            }
-        };
-        self.version = v["torch"].as_str().map(str::to_string);
-        v[key].as_f64()
     }
+
+    /// One measurement: the reference's figure and its process's peak resident memory (MiB)
+    /// during it.
+    fn ask(&mut self, request: &serde_json::Value) -> Result<(f64, Option<f64>), String> {
+        let stdin = self.stdin.as_mut().ok_or("the reference has stopped")?;
+        writeln!(stdin, "{request}")
+            .and_then(|()| stdin.flush())
+            .map_err(|e| format!("writing to the reference: {e}"))?;
+        let mut line = String::new();
+        match self.stdout.read_line(&mut line) {
+            Ok(0) => return Err("the reference exited (its error is above)".into()),
+            Ok(_) => {}
+            Err(e) => return Err(format!("reading the reference's answer: {e}")),
+        }
+        let answer: serde_json::Value = serde_json::from_str(&line)
+            .map_err(|e| format!("the reference's answer is not JSON ({e}): {line}"))?;
+        if let Some(error) = answer["error"].as_str() {
+            return Err(error.to_string());
+        }
+        if let Some(v) = answer["torch"].as_str() {
+            self.version = Some(v.to_string());
+        }
+        let value = answer["value"]
+            .as_f64()
+            .ok_or_else(|| format!("the reference's answer has no value: {line}"))?;
+        Ok((value, answer["peak_mib"].as_f64()))
+    }
+}
+
+impl Drop for ReferenceServer {
+    fn drop(&mut self) {
+        // Closing its input ends the script's loop; it is waited for so no process is left.
+        drop(self.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+/// Times one workload, described by `request`, as `pairs` interleaved pairs: genmod's
+/// measurement, then the reference's, so that a neighbour's load over the machine's minutes
+/// falls on both sides of each ratio. Gives the row's medians and every pair's speed-up; a
+/// reference that fails is logged and leaves its side out from then on.
+fn paired(
+    mut row: Row,
+    pairs: usize,
+    request: &serde_json::Value,
+    reference: &mut Option<ReferenceServer>,
+    log: &mut dyn FnMut(&str),
+) -> Result<Row, BenchError> {
+    let (mut g, mut r) = (Vec::new(), Vec::new());
+    for _ in 0..pairs {
+        let ours = neural::measure(request).map_err(|cause| BenchError::Workload {
+            workload: row.workload.clone(),
+            cause,
+        })?;
+        g.push(ours);
+        let Some(server) = reference.as_mut() else {
+            continue;
+        };
+        match server.ask(request) {
+            Ok((theirs, _)) => {
+                r.push(theirs);
+                row.pair_speedups.push(if row.lower_is_better {
+                    theirs / ours
+                } else {
+                    ours / theirs
+                });
+            }
+            Err(e) => {
+                log(&format!("PyTorch on {}: {e}", row.workload));
+                break;
+            }
+        }
+    }
+    row.genmod = super::median(&g);
+    row.reference = (!r.is_empty()).then(|| super::median(&r));
+    if r.len() != g.len() {
+        // A side with fewer measurements is not a paired comparison.
+        row.pair_speedups.clear();
+        row.reference = None;
+    }
+    Ok(row)
+}
+
+/// Each side's peak resident memory for `request`, in MiB: one measurement in a fresh
+/// process of each (`genmod bench measure`, `pytorch_neural.py --once`), whose lifetime peak
+/// is the workload's, libraries and data included. A side that fails gives none.
+fn fresh_peaks(
+    opts: &BenchOptions,
+    request: &serde_json::Value,
+    threads: usize,
+) -> [Option<f64>; 2] {
+    let peak = |cmd: &mut Command| -> Option<f64> {
+        let out = cmd
+            .env("GENMOD_THREADS", threads.to_string())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())?;
+        let answer: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        answer["peak_mib"].as_f64()
+    };
+    let json = request.to_string();
+    let ours = peak(
+        Command::new(&opts.genmod_exe)
+            .args(["bench", "measure", "--request", &json])
+            .args(["--threads", &threads.to_string()]),
+    );
+    let theirs = (!opts.no_reference)
+        .then(|| {
+            peak(
+                Command::new(&opts.python)
+                    .arg(reference_script("pytorch_neural.py"))
+                    .args(["--once", &json]),
+            )
+        })
+        .flatten();
+    [ours, theirs]
+}
+
+/// Training rows: (workload, batch sizes, images per measurement).
+fn training_rows() -> Vec<(neural::Workload, &'static [usize], usize)> {
+    use neural::Workload;
+    const ALL_BATCHES: &[usize] = &[64, 128, 256];
+    vec![
+        (
+            Workload::report(ModelKind::Autoencoder),
+            ALL_BATCHES,
+            12_800,
+        ),
+        (Workload::report(ModelKind::Vae), ALL_BATCHES, 12_800),
+        (Workload::report(ModelKind::Gan), ALL_BATCHES, 5_120),
+        (Workload::report(ModelKind::Cgan), ALL_BATCHES, 5_120),
+        (Workload::report(ModelKind::Dcgan), ALL_BATCHES, 1_280),
+        (Workload::recipe(ModelKind::Gan), &[64], 5_120),
+        (Workload::recipe(ModelKind::Cgan), &[64], 5_120),
+        (Workload::recipe(ModelKind::Cdcgan), &[64], 1_280),
+        (Workload::dcgan_colour(32), &[64], 640),
+        (Workload::dcgan_colour(64), &[64], 192),
+    ]
+}
+
+/// Sampling rows: (workload, images a batch, rounds).
+fn sampling_rows() -> Vec<(neural::Workload, usize, usize)> {
+    use neural::Workload;
+    vec![
+        (Workload::report(ModelKind::Vae), 1000, 10),
+        (Workload::report(ModelKind::Gan), 1000, 5),
+        (Workload::report(ModelKind::Cgan), 1000, 5),
+        (Workload::report(ModelKind::Dcgan), 1000, 2),
+        (Workload::recipe(ModelKind::Cgan), 1000, 5),
+        (Workload::recipe(ModelKind::Cdcgan), 1000, 2),
+        (Workload::dcgan_colour(32), 256, 2),
+        (Workload::dcgan_colour(64), 64, 2),
+    ]
 }
 
 fn neural_suite(opts: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<String, BenchError> {
     let threads = rayon::current_num_threads();
-    let scale = opts.reps;
+    let pairs = opts.reps;
     let mut rows: Vec<Row> = Vec::new();
-    let mut reference = Reference {
-        script: reference_script("pytorch_neural.py"),
-        threads,
-        enabled: !opts.no_reference,
-        version: None,
-        log,
+    let mut reference = if opts.no_reference {
+        None
+    } else {
+        match ReferenceServer::start(&opts.python, threads) {
+            Ok(server) => Some(server),
+            Err(e) => {
+                log(&format!(
+                    "could not start {} {}: {e}; timing genmod only",
+                    opts.python.display(),
+                    reference_script("pytorch_neural.py").display()
+                ));
+                None
+            }
+        }
     };
-    for (name, key, kind, steps) in TRAINING {
-        (reference.log)(&format!(
-            "timing training: {name}, genmod then PyTorch, {threads} threads ..."
-        ));
-        rows.push(Row {
-            workload: format!("training, batch 128: {name}"),
-            unit: "img/s",
-            genmod: neural::throughput(kind, 128, steps * scale / 5 + 1),
-            reference: reference.figure(key),
-            reference_name: "PyTorch",
-            lower_is_better: false,
-        });
+    let mut timed: Vec<(Row, serde_json::Value, bool)> = Vec::new();
+    for (w, batches, images) in training_rows() {
+        for &batch in batches {
+            let steps = (images / batch).max(2);
+            let mut request = w.request("train");
+            request["batch"] = batch.into();
+            request["steps"] = steps.into();
+            let name = format!("training, batch {batch}: {}", w.name);
+            timed.push((
+                Row::new(name, "img/s", 0.0, None, "PyTorch", false),
+                request,
+                true,
+            ));
+        }
     }
     for layer in &neural::DCGAN_LAYERS {
-        (reference.log)(&format!(
-            "timing a DCGAN layer, forward and backward: {}, genmod then PyTorch ...",
-            layer.name
+        let request = serde_json::json!({"op": "layer", "key": layer.key, "reps": 9});
+        let name = format!("DCGAN layer forward+backward, batch 128: {}", layer.name);
+        timed.push((
+            Row::new(name, "ms", 0.0, None, "PyTorch", true),
+            request,
+            false,
         ));
-        let ours = neural::dcgan_layer_seconds(layer, 3 * scale)
-            .ok_or(BenchError::Layer { layer: layer.key })?;
-        rows.push(Row {
-            workload: format!("DCGAN layer forward+backward, batch 128: {}", layer.name),
-            unit: "ms",
-            genmod: ours * 1e3,
-            reference: reference.figure(layer.key).map(|s| s * 1e3),
-            reference_name: "PyTorch",
-            lower_is_better: true,
-        });
     }
-    for (name, key, kind, rounds) in SAMPLING {
-        (reference.log)(&format!(
-            "timing sampling, 1000 images a batch: {name}, genmod then PyTorch ..."
+    for (w, n, rounds) in sampling_rows() {
+        let mut request = w.request("sample");
+        request["n"] = n.into();
+        request["rounds"] = rounds.into();
+        let name = format!("sampling, {n} a batch: {}", w.name);
+        timed.push((
+            Row::new(name, "img/s", 0.0, None, "PyTorch", false),
+            request,
+            true,
         ));
-        rows.push(Row {
-            workload: format!("sampling, 1000 a batch: {name}"),
-            unit: "img/s",
-            genmod: neural::sampling_throughput(kind, 1000, rounds),
-            reference: reference.figure(key),
-            reference_name: "PyTorch",
-            lower_is_better: false,
-        });
     }
-    (reference.log)("timing start to first grid, 3 fresh processes each ...");
+    for (row, request, memory) in timed {
+        log(&format!(
+            "{}: {pairs} pairs of genmod then PyTorch, {threads} threads ...",
+            row.workload
+        ));
+        let mut row = paired(row, pairs, &request, &mut reference, log)?;
+        if row.unit == "ms" {
+            row.genmod *= 1e3;
+            row.reference = row.reference.map(|s| s * 1e3);
+        }
+        if memory {
+            row.peak_mib = fresh_peaks(opts, &request, threads);
+        }
+        rows.push(row);
+    }
+    let version = reference.as_ref().and_then(|r| r.version.clone());
+    drop(reference);
+    log("timing start to first grid, 3 fresh processes each ...");
     let ours_first = median_of_three(|| {
         Command::new(&opts.genmod_exe)
             .args(["bench", "first-grid"])
@@ -313,27 +479,27 @@ fn neural_suite(opts: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<String
         None
     } else {
         median_of_three(|| {
-            Command::new("python3")
-                .arg(&reference.script)
+            Command::new(&opts.python)
+                .arg(reference_script("pytorch_neural.py"))
                 .arg("--first-grid")
                 .env("GENMOD_THREADS", threads.to_string())
                 .output()
         })
     };
-    rows.push(Row {
-        workload: "start to first 8x8 VAE grid (fresh process, median of 3)".into(),
-        unit: "s",
-        genmod: ours_first,
-        reference: torch_first,
-        reference_name: "PyTorch",
-        lower_is_better: true,
-    });
-    let versions = reference
-        .version
-        .map(|v| format!("; PyTorch {v}, each workload timed right after genmod's"))
-        .unwrap_or_default();
+    rows.push(Row::new(
+        "start to first 8x8 VAE grid (fresh process, median of 3)",
+        "s",
+        ours_first,
+        torch_first,
+        "PyTorch",
+        true,
+    ));
+    let versions = version
+        .map(|v| format!("; PyTorch {v} kept running beside genmod, each workload timed as {pairs} interleaved pairs (genmod, then PyTorch): medians of each side, and the median pair's speed-up with the range of all pairs"))
+        .unwrap_or_else(|| format!("; medians of {pairs} measurements"));
+    let memory = " Peak RSS: the peak resident memory of a fresh process of each side making one of the row's measurements, libraries and data included.";
     Ok(format!(
-        "Embedded digits, CPU, {threads} threads{versions}.\n\n{}",
+        "Embedded digits (28x28 rows) or uniform noise (32x32x3 and 64x64x3 rows), CPU, {threads} threads{versions}.{memory}\n\n{}",
         markdown(&rows)
     ))
 }

@@ -144,12 +144,17 @@ enum Command {
         /// Which workloads.
         #[arg(value_enum, value_parser = choice::<Suite>(), default_value_t = Suite::Classical)]
         suite: Suite,
-        /// Timed repetitions per workload (medians are reported).
+        /// Measurements per workload: for `neural`, interleaved pairs (genmod, then the
+        /// reference); medians are reported.
         #[arg(long, default_value_t = 5)]
         reps: usize,
         /// Skip the reference script.
         #[arg(long)]
         no_reference: bool,
+        /// measure: the one measurement to make, as JSON (what `bench neural` asks a fresh
+        /// process for, to read its peak memory).
+        #[arg(long, hide = true)]
+        request: Option<String>,
         /// Also write the Markdown table here.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -168,7 +173,8 @@ enum Command {
         /// quality: folder for initial weights, samples and trained weights.
         #[arg(long, default_value = "runs/bench-quality")]
         work_dir: PathBuf,
-        /// quality: the Python interpreter with torch, numpy and safetensors.
+        /// The Python interpreter that runs the reference scripts: torch for `neural`, also
+        /// numpy and safetensors for `quality`, scikit-learn for `classical`.
         #[arg(long, default_value = "python3")]
         python: PathBuf,
     },
@@ -870,6 +876,7 @@ fn run(cli: Cli) -> Result<()> {
             suite,
             reps,
             no_reference,
+            request,
             out,
             models,
             seeds,
@@ -881,6 +888,8 @@ fn run(cli: Cli) -> Result<()> {
             let opts = BenchOptions {
                 reps,
                 no_reference,
+                python: python.clone(),
+                request,
                 genmod_exe: std::env::current_exe().context("finding the genmod executable")?,
                 quality: genmod::bench::quality::QualityOptions {
                     models: if models.is_empty() {
