@@ -1,9 +1,14 @@
 #!/usr/bin/env python3
-"""scikit-learn timings of the workloads in src/bench/classical.rs, as JSON on stdout.
+"""scikit-learn's side of `genmod bench classical`: the workloads of src/bench/classical.rs.
 
 Same data (the embedded digits in src/data/mnist10k, pixels / 255 as float64), same sizes,
-the same thread count as genmod (GENMOD_THREADS, default 2). `genmod bench` runs this
-script itself so that both sides are measured in one run on the same machine.
+the same thread count as genmod (GENMOD_THREADS, default 2). Run with --serve, genmod keeps
+this process open and alternates its own measurements with this one's, one JSON request a
+line on stdin, one JSON answer a line on stdout:
+    {"op": "em_diag" | "em_full" | "lda_fit" | "qda_fit", "reps": R}
+        -> {"value": median seconds of R runs after one warm-up, "sklearn": ..., "numpy": ...}
+A fitted mixture is kept per covariance type, so repeated EM requests time iterations only.
+A request that fails is answered {"error": message}.
 """
 
 import gzip
@@ -48,10 +53,15 @@ def median(reps, f):
     return sorted(times)[len(times) // 2]
 
 
+FITTED = {}
+
+
 def em_iteration(x, cov_type, reps):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        gm = GaussianMixture(10, covariance_type=cov_type, max_iter=1, tol=0.0, random_state=0).fit(x)
+    if cov_type not in FITTED:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            FITTED[cov_type] = GaussianMixture(10, covariance_type=cov_type, max_iter=1, tol=0.0, random_state=0).fit(x)
+    gm = FITTED[cov_type]
 
     def step():
         _, log_resp = gm._e_step(x)
@@ -60,19 +70,34 @@ def em_iteration(x, cov_type, reps):
     return median(reps, step)
 
 
-def main():
-    reps = int(sys.argv[1]) if len(sys.argv) > 1 else 5
+def serve():
     data = ROOT / "src" / "data" / "mnist10k"
     x = idx(data / "train-images-idx3-ubyte.gz").reshape(-1, 784).astype(np.float64) / 255.0
     y = idx(data / "train-labels-idx1-ubyte.gz")
-    out = {"sklearn": sklearn.__version__, "numpy": np.__version__, "threads": threads}
-    with threadpool_limits(threads):
-        out["em_diag"] = em_iteration(x, "diag", reps)
-        out["em_full"] = em_iteration(x, "full", max(1, reps // 2))
-        out["lda_fit"] = median(max(1, reps // 2), lambda: LinearDiscriminantAnalysis(solver="lsqr", shrinkage=0.1).fit(x, y))
-        out["qda_fit"] = median(max(1, reps // 2), lambda: QuadraticDiscriminantAnalysis(solver="eigen", shrinkage=0.1).fit(x, y))
-    json.dump(out, sys.stdout)
-    sys.stdout.write("\n")
+    workloads = {
+        "em_diag": lambda reps: em_iteration(x, "diag", reps),
+        "em_full": lambda reps: em_iteration(x, "full", reps),
+        "lda_fit": lambda reps: median(reps, lambda: LinearDiscriminantAnalysis(solver="lsqr", shrinkage=0.1).fit(x, y)),
+        "qda_fit": lambda reps: median(reps, lambda: QuadraticDiscriminantAnalysis(solver="eigen", shrinkage=0.1).fit(x, y)),
+    }
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        try:
+            req = json.loads(line)
+            with threadpool_limits(threads):
+                value = workloads[req["op"]](int(req.get("reps", 1)))
+            out = {"value": value, "sklearn": sklearn.__version__, "numpy": np.__version__}
+        except Exception as e:  # the caller logs it and leaves the figure out
+            out = {"error": f"{type(e).__name__}: {e}"}
+        sys.stdout.write(json.dumps(out) + "\n")
+        sys.stdout.flush()
+
+
+def main():
+    if "--serve" not in sys.argv:
+        sys.exit("usage: sklearn_classical.py --serve")
+    serve()
 
 
 if __name__ == "__main__":

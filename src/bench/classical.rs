@@ -39,3 +39,26 @@ pub fn gda_fit(split: &Split, kind: CovarianceKind, reps: usize) -> f64 {
         params.fit(x.as_ref(), &y, 10).expect("GDA fit");
     })
 }
+
+/// The f64 matrix product's rate on this machine, in GFLOP/s: the median of `reps` products
+/// of an N x D matrix by a D x D one at the digits' sizes (N = 8,004, D = 784), the shape of
+/// the full-covariance E-step's products, through faer on its global thread pool as EM uses.
+pub fn gemm_gflops(reps: usize) -> f64 {
+    let (n, d) = (8004, 784);
+    let a = faer::Mat::<f64>::from_fn(n, d, |i, j| ((i * 7 + j * 13) % 101) as f64 / 101.0);
+    let b = faer::Mat::<f64>::from_fn(d, d, |i, j| ((i * 11 + j * 5) % 97) as f64 / 97.0);
+    let seconds = median_seconds(reps, || {
+        std::hint::black_box(crate::classical::matmul(a.as_ref(), b.as_ref()));
+    });
+    2.0 * (n * d * d) as f64 / seconds / 1e9
+}
+
+/// Floating-point operations of one full-covariance EM iteration with `k` components on `n`
+/// rows of dimension `d`, counting only the cubic-order work every exact method does: the
+/// E-step's K products of the rows by a triangular D x D factor (N·D² each), the M-step's K
+/// symmetric weighted scatter matrices (N·D² each, one triangle), and per component a
+/// Cholesky factorisation and a triangular inverse (D³/3 each).
+pub fn full_em_flops(n: usize, d: usize, k: usize) -> f64 {
+    let (n, d, k) = (n as f64, d as f64, k as f64);
+    k * (2.0 * n * d * d + 2.0 * d * d * d / 3.0)
+}

@@ -106,103 +106,80 @@ pub(crate) fn reference_script(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// Runs a reference script and reads the JSON it prints. A script that fails or a missing
-/// python3 is logged and gives `None`; output that is not JSON is an error naming `what`.
-fn run_reference(
-    cmd: &mut Command,
-    what: &str,
-    log: &mut dyn FnMut(&str),
-) -> Result<Option<serde_json::Value>, BenchError> {
-    match cmd.output() {
-        Ok(o) if o.status.success() => {
-            serde_json::from_slice(&o.stdout)
-                .map(Some)
-                .map_err(|cause| BenchError::ReferenceOutput {
-                    what: what.to_string(),
-                    cause,
-                })
-        }
-        Ok(o) => {
-            let stderr = String::from_utf8_lossy(&o.stderr);
-            log(&format!(
-                "{what} failed: {}",
-                stderr.lines().last().unwrap_or("")
-            ));
-            Ok(None)
-        }
-        Err(e) => {
-            log(&format!("could not run python3: {e}"));
-            Ok(None)
-        }
-    }
-}
-
 fn classical_suite(opts: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<String, BenchError> {
-    let reps = opts.reps;
+    let pairs = opts.reps;
     let threads = rayon::current_num_threads();
     let split = crate::data::mnist::embedded();
-    log(&format!("timing genmod on {threads} threads ..."));
-    let ours = [
+    let mut reference = if opts.no_reference {
+        None
+    } else {
+        ReferenceServer::start(&opts.python, "sklearn_classical.py", threads)
+            .map_err(|e| {
+                log(&format!(
+                    "could not start {} {}: {e}; timing genmod only",
+                    opts.python.display(),
+                    reference_script("sklearn_classical.py").display()
+                ))
+            })
+            .ok()
+    };
+    type Measure<'a> = Box<dyn Fn() -> f64 + 'a>;
+    let workloads: [(&str, &str, Measure<'_>); 4] = [
         (
             "EM iteration, diagonal, K=10",
             "em_diag",
-            classical::em_iteration(&split, GmmCovariance::Diagonal, 10, reps),
+            Box::new(|| classical::em_iteration(&split, GmmCovariance::Diagonal, 10, 3)),
         ),
         (
             "EM iteration, full, K=10",
             "em_full",
-            classical::em_iteration(&split, GmmCovariance::Full, 10, reps.div_ceil(2)),
+            Box::new(|| classical::em_iteration(&split, GmmCovariance::Full, 10, 1)),
         ),
         (
             "GDA fit, shared covariance (LDA)",
             "lda_fit",
-            classical::gda_fit(&split, CovarianceKind::Shared, reps.div_ceil(2)),
+            Box::new(|| classical::gda_fit(&split, CovarianceKind::Shared, 1)),
         ),
         (
             "GDA fit, per-class covariance (QDA)",
             "qda_fit",
-            classical::gda_fit(&split, CovarianceKind::PerClass, reps.div_ceil(2)),
+            Box::new(|| classical::gda_fit(&split, CovarianceKind::PerClass, 1)),
         ),
     ];
-    let reference = if opts.no_reference {
-        None
-    } else {
-        log("timing scikit-learn (bench/reference/sklearn_classical.py) ...");
-        run_reference(
-            Command::new(&opts.python)
-                .arg(reference_script("sklearn_classical.py"))
-                .arg(reps.to_string())
-                .env("GENMOD_THREADS", threads.to_string()),
-            "reference script",
+    let mut rows = Vec::new();
+    for (name, key, ours) in &workloads {
+        log(&format!(
+            "{name}: {pairs} pairs of genmod then scikit-learn, {threads} threads ..."
+        ));
+        let reps = if *key == "em_diag" { 3 } else { 1 };
+        let request = serde_json::json!({"op": key, "reps": reps});
+        let row = Row::new(*name, "s", 0.0, None, "scikit-learn", true);
+        rows.push(paired(
+            row,
+            pairs,
+            || Ok(ours()),
+            &request,
+            &mut reference,
             log,
-        )?
-    };
-    let rows: Vec<Row> = ours
-        .iter()
-        .map(|(name, key, v)| {
-            Row::new(
-                *name,
-                "s",
-                *v,
-                reference.as_ref().and_then(|r| r[*key].as_f64()),
-                "scikit-learn",
-                true,
-            )
-        })
-        .collect();
+        )?);
+    }
     let versions = reference
         .as_ref()
-        .map(|r| {
-            format!(
-                "; scikit-learn {} with numpy {}",
-                r["sklearn"].as_str().unwrap_or("?"),
-                r["numpy"].as_str().unwrap_or("?")
-            )
-        })
-        .unwrap_or_default();
+        .and_then(|r| r.version.clone())
+        .map(|v| format!("; {v} kept running beside genmod, each workload timed as {pairs} interleaved pairs (genmod, then scikit-learn): medians of each side, and the median pair's speed-up with the range of all pairs"))
+        .unwrap_or_else(|| format!("; medians of {pairs} measurements"));
+    drop(reference);
+    log("timing the f64 matrix product and the full-covariance iteration's floor ...");
+    let gflops = classical::gemm_gflops(5);
+    let (n, d) = (split.train.len(), 784);
+    let flops = classical::full_em_flops(n, d, 10);
+    let floor = flops / 1e9 / gflops;
+    let full = rows[1].genmod;
     Ok(format!(
-        "Embedded digits (8,004 x 784, f64), {threads} threads, medians of {reps} runs{versions}.\n\n{}",
-        markdown(&rows)
+        "Embedded digits (8,004 x 784, f64), {threads} threads{versions}.\n\n{}\nThe full-covariance iteration's floor: {:.1} GFLOP of cubic-order work (K = 10 components, each a triangular product of the rows (N·D²), a symmetric weighted scatter matrix (N·D²), a Cholesky factorisation and a triangular inverse (D³/3 each)) at this machine's f64 matrix-product rate of {gflops:.1} GFLOP/s (faer, 8004 x 784 by 784 x 784, median of 5) is {floor:.2} s; genmod's iteration takes {full:.2} s, {:.2}x the floor.\n",
+        markdown(&rows),
+        flops / 1e9,
+        full / floor,
     ))
 }
 
@@ -217,9 +194,9 @@ struct ReferenceServer {
 }
 
 impl ReferenceServer {
-    fn start(python: &Path, threads: usize) -> std::io::Result<Self> {
+    fn start(python: &Path, script: &str, threads: usize) -> std::io::Result<Self> {
         let mut child = Command::new(python)
-            .arg(reference_script("pytorch_neural.py"))
+            .arg(reference_script(script))
             .arg("--serve")
             .env("GENMOD_THREADS", threads.to_string())
             .stdin(Stdio::piped())
@@ -260,7 +237,10 @@ impl ReferenceServer {
             return Err(error.to_string());
         }
         if let Some(v) = answer["torch"].as_str() {
-            self.version = Some(v.to_string());
+            self.version = Some(format!("PyTorch {v}"));
+        }
+        if let (Some(s), Some(n)) = (answer["sklearn"].as_str(), answer["numpy"].as_str()) {
+            self.version = Some(format!("scikit-learn {s} with numpy {n}"));
         }
         let value = answer["value"]
             .as_f64()
@@ -284,13 +264,14 @@ impl Drop for ReferenceServer {
 fn paired(
     mut row: Row,
     pairs: usize,
+    mut ours: impl FnMut() -> Result<f64, String>,
     request: &serde_json::Value,
     reference: &mut Option<ReferenceServer>,
     log: &mut dyn FnMut(&str),
 ) -> Result<Row, BenchError> {
     let (mut g, mut r) = (Vec::new(), Vec::new());
     for _ in 0..pairs {
-        let ours = neural::measure(request).map_err(|cause| BenchError::Workload {
+        let ours = ours().map_err(|cause| BenchError::Workload {
             workload: row.workload.clone(),
             cause,
         })?;
@@ -402,7 +383,7 @@ fn neural_suite(opts: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<String
     let mut reference = if opts.no_reference {
         None
     } else {
-        match ReferenceServer::start(&opts.python, threads) {
+        match ReferenceServer::start(&opts.python, "pytorch_neural.py", threads) {
             Ok(server) => Some(server),
             Err(e) => {
                 log(&format!(
@@ -454,7 +435,14 @@ fn neural_suite(opts: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<String
             "{}: {pairs} pairs of genmod then PyTorch, {threads} threads ...",
             row.workload
         ));
-        let mut row = paired(row, pairs, &request, &mut reference, log)?;
+        let mut row = paired(
+            row,
+            pairs,
+            || neural::measure(&request),
+            &request,
+            &mut reference,
+            log,
+        )?;
         if row.unit == "ms" {
             row.genmod *= 1e3;
             row.reference = row.reference.map(|s| s * 1e3);
@@ -495,7 +483,7 @@ fn neural_suite(opts: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<String
         true,
     ));
     let versions = version
-        .map(|v| format!("; PyTorch {v} kept running beside genmod, each workload timed as {pairs} interleaved pairs (genmod, then PyTorch): medians of each side, and the median pair's speed-up with the range of all pairs"))
+        .map(|v| format!("; {v} kept running beside genmod, each workload timed as {pairs} interleaved pairs (genmod, then PyTorch): medians of each side, and the median pair's speed-up with the range of all pairs"))
         .unwrap_or_else(|| format!("; medians of {pairs} measurements"));
     let memory = " Peak RSS: the peak resident memory of a fresh process of each side making one of the row's measurements, libraries and data included.";
     Ok(format!(
