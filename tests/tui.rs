@@ -1170,3 +1170,177 @@ fn a_run_chosen_on_an_mnist_folder_in_the_picker_trains_on_it() {
     let run = only_run(&dir.path().join("runs"), "vae");
     assert!(run.join("ckpt-0000000062/meta.json").is_file());
 }
+
+/// The picker's `f`: only for a published dataset, one download at a time, progress as a bar
+/// in the status line, and the verified folder filled into the form when it ends (or the
+/// error shown when it fails).
+#[test]
+fn the_picker_downloads_the_named_dataset_and_fills_its_folder() {
+    use genmod::tui::app::FieldKind;
+    let mut a = app();
+    let field = |a: &App, kind| a.fields().iter().position(|f| f.kind == kind).unwrap();
+    let (ds, dir) = (field(&a, FieldKind::Dataset), field(&a, FieldKind::DataDir));
+    // The embedded digits are nothing to download.
+    assert!(a.update(key(KeyCode::Char('f'))).is_empty());
+    assert!(a.status.contains("f downloads mnist"), "{}", a.status);
+    assert!(!screen_text(&render(&a, 120, 36)).contains("f download data"));
+    while a.focus != genmod::tui::app::Focus::Field(ds) {
+        a.update(key(KeyCode::Tab));
+    }
+    for _ in 0.."mnist-10k".len() {
+        a.update(key(KeyCode::Backspace));
+    }
+    for c in "mnist".chars() {
+        a.update(key(KeyCode::Char(c)));
+    }
+    a.update(key(KeyCode::Esc));
+    assert!(screen_text(&render(&a, 120, 36)).contains("f download data"));
+    // Enter without a folder says how to get one.
+    assert!(a.update(key(KeyCode::Enter)).is_empty());
+    assert!(
+        a.status.contains("f on the model list downloads it"),
+        "{}",
+        a.status
+    );
+    let fx = a.update(key(KeyCode::Char('f')));
+    assert!(
+        matches!(fx.as_slice(), [Effect::FetchData(n)] if n == "mnist"),
+        "{fx:?}"
+    );
+    assert!(a.fetching());
+    assert_eq!(a.status, "downloading mnist: connecting ...");
+    assert!(
+        a.update(key(KeyCode::Char('f'))).is_empty(),
+        "one at a time"
+    );
+    assert_eq!(a.status, "already downloading mnist");
+    a.update(Msg::FetchProgress {
+        file: "train-images-idx3-ubyte.gz".into(),
+        bytes: 2_500_000,
+        total: Some(10_000_000),
+    });
+    assert!(
+        a.status.starts_with(
+            "downloading mnist · train-images-idx3-ubyte.gz [█████░░░░░░░░░░░░░░░] 2.5/10.0 MB 25%"
+        ),
+        "{}",
+        a.status
+    );
+    let text = screen_text(&render(&a, 140, 36));
+    assert!(
+        text.contains("[█████░░░░░░░░░░░░░░░] 2.5/10.0 MB 25%"),
+        "{text}"
+    );
+    a.update(Msg::Fetched {
+        name: "mnist".into(),
+        result: Ok(PathBuf::from("/cache/mnist")),
+    });
+    assert!(!a.fetching());
+    assert_eq!(a.fields()[dir].value, "/cache/mnist");
+    assert!(a.status.contains("Enter trains on it"), "{}", a.status);
+    // A failure is shown whole and leaves the form as it was.
+    a.update(key(KeyCode::Char('f')));
+    a.update(Msg::Fetched {
+        name: "mnist".into(),
+        result: Err("every mirror failed (...)".into()),
+    });
+    assert_eq!(
+        a.status,
+        "downloading mnist failed: every mirror failed (...)"
+    );
+    assert_eq!(a.fields()[dir].value, "/cache/mnist");
+}
+
+/// `f` in the picker against a real HTTP server on 127.0.0.1 (`--mirror`): the first answer
+/// is a file that is not MNIST, whose download shows a progress bar and is then refused by
+/// its checksum; the second is a 404, as offline, and the message names every file still
+/// missing and the folder to put them in.
+#[test]
+fn the_picker_fetches_from_a_mirror_and_says_what_went_wrong() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for (i, stream) in listener.incoming().enumerate() {
+            let Ok(mut s) = stream else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            if i == 0 {
+                // 2 MiB in 32 pieces over about three seconds: long enough to be seen.
+                let body = vec![7u8; 2 << 20];
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                for piece in body.chunks(64 << 10) {
+                    let _ = s.write_all(piece);
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+            } else {
+                let _ = s.write_all(
+                    b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+            }
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let session = format!("genmod-fetch-{}", std::process::id());
+    let bin = env!("CARGO_BIN_EXE_genmod-tui");
+    start_in_tmux(
+        &session,
+        dir.path(),
+        &format!(
+            "GENMOD_CACHE={} {bin} --runs-dir runs --image-mode ascii --mirror http://127.0.0.1:{port}/",
+            cache.display()
+        ),
+        150,
+        40,
+    );
+    // The VAE's form: Tab to the first field, seven more to the dataset.
+    for _ in 0..8 {
+        tmux(&["send-keys", "-t", &session, "Tab"]);
+    }
+    for _ in 0.."mnist-10k".len() {
+        tmux(&["send-keys", "-t", &session, "BSpace"]);
+    }
+    tmux(&["send-keys", "-t", &session, "-l", "mnist"]);
+    tmux(&["send-keys", "-t", &session, "Escape"]);
+    wait_for(&session, 10, "the download hint", |p| {
+        p.contains("f download data")
+    });
+    tmux(&["send-keys", "-t", &session, "f"]);
+    let pane = wait_for(&session, 20, "a progress bar", |p| {
+        p.contains("downloading mnist · train-images-idx3-ubyte.gz [█")
+    });
+    assert!(pane.contains("/2.1 MB"), "{pane}");
+    let pane = wait_for(&session, 30, "the checksum's verdict", |p| {
+        p.contains("SHA-256 mismatch")
+    });
+    assert!(pane.contains("downloading mnist failed"), "{pane}");
+    tmux(&["send-keys", "-t", &session, "f"]);
+    let pane = wait_for(&session, 30, "the offline message", |p| {
+        p.contains("then fetch again")
+    });
+    let flat: String = pane
+        .lines()
+        .map(|l| l.trim_matches(|c: char| c == '│' || c.is_whitespace()))
+        .collect::<Vec<_>>()
+        .join(" ");
+    for name in [
+        "train-images-idx3-ubyte.gz",
+        "train-labels-idx1-ubyte.gz",
+        "t10k-images-idx3-ubyte.gz",
+        "t10k-labels-idx1-ubyte.gz",
+    ] {
+        assert!(flat.contains(name), "{name} is not named:\n{pane}");
+    }
+    assert!(
+        flat.replace(' ', "")
+            .contains(&cache.join("mnist").display().to_string().replace(' ', "")),
+        "{pane}"
+    );
+    tmux(&["send-keys", "-t", &session, "q"]);
+    wait_for_clean_exit(&session, "q");
+}

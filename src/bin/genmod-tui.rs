@@ -39,6 +39,10 @@ struct Cli {
     /// How sample grids are drawn.
     #[arg(long, value_parser = choice::<ImageModeArg>(), default_value = "auto")]
     image_mode: ImageModeArg,
+    /// Base URL the picker's downloads (f) fetch from instead of the published mirrors
+    /// (repeatable; a local copy of the files, for example).
+    #[arg(long, value_name = "URL")]
+    mirror: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -106,6 +110,7 @@ fn main() {
             resume: cli.resume,
             browse_runs: cli.browse.is_some(),
             image_mode,
+            mirrors: cli.mirror,
         })?;
         Ok(())
     })();

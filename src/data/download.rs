@@ -194,12 +194,19 @@ pub fn fetch(
             }
         }
         if !done {
+            // Every file still missing, so that one trip by hand is enough.
+            let missing: Vec<&str> = manifest
+                .files
+                .iter()
+                .filter(|g| !dir.join(&g.name).is_file())
+                .map(|g| g.name.as_str())
+                .collect();
             return Err(DataError::Download {
                 url: f.name.clone(),
                 message: format!(
-                    "every mirror failed ({}). Download {} by hand from one of {} into {} and run the command again",
+                    "every mirror failed ({}). Download {} by hand from one of {} into {}, then fetch again",
                     errors.join("; "),
-                    f.name,
+                    missing.join(", "),
                     mirrors.join(", "),
                     dir.display()
                 ),

@@ -568,6 +568,18 @@ pub enum Msg {
     },
     /// A runs-browser action failed (reading, opening, deleting); the message says why.
     RunsFailed(String),
+    /// A dataset download's progress: the file, its bytes so far and in all (when the
+    /// server says).
+    FetchProgress {
+        file: String,
+        bytes: u64,
+        total: Option<u64>,
+    },
+    /// A dataset download ended: its verified folder, or why not.
+    Fetched {
+        name: String,
+        result: Result<PathBuf, String>,
+    },
 }
 
 /// What the runner must do.
@@ -591,7 +603,50 @@ pub enum Effect {
     ResumeRun(PathBuf),
     /// Delete a run folder, then list the runs again.
     DeleteRun(PathBuf),
+    /// Download a dataset (`genmod data fetch NAME`) into the cache folder, reporting with
+    /// `Msg::FetchProgress` and `Msg::Fetched`.
+    FetchData(String),
     Quit,
+}
+
+/// A dataset download the picker started.
+#[derive(Debug, Clone)]
+struct Fetching {
+    name: String,
+    /// The file being downloaded, and when its first bytes came.
+    file: String,
+    file_started: std::time::Instant,
+}
+
+impl Fetching {
+    /// The status line: the file, a bar, bytes, percentage and rate.
+    fn describe(&self, bytes: u64, total: Option<u64>) -> String {
+        let mb = |b: u64| b as f64 / 1e6;
+        let secs = self.file_started.elapsed().as_secs_f64().max(1e-3);
+        let rate = format!("{:.1} MB/s", mb(bytes) / secs);
+        match total.filter(|&t| t > 0) {
+            Some(t) => {
+                let frac = (bytes as f64 / t as f64).clamp(0.0, 1.0);
+                let filled = (frac * 20.0).round() as usize;
+                format!(
+                    "downloading {} · {} [{}{}] {:.1}/{:.1} MB {:.0}% · {rate}",
+                    self.name,
+                    self.file,
+                    "█".repeat(filled),
+                    "░".repeat(20 - filled),
+                    mb(bytes),
+                    mb(t),
+                    frac * 100.0
+                )
+            }
+            None => format!(
+                "downloading {} · {} {:.1} MB · {rate}",
+                self.name,
+                self.file,
+                mb(bytes)
+            ),
+        }
+    }
 }
 
 /// The whole state of the TUI.
@@ -618,6 +673,8 @@ pub struct App {
     pub quit: bool,
     pub show_interpolation: bool,
     interp_seed: u64,
+    /// The dataset download under way, if any.
+    fetching: Option<Fetching>,
     /// How the charts draw their curves.
     pub chart_view: ChartView,
     pub runs: RunsView,
@@ -698,6 +755,7 @@ impl App {
             quit: false,
             show_interpolation: false,
             interp_seed: 1,
+            fetching: None,
             chart_view: ChartView::default(),
             runs: RunsView::default(),
             comparison: None,
@@ -735,9 +793,14 @@ impl App {
                 );
             }
             ("mnist-10k" | "embedded", None) => {}
+            (name, None) if crate::data::download::DATASETS.contains(&name) => {
+                return Err(format!(
+                    "dataset {name} needs its files' folder in the data folder field: f on the model list downloads it (as `genmod data fetch {name}` does)"
+                ));
+            }
             (name, None) => {
                 return Err(format!(
-                    "dataset {name} needs its files' folder in the data folder field (`genmod data fetch {name}` downloads MNIST, Fashion-MNIST and CIFAR-10)"
+                    "dataset {name} needs its files' folder in the data folder field"
                 ));
             }
             _ => {}
@@ -1079,6 +1142,30 @@ impl App {
                 self.status = e;
                 Vec::new()
             }
+            Msg::FetchProgress { file, bytes, total } => {
+                if let Some(f) = &mut self.fetching {
+                    if f.file != file {
+                        f.file = file;
+                        f.file_started = std::time::Instant::now();
+                    }
+                    self.status = f.describe(bytes, total);
+                }
+                Vec::new()
+            }
+            Msg::Fetched { name, result } => {
+                self.fetching = None;
+                self.status = match result {
+                    Ok(dir) => {
+                        // Filled in only if the form still names this dataset.
+                        if self.field(FieldKind::Dataset).trim() == name {
+                            self.set_field(FieldKind::DataDir, dir.display().to_string());
+                        }
+                        format!("{name} is ready in {}: Enter trains on it", dir.display())
+                    }
+                    Err(e) => format!("downloading {name} failed: {e}"),
+                };
+                Vec::new()
+            }
             Msg::Terminate => {
                 let mut fx = Vec::new();
                 if self.running()
@@ -1197,6 +1284,47 @@ impl App {
     }
 
     /// Opens the runs browser on the runs folder.
+    /// Starts downloading the dataset the form names, if it is one `genmod data fetch`
+    /// knows and no download is under way.
+    fn fetch_effect(&mut self) -> Option<Effect> {
+        let name = self.field(FieldKind::Dataset).trim().to_string();
+        if let Some(f) = &self.fetching {
+            self.status = format!("already downloading {}", f.name);
+            return None;
+        }
+        if !crate::data::download::DATASETS.contains(&name.as_str()) {
+            self.status = format!(
+                "f downloads {}: name one in the dataset field (it says {name:?})",
+                crate::data::download::DATASETS.join(", ")
+            );
+            return None;
+        }
+        let now = std::time::Instant::now();
+        self.fetching = Some(Fetching {
+            name: name.clone(),
+            file: String::new(),
+            file_started: now,
+        });
+        self.status = format!("downloading {name}: connecting ...");
+        Some(Effect::FetchData(name))
+    }
+
+    /// Whether `f` would download something: the form names a published dataset.
+    pub fn offers_fetch(&self) -> bool {
+        crate::data::download::DATASETS.contains(&self.field(FieldKind::Dataset).trim())
+    }
+
+    /// Whether a dataset download is under way.
+    pub fn fetching(&self) -> bool {
+        self.fetching.is_some()
+    }
+
+    fn set_field(&mut self, kind: FieldKind, value: String) {
+        if let Some(f) = self.fields.iter_mut().find(|f| f.kind == kind) {
+            f.value = value;
+        }
+    }
+
     pub fn open_runs(&mut self) -> Vec<Effect> {
         self.screen = Screen::Runs;
         self.runs.confirm_delete = false;
@@ -1342,6 +1470,7 @@ impl App {
                 }
                 KeyCode::Enter => return self.start_effect().into_iter().collect(),
                 KeyCode::Char('r') => return self.open_runs(),
+                KeyCode::Char('f') => return self.fetch_effect().into_iter().collect(),
                 KeyCode::Char('q') | KeyCode::Esc => {
                     self.quit = true;
                     return vec![Effect::Quit];
@@ -1468,7 +1597,7 @@ const HELP_ANYWHERE: [(&str, &str); 3] = [
     ("Ctrl-C", "save a checkpoint and quit"),
 ];
 
-const HELP_PICKER: [(&str, &str); 11] = [
+const HELP_PICKER: [(&str, &str); 12] = [
     ("↑ ↓ / j k", "choose a model"),
     (
         "Tab / Shift-Tab",
@@ -1480,6 +1609,10 @@ const HELP_PICKER: [(&str, &str); 11] = [
         "mnist-10k, mnist, fashion-mnist, cifar10 or folder",
     ),
     ("r", "the runs browser: open, resume, compare, delete runs"),
+    (
+        "f",
+        "download the dataset field's mnist, fashion-mnist or cifar10",
+    ),
     ("genmod-tui DIR", "start in the runs browser of DIR"),
     (
         "--resume DIR",

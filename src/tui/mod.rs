@@ -44,6 +44,8 @@ pub struct Options {
     /// Forced image mode; otherwise sixel where the terminal answers for it,
     /// else half-blocks.
     pub image_mode: Option<ImageMode>,
+    /// Base URLs that replace the published mirrors when the picker downloads a dataset.
+    pub mirrors: Vec<String>,
 }
 
 const FRAME: Duration = Duration::from_millis(100);
@@ -128,7 +130,7 @@ pub fn run(opts: Options) -> Result<(), TuiError> {
         (split, opts.source.clone(), opts.seed),
         resume.map(|(p, _)| p),
         &stop_signal,
-        opts.browse_runs,
+        (opts.browse_runs, opts.mirrors.clone()),
     );
     ratatui::restore();
     Ok(())
@@ -143,6 +145,8 @@ struct Runner {
     msgs_tx: Sender<Msg>,
     msgs_rx: Receiver<Msg>,
     resume: Option<PathBuf>,
+    /// Replaces the published mirrors for the picker's downloads (empty: the published).
+    mirrors: Vec<String>,
 }
 
 fn event_loop(
@@ -152,7 +156,7 @@ fn event_loop(
     (split, source, seed): (Split, DataSource, u64),
     resume: Option<PathBuf>,
     stop_signal: &AtomicBool,
-    browse_runs: bool,
+    (browse_runs, mirrors): (bool, Vec<String>),
 ) {
     let (msgs_tx, msgs_rx) = channel();
     spawn_input_thread(msgs_tx.clone());
@@ -164,6 +168,7 @@ fn event_loop(
         msgs_tx,
         msgs_rx,
         resume,
+        mirrors,
     };
     if browse_runs {
         let fx = app.open_runs();
@@ -408,6 +413,7 @@ impl Runner {
                     };
                     self.apply(app, vec![Effect::ListRuns]);
                 }
+                Effect::FetchData(name) => self.fetch(name),
                 Effect::Quit => app.quit = true,
             }
         }
@@ -469,6 +475,42 @@ impl Runner {
         self.split = split;
         self.source = source;
         Ok(())
+    }
+
+    /// Downloads dataset `name` into the cache folder on a thread of its own, so the screen
+    /// stays live: progress at most ten times a second, then the folder or the error (which
+    /// names the files, the mirrors tried and where to put a copy made by hand).
+    fn fetch(&self, name: String) {
+        let tx = self.msgs_tx.clone();
+        let mirrors = self.mirrors.clone();
+        std::thread::spawn(move || {
+            let result = match crate::data::download::manifest(&name) {
+                None => Err(format!("no published dataset is called {name}")),
+                Some(manifest) => {
+                    let mut last: Option<Instant> = None;
+                    let mut progress = |file: &str, bytes: u64, total: Option<u64>| {
+                        let done = Some(bytes) == total;
+                        if done || last.is_none_or(|t| t.elapsed() >= FRAME) {
+                            last = Some(Instant::now());
+                            let _ = tx.send(Msg::FetchProgress {
+                                file: file.to_string(),
+                                bytes,
+                                total,
+                            });
+                        }
+                    };
+                    let mirrors = (!mirrors.is_empty()).then_some(&mirrors[..]);
+                    crate::data::download::fetch(
+                        &manifest,
+                        &crate::data::download::default_cache_dir(),
+                        mirrors,
+                        &mut progress,
+                    )
+                    .map_err(|e| e.to_string())
+                }
+            };
+            let _ = tx.send(Msg::Fetched { name, result });
+        });
     }
 
     fn stop_trainer(&mut self) {

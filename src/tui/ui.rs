@@ -288,9 +288,14 @@ fn draw_picker(f: &mut Frame, area: Rect, app: &App) {
     } else {
         "fix red fields to start"
     };
+    let fetch = if app.offers_fetch() {
+        " · f download data"
+    } else {
+        ""
+    };
     f.render_widget(
         Paragraph::new(format!(
-            " ↑↓ model · Tab fields · {hint} · r runs · ? help · q quit"
+            " ↑↓ model · Tab fields · {hint}{fetch} · r runs · ? help · q quit"
         ))
         .style(Style::new().fg(THEME.dim)),
         footer,
