@@ -283,6 +283,32 @@ fn resuming_continues_the_same_curve() {
     }
 }
 
+/// A checkpoint resumes only on the data it was trained on: Fashion-MNIST has MNIST's shape,
+/// so the shape check alone would splice a clothes curve onto a digits one.
+#[test]
+fn a_checkpoint_is_not_resumed_on_another_dataset_of_the_same_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = quick(ModelKind::Vae, 3);
+    c.out_dir = Some(dir.path().to_path_buf());
+    run_collect(c.clone(), digits(320), None).1.unwrap();
+    let mut clothes = digits(320);
+    clothes.train.name = "fashion-mnist (train)".into();
+    c.max_steps = Some(6);
+    let (events, r) = run_collect(c.clone(), clothes, Some(dir.path().to_path_buf()));
+    let err = r.unwrap_err();
+    assert!(matches!(err, TrainError::WrongDataset { .. }), "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("trained on mnist (train)") && msg.contains("data is fashion-mnist (train)"),
+        "{msg}"
+    );
+    assert!(events.is_empty(), "nothing trained: {events:?}");
+    // The same data resumes.
+    run_collect(c, digits(320), Some(dir.path().to_path_buf()))
+        .1
+        .unwrap();
+}
+
 /// A run that diverges names the newest checkpoint that trained soundly, marks the newer
 /// ones, and that checkpoint resumes with a smaller learning rate. Here a healthy VAE run
 /// is resumed at learning rate 10⁴ (the user's "let us go faster"), which blows up within

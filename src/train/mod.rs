@@ -212,6 +212,12 @@ pub enum TrainError {
         found: ImageShape,
         wanted: ImageShape,
     },
+    #[error("{}: checkpoint trained on {found}, but this run's data is {wanted}; resume it on the data it was trained on (--dataset and --data-dir), or start a new run", ckpt.display())]
+    WrongDataset {
+        ckpt: PathBuf,
+        found: String,
+        wanted: String,
+    },
     #[error("could not start the trainer thread: {0}")]
     Thread(std::io::Error),
     /// A tensor operation failed at `step`.
@@ -378,6 +384,16 @@ fn prepare(
                 ckpt,
                 found: meta.shape,
                 wanted: shape,
+            });
+        }
+        // Same-shaped data of another kind (Fashion-MNIST for MNIST) would silently make the
+        // curve two curves. The embedded digits and full MNIST share a name: continuing on
+        // more of the same digits is allowed.
+        if meta.dataset != split.train.name {
+            return Err(TrainError::WrongDataset {
+                ckpt,
+                found: meta.dataset.clone(),
+                wanted: split.train.name.clone(),
             });
         }
         // The checkpoint's model, seed and batch size define the curve being continued;
