@@ -109,6 +109,9 @@ mod book {
     #[doc = include_str!("../book/src/ch04-03-cgan.md")]
     #[allow(non_camel_case_types)]
     pub struct Chapter_ch04_03_cgan;
+    #[doc = include_str!("../book/src/ch04-04-other-datasets.md")]
+    #[allow(non_camel_case_types)]
+    pub struct Chapter_ch04_04_other_datasets;
     #[doc = include_str!("../book/src/ch05-conclusions.md")]
     #[allow(non_camel_case_types)]
     pub struct Chapter_ch05_conclusions;
