@@ -659,3 +659,88 @@ fn every_truncation_of_a_checkpoint_file_is_refused_naming_it() {
     load().unwrap();
     assert!(tried > 900, "{tried} truncations tried");
 }
+
+/// A checkpoint from someone else cannot make loading allocate more than the model needs:
+/// an oversized meta.json, a tensor table longer than the model's, a tensor the model does
+/// not have (here 16 MiB of it), or a table entry claiming more bytes than its shape are
+/// each refused, naming the file, before its tensors are read.
+#[test]
+fn a_checkpoint_is_checked_against_the_model_before_anything_is_allocated() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = small(ModelKind::Vae);
+    cfg.hidden = 8;
+    cfg.latent_dim = 2;
+    let mut c = TrainConfig::new(cfg);
+    c.batch_size = 32;
+    c.max_steps = Some(1);
+    c.sample_every = 0;
+    c.out_dir = Some(dir.path().to_path_buf());
+    run_collect(c, digits(64), None).1.unwrap();
+    let ckpt = train::checkpoint::resolve(dir.path()).unwrap();
+    let load = || -> Result<(), String> {
+        let meta = train::checkpoint::read_meta(&ckpt).map_err(|e| e.to_string())?;
+        let mut m = neural::build(&meta.model, meta.shape, meta.num_classes, &Device::Cpu, 0)
+            .map_err(|e| e.to_string())?;
+        train::checkpoint::load_into(&ckpt, m.as_mut(), &meta, &Device::Cpu)
+            .map_err(|e| e.to_string())
+    };
+    load().unwrap();
+    let refused = |name: &str, bytes: Vec<u8>, says: &str| {
+        let path = ckpt.join(name);
+        let whole = std::fs::read(&path).unwrap();
+        std::fs::write(&path, bytes).unwrap();
+        let e = load().unwrap_err();
+        std::fs::write(&path, whole).unwrap();
+        assert!(e.contains(name) && e.contains(says), "{name}: {e}");
+    };
+    // meta.json: 2 MiB of it, valid JSON padded with spaces.
+    let mut meta = std::fs::read(ckpt.join("meta.json")).unwrap();
+    meta.extend(std::iter::repeat_n(b' ', 2 << 20));
+    refused("meta.json", meta, "more than the 1048576");
+    // The weights with a 16 MiB tensor the model has not got, in a valid safetensors file.
+    let wp = ckpt.join("model.safetensors");
+    let mut tensors = candle_core::safetensors::load(&wp, &Device::Cpu).unwrap();
+    tensors.insert(
+        "intruder".into(),
+        candle_core::Tensor::zeros((2048, 2048), candle_core::DType::F32, &Device::Cpu).unwrap(),
+    );
+    let spiked = dir.path().join("spiked.safetensors");
+    candle_core::safetensors::save(&tensors, &spiked).unwrap();
+    refused(
+        "model.safetensors",
+        std::fs::read(&spiked).unwrap(),
+        "`intruder` is no tensor of this model",
+    );
+    // A table length of 2^40 bytes.
+    let mut whole = std::fs::read(&wp).unwrap();
+    whole[..8].copy_from_slice(&(1u64 << 40).to_le_bytes());
+    refused(
+        "model.safetensors",
+        whole,
+        "its tensor table is 1099511627776 bytes",
+    );
+    // A table entry whose offsets span more than its shape: the table is rewritten with the
+    // first tensor's end moved 4 bytes on, the length field kept right.
+    let whole = std::fs::read(ckpt.join("optimizer.safetensors")).unwrap();
+    let n = u64::from_le_bytes(whole[..8].try_into().unwrap()) as usize;
+    let mut table: serde_json::Value = serde_json::from_slice(&whole[8..8 + n]).unwrap();
+    let first = table
+        .as_object()
+        .unwrap()
+        .keys()
+        .find(|k| *k != "__metadata__")
+        .unwrap()
+        .clone();
+    let end = table[&first]["data_offsets"][1].as_u64().unwrap();
+    table[&first]["data_offsets"][1] = (end + 4).into();
+    let text = table.to_string();
+    let mut forged = (text.len() as u64).to_le_bytes().to_vec();
+    forged.extend(text.as_bytes());
+    forged.extend(&whole[8 + n..]);
+    refused(
+        "optimizer.safetensors",
+        forged,
+        &format!("`{first}` claims bytes"),
+    );
+    load().unwrap();
+}

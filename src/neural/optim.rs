@@ -125,6 +125,19 @@ impl Adam {
         out
     }
 
+    /// The names and shapes [`Adam::state`] writes, so that a checkpoint's file can be
+    /// checked against them before anything in it is loaded.
+    pub fn state_shapes(&self, prefix: &str) -> Vec<(String, Vec<usize>)> {
+        self.vars
+            .iter()
+            .enumerate()
+            .flat_map(|(i, (name, _))| {
+                ["m", "v"]
+                    .map(|kind| (format!("{prefix}.{kind}.{name}"), self.m[i].dims().to_vec()))
+            })
+            .collect()
+    }
+
     /// Restores the moments saved by [`Adam::state`]; every one must be present.
     pub fn load_state(
         &mut self,

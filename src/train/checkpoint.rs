@@ -71,6 +71,105 @@ pub enum CheckpointError {
         found: Vec<usize>,
         expected: Vec<usize>,
     },
+    /// A file larger, or a header longer, than the model it claims to hold can need: it is
+    /// refused before anything is allocated for it.
+    #[error("{}: {what} is {found} bytes, more than the {limit} this model's checkpoint can need; not read", path.display())]
+    TooLarge {
+        path: PathBuf,
+        what: &'static str,
+        found: u64,
+        limit: u64,
+    },
+    #[error("{}: the tensor table is not what a checkpoint holds: {why}", path.display())]
+    BadTable { path: PathBuf, why: String },
+}
+
+/// The largest `meta.json` read: a real one is about a kilobyte.
+const META_LIMIT: u64 = 1 << 20;
+
+/// Checks a safetensors file's table against the tensors a model expects, reading only the
+/// table: every expected name present with its shape in f32, nothing else, and the data
+/// exactly where the table says. So a file from someone else cannot make loading allocate
+/// more than the model's own size, whatever its table claims.
+fn check_table(path: &Path, expected: &[(String, Vec<usize>)]) -> Result<(), CheckpointError> {
+    use std::io::Read;
+    let bad = |why: String| CheckpointError::BadTable {
+        path: path.to_path_buf(),
+        why,
+    };
+    let mut f = std::fs::File::open(path).map_err(io(path))?;
+    let file_len = f.metadata().map_err(io(path))?.len();
+    let mut len = [0u8; 8];
+    f.read_exact(&mut len)
+        .map_err(|_| bad(format!("{file_len} bytes, too short for a table's length")))?;
+    let header_len = u64::from_le_bytes(len);
+    // About a hundred bytes a tensor; anything far beyond is not a table of this model.
+    let limit = 4096 + 512 * expected.len() as u64;
+    if header_len > limit {
+        return Err(CheckpointError::TooLarge {
+            path: path.to_path_buf(),
+            what: "its tensor table",
+            found: header_len,
+            limit,
+        });
+    }
+    let mut header = vec![0u8; header_len as usize];
+    f.read_exact(&mut header).map_err(|_| {
+        bad(format!(
+            "the table claims {header_len} bytes, the file is {file_len}"
+        ))
+    })?;
+    let table: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&header).map_err(|e| bad(format!("not JSON: {e}")))?;
+    let data_len = file_len - 8 - header_len;
+    let want: std::collections::HashMap<&str, &[usize]> = expected
+        .iter()
+        .map(|(n, s)| (n.as_str(), s.as_slice()))
+        .collect();
+    let mut total = 0u64;
+    for (name, entry) in &table {
+        if name == "__metadata__" {
+            continue;
+        }
+        let Some(&shape) = want.get(name.as_str()) else {
+            return Err(bad(format!("`{name}` is no tensor of this model")));
+        };
+        let found: Vec<usize> = serde_json::from_value(entry["shape"].clone())
+            .map_err(|e| bad(format!("`{name}`: shape: {e}")))?;
+        if found != shape {
+            return Err(CheckpointError::Shape {
+                path: path.to_path_buf(),
+                name: name.clone(),
+                found,
+                expected: shape.to_vec(),
+            });
+        }
+        if entry["dtype"] != "F32" {
+            return Err(bad(format!("`{name}` is {}, not F32", entry["dtype"])));
+        }
+        let offsets: [u64; 2] = serde_json::from_value(entry["data_offsets"].clone())
+            .map_err(|e| bad(format!("`{name}`: data_offsets: {e}")))?;
+        let bytes = 4 * shape.iter().product::<usize>() as u64;
+        if offsets[0] > offsets[1] || offsets[1] - offsets[0] != bytes || offsets[1] > data_len {
+            return Err(bad(format!(
+                "`{name}` claims bytes {}..{} of {data_len}, its shape needs {bytes}",
+                offsets[0], offsets[1]
+            )));
+        }
+        total += bytes;
+    }
+    if let Some((name, _)) = expected.iter().find(|(n, _)| !table.contains_key(n)) {
+        return Err(CheckpointError::MissingTensor {
+            path: path.to_path_buf(),
+            name: name.clone(),
+        });
+    }
+    if data_len != total {
+        return Err(bad(format!(
+            "{data_len} bytes of data for tensors of {total}"
+        )));
+    }
+    Ok(())
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
@@ -260,6 +359,15 @@ fn sync(p: &Path) -> Result<(), CheckpointError> {
 /// Reads a checkpoint's meta data.
 pub fn read_meta(ckpt: &Path) -> Result<Meta, CheckpointError> {
     let p = ckpt.join("meta.json");
+    let size = std::fs::metadata(&p).map_err(io(&p))?.len();
+    if size > META_LIMIT {
+        return Err(CheckpointError::TooLarge {
+            path: p,
+            what: "meta.json",
+            found: size,
+            limit: META_LIMIT,
+        });
+    }
     let bytes = std::fs::read(&p).map_err(io(&p))?;
     let meta: Meta =
         serde_json::from_slice(&bytes).map_err(|cause| CheckpointError::NotACheckpoint {
@@ -283,6 +391,21 @@ pub fn load_into(
     device: &Device,
 ) -> Result<(), CheckpointError> {
     let wp = ckpt.join("model.safetensors");
+    let op = ckpt.join("optimizer.safetensors");
+    // Both tables are checked before either file is loaded.
+    let expected: Vec<(String, Vec<usize>)> = {
+        let data = model.varmap().data().lock().expect("varmap lock");
+        data.iter()
+            .map(|(n, v)| (n.clone(), v.dims().to_vec()))
+            .collect()
+    };
+    check_table(&wp, &expected)?;
+    let moments: Vec<(String, Vec<usize>)> = model
+        .optimizers()
+        .into_iter()
+        .flat_map(|(name, opt)| opt.state_shapes(name))
+        .collect();
+    check_table(&op, &moments)?;
     let weights = candle_core::safetensors::load(&wp, device).map_err(tensor_err(&wp))?;
     {
         let data = model.varmap().data().lock().expect("varmap lock");
@@ -304,7 +427,6 @@ pub fn load_into(
             var.set(t).map_err(tensor_err(&wp))?;
         }
     }
-    let op = ckpt.join("optimizer.safetensors");
     let state = candle_core::safetensors::load(&op, device).map_err(tensor_err(&op))?;
     for (name, opt) in model.optimizers() {
         let t = meta.optimizer_steps.get(name).copied().unwrap_or(0);
