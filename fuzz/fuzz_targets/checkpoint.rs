@@ -41,7 +41,7 @@ fn seed() -> &'static Seed {
             dataset: "fuzz".into(),
             optimizer_steps: Default::default(),
         };
-        let ckpt = checkpoint::save(dir.path(), model.as_mut(), &meta, 1).expect("save");
+        let ckpt = checkpoint::save(dir.path(), model.as_mut(), &meta, 1, &[]).expect("save");
         let originals = FILES
             .iter()
             .map(|f| std::fs::read(ckpt.join(f)).expect("read back"))
