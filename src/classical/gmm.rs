@@ -140,6 +140,10 @@ pub(crate) fn gram(a: MatRef<'_, f64>) -> Mat<f64> {
 pub struct EmData<'a> {
     x: MatRef<'a, f64>,
     x_and_sq: Option<Mat<f64>>,
+    /// For full covariances: the M-step's N x D buffer of centred, weighted rows, kept from
+    /// one iteration to the next. A fresh 50 MB buffer each M-step made the kernel zero its
+    /// new pages every time (a tenth of the fit's time in perf).
+    scaled: std::cell::RefCell<Mat<f64>>,
 }
 
 impl<'a> EmData<'a> {
@@ -157,7 +161,16 @@ impl<'a> EmData<'a> {
             }
             m
         });
-        Self { x, x_and_sq }
+        let scaled = if covariance == GmmCovariance::Full {
+            Mat::<f64>::zeros(x.nrows(), x.ncols())
+        } else {
+            Mat::<f64>::new()
+        };
+        Self {
+            x,
+            x_and_sq,
+            scaled: std::cell::RefCell::new(scaled),
+        }
     }
 
     fn x_and_sq(&self) -> MatRef<'_, f64> {
@@ -292,12 +305,16 @@ impl GmmParams {
             GmmCovariance::Full => {
                 let sums = matmul(resp.transpose(), x); // K x D
                 let means = Mat::from_fn(k, d, |c, j| sums[(c, j)] / nk[c]);
+                // One N x D buffer for every component and iteration (see EmData).
+                let mut scaled = data.scaled.borrow_mut();
+                if scaled.shape() != (n, d) {
+                    *scaled = Mat::<f64>::zeros(n, d);
+                }
                 let covs = (0..k)
                     .map(|c| {
                         // Σ_k = Σ_n γ_nk (x_n − μ_k)(x_n − μ_k)ᵀ / N_k, via the Gram matrix
                         // of the centred rows scaled by √γ_nk, built column by column.
                         let w: Vec<f64> = resp.col(c).iter().map(|r| r.sqrt()).collect();
-                        let mut scaled = Mat::<f64>::zeros(n, d);
                         for j in 0..d {
                             let mu = means[(c, j)];
                             for ((dst, v), wi) in
