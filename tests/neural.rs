@@ -606,12 +606,8 @@ fn default_recipes_train_on_full_mnist_and_fashion_mnist_folders() {
     }
 }
 
-/// A checkpoint cut short anywhere (a full disk, a copy interrupted) is refused with the
-/// name of the damaged file, never loaded as something else: every truncation of
-/// `meta.json` that removes more than trailing whitespace, and cuts through the whole of
-/// both safetensors files.
-#[test]
-fn every_truncation_of_a_checkpoint_file_is_refused_naming_it() {
+/// A checkpoint of a tiny VAE after one step, in a temporary run folder.
+fn tiny_checkpoint() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = small(ModelKind::Vae);
     cfg.hidden = 8;
@@ -621,16 +617,27 @@ fn every_truncation_of_a_checkpoint_file_is_refused_naming_it() {
     c.max_steps = Some(1);
     c.sample_every = 0;
     c.out_dir = Some(dir.path().to_path_buf());
-    let (_, r) = run_collect(c, digits(64), None);
-    r.unwrap();
+    run_collect(c, digits(64), None).1.unwrap();
     let ckpt = train::checkpoint::resolve(dir.path()).unwrap();
-    let load = || -> Result<(), String> {
-        let meta = train::checkpoint::read_meta(&ckpt).map_err(|e| e.to_string())?;
-        let mut m = neural::build(&meta.model, meta.shape, meta.num_classes, &Device::Cpu, 0)
-            .map_err(|e| e.to_string())?;
-        train::checkpoint::load_into(&ckpt, m.as_mut(), &meta, &Device::Cpu)
-            .map_err(|e| e.to_string())
-    };
+    (dir, ckpt)
+}
+
+/// Loads `ckpt` into a model built from its own meta data, as resuming does.
+fn load_checkpoint(ckpt: &std::path::Path) -> Result<(), String> {
+    let meta = train::checkpoint::read_meta(ckpt).map_err(|e| e.to_string())?;
+    let mut m = neural::build(&meta.model, meta.shape, meta.num_classes, &Device::Cpu, 0)
+        .map_err(|e| e.to_string())?;
+    train::checkpoint::load_into(ckpt, m.as_mut(), &meta, &Device::Cpu).map_err(|e| e.to_string())
+}
+
+/// A checkpoint cut short anywhere (a full disk, a copy interrupted) is refused with the
+/// name of the damaged file, never loaded as something else: every truncation of
+/// `meta.json` that removes more than trailing whitespace, and cuts through the whole of
+/// both safetensors files.
+#[test]
+fn every_truncation_of_a_checkpoint_file_is_refused_naming_it() {
+    let (_dir, ckpt) = tiny_checkpoint();
+    let load = || load_checkpoint(&ckpt);
     load().unwrap();
     let mut tried = 0;
     for name in ["meta.json", "model.safetensors", "optimizer.safetensors"] {
@@ -666,24 +673,8 @@ fn every_truncation_of_a_checkpoint_file_is_refused_naming_it() {
 /// each refused, naming the file, before its tensors are read.
 #[test]
 fn a_checkpoint_is_checked_against_the_model_before_anything_is_allocated() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = small(ModelKind::Vae);
-    cfg.hidden = 8;
-    cfg.latent_dim = 2;
-    let mut c = TrainConfig::new(cfg);
-    c.batch_size = 32;
-    c.max_steps = Some(1);
-    c.sample_every = 0;
-    c.out_dir = Some(dir.path().to_path_buf());
-    run_collect(c, digits(64), None).1.unwrap();
-    let ckpt = train::checkpoint::resolve(dir.path()).unwrap();
-    let load = || -> Result<(), String> {
-        let meta = train::checkpoint::read_meta(&ckpt).map_err(|e| e.to_string())?;
-        let mut m = neural::build(&meta.model, meta.shape, meta.num_classes, &Device::Cpu, 0)
-            .map_err(|e| e.to_string())?;
-        train::checkpoint::load_into(&ckpt, m.as_mut(), &meta, &Device::Cpu)
-            .map_err(|e| e.to_string())
-    };
+    let (dir, ckpt) = tiny_checkpoint();
+    let load = || load_checkpoint(&ckpt);
     load().unwrap();
     let refused = |name: &str, bytes: Vec<u8>, says: &str| {
         let path = ckpt.join(name);
