@@ -149,21 +149,10 @@ fn figure(v: f64) -> String {
     }
 }
 
-/// Resets this process's peak resident memory to its current resident memory, so that
-/// [`peak_rss_mib`] reports the peak of what runs next (Linux: `/proc/self/clear_refs`);
-/// false where that is not possible.
-pub fn reset_peak_rss() -> bool {
-    std::fs::write("/proc/self/clear_refs", "5").is_ok()
-}
-
-/// This process's peak resident memory (VmHWM) in MiB, where the system reports it.
+/// This process's peak resident memory (VmHWM) in MiB, where the system reports it: over
+/// its whole life, which is why `bench neural` measures memory in a fresh process.
 pub fn peak_rss_mib() -> Option<f64> {
     status_kib("VmHWM:").map(|k| k / 1024.0)
-}
-
-/// This process's resident memory (VmRSS) in MiB, where the system reports it.
-pub fn rss_mib() -> Option<f64> {
-    status_kib("VmRSS:").map(|k| k / 1024.0)
 }
 
 fn status_kib(field: &str) -> Option<f64> {

@@ -123,41 +123,46 @@ fn classical_suite(opts: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<Str
             })
             .ok()
     };
-    type Measure<'a> = Box<dyn Fn() -> f64 + 'a>;
-    let workloads: [(&str, &str, Measure<'_>); 4] = [
+    // Each side times `reps` runs of the workload per measurement (the median): the
+    // diagonal iteration is short enough to need three.
+    type Measure<'a> = Box<dyn Fn(usize) -> f64 + 'a>;
+    let workloads: [(&str, &str, usize, Measure<'_>); 4] = [
         (
             "EM iteration, diagonal, K=10",
             "em_diag",
-            Box::new(|| classical::em_iteration(&split, GmmCovariance::Diagonal, 10, 3)),
+            3,
+            Box::new(|r| classical::em_iteration(&split, GmmCovariance::Diagonal, 10, r)),
         ),
         (
             "EM iteration, full, K=10",
             "em_full",
-            Box::new(|| classical::em_iteration(&split, GmmCovariance::Full, 10, 1)),
+            1,
+            Box::new(|r| classical::em_iteration(&split, GmmCovariance::Full, 10, r)),
         ),
         (
             "GDA fit, shared covariance (LDA)",
             "lda_fit",
-            Box::new(|| classical::gda_fit(&split, CovarianceKind::Shared, 1)),
+            1,
+            Box::new(|r| classical::gda_fit(&split, CovarianceKind::Shared, r)),
         ),
         (
             "GDA fit, per-class covariance (QDA)",
             "qda_fit",
-            Box::new(|| classical::gda_fit(&split, CovarianceKind::PerClass, 1)),
+            1,
+            Box::new(|r| classical::gda_fit(&split, CovarianceKind::PerClass, r)),
         ),
     ];
     let mut rows = Vec::new();
-    for (name, key, ours) in &workloads {
+    for (name, key, reps, ours) in &workloads {
         log(&format!(
             "{name}: {pairs} pairs of genmod then scikit-learn, {threads} threads ..."
         ));
-        let reps = if *key == "em_diag" { 3 } else { 1 };
         let request = serde_json::json!({"op": key, "reps": reps});
         let row = Row::new(*name, "s", 0.0, None, "scikit-learn", true);
         rows.push(paired(
             row,
             pairs,
-            || Ok(ours()),
+            || Ok(ours(*reps)),
             &request,
             &mut reference,
             log,
@@ -218,9 +223,8 @@ impl ReferenceServer {
         }
     }
 
-    /// One measurement: the reference's figure and its process's peak resident memory (MiB)
-    /// during it.
-    fn ask(&mut self, request: &serde_json::Value) -> Result<(f64, Option<f64>), String> {
+    /// One measurement: the reference's figure.
+    fn ask(&mut self, request: &serde_json::Value) -> Result<f64, String> {
         let stdin = self.stdin.as_mut().ok_or("the reference has stopped")?;
         writeln!(stdin, "{request}")
             .and_then(|()| stdin.flush())
@@ -242,10 +246,9 @@ impl ReferenceServer {
         if let (Some(s), Some(n)) = (answer["sklearn"].as_str(), answer["numpy"].as_str()) {
             self.version = Some(format!("scikit-learn {s} with numpy {n}"));
         }
-        let value = answer["value"]
+        answer["value"]
             .as_f64()
-            .ok_or_else(|| format!("the reference's answer has no value: {line}"))?;
-        Ok((value, answer["peak_mib"].as_f64()))
+            .ok_or_else(|| format!("the reference's answer has no value: {line}"))
     }
 }
 
@@ -260,7 +263,8 @@ impl Drop for ReferenceServer {
 /// Times one workload, described by `request`, as `pairs` interleaved pairs: genmod's
 /// measurement, then the reference's, so that a neighbour's load over the machine's minutes
 /// falls on both sides of each ratio. Gives the row's medians and every pair's speed-up; a
-/// reference that fails is logged and leaves its side out from then on.
+/// reference that fails is logged and asked nothing more for this row, which then has
+/// genmod's figure only.
 fn paired(
     mut row: Row,
     pairs: usize,
@@ -270,17 +274,18 @@ fn paired(
     log: &mut dyn FnMut(&str),
 ) -> Result<Row, BenchError> {
     let (mut g, mut r) = (Vec::new(), Vec::new());
+    let mut asking = reference.is_some();
     for _ in 0..pairs {
         let ours = ours().map_err(|cause| BenchError::Workload {
             workload: row.workload.clone(),
             cause,
         })?;
         g.push(ours);
-        let Some(server) = reference.as_mut() else {
+        let Some(server) = reference.as_mut().filter(|_| asking) else {
             continue;
         };
         match server.ask(request) {
-            Ok((theirs, _)) => {
+            Ok(theirs) => {
                 r.push(theirs);
                 row.pair_speedups.push(if row.lower_is_better {
                     theirs / ours
@@ -289,8 +294,8 @@ fn paired(
                 });
             }
             Err(e) => {
-                log(&format!("PyTorch on {}: {e}", row.workload));
-                break;
+                log(&format!("{} on {}: {e}", row.reference_name, row.workload));
+                asking = false;
             }
         }
     }

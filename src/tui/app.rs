@@ -766,18 +766,9 @@ impl App {
 
     /// Fills the dataset fields with `source` (what genmod-tui was started with).
     pub fn set_dataset_fields(&mut self, source: &DataSource) {
-        for f in &mut self.fields {
-            match f.kind {
-                FieldKind::Dataset => f.value = source.name().to_string(),
-                FieldKind::DataDir => {
-                    f.value = source
-                        .dir()
-                        .map(|d| d.display().to_string())
-                        .unwrap_or_default();
-                }
-                _ => {}
-            }
-        }
+        self.set_field(FieldKind::Dataset, source.name().to_string());
+        let dir = source.dir().map(|d| d.display().to_string());
+        self.set_field(FieldKind::DataDir, dir.unwrap_or_default());
     }
 
     /// The dataset the form names, or why it cannot be used.
