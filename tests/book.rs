@@ -129,6 +129,15 @@ fn the_figure_command_writes_every_figure_in_a_tiny_configuration() {
         "{table}"
     );
     assert!(table.contains("VAE importance-weighted"), "{table}");
+    // The evidence tables the chapters include, one row per schedule and per loss.
+    let kl = std::fs::read_to_string(dir.path().join("generated/kl-schedules.md")).unwrap();
+    for schedule in ["`none`", "`standard`", "`report`"] {
+        assert!(kl.contains(&format!("| {schedule} |")), "{kl}");
+    }
+    let losses = std::fs::read_to_string(dir.path().join("generated/generator-losses.md")).unwrap();
+    for loss in ["`saturating`", "`non-saturating`"] {
+        assert!(losses.contains(&format!("| {loss} |")), "{losses}");
+    }
 }
 
 /// Every Rust file under `dir`, recursively.

@@ -800,8 +800,8 @@ fn invalid_parameters_are_named() {
 
 #[test]
 fn clustering_demo_recovers_the_three_clusters() {
-    let (grid, g) = genmod::classical::demo::cluster_figure(0, 120).unwrap();
-    assert_eq!((grid.width, grid.height), (120, 120));
+    let (grid, g) = genmod::figures::cluster_figure(0, 300).unwrap();
+    assert_eq!((grid.width, grid.height), (300, 300));
     // The generating means (see demo::three_clusters); each must be matched by a component.
     for (mx, my) in [(-2.0, -1.5), (2.5, -1.0), (0.5, 3.0)] {
         let nearest = (0..3)
@@ -811,16 +811,46 @@ fn clustering_demo_recovers_the_three_clusters() {
     }
 }
 
+/// Figure 3.2's claim: with variances shared by both classes the log-odds is affine in x
+/// (a straight boundary); with a variance per class it has a quadratic term (a curved one).
 #[test]
-fn boundary_demo_draws_a_boundary_in_both_panels() {
-    let g = genmod::classical::demo::boundary_figure(0, 80).unwrap();
-    assert_eq!((g.width, g.height), (80 * 2 + 8, 80));
-    for x0 in [0, 88] {
-        let black = (0..80)
-            .flat_map(|y| (x0..x0 + 80).map(move |x| (x, y)))
-            .filter(|&(x, y)| g.pixel(x, y) == [0, 0, 0])
-            .count();
-        assert!(black >= 40, "panel at {x0} has {black} boundary pixels");
+fn boundary_demo_is_straight_with_shared_variances_and_curved_without() {
+    use genmod::classical::demo;
+    let (x, y) = demo::two_classes(0, 150);
+    let logit = |m: &genmod::classical::gaussian_nb::GaussianNb, a: f64, b: f64| {
+        let p = demo::posterior(m, a, b);
+        (p / (1.0 - p)).ln()
+    };
+    for (shared, curved) in [(true, false), (false, true)] {
+        let m = demo::fit_boundary(&x, &y, shared).unwrap();
+        // Second differences of the log-odds along both axes and a diagonal.
+        let mut largest: f64 = 0.0;
+        for (dx, dy) in [(1.0, 0.0), (0.0, 1.0), (0.7, 0.7)] {
+            let (a, b) = (0.3, 0.4);
+            let second =
+                logit(&m, a + dx, b + dy) - 2.0 * logit(&m, a, b) + logit(&m, a - dx, b - dy);
+            largest = largest.max(second.abs());
+        }
+        assert_eq!(
+            largest > 0.1,
+            curved,
+            "shared = {shared}: second difference {largest}"
+        );
+    }
+    // The picture: two panels side by side, each shaded with both classes' tints.
+    let g = genmod::figures::boundary_figure(0, 300).unwrap();
+    assert_eq!((g.width, g.height), (300 * 2 + 8, 300));
+    for x0 in [0, 308] {
+        let tints: std::collections::HashSet<[u8; 3]> = (40..260)
+            .flat_map(|yy| (x0 + 60..x0 + 290).map(move |xx| (xx, yy)))
+            .map(|(xx, yy)| g.pixel(xx, yy))
+            .collect();
+        let blue_ish = tints.iter().any(|p| p[2] as i32 > p[0] as i32 + 30);
+        let orange_ish = tints.iter().any(|p| p[0] as i32 > p[2] as i32 + 30);
+        assert!(
+            blue_ish && orange_ish,
+            "panel at {x0} lacks a class's shading"
+        );
     }
 }
 

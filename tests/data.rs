@@ -548,6 +548,31 @@ fn image_folder_crops_centre_resizes_and_skips_bad_files() {
     assert!(b[0] > 200 && b[plane - 1] < 50, "{} {}", b[0], b[plane - 1]);
 }
 
+/// A picture over the side limit is refused before its pixels are decoded, with the limit
+/// named; one at the limit's scale but inside it still decodes.
+#[test]
+fn an_image_larger_than_the_side_limit_is_refused_with_the_limit_named() {
+    use genmod::data::image_folder::{MAX_IMAGE_SIDE, decode_square};
+    let png = |w: u32, h: u32| {
+        let mut bytes = Vec::new();
+        image::RgbImage::new(w, h)
+            .write_to(
+                &mut std::io::Cursor::new(&mut bytes),
+                image::ImageFormat::Png,
+            )
+            .unwrap();
+        bytes
+    };
+    for (w, h) in [(MAX_IMAGE_SIDE + 1, 2), (2, MAX_IMAGE_SIDE + 1)] {
+        let e = decode_square(&png(w, h), 16).unwrap_err();
+        assert!(e.contains("4096 pixels a side"), "{w}x{h}: {e}");
+    }
+    assert_eq!(
+        decode_square(&png(MAX_IMAGE_SIDE, 2), 16).unwrap().len(),
+        3 * 16 * 16
+    );
+}
+
 #[test]
 fn image_folder_limit_and_errors() {
     let dir = tempfile::tempdir().unwrap();

@@ -54,6 +54,41 @@ fn value_at_optimum(p_data: &[f64], p_g: &[f64]) -> f64 {
 /// Exercise 6 (3.4): the shrinkage that lets GDA fit 2,000 digits well.
 const GDA_SHRINKAGE: f64 = 0.1;
 
+/// Exercise 13 (4.2): the side of a transposed convolution's output for an input side,
+/// kernel, stride, padding and output padding.
+fn transposed_side(
+    input: usize,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+    extra: usize,
+) -> usize {
+    (input - 1) * stride + kernel + extra - 2 * padding
+}
+
+/// Exercise 14 (4.3): the expected conditional accuracy of a generator that ignores its
+/// label, when labels are asked for with probabilities `asked` and the generator's samples
+/// are classified as each class with probabilities `drawn`.
+fn label_blind_accuracy(asked: &[f64], drawn: &[f64]) -> f64 {
+    asked.iter().zip(drawn).map(|(a, d)| a * d).sum()
+}
+
+/// Exercise 15 (5): the point a fraction `t` of the way from `a` to `b` along the great
+/// circle (spherical interpolation).
+fn slerp(a: &[f64], b: &[f64], t: f64) -> Vec<f64> {
+    let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
+    let cos = a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>() / (norm(a) * norm(b));
+    let omega = cos.clamp(-1.0, 1.0).acos();
+    if omega.sin().abs() < 1e-12 {
+        return a.iter().zip(b).map(|(x, y)| x + t * (y - x)).collect();
+    }
+    let (wa, wb) = (
+        ((1.0 - t) * omega).sin() / omega.sin(),
+        (t * omega).sin() / omega.sin(),
+    );
+    a.iter().zip(b).map(|(x, y)| wa * x + wb * y).collect()
+}
+
 #[test]
 fn exercise_1_smoothing_sums_to_one() {
     let rows: Vec<Vec<usize>> = play_tennis::table()
@@ -170,4 +205,106 @@ fn exercise_6_gda_shrinkage() {
         "shrinkage {GDA_SHRINKAGE} gives {:.1}% test accuracy",
         100.0 * acc
     );
+}
+
+/// Checked against candle's own transposed convolution, then against the DCGAN's plan: each
+/// of its kernel-4, stride-2, padding-1 layers doubles the side.
+#[test]
+fn exercise_13_transposed_convolution_side() {
+    use candle_core::{Device, Tensor};
+    for (input, kernel, stride, padding, extra) in [
+        (7, 4, 2, 1, 0),
+        (4, 4, 2, 1, 0),
+        (5, 3, 2, 1, 1),
+        (6, 5, 1, 2, 0),
+        (3, 2, 3, 0, 0),
+    ] {
+        let x = Tensor::zeros((1, 1, input, input), candle_core::DType::F32, &Device::Cpu).unwrap();
+        let w = Tensor::zeros(
+            (1, 1, kernel, kernel),
+            candle_core::DType::F32,
+            &Device::Cpu,
+        )
+        .unwrap();
+        let y = x.conv_transpose2d(&w, padding, extra, stride, 1).unwrap();
+        let side = y.dims4().unwrap().2;
+        assert_eq!(
+            transposed_side(input, kernel, stride, padding, extra),
+            side,
+            "input {input}, kernel {kernel}, stride {stride}, padding {padding}, output padding {extra}"
+        );
+    }
+    for image in [28, 32, 64] {
+        let (mut side, doublings) = genmod::neural::dcgan::plan(image).unwrap();
+        for _ in 0..doublings {
+            side = transposed_side(side, 4, 2, 1, 0);
+        }
+        assert_eq!(side, image, "the DCGAN's plan for {image} px");
+    }
+}
+
+/// Checked by simulation: labels asked with `asked`, classes drawn with `drawn`
+/// independently of the label, and the matches counted.
+#[test]
+fn exercise_14_a_label_blind_generator_scores_chance() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(14);
+    let pick = |p: &[f64], u: f64| {
+        let mut acc = 0.0;
+        p.iter()
+            .position(|&q| {
+                acc += q;
+                u < acc
+            })
+            .unwrap_or(p.len() - 1)
+    };
+    let balanced = vec![0.1; 10];
+    let skewed = [0.5, 0.2, 0.1, 0.05, 0.05, 0.04, 0.03, 0.01, 0.01, 0.01];
+    for (asked, drawn) in [
+        (&balanced[..], &skewed[..]),
+        (&skewed[..], &skewed[..]),
+        (&skewed[..], &balanced[..]),
+    ] {
+        let n = 200_000;
+        let hits = (0..n)
+            .filter(|_| pick(asked, rng.random()) == pick(drawn, rng.random()))
+            .count();
+        let simulated = hits as f64 / n as f64;
+        let yours = label_blind_accuracy(asked, drawn);
+        assert!(
+            (simulated - yours).abs() < 0.004,
+            "simulated {simulated}, yours {yours}"
+        );
+    }
+    // Balanced labels: a generator that ignores them scores 1/10 whatever it draws.
+    assert!((label_blind_accuracy(&balanced, &skewed) - 0.1).abs() < 1e-12);
+}
+
+/// Checked against the library's path (which the figures decode), then for the property
+/// that motivates it: between orthogonal codes of equal norm the norm stays the same.
+#[test]
+fn exercise_15_spherical_interpolation() {
+    let (a, b) = ([0.6f32, -1.2, 0.3, 2.0], [1.5f32, 0.4, -0.7, 0.1]);
+    let steps = 7;
+    let library = genmod::neural::interpolate::path(&a, &b, steps, true);
+    let (a64, b64): (Vec<f64>, Vec<f64>) = (
+        a.iter().map(|&v| v as f64).collect(),
+        b.iter().map(|&v| v as f64).collect(),
+    );
+    for (i, point) in library.iter().enumerate() {
+        let t = i as f64 / (steps - 1) as f64;
+        let yours = slerp(&a64, &b64, t);
+        for (y, l) in yours.iter().zip(point) {
+            assert!(
+                (y - *l as f64).abs() < 1e-5,
+                "t = {t}: yours {yours:?}, library {point:?}"
+            );
+        }
+    }
+    let (u, v) = ([3.0, 0.0, 0.0], [0.0, 0.0, 3.0]);
+    for t in [0.1, 0.5, 0.8] {
+        let p = slerp(&u, &v, t);
+        let norm = p.iter().map(|x| x * x).sum::<f64>().sqrt();
+        assert!((norm - 3.0).abs() < 1e-9, "t = {t}: norm {norm}");
+    }
 }

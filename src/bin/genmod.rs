@@ -851,13 +851,15 @@ fn run(cli: Cli) -> Result<()> {
             seed,
             size,
         } => {
-            if size < 16 {
-                bail!("--size must be at least 16 pixels, got {size}");
+            if !(200..=4000).contains(&size) {
+                bail!(
+                    "--size must be between 200 pixels (room for the axes and labels) and 4000, got {size}"
+                );
             }
             let grid = match which {
-                Demo::Boundary => genmod::classical::demo::boundary_figure(seed, size)?,
+                Demo::Boundary => genmod::figures::boundary_figure(seed, size)?,
                 Demo::Clusters => {
-                    let (grid, g) = genmod::classical::demo::cluster_figure(seed, size)?;
+                    let (grid, g) = genmod::figures::cluster_figure(seed, size)?;
                     println!(
                         "EM: {} iterations, mean log-likelihood {:.4} -> {:.4}, weights {:.3?}",
                         g.history.len(),

@@ -1,11 +1,10 @@
-//! The report's 2-D pictures, regenerated: decision boundaries of Gaussian naive Bayes with
-//! a shared or a per-class variance (figure 3.2) and EM clustering (figure 3.5).
+//! The data and fits behind the report's 2-D pictures: Gaussian naive Bayes boundaries with a
+//! shared or a per-class variance (figure 3.2) and EM clustering (figure 3.5). The drawing
+//! lives with the other figures (`figures::two_d`).
 
-use super::gaussian_nb::GaussianNbParams;
+use super::gaussian_nb::{GaussianNb, GaussianNbParams};
 use super::gmm::{Covariances, Gmm, GmmCovariance, GmmParams};
 use super::{ClassConditional, Result, cholesky};
-use crate::render::Grid;
-use crate::render::canvas::{Canvas, mix, side_by_side};
 use faer::Mat;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -28,8 +27,9 @@ pub const PALETTE: [[u8; 3]; 4] = [
     [148, 103, 189],
 ];
 
-const VIEW_X: (f64, f64) = (-5.0, 6.0);
-const VIEW_Y: (f64, f64) = (-4.5, 6.5);
+/// The data window of the 2-D figures.
+pub const VIEW_X: (f64, f64) = (-5.0, 6.0);
+pub const VIEW_Y: (f64, f64) = (-4.5, 6.5);
 
 /// Two classes whose variances differ: a quadratic boundary unless variances are shared.
 pub fn two_classes(seed: u64, per_class: usize) -> (Mat<f64>, Vec<usize>) {
@@ -48,37 +48,20 @@ pub fn two_classes(seed: u64, per_class: usize) -> (Mat<f64>, Vec<usize>) {
     (x, y)
 }
 
-fn boundary_panel(x: &Mat<f64>, y: &[usize], shared: bool, size: usize) -> Result<Grid> {
-    let m = GaussianNbParams {
+/// Gaussian naive Bayes on [`two_classes`], with a variance per feature shared by both
+/// classes (`shared`: a linear boundary) or one per class (a quadratic boundary).
+pub fn fit_boundary(x: &Mat<f64>, y: &[usize], shared: bool) -> Result<GaussianNb> {
+    GaussianNbParams {
         var_smoothing: 1e-9,
         shared_variance: shared,
     }
-    .fit(x.as_ref(), y, 2)?;
-    let posterior = |px: f64, py: f64| {
-        let p = Mat::from_fn(1, 2, |_, j| if j == 0 { px } else { py });
-        m.predict_log_proba(p.as_ref())[(0, 1)].exp()
-    };
-    let mut c = Canvas::new(size, size, VIEW_X, VIEW_Y);
-    let light = |col: [u8; 3]| mix(col, [255, 255, 255], 0.75);
-    c.shade(|a, b| mix(light(PALETTE[0]), light(PALETTE[1]), posterior(a, b)));
-    c.boundary(|a, b| (posterior(a, b) > 0.5) as usize, [0, 0, 0]);
-    for i in 0..x.nrows() {
-        c.point(x[(i, 0)], x[(i, 1)], 1, PALETTE[y[i]]);
-    }
-    Ok(c.grid)
+    .fit(x.as_ref(), y, 2)
 }
 
-/// Figure 3.2: left, shared variances (a straight boundary); right, per-class variances
-/// (a curved one). Background: P(y = 1 | x) from blue (0) to orange (1).
-pub fn boundary_figure(seed: u64, size: usize) -> Result<Grid> {
-    let (x, y) = two_classes(seed, 150);
-    Ok(side_by_side(
-        &[
-            boundary_panel(&x, &y, true, size)?,
-            boundary_panel(&x, &y, false, size)?,
-        ],
-        8,
-    ))
+/// P(y = 1 | (x₁, x₂)) under a fitted two-class model.
+pub fn posterior(m: &impl ClassConditional, x1: f64, x2: f64) -> f64 {
+    let p = Mat::from_fn(1, 2, |_, j| if j == 0 { x1 } else { x2 });
+    m.predict_log_proba(p.as_ref())[(0, 1)].exp()
 }
 
 /// Three elongated, overlapping clusters.
@@ -101,7 +84,7 @@ pub fn three_clusters(seed: u64, n: usize) -> Mat<f64> {
 }
 
 /// Points on the ellipse at `r` standard deviations of component `c`.
-fn ellipse(g: &Gmm, c: usize, r: f64) -> Vec<(f64, f64)> {
+pub fn ellipse(g: &Gmm, c: usize, r: f64) -> Vec<(f64, f64)> {
     let Covariances::Full(covs) = &g.covariances else {
         return Vec::new();
     };
@@ -119,9 +102,9 @@ fn ellipse(g: &Gmm, c: usize, r: f64) -> Vec<(f64, f64)> {
         .collect()
 }
 
-/// Figure 3.5: a 3-component full-covariance mixture fitted by EM; each point coloured by
-/// its responsibilities, each component drawn at 1 and 2 standard deviations.
-pub fn cluster_figure(seed: u64, size: usize) -> Result<(Grid, Gmm)> {
+/// Figure 3.5's data and fit: a 3-component full-covariance mixture fitted by EM to
+/// [`three_clusters`].
+pub fn fit_clusters(seed: u64) -> Result<(Mat<f64>, Gmm)> {
     let x = three_clusters(seed, 450);
     let g = GmmParams {
         components: 3,
@@ -131,22 +114,5 @@ pub fn cluster_figure(seed: u64, size: usize) -> Result<(Grid, Gmm)> {
         ..GmmParams::default()
     }
     .fit(x.as_ref())?;
-    let resp = g.responsibilities(x.as_ref());
-    let mut c = Canvas::new(size, size, VIEW_X, VIEW_Y);
-    for i in 0..x.nrows() {
-        let mut col = [0.0; 3];
-        for k in 0..3 {
-            for (ch, v) in col.iter_mut().enumerate() {
-                *v += resp[(i, k)] * PALETTE[k][ch] as f64;
-            }
-        }
-        c.point(x[(i, 0)], x[(i, 1)], 1, col.map(|v| v.round() as u8));
-    }
-    for (k, colour) in PALETTE.iter().enumerate().take(3) {
-        for r in [1.0, 2.0] {
-            c.polyline(&ellipse(&g, k, r), mix(*colour, [0, 0, 0], 0.4));
-        }
-        c.point(g.means[(k, 0)], g.means[(k, 1)], 2, [0, 0, 0]);
-    }
-    Ok((c.grid, g))
+    Ok((x, g))
 }

@@ -64,14 +64,34 @@ pub fn to_square_chw(img: &image::DynamicImage, size: u32) -> Vec<u8> {
     chw
 }
 
+/// The largest side an image of a folder may declare. Face datasets are a few hundred
+/// pixels a side (CelebA 178 x 218, in-the-wild photos up to about 2,000); the bound stops a
+/// small file that declares a huge picture from making the decoder allocate and clear
+/// gigabytes before its data runs out.
+pub const MAX_IMAGE_SIDE: u32 = 4096;
+/// The most the decoder may allocate for one image: a 4096 x 4096 RGBA picture at 8 bits.
+pub const MAX_DECODE_BYTES: u64 = 64 << 20;
+
 /// Decodes one PNG or JPEG file's bytes (format guessed from the content) into a centre-
-/// cropped `size` x `size` RGB image, C x H x W. Any bytes give an image or a reason.
+/// cropped `size` x `size` RGB image, C x H x W. Any bytes give an image or a reason;
+/// images over [`MAX_IMAGE_SIDE`] a side are refused before their pixels are decoded.
 pub fn decode_square(bytes: &[u8], size: u32) -> std::result::Result<Vec<u8>, String> {
-    let img = image::ImageReader::new(std::io::Cursor::new(bytes))
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_IMAGE_SIDE);
+    limits.max_image_height = Some(MAX_IMAGE_SIDE);
+    limits.max_alloc = Some(MAX_DECODE_BYTES);
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
-        .map_err(|e| e.to_string())?
-        .decode()
         .map_err(|e| e.to_string())?;
+    reader.limits(limits);
+    let img = reader.decode().map_err(|e| match e {
+        image::ImageError::Limits(_) => format!(
+            "the image is larger than genmod reads ({MAX_IMAGE_SIDE} pixels a side, \
+             {} MiB decoded): {e}",
+            MAX_DECODE_BYTES >> 20
+        ),
+        e => e.to_string(),
+    })?;
     if img.width() == 0 || img.height() == 0 {
         return Err("image has zero width or height".to_string());
     }

@@ -1,7 +1,7 @@
 //! Turning images into things people look at: PNG grids, and text for any terminal.
 
-pub mod canvas;
 pub mod grid;
+pub mod plot;
 pub mod text;
 
 pub use grid::Grid;
