@@ -237,17 +237,7 @@ fn latent_panel(
         .x_label_area_size(36)
         .y_label_area_size(44)
         .build_cartesian_2d(x.0..x.1, y.0..y.1)?;
-    chart
-        .configure_mesh()
-        .light_line_style(RGBColor(244, 244, 244))
-        .bold_line_style(RGBColor(225, 225, 225))
-        .x_desc("z₁")
-        .y_desc("z₂")
-        .x_label_formatter(&plot::tick)
-        .y_label_formatter(&plot::tick)
-        .label_style(text(12))
-        .axis_desc_style(text(13))
-        .draw()?;
+    plot::draw_axes(&mut chart, "z₁", "z₂", true)?;
     for digit in 0..10u32 {
         let colour = rgb(DIGIT_COLOURS[digit as usize]);
         chart.draw_series(

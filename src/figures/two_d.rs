@@ -12,7 +12,6 @@ use crate::render::plot::{
     self, Area, DrawResult, LineChart, PlotError, Series, mix, rgb, side_by_side, text,
 };
 use faer::Mat;
-use plotters::coord::types::RangedCoordf64;
 use plotters::element::BitMapElement;
 use plotters::prelude::*;
 
@@ -20,26 +19,14 @@ use plotters::prelude::*;
 fn plane<'a, 'b>(
     area: &'a Area<'b>,
     title: &str,
-) -> std::result::Result<
-    ChartContext<'a, BitMapBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
-    Box<dyn std::error::Error>,
-> {
+) -> std::result::Result<plot::Chart<'a, 'b>, Box<dyn std::error::Error>> {
     let mut chart = ChartBuilder::on(area)
         .caption(title, text(14))
         .margin(8)
         .x_label_area_size(36)
         .y_label_area_size(40)
         .build_cartesian_2d(VIEW_X.0..VIEW_X.1, VIEW_Y.0..VIEW_Y.1)?;
-    chart
-        .configure_mesh()
-        .disable_mesh()
-        .x_desc("x₁")
-        .y_desc("x₂")
-        .x_label_formatter(&plot::tick)
-        .y_label_formatter(&plot::tick)
-        .label_style(text(12))
-        .axis_desc_style(text(13))
-        .draw()?;
+    plot::draw_axes(&mut chart, "x₁", "x₂", false)?;
     Ok(chart)
 }
 
@@ -102,14 +89,8 @@ fn boundary_panel(
     chart
         .draw_series(LineSeries::new(std::iter::empty::<(f64, f64)>(), BLACK))?
         .label("P(y = 1 | x) = ½")
-        .legend(|(px, py)| PathElement::new([(px, py), (px + 18, py)], BLACK.stroke_width(2)));
-    chart
-        .configure_series_labels()
-        .label_font(text(12))
-        .background_style(WHITE.mix(0.85))
-        .border_style(RGBColor(180, 180, 180))
-        .position(SeriesLabelPosition::UpperLeft)
-        .draw()?;
+        .legend(plot::swatch(BLACK.stroke_width(2)));
+    plot::draw_legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
     Ok(())
 }
 
@@ -159,20 +140,15 @@ pub fn sigmoid_figure(seed: u64, width: usize, height: usize) -> Result<Grid> {
             .x_label_area_size(40)
             .y_label_area_size(50)
             .build_cartesian_2d(-1.0..2.0, -0.02..1.02)?;
-        chart
-            .configure_mesh()
-            .light_line_style(RGBColor(242, 242, 242))
-            .bold_line_style(RGBColor(220, 220, 220))
-            .x_desc("t, where x = μ₀ + t·(μ₁ − μ₀)")
-            .y_desc("P(y = 1 | x)")
-            .x_label_formatter(&plot::tick)
-            .y_label_formatter(&plot::tick)
-            .label_style(text(12))
-            .axis_desc_style(text(13))
-            .draw()?;
+        plot::draw_axes(
+            &mut chart,
+            "t, where x = μ₀ + t·(μ₁ − μ₀)",
+            "P(y = 1 | x)",
+            true,
+        )?;
         for (t, class, name) in [
-            (0.0, 0, "t = 0: class 0's mean μ₀"),
-            (1.0, 1, "t = 1: class 1's mean μ₁"),
+            (0.0, 0, "t = 0: μ₀, class 0's mean"),
+            (1.0, 1, "t = 1: μ₁, class 1's mean"),
         ] {
             let colour = rgb(PALETTE[class]);
             chart
@@ -183,21 +159,13 @@ pub fn sigmoid_figure(seed: u64, width: usize, height: usize) -> Result<Grid> {
                     colour.stroke_width(2),
                 ))?
                 .label(name)
-                .legend(move |(px, py)| {
-                    PathElement::new([(px, py), (px + 18, py)], colour.stroke_width(2))
-                });
+                .legend(plot::swatch(colour.stroke_width(2)));
         }
         chart
             .draw_series(LineSeries::new(curve, BLACK.stroke_width(2)))?
-            .label("P(y = 1 | x), a sigmoid of a linear function of t")
-            .legend(|(px, py)| PathElement::new([(px, py), (px + 18, py)], BLACK.stroke_width(2)));
-        chart
-            .configure_series_labels()
-            .label_font(text(12))
-            .background_style(WHITE.mix(0.9))
-            .border_style(RGBColor(180, 180, 180))
-            .position(SeriesLabelPosition::LowerRight)
-            .draw()?;
+            .label("P(y = 1 | x)")
+            .legend(plot::swatch(BLACK.stroke_width(2)));
+        plot::draw_legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
         Ok(())
     })?)
 }
@@ -239,17 +207,9 @@ pub fn cluster_figure(seed: u64, size: usize) -> Result<(Grid, Gmm)> {
                     BLACK.stroke_width(2),
                 )))?
                 .label(format!("component {} (π = {:.2})", k + 1, g.weights[k]))
-                .legend(move |(px, py)| {
-                    PathElement::new([(px, py), (px + 18, py)], colour.stroke_width(2))
-                });
+                .legend(plot::swatch(colour.stroke_width(2)));
         }
-        chart
-            .configure_series_labels()
-            .label_font(text(12))
-            .background_style(WHITE.mix(0.85))
-            .border_style(RGBColor(180, 180, 180))
-            .position(SeriesLabelPosition::UpperLeft)
-            .draw()?;
+        plot::draw_legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
         Ok(())
     })?;
     Ok((grid, g))

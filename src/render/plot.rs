@@ -7,7 +7,9 @@
 
 use super::Grid;
 use plotters::coord::Shift;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters::style::{FontStyle, register_font};
 use std::sync::OnceLock;
 
@@ -68,6 +70,55 @@ pub fn rgb(c: [u8; 3]) -> RGBColor {
 /// A text style of `size` pixels in the embedded font.
 pub fn text(size: u32) -> TextStyle<'static> {
     (FONT, size).into_font().color(&BLACK)
+}
+
+/// A chart over f64 axes on our bitmap.
+pub type Chart<'a, 'b> =
+    ChartContext<'a, BitMapBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// Draws `chart`'s axes with tick labels and the descriptions `x` and `y`; `grid` adds faint
+/// grid lines.
+pub fn draw_axes(chart: &mut Chart<'_, '_>, x: &str, y: &str, grid: bool) -> DrawResult {
+    let mut mesh = chart.configure_mesh();
+    if grid {
+        mesh.light_line_style(RGBColor(240, 240, 240))
+            .bold_line_style(RGBColor(215, 215, 215));
+    } else {
+        mesh.disable_mesh();
+    }
+    mesh.x_desc(x)
+        .y_desc(y)
+        .x_label_formatter(&tick)
+        .y_label_formatter(&tick)
+        .label_style(text(12))
+        .axis_desc_style(text(13))
+        .draw()?;
+    Ok(())
+}
+
+/// The legend of `chart`'s labelled series, boxed, at `position`.
+pub fn draw_legend<'a, 'b: 'a, CT: plotters::coord::CoordTranslate>(
+    chart: &mut ChartContext<'a, BitMapBackend<'b>, CT>,
+    position: SeriesLabelPosition,
+) -> DrawResult {
+    chart
+        .configure_series_labels()
+        .label_font(text(12))
+        .background_style(WHITE.mix(0.85))
+        .border_style(RGBColor(180, 180, 180))
+        .position(position)
+        .draw()?;
+    Ok(())
+}
+
+/// A legend entry's swatch: a short line in `style`.
+pub fn swatch(style: ShapeStyle) -> impl Fn((i32, i32)) -> PathElement<(i32, i32)> {
+    move |(px, py)| PathElement::new([(px, py), (px + 18, py)], style)
+}
+
+/// A text style of `size` pixels whose anchor point is at (`h`, `v`) of the text.
+fn anchored(size: u32, h: HPos, v: VPos) -> TextStyle<'static> {
+    text(size).pos(Pos::new(h, v))
 }
 
 /// A curve of a line chart.
@@ -138,17 +189,7 @@ impl LineChart {
             .x_label_area_size(38)
             .y_label_area_size(58)
             .build_cartesian_2d(x.0..x.1, y.0..y.1)?;
-        chart
-            .configure_mesh()
-            .light_line_style(RGBColor(240, 240, 240))
-            .bold_line_style(RGBColor(215, 215, 215))
-            .x_desc(&self.x_label)
-            .y_desc(&self.y_label)
-            .x_label_formatter(&tick)
-            .y_label_formatter(&tick)
-            .label_style(text(12))
-            .axis_desc_style(text(13))
-            .draw()?;
+        draw_axes(&mut chart, &self.x_label, &self.y_label, true)?;
         let grey = RGBColor(120, 120, 120);
         for (value, label) in &self.references {
             chart
@@ -159,7 +200,7 @@ impl LineChart {
                     grey.stroke_width(1),
                 ))?
                 .label(label.as_str())
-                .legend(move |(px, py)| PathElement::new([(px, py), (px + 18, py)], grey));
+                .legend(swatch(grey.stroke_width(1)));
         }
         for s in &self.series {
             let colour = rgb(s.colour);
@@ -168,19 +209,13 @@ impl LineChart {
                 colour.stroke_width(2),
             ))?;
             if !s.label.is_empty() {
-                drawn.label(s.label.as_str()).legend(move |(px, py)| {
-                    PathElement::new([(px, py), (px + 18, py)], colour.stroke_width(2))
-                });
+                drawn
+                    .label(s.label.as_str())
+                    .legend(swatch(colour.stroke_width(2)));
             }
         }
         if self.series.iter().any(|s| !s.label.is_empty()) || !self.references.is_empty() {
-            chart
-                .configure_series_labels()
-                .label_font(text(12))
-                .background_style(WHITE.mix(0.85))
-                .border_style(RGBColor(180, 180, 180))
-                .position(SeriesLabelPosition::UpperRight)
-                .draw()?;
+            draw_legend(&mut chart, SeriesLabelPosition::UpperRight)?;
         }
         Ok(())
     }
@@ -235,16 +270,10 @@ pub fn framed(grid: &Grid, cols: usize, rows: usize, frame: &Frame) -> Result<Gr
             area.draw(&Text::new(
                 frame.title.as_str(),
                 (8, 6),
-                text(15).pos(plotters::style::text_anchor::Pos::new(
-                    plotters::style::text_anchor::HPos::Left,
-                    plotters::style::text_anchor::VPos::Top,
-                )),
+                anchored(15, HPos::Left, VPos::Top),
             ))?;
         }
-        let centred = text(13).pos(plotters::style::text_anchor::Pos::new(
-            plotters::style::text_anchor::HPos::Center,
-            plotters::style::text_anchor::VPos::Bottom,
-        ));
+        let centred = anchored(13, HPos::Center, VPos::Bottom);
         for (i, label) in frame.columns.iter().enumerate() {
             let x = left as f64 + (i as f64 + 0.5) * cell_w;
             area.draw(&Text::new(
@@ -253,10 +282,7 @@ pub fn framed(grid: &Grid, cols: usize, rows: usize, frame: &Frame) -> Result<Gr
                 centred.clone(),
             ))?;
         }
-        let right = text(13).pos(plotters::style::text_anchor::Pos::new(
-            plotters::style::text_anchor::HPos::Right,
-            plotters::style::text_anchor::VPos::Center,
-        ));
+        let right = anchored(13, HPos::Right, VPos::Center);
         for (i, label) in frame.rows.iter().enumerate() {
             let y = top as f64 + (i as f64 + 0.5) * cell_h;
             area.draw(&Text::new(
@@ -269,10 +295,7 @@ pub fn framed(grid: &Grid, cols: usize, rows: usize, frame: &Frame) -> Result<Gr
             area.draw(&Text::new(
                 frame.footer.as_str(),
                 (left as i32, (top + grid.height + 8) as i32),
-                text(12).pos(plotters::style::text_anchor::Pos::new(
-                    plotters::style::text_anchor::HPos::Left,
-                    plotters::style::text_anchor::VPos::Top,
-                )),
+                anchored(12, HPos::Left, VPos::Top),
             ))?;
         }
         Ok(())
