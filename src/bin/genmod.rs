@@ -62,7 +62,7 @@ enum Command {
     },
     /// Train a neural model (report 3.6-4.3) with checkpoints and sample grids.
     Train(Box<TrainArgs>),
-    /// Regenerate every figure of the book (trains what it needs; about 15 minutes).
+    /// Regenerate every figure of the book (trains what it needs; about 25 minutes on two cores).
     Figures {
         /// Folder of the PNGs; the likelihood table goes to its sibling `generated/`.
         #[arg(long, default_value = "book/src/figures")]
