@@ -46,6 +46,15 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The name a choice has on the command line (clap's `ValueEnum`), which is also what the
+/// TUI's fields parse back and what the book's generated tables print.
+pub fn cli_name<T: clap::ValueEnum>(choice: &T) -> String {
+    choice
+        .to_possible_value()
+        .map(|v| v.get_name().to_string())
+        .unwrap_or_default()
+}
+
 /// The candidate closest to `input` by edit distance, if it is close enough to be a typo.
 pub fn closest<'a>(input: &str, candidates: &[&'a str]) -> Option<&'a str> {
     candidates

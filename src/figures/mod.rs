@@ -533,9 +533,7 @@ impl Figures<'_> {
             let final_metric = |k| neural::metric(&run.test, k).unwrap_or(f64::NAN);
             table.push_str(&format!(
                 "| `{}` | {} | {:.1} | {:.1} | {:.1} | {:.1} |\n",
-                clap::ValueEnum::to_possible_value(&schedule)
-                    .map(|v| v.get_name().to_string())
-                    .unwrap_or_default(),
+                crate::util::cli_name(&schedule),
                 schedule_name(schedule),
                 run.epochs
                     .first()
@@ -551,8 +549,8 @@ impl Figures<'_> {
                 colour,
             });
         }
-        // The early epochs of a schedule that starts on the prior sit far above the rest;
-        // the axis shows from the best curve's second epoch up, so that the ends can be told apart.
+        // The first epoch sits far above the rest; the axis stops at the highest curve's
+        // second epoch so that the curves' ends can be told apart.
         let floor = series
             .iter()
             .flat_map(|s| s.points.iter().map(|p| p.1))
@@ -651,7 +649,8 @@ impl Figures<'_> {
                 colour,
             };
             let (d, g) = (series(Metric::DFake), series(Metric::GGradNorm));
-            // Means over a range of steps, of the finite values (‖∇G‖ is NaN on D-only steps).
+            // Means over a range of steps, of the finite values (‖∇G‖ is NaN until the first
+            // generator step).
             let mean = |s: &plot::Series, first: f64, last: f64| {
                 let v: Vec<f64> = s
                     .points
@@ -664,9 +663,7 @@ impl Figures<'_> {
             let (end, early) = (steps as f64, early as f64);
             table.push_str(&format!(
                 "| `{}` | {:.3} | {:.3} | {:.3} | {:.3} |\n",
-                clap::ValueEnum::to_possible_value(&loss)
-                    .map(|v| v.get_name().to_string())
-                    .unwrap_or_default(),
+                crate::util::cli_name(&loss),
                 mean(&d, 1.0, early),
                 mean(&g, 1.0, early),
                 mean(&d, end - 99.0, end),

@@ -2,7 +2,6 @@
 //! axes and legends. The data and fits come from `classical::demo`; this file only draws.
 
 use super::Result;
-use crate::classical::ClassConditional;
 use crate::classical::demo::{self, PALETTE, VIEW_X, VIEW_Y};
 use crate::classical::gaussian_nb::GaussianNb;
 use crate::classical::gda::GdaParams;
@@ -118,15 +117,11 @@ pub fn boundary_figure(seed: u64, size: usize) -> Result<Grid> {
 pub fn sigmoid_figure(seed: u64, width: usize, height: usize) -> Result<Grid> {
     let (x, y) = demo::two_classes(seed, 150);
     let m = GdaParams::default().fit(x.as_ref(), &y, 2)?;
-    let at = |t: f64| {
-        Mat::from_fn(1, 2, |_, j| {
-            m.means[(0, j)] + t * (m.means[(1, j)] - m.means[(0, j)])
-        })
-    };
+    let at = |t: f64, j: usize| m.means[(0, j)] + t * (m.means[(1, j)] - m.means[(0, j)]);
     let curve: Vec<(f64, f64)> = (0..=300)
         .map(|i| {
             let t = -1.0 + 3.0 * i as f64 / 300.0;
-            (t, m.predict_log_proba(at(t).as_ref())[(0, 1)].exp())
+            (t, demo::posterior(&m, at(t, 0), at(t, 1)))
         })
         .collect();
     Ok(plot::draw(width, height, |area| {

@@ -129,8 +129,8 @@ pub struct Series {
     pub colour: [u8; 3],
 }
 
-/// A line chart: one or more curves over shared axes, with a legend when there is more than
-/// one curve or a curve has a label.
+/// A line chart: one or more curves over shared axes, with a legend when a curve has a
+/// label or there is a reference line.
 #[derive(Debug, Clone)]
 pub struct LineChart {
     pub title: String,
@@ -241,8 +241,9 @@ pub struct Frame {
     pub footer: String,
 }
 
-/// `grid` (tiled `cols` x `rows`, tiles of `tile` pixels and a 1-pixel gap, both already
-/// multiplied by `scale`) framed with `frame`'s title and labels.
+/// `grid` (tiled `cols` x `rows`, at any enlargement) framed with `frame`'s title and
+/// labels: column labels are centred over each `1/cols` of its width, row labels on each
+/// `1/rows` of its height.
 pub fn framed(grid: &Grid, cols: usize, rows: usize, frame: &Frame) -> Result<Grid, PlotError> {
     let left = if frame.rows.is_empty() {
         8
@@ -300,12 +301,17 @@ pub fn framed(grid: &Grid, cols: usize, rows: usize, frame: &Frame) -> Result<Gr
         }
         Ok(())
     })?;
-    for y in 0..grid.height {
-        let src = &grid.rgb[y * grid.width * 3..(y + 1) * grid.width * 3];
-        let o = ((top + y) * width + left) * 3;
-        out.rgb[o..o + grid.width * 3].copy_from_slice(src);
-    }
+    blit(&mut out, grid, left, top);
     Ok(out)
+}
+
+/// Copies `src` into `dst` with its top-left corner at (`x0`, `y0`); `dst` must hold it.
+fn blit(dst: &mut Grid, src: &Grid, x0: usize, y0: usize) {
+    for y in 0..src.height {
+        let o = ((y0 + y) * dst.width + x0) * 3;
+        dst.rgb[o..o + src.width * 3]
+            .copy_from_slice(&src.rgb[y * src.width * 3..(y + 1) * src.width * 3]);
+    }
 }
 
 /// Places several pictures side by side on white, `gap` pixels apart, tops aligned.
@@ -313,21 +319,18 @@ pub fn side_by_side(panels: &[Grid], gap: usize) -> Grid {
     let width =
         panels.iter().map(|p| p.width).sum::<usize>() + gap * panels.len().saturating_sub(1);
     let height = panels.iter().map(|p| p.height).max().unwrap_or(0);
-    let mut rgb = vec![255u8; width * height * 3];
-    let mut x0 = 0;
-    for p in panels {
-        for y in 0..p.height {
-            let o = (y * width + x0) * 3;
-            rgb[o..o + p.width * 3].copy_from_slice(&p.rgb[y * p.width * 3..(y + 1) * p.width * 3]);
-        }
-        x0 += p.width + gap;
-    }
-    Grid {
+    let mut out = Grid {
         width,
         height,
-        rgb,
+        rgb: vec![255u8; width * height * 3],
         tiles: None,
+    };
+    let mut x0 = 0;
+    for p in panels {
+        blit(&mut out, p, x0, 0);
+        x0 += p.width + gap;
     }
+    out
 }
 
 /// Mixes two colours: `t = 0` gives `a`, `t = 1` gives `b`.

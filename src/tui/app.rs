@@ -861,21 +861,9 @@ impl App {
                     FieldKind::Ema => n.ema_decay.to_string(),
                     FieldKind::DDropout => n.d_dropout.to_string(),
                     // The same name the field parses back (clap's ValueEnum).
-                    FieldKind::Conditioning => n
-                        .conditioning
-                        .to_possible_value()
-                        .map(|v| v.get_name().to_string())
-                        .unwrap_or_default(),
-                    FieldKind::CodeSampling => n
-                        .code_sampling
-                        .to_possible_value()
-                        .map(|v| v.get_name().to_string())
-                        .unwrap_or_default(),
-                    FieldKind::Init => n
-                        .weight_init
-                        .to_possible_value()
-                        .map(|v| v.get_name().to_string())
-                        .unwrap_or_default(),
+                    FieldKind::Conditioning => crate::util::cli_name(&n.conditioning),
+                    FieldKind::CodeSampling => crate::util::cli_name(&n.code_sampling),
+                    FieldKind::Init => crate::util::cli_name(&n.weight_init),
                     FieldKind::Seed => "0".into(),
                     FieldKind::Device => "cpu".into(),
                     FieldKind::Dataset => dataset.clone(),
