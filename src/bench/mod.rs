@@ -2,6 +2,7 @@
 //! scripts in `bench/reference/`, so a row can show genmod, the reference and their ratio.
 //! Nothing here is asserted in tests: absolute times depend on the machine.
 
+pub mod ablation;
 pub mod classical;
 pub mod neural;
 pub mod quality;

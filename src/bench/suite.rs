@@ -27,6 +27,9 @@ pub enum Suite {
     /// initial weights for the same steps, both sides' samples scored (minutes per model
     /// and seed).
     Quality,
+    /// Recipe ablation: each GAN's default run and its variants (the report's recipe, one
+    /// setting changed at a time), trained and scored (minutes per variant and seed).
+    Ablation,
 }
 
 /// How a suite is run.
@@ -44,6 +47,8 @@ pub struct BenchOptions {
     pub genmod_exe: PathBuf,
     /// The quality suite's settings.
     pub quality: super::quality::QualityOptions,
+    /// The ablation suite's settings.
+    pub ablation: super::ablation::AblationOptions,
 }
 
 /// Why a suite could not be timed.
@@ -65,6 +70,9 @@ pub enum BenchError {
     /// The quality suite could not train, export or run the reference.
     #[error("bench quality: {0}")]
     Quality(String),
+    /// The ablation suite could not train or score a variant.
+    #[error("bench ablation: {0}")]
+    Ablation(String),
     /// The quality suite could not read or score a side's samples.
     #[error(transparent)]
     Eval(#[from] crate::eval::EvalError),
@@ -93,6 +101,10 @@ pub fn run(
         Suite::Quality => {
             let results = super::quality::run(&opts.quality, log)?;
             Ok(super::quality::markdown(&results, opts.quality.samples))
+        }
+        Suite::Ablation => {
+            let results = super::ablation::run(&opts.ablation, log)?;
+            Ok(super::ablation::markdown(&results, opts.ablation.samples))
         }
         _ if opts.reps == 0 => Err(BenchError::NoReps),
         Suite::Classical => classical_suite(opts, log),

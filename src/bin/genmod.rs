@@ -158,16 +158,18 @@ enum Command {
         /// Also write the Markdown table here.
         #[arg(long)]
         out: Option<PathBuf>,
-        /// quality: only these models, comma-separated (all if not given).
+        /// quality and ablation: only these models, comma-separated (all if not given; the
+        /// ablation has the four GANs).
         #[arg(long, value_parser = choice::<ModelKind>(), value_delimiter = ',')]
         models: Vec<ModelKind>,
-        /// quality: seeds 0..N per model.
-        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
-        seeds: u64,
+        /// quality: seeds 0..N per model (default 3); ablation: seeds 0..N per variant
+        /// (default 1).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        seeds: Option<u64>,
         /// quality: steps per run (default: each model's default budget).
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
         steps: Option<u64>,
-        /// quality: samples per run, scored.
+        /// quality and ablation: samples per run, scored.
         #[arg(long, default_value_t = 5000)]
         samples: usize,
         /// quality: folder for initial weights, samples and trained weights.
@@ -887,6 +889,11 @@ fn run(cli: Cli) -> Result<()> {
             work_dir,
             python,
         } => {
+            if steps.is_some() && suite != Suite::Quality {
+                anyhow::bail!(
+                    "--steps applies to `bench quality` only (the ablation's variants set their own budgets)"
+                );
+            }
             let opts = BenchOptions {
                 reps,
                 no_reference,
@@ -897,14 +904,24 @@ fn run(cli: Cli) -> Result<()> {
                     models: if models.is_empty() {
                         ModelKind::ALL.to_vec()
                     } else {
-                        models
+                        models.clone()
                     },
-                    seeds,
+                    seeds: seeds.unwrap_or(3),
                     steps,
                     samples,
                     cache: download::default_cache_dir(),
                     work_dir,
                     python,
+                },
+                ablation: genmod::bench::ablation::AblationOptions {
+                    models: if models.is_empty() {
+                        ModelKind::ALL.into_iter().filter(|k| k.is_gan()).collect()
+                    } else {
+                        models
+                    },
+                    seeds: seeds.unwrap_or(1),
+                    samples,
+                    cache: download::default_cache_dir(),
                 },
             };
             let table = genmod::bench::suite::run(suite, &opts, &mut |m| eprintln!("{m}"))?;
