@@ -295,3 +295,69 @@ fn every_chapter_has_a_snippet_that_asserts() {
         assert!(asserts, "{f} has no tested snippet with an assert");
     }
 }
+
+/// Each chapter ends with exercises whose answers are tests (the part openers, `ch*-00-*`,
+/// only introduce their sections): the last `##` heading is "Exercises", every exercise in
+/// it names a test as its answer, the numbers are unique across the book, and the index
+/// (exercises.md) links each chapter's section with exactly its numbers.
+#[test]
+fn every_chapter_ends_with_exercises_that_the_index_lists() {
+    let (_, tests) = defined_functions();
+    let index = std::fs::read_to_string("book/src/exercises.md").unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    let chapters: Vec<String> = summary_files()
+        .into_iter()
+        .filter(|f| f.starts_with("ch") && !f.contains("-00-"))
+        .collect();
+    assert!(chapters.len() >= 14, "{chapters:?}");
+    for f in chapters {
+        let text = std::fs::read_to_string(Path::new("book/src").join(&f)).unwrap();
+        let section = text
+            .rsplit("\n## ")
+            .next()
+            .filter(|s| s.starts_with("Exercises\n"))
+            .unwrap_or_else(|| panic!("{f}: the last ## section is not Exercises"));
+        let mut numbers = Vec::new();
+        for exercise in section.split("**Exercise ").skip(1) {
+            let n: u32 = exercise
+                .split('.')
+                .next()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("{f}: an exercise without a number"));
+            assert!(
+                seen.insert(n),
+                "{f}: exercise {n} is numbered twice in the book"
+            );
+            let answers: Vec<&str> = exercise
+                .split('`')
+                .skip(1)
+                .step_by(2)
+                .filter(|name| tests.contains(*name))
+                .collect();
+            assert!(
+                exercise.contains("Answer") && !answers.is_empty(),
+                "{f}: exercise {n} names no test as its answer"
+            );
+            numbers.push(n.to_string());
+        }
+        assert!(
+            !numbers.is_empty(),
+            "{f}: an Exercises section with no exercise"
+        );
+        let line = index
+            .lines()
+            .find(|l| l.contains(&format!("({f}#exercises)")))
+            .unwrap_or_else(|| panic!("exercises.md does not link {f}#exercises"));
+        let listed: Vec<&str> = line
+            .rsplit(": ")
+            .next()
+            .unwrap()
+            .split(", ")
+            .map(str::trim)
+            .collect();
+        assert_eq!(
+            listed, numbers,
+            "exercises.md lists {f}'s exercises wrongly"
+        );
+    }
+}

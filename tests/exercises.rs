@@ -89,6 +89,31 @@ fn slerp(a: &[f64], b: &[f64], t: f64) -> Vec<f64> {
     a.iter().zip(b).map(|(x, y)| wa * x + wb * y).collect()
 }
 
+/// Exercise 18 (1): p(y | x) from a joint table `joint[x][y]` of counts or probabilities
+/// (each row one value of x), the classifier a generative model of (x, y) contains.
+fn conditional_from_joint(joint: &[Vec<f64>]) -> Vec<Vec<f64>> {
+    joint
+        .iter()
+        .map(|row| {
+            let total: f64 = row.iter().sum();
+            row.iter().map(|v| v / total).collect()
+        })
+        .collect()
+}
+
+/// Exercise 19 (2): bits per dimension of 8-bit images under a density on pixels scaled
+/// to [0, 1], from the mean log-density of the dequantised images over `dims` pixels.
+fn discrete_bits_per_dim(log_density: f64, dims: usize) -> f64 {
+    (-log_density + dims as f64 * 256f64.ln()) / (dims as f64 * std::f64::consts::LN_2)
+}
+
+/// Exercise 20 (4.4): the largest centred square of a `width` x `height` image, as its
+/// left column, top row and side.
+fn centre_square(width: u32, height: u32) -> (u32, u32, u32) {
+    let side = width.min(height);
+    ((width - side) / 2, (height - side) / 2, side)
+}
+
 #[test]
 fn exercise_1_smoothing_sums_to_one() {
     let rows: Vec<Vec<usize>> = play_tennis::table()
@@ -306,5 +331,88 @@ fn exercise_15_spherical_interpolation() {
         let p = slerp(&u, &v, t);
         let norm = p.iter().map(|x| x * x).sum::<f64>().sqrt();
         assert!((norm - 3.0).abs() < 1e-9, "t = {t}: norm {norm}");
+    }
+}
+
+/// Checked on the Play Tennis table (Outlook against Play), then for what the
+/// conditional loses: two joints with the same p(y | x) can have different p(x).
+#[test]
+fn exercise_18_a_generative_model_contains_its_classifier() {
+    use genmod::data::play_tennis::{Categorical, Outlook};
+    let mut joint = vec![vec![0.0; 2]; 3];
+    for day in play_tennis::table() {
+        joint[day.outlook.index()][day.play.index()] += 1.0;
+    }
+    let cond = conditional_from_joint(&joint);
+    let sunny = Outlook::Sunny.index();
+    // Sunny days: 3 No and 2 Yes, so p(Yes | Sunny) = 2/5.
+    assert!(
+        (cond[sunny][1] - 0.4).abs() < 1e-12,
+        "p(Yes | Sunny) = {}",
+        cond[sunny][1]
+    );
+    // Overcast days always play.
+    assert_eq!(cond[Outlook::Overcast.index()], vec![0.0, 1.0]);
+    for row in &cond {
+        assert!((row.iter().sum::<f64>() - 1.0).abs() < 1e-12, "{row:?}");
+    }
+    // Scaling a row of the joint changes p(x) but not p(y | x): the classifier cannot
+    // tell the two worlds apart, the generative model can.
+    let mut other = joint.clone();
+    other[sunny].iter_mut().for_each(|v| *v *= 4.0);
+    assert_eq!(conditional_from_joint(&other), cond);
+    let p_sunny = |j: &[Vec<f64>]| j[sunny].iter().sum::<f64>() / j.iter().flatten().sum::<f64>();
+    assert!((p_sunny(&joint) - p_sunny(&other)).abs() > 0.3);
+}
+
+/// Checked against the library's summary (which the likelihood table prints), and at two
+/// densities whose answers are known: uniform on the unit cube (8 bits, as many as the
+/// pixels hold) and uniform on the lower half of each axis (one bit fewer).
+#[test]
+fn exercise_19_bits_per_dimension_of_a_density_on_8_bit_pixels() {
+    let dims = 784;
+    let d = dims as f64;
+    assert!((discrete_bits_per_dim(0.0, dims) - 8.0).abs() < 1e-12);
+    assert!((discrete_bits_per_dim(d * 2f64.ln(), dims) - 7.0).abs() < 1e-12);
+    for lp in [-350.0, 120.5, 2210.0] {
+        let library =
+            genmod::classical::LikelihoodSummary::from_log_probs(&[lp], dims, d * 256f64.ln());
+        let yours = discrete_bits_per_dim(lp, dims);
+        assert!(
+            (yours - library.bits_per_dim).abs() < 1e-12,
+            "log density {lp}: yours {yours}, the library's {}",
+            library.bits_per_dim
+        );
+    }
+}
+
+/// Checked against the image-folder reader on real PNG files: each pixel stores its own
+/// column and row, so the reader's first pixel names the corner of the square it kept.
+#[test]
+fn exercise_20_the_centre_square_of_an_image() {
+    for (w, h) in [(40u32, 24u32), (17, 30), (25, 25), (9, 4)] {
+        let img = image::RgbImage::from_fn(w, h, |x, y| image::Rgb([x as u8, y as u8, 7]));
+        let mut png = Vec::new();
+        image::DynamicImage::ImageRgb8(img)
+            .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .unwrap();
+        let (x0, y0, side) = centre_square(w, h);
+        // At the square's own side the reader only crops, so pixels keep their values.
+        let chw = genmod::data::image_folder::decode_square(&png, side).unwrap();
+        let plane = (side * side) as usize;
+        assert_eq!(chw.len(), 3 * plane, "{w}x{h}");
+        assert_eq!(
+            (chw[0] as u32, chw[plane] as u32, side),
+            (x0, y0, w.min(h)),
+            "{w}x{h}: the reader kept the square from ({}, {})",
+            chw[0],
+            chw[plane]
+        );
+        // The last pixel is the square's opposite corner.
+        assert_eq!(
+            (chw[plane - 1] as u32, chw[2 * plane - 1] as u32),
+            (x0 + side - 1, y0 + side - 1),
+            "{w}x{h}"
+        );
     }
 }
