@@ -40,14 +40,15 @@ class Mlp(nn.Module):
         super().__init__()
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
 
-    def forward(self, x, last=None, dropout=0.0):
-        """`dropout` after every hidden layer's activation, as genmod's Mlp::forward_dropout."""
+    def forward(self, x, last=None, drop=None):
+        """`drop` (a dropout) after every hidden layer's activation, as genmod's
+        Mlp::forward_dropout."""
         for i, layer in enumerate(self.layers):
             x = layer(x)
             if i + 1 < len(self.layers):
                 x = leaky(x)
-                if dropout > 0:
-                    x = F.dropout(x, dropout, training=True)
+                if drop is not None:
+                    x = drop(x)
         return last(x) if last else x
 
     def names(self, prefix):
@@ -159,19 +160,24 @@ class MlpGan(nn.Module):
 
     def generate(self, z, y):
         if self.classes:
-            z = torch.cat([z, F.one_hot(y, self.classes).float()], 1)
+            z = torch.cat([z, F.one_hot(y, self.classes).to(z.dtype)], 1)
         return self.g(z, torch.tanh)
 
-    def discriminate(self, x, y):
-        x, p = x.flatten(1), self.dropout
+    def discriminate(self, x, y, drop=None):
+        """D's logits; `drop` replaces the dropout of D's hidden activations (a replay of
+        genmod's masks in pytorch_lockstep.py), fresh masks with the configured rate if not
+        given."""
+        if drop is None and self.dropout > 0:
+            drop = lambda t: F.dropout(t, self.dropout, training=True)  # noqa: E731
+        x = x.flatten(1)
         if not self.classes:
-            return self.d(x, dropout=p)
+            return self.d(x, drop=drop)
         if not self.projection:
-            return self.d(torch.cat([x, F.one_hot(y, self.classes).float()], 1), dropout=p)
+            return self.d(torch.cat([x, F.one_hot(y, self.classes).to(x.dtype)], 1), drop=drop)
         # The body's last layer is hidden here: phi gets the activation and dropout too.
-        phi = leaky(self.d(x, dropout=p))
-        if p > 0:
-            phi = F.dropout(phi, p, training=True)
+        phi = leaky(self.d(x, drop=drop))
+        if drop is not None:
+            phi = drop(phi)
         return self.head(phi) + (self.embed(y) * phi).sum(1, keepdim=True)
 
 

@@ -30,6 +30,9 @@ pub enum Suite {
     /// Recipe ablation: each GAN's default run and its variants (the report's recipe, one
     /// setting changed at a time), trained and scored (minutes per variant and seed).
     Ablation,
+    /// Arithmetic parity: the MLP GANs' first steps replayed in PyTorch (float32 and
+    /// float64) from genmod's recorded inputs, weights compared after 1, 10 and 100 steps.
+    Lockstep,
 }
 
 /// How a suite is run.
@@ -49,6 +52,8 @@ pub struct BenchOptions {
     pub quality: super::quality::QualityOptions,
     /// The ablation suite's settings.
     pub ablation: super::ablation::AblationOptions,
+    /// The lockstep suite's settings.
+    pub lockstep: super::lockstep::LockstepOptions,
 }
 
 /// Why a suite could not be timed.
@@ -73,6 +78,9 @@ pub enum BenchError {
     /// The ablation suite could not train or score a variant.
     #[error("bench ablation: {0}")]
     Ablation(String),
+    /// The lockstep suite could not record a run or replay it.
+    #[error("bench lockstep: {0}")]
+    Lockstep(String),
     /// The quality suite could not read or score a side's samples.
     #[error(transparent)]
     Eval(#[from] crate::eval::EvalError),
@@ -105,6 +113,10 @@ pub fn run(
         Suite::Ablation => {
             let results = super::ablation::run(&opts.ablation, log)?;
             Ok(super::ablation::markdown(&results, opts.ablation.samples))
+        }
+        Suite::Lockstep => {
+            let replays = super::lockstep::run(&opts.lockstep, log)?;
+            Ok(super::lockstep::markdown(&replays))
         }
         _ if opts.reps == 0 => Err(BenchError::NoReps),
         Suite::Classical => classical_suite(opts, log),

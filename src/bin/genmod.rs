@@ -158,23 +158,25 @@ enum Command {
         /// Also write the Markdown table here.
         #[arg(long)]
         out: Option<PathBuf>,
-        /// quality and ablation: only these models, comma-separated (all if not given; the
-        /// ablation has the four GANs).
+        /// quality, ablation and lockstep: only these models, comma-separated (all if not
+        /// given; the ablation has the four GANs, the lockstep the MLP GANs gan and cgan).
         #[arg(long, value_parser = choice::<ModelKind>(), value_delimiter = ',')]
         models: Vec<ModelKind>,
-        /// quality: seeds 0..N per model (default 3); ablation: seeds 0..N per variant
-        /// (default 1).
+        /// quality: seeds 0..N per model (default 3); ablation and lockstep: seeds 0..N per
+        /// variant or model (default 1).
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
         seeds: Option<u64>,
-        /// quality: steps per run (default: each model's default budget).
+        /// quality: steps per run (default: each model's default budget); lockstep: steps
+        /// replayed (default 100).
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
         steps: Option<u64>,
         /// quality and ablation: samples per run, scored.
         #[arg(long, default_value_t = 5000)]
         samples: usize,
-        /// quality: folder for initial weights, samples and trained weights.
-        #[arg(long, default_value = "runs/bench-quality")]
-        work_dir: PathBuf,
+        /// quality and lockstep: folder for initial weights, samples, recorded inputs and
+        /// trained weights (default runs/bench-quality, runs/bench-lockstep).
+        #[arg(long)]
+        work_dir: Option<PathBuf>,
         /// The Python interpreter that runs the reference scripts: torch for `neural`, also
         /// numpy and safetensors for `quality`, scikit-learn for `classical`.
         #[arg(long, default_value = "python3")]
@@ -889,11 +891,18 @@ fn run(cli: Cli) -> Result<()> {
             work_dir,
             python,
         } => {
-            if steps.is_some() && suite != Suite::Quality {
+            if steps.is_some() && !matches!(suite, Suite::Quality | Suite::Lockstep) {
                 anyhow::bail!(
-                    "--steps applies to `bench quality` only (the ablation's variants set their own budgets)"
+                    "--steps applies to `bench quality` and `bench lockstep` only (the ablation's variants set their own budgets)"
                 );
             }
+            let gans = |keep: fn(&ModelKind) -> bool| -> Vec<ModelKind> {
+                if models.is_empty() {
+                    ModelKind::ALL.into_iter().filter(keep).collect()
+                } else {
+                    models.clone()
+                }
+            };
             let opts = BenchOptions {
                 reps,
                 no_reference,
@@ -910,15 +919,20 @@ fn run(cli: Cli) -> Result<()> {
                     steps,
                     samples,
                     cache: download::default_cache_dir(),
-                    work_dir,
+                    work_dir: work_dir
+                        .clone()
+                        .unwrap_or_else(|| "runs/bench-quality".into()),
+                    python: python.clone(),
+                },
+                lockstep: genmod::bench::lockstep::LockstepOptions {
+                    models: gans(|k| matches!(k, ModelKind::Gan | ModelKind::Cgan)),
+                    steps: steps.unwrap_or(100),
+                    seeds: seeds.unwrap_or(1),
+                    work_dir: work_dir.unwrap_or_else(|| "runs/bench-lockstep".into()),
                     python,
                 },
                 ablation: genmod::bench::ablation::AblationOptions {
-                    models: if models.is_empty() {
-                        ModelKind::ALL.into_iter().filter(|k| k.is_gan()).collect()
-                    } else {
-                        models
-                    },
+                    models: gans(|k| k.is_gan()),
                     seeds: seeds.unwrap_or(1),
                     samples,
                     cache: download::default_cache_dir(),

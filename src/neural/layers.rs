@@ -369,17 +369,22 @@ impl Dropout {
             return Ok(h.clone());
         }
         let keep = 1.0 / (1.0 - self.p);
-        let mut rng = self.rng.borrow_mut();
-        let mask: Vec<f32> = (0..h.elem_count())
-            .map(|_| {
-                if rng.random::<f32>() < self.p {
-                    0.0
-                } else {
-                    keep
-                }
-            })
+        let mask: Vec<f32> = self
+            .keep_pattern(h.elem_count())
+            .into_iter()
+            .map(|k| if k == 1 { keep } else { 0.0 })
             .collect();
         h * Tensor::from_vec(mask, h.shape(), h.device())?.to_dtype(h.dtype())?
+    }
+
+    /// The next `n` decisions of the mask stream, 1 to keep an entry and 0 to drop it: what
+    /// [`Dropout::apply`] draws for a tensor of `n` entries in row-major order. `bench
+    /// lockstep` records them so that PyTorch can replay a step with genmod's masks.
+    pub fn keep_pattern(&self, n: usize) -> Vec<u8> {
+        let mut rng = self.rng.borrow_mut();
+        (0..n)
+            .map(|_| u8::from(rng.random::<f32>() >= self.p))
+            .collect()
     }
 }
 
