@@ -138,6 +138,10 @@ fn the_figure_command_writes_every_figure_in_a_tiny_configuration() {
     for loss in ["`saturating`", "`non-saturating`"] {
         assert!(losses.contains(&format!("| {loss} |")), "{losses}");
     }
+    let extents = std::fs::read_to_string(dir.path().join("generated/latent-extents.md")).unwrap();
+    for model in ["the autoencoder", "the VAE (posterior means)"] {
+        assert!(extents.contains(&format!("| {model} |")), "{extents}");
+    }
 }
 
 /// Every Rust file under `dir`, recursively.

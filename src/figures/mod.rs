@@ -217,6 +217,23 @@ fn codes_2d(model: &dyn Model, split: &Split) -> Result<Vec<Vec<f32>>> {
         .to_vec2::<f32>()?)
 }
 
+/// One row of the 2-D codes' extents: each coordinate's range and the mean, so that the
+/// book can say how large a region each model's codes fill without reading it off a plot.
+fn code_extent_row(name: &str, epochs: usize, codes: &[Vec<f32>]) -> String {
+    let axis = |i: usize| {
+        let (lo, hi) = codes
+            .iter()
+            .map(|c| c[i] as f64)
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+                (lo.min(v), hi.max(v))
+            });
+        let mean = codes.iter().map(|c| c[i] as f64).sum::<f64>() / codes.len().max(1) as f64;
+        (format!("{lo:.1} to {hi:.1} ({:.1})", hi - lo), mean)
+    };
+    let ((x, mx), (y, my)) = (axis(0), axis(1));
+    format!("| {name} | {epochs} | {x} | {y} | ({mx:.1}, {my:.1}) |\n")
+}
+
 /// A scatter of 2-D codes coloured by digit, with axes, and the digits' legend in a column
 /// on the right so that it hides no point.
 fn latent_panel(
@@ -440,16 +457,35 @@ impl Figures<'_> {
         };
         self.save_framed(&ae.grid, "fig-3-8-autoencoder.png", 2, &frame)?;
         let mut panels = Vec::new();
-        for (kind, title) in [
-            (ModelKind::Autoencoder, "autoencoder: the code"),
-            (ModelKind::Vae, "VAE: the mean of q(z | x)"),
+        let mut extents = String::from(
+            "| 2-d code of | epochs | first coordinate: min to max (width) | second coordinate: min to max (height) | mean |\n|---|---|---|---|---|\n",
+        );
+        for (kind, title, name) in [
+            (
+                ModelKind::Autoencoder,
+                "autoencoder: the code",
+                "the autoencoder",
+            ),
+            (
+                ModelKind::Vae,
+                "VAE: the mean of q(z | x)",
+                "the VAE (posterior means)",
+            ),
         ] {
             let (epochs, batch) = train::default_budget(kind);
             let mut flat = run_config(kind, epochs, batch, self.cfg.quick, self.cfg.seed);
             flat.model.latent_dim = 2;
             let flat = train_model(flat, &self.split, &mut |m: &str| self.log.line(m))?;
-            panels.push((title, codes_2d(flat.model.as_ref(), &self.split)?));
+            let codes = codes_2d(flat.model.as_ref(), &self.split)?;
+            extents.push_str(&code_extent_row(name, epochs, &codes));
+            panels.push((title, codes));
         }
+        extents.push_str(&format!(
+            "\nThe codes of the {} test digits in figure 3.9. {}\n",
+            self.split.test.len(),
+            self.provenance()
+        ));
+        self.write_generated("latent-extents.md", &extents)?;
         let labels = self.split.test.labels().unwrap_or(&[]).to_vec();
         let scatter = latent_figure(&panels, &labels, 400)?;
         self.save(&scatter, "fig-3-9-ae-latent.png", 1)
@@ -833,4 +869,20 @@ pub fn generate(cfg: &FigureConfig, progress: &mut dyn Progress) -> Result<Vec<P
         figures.log.advance(total, total);
     }
     Ok(figures.written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The extents are each coordinate's minimum, maximum and width and the mean, by hand:
+    /// x in {-1, 3, 1} spans 4 around a mean of 1, y in {2, 2, 5} spans 3 around 3.
+    #[test]
+    fn a_code_extent_row_gives_the_ranges_and_the_mean() {
+        let codes = vec![vec![-1.0, 2.0], vec![3.0, 2.0], vec![1.0, 5.0]];
+        assert_eq!(
+            code_extent_row("m", 7, &codes),
+            "| m | 7 | -1.0 to 3.0 (4.0) | 2.0 to 5.0 (3.0) | (1.0, 3.0) |\n"
+        );
+    }
 }
