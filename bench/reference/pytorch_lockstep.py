@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
-"""Replays genmod's recorded MLP GAN steps in PyTorch, for `genmod bench lockstep`.
+"""Replays genmod's recorded GAN steps in PyTorch, for `genmod bench lockstep`.
 
 genmod wrote into --dir: its initial weights (init.safetensors), every random input of its
 run (x.npy: the batches as tanh-range pixels; z_d.npy and z_g.npy: the noise of the
 discriminator's and of the generator's step; labels.npy and g_labels.npy for the conditional
-GAN; masks.npy: 1 where dropout keeps an activation, per step D's two hidden activations
-over the 2n rows of its step, then G's step's two over n rows), its losses (losses.npy) and
+GAN; masks.npy, for the MLP GANs with dropout: 1 where dropout keeps an activation, per
+step D's two hidden activations over the 2n rows of its step, then G's step's two over n
+rows), its losses (losses.npy) and
 its weights after some steps (genmod-K.safetensors). This script runs the same steps twice,
 in float32 and in float64, with the model classes of pytorch_quality.py, and prints one JSON
 line: the first step's losses and, per checkpoint, how far the weights are apart.
@@ -22,7 +23,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from pytorch_quality import MlpGan, load_init, trainable  # noqa: E402
+from pytorch_quality import Dcgan, MlpGan, load_init, trainable  # noqa: E402
 
 torch.set_num_threads(int(os.environ.get("GENMOD_THREADS", "2")))
 
@@ -30,10 +31,15 @@ torch.set_num_threads(int(os.environ.get("GENMOD_THREADS", "2")))
 class Run:
     """One replay: the model, its optimisers and the generator's moving average."""
 
-    def __init__(self, cfg, classes, init_path, dtype):
+    def __init__(self, model, cfg, classes, init_path, dtype):
         h, latent = cfg["hidden"], cfg["latent_dim"]
         self.dtype = dtype
-        self.m = MlpGan(latent, h, classes, cfg.get("conditioning") == "projection", cfg.get("d_dropout", 0.0))
+        if model in ("dcgan", "cdcgan"):
+            self.m = Dcgan(latent, h, classes, cfg.get("d_dropout", 0.0))
+        else:
+            self.m = MlpGan(latent, h, classes, cfg.get("conditioning") == "projection", cfg.get("d_dropout", 0.0))
+        # Batch norm's running statistics are compared too: they are part of the state.
+        self.convolutional = model in ("dcgan", "cdcgan")
         g_named, d_named = self.m.g_names(), self.m.d_names()
         init = load_init({**g_named, **d_named}, init_path)
         self.m.to(dtype)
@@ -69,7 +75,7 @@ def distance(a, b):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--model", required=True, choices=["gan", "cgan"])
+    ap.add_argument("--model", required=True, choices=["gan", "cgan", "dcgan", "cdcgan"])
     ap.add_argument("--dir", required=True)
     ap.add_argument("--config", required=True, help="genmod's NeuralConfig as JSON")
     ap.add_argument("--seed", type=int, required=True)
@@ -80,18 +86,20 @@ def main():
         if cfg.get(key, value) != value:
             raise SystemExit(f"--config: {key} = {cfg[key]!r} is not replayed here (expected {value!r})")
     d = a.dir
-    classes = 10 if a.model == "cgan" else 0
+    classes = 10 if a.model in ("cgan", "cdcgan") else 0
     x_all = np.load(f"{d}/x.npy")
     z_d, z_g = np.load(f"{d}/z_d.npy"), np.load(f"{d}/z_g.npy")
     labels = np.load(f"{d}/labels.npy") if classes else None
     g_labels = np.load(f"{d}/g_labels.npy") if classes else None
     losses = np.load(f"{d}/losses.npy")
     p = cfg.get("d_dropout", 0.0)
+    if p > 0 and a.model in ("dcgan", "cdcgan"):
+        raise SystemExit("--config: dropout in the convolutional D is not replayed here")
     masks = np.load(f"{d}/masks.npy") if p > 0 else None
     steps, bs = x_all.shape[0], x_all.shape[1]
     h = cfg["hidden"]
     checkpoints = [int(s) for s in a.checkpoints.split(",")]
-    runs = [Run(cfg, classes, f"{d}/init.safetensors", dt) for dt in (torch.float32, torch.float64)]
+    runs = [Run(a.model, cfg, classes, f"{d}/init.safetensors", dt) for dt in (torch.float32, torch.float64)]
     s = cfg.get("label_smoothing", 0.0)
     first, distances = None, []
     for step in range(steps):
@@ -113,15 +121,22 @@ def main():
             drop_g = masked([t(v) for v in g_masks], p) if masks is not None else None
             with torch.no_grad():
                 fake = m.generate(zd, y)
-            # genmod's D step: the real and the fake batch as one batch of 2n rows.
-            both = m.discriminate(torch.cat([x, fake]), torch.cat([y, y]) if classes else None, drop_d)
-            real_logits, fake_logits = both[:bs], both[bs:]
+            if run.convolutional:
+                # With batch norm genmod passes the real batch, then the fake one, each
+                # normalised by its own statistics.
+                real_logits, fake_logits = m.discriminate(x, y), m.discriminate(fake, y)
+            else:
+                # genmod's D step: the real and the fake batch as one batch of 2n rows.
+                both = m.discriminate(torch.cat([x, fake]), torch.cat([y, y]) if classes else None, drop_d)
+                real_logits, fake_logits = both[:bs], both[bs:]
             real_term = (1 - s) * F.softplus(-real_logits) + s * F.softplus(real_logits)
             d_loss = real_term.mean() + F.softplus(fake_logits).mean()
             run.opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             run.opt_d.step()
-            g_loss = F.softplus(-m.discriminate(m.generate(zg, gy), gy, drop_g)).mean()
+            g_fake = m.generate(zg, gy)
+            g_logits = m.discriminate(g_fake, gy) if run.convolutional else m.discriminate(g_fake, gy, drop_g)
+            g_loss = F.softplus(-g_logits).mean()
             run.opt_g.zero_grad(set_to_none=True)
             g_loss.backward()
             run.opt_g.step()

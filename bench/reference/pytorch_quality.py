@@ -219,7 +219,7 @@ class Dcgan(nn.Module):
 
     def generate(self, z, y):
         if self.classes:
-            z = torch.cat([z, F.one_hot(y, self.classes).float()], 1)
+            z = torch.cat([z, F.one_hot(y, self.classes).to(z.dtype)], 1)
         x = self.project(z).view(-1, 2 * self.h, 7, 7)
         x = F.relu(self.bn0(x))
         x = F.relu(self.bn1(self.convt0(x)))

@@ -1,14 +1,16 @@
-//! `genmod bench lockstep`: is a training step in genmod the same arithmetic as in PyTorch?
+//! `genmod bench lockstep`: is a GAN's training step in genmod the same arithmetic as in
+//! PyTorch?
 //!
 //! `bench quality` compares where two frameworks end after thousands of steps, each with its
 //! own random stream; a gap there can come from a defect or from chance. This suite takes
-//! chance out. genmod trains an MLP GAN for some steps and records every random input it
-//! draws: each batch of digits, the noise of the discriminator's and of the generator's step,
-//! the generator's labels and every dropout mask, in the order the training step draws them
-//! (a [`Dropout`] seed first, then the two noise batches, then the labels). PyTorch
-//! (`bench/reference/pytorch_lockstep.py`) replays the same steps from genmod's initial
-//! weights twice, in float32 and float64, and compares the weights (the generator's moving
-//! average too) with genmod's after 1, 10 and 100 steps.
+//! chance out. genmod trains a GAN for some steps and records every random input it draws:
+//! each batch of digits, the noise of the discriminator's and of the generator's step, the
+//! generator's labels and every dropout mask of the MLP discriminators, in the order the
+//! training step draws them (a [`Dropout`] seed first, then the two noise batches, then the
+//! labels). PyTorch (`bench/reference/pytorch_lockstep.py`) replays the same steps from
+//! genmod's initial weights twice, in float32 and float64, and compares the weights (the
+//! generator's moving average and batch norm's running statistics too) with genmod's after
+//! 1, 10 and 100 steps.
 //!
 //! A GAN's training is chaotic: a rounding difference in one pre-activation near a
 //! LeakyReLU's kink grows step by step until the runs are unrelated. So genmod's distance
@@ -30,7 +32,7 @@ use std::process::Command;
 /// What `bench lockstep` runs.
 #[derive(Debug, Clone)]
 pub struct LockstepOptions {
-    /// The MLP GANs to replay (gan, cgan).
+    /// The GANs to replay.
     pub models: Vec<ModelKind>,
     /// Steps per run (at least 1).
     pub steps: u64,
@@ -90,13 +92,9 @@ pub fn run(opts: &LockstepOptions, log: &mut dyn FnMut(&str)) -> Result<Vec<Repl
     if opts.steps == 0 || opts.seeds == 0 {
         return Err(lockstep("--steps and --seeds must be at least 1"));
     }
-    if let Some(other) = opts
-        .models
-        .iter()
-        .find(|k| !matches!(k, ModelKind::Gan | ModelKind::Cgan))
-    {
+    if let Some(other) = opts.models.iter().find(|k| !k.is_gan()) {
         return Err(lockstep(format!(
-            "--models: {} is not replayed (the MLP GANs gan and cgan are)",
+            "--models: {} is not replayed (the GANs are: gan, dcgan, cgan, cdcgan)",
             other.name()
         )));
     }
@@ -163,6 +161,11 @@ fn record(cfg: &NeuralConfig, seed: u64, steps: u64, dir: &Path) -> Result<(), B
         let mut rng = ChaCha8Rng::seed_from_u64(seed.wrapping_mul(1_000_003) ^ step);
         // The draws of `Gan::train_step` and `Cgan::train_step`, in their order.
         let mut draws = rng.clone();
+        if cfg.d_dropout > 0.0 && cfg.kind.is_convolutional() {
+            return Err(lockstep(
+                "dropout in the convolutional discriminator is not replayed",
+            ));
+        }
         if cfg.d_dropout > 0.0 {
             let dropout = Dropout::new(cfg.d_dropout, draws.random());
             // D's step sees the real and the fake batch as one batch of 2n rows, G's step n
@@ -309,7 +312,7 @@ pub fn markdown(replays: &[Replay]) -> String {
         "Arithmetic parity: genmod's training steps replayed in PyTorch from the same initial \
          weights and the same random inputs (batches, noise, labels, dropout masks), in float32 \
          and float64. Distance: the median over the weight tensors (the generator's moving \
-         average included) of max |a − b| / max |b|. genmod's distance from PyTorch is to be \
+         average and batch norm's running statistics included) of max |a − b| / max |b|. genmod's distance from PyTorch is to be \
          read beside PyTorch float32's from float64, which is rounding alone.\n\n\
          | model | seed | first step: D loss, G loss (genmod / PyTorch float32) | after step | genmod vs float32 | genmod vs float64 | float32 vs float64 |\n\
          |---|---|---|---|---|---|---|\n",

@@ -23,8 +23,10 @@ use std::process::Command;
 #[derive(Debug, Clone)]
 pub struct QualityOptions {
     pub models: Vec<ModelKind>,
-    /// Seeds 0..seeds.
+    /// Seeds first_seed..first_seed + seeds.
     pub seeds: u64,
+    /// The first seed: a later run can add seeds to an earlier one's.
+    pub first_seed: u64,
     /// Steps per run; each model's default budget if not given.
     pub steps: Option<u64>,
     /// Samples each side draws and the scoreboard scores.
@@ -49,6 +51,8 @@ pub struct SideScores {
 #[derive(Debug, Clone)]
 pub struct ModelParity {
     pub kind: ModelKind,
+    /// The seeds run, in order (the rows of each side follow them).
+    pub seeds: Vec<u64>,
     pub steps: u64,
     pub batch_size: usize,
     pub genmod: SideScores,
@@ -80,8 +84,10 @@ pub fn run(
         let steps = opts
             .steps
             .unwrap_or((split.train.len() / batch_size * epochs) as u64);
+        let seeds: Vec<u64> = (opts.first_seed..opts.first_seed + opts.seeds).collect();
         let mut parity = ModelParity {
             kind,
+            seeds: seeds.clone(),
             steps,
             batch_size,
             genmod: SideScores {
@@ -93,7 +99,7 @@ pub fn run(
                 seconds: Vec::new(),
             },
         };
-        for seed in 0..opts.seeds {
+        for seed in seeds {
             let run = Run {
                 kind,
                 seed,
@@ -343,13 +349,23 @@ fn metrics(kind: ModelKind) -> Vec<Compared> {
     m
 }
 
+/// Seeds as the table names them: "3", "0–2" for a run of consecutive seeds.
+fn seed_list(seeds: &[u64]) -> String {
+    match seeds {
+        [] => String::new(),
+        [one] => one.to_string(),
+        [first, .., last] => format!("{first}–{last}"),
+    }
+}
+
 /// The parity table: per model and metric, genmod's mean and range over the seeds beside
 /// PyTorch's, and whether genmod's mean is inside PyTorch's range or better.
 pub fn markdown(results: &[ModelParity], samples: usize) -> String {
-    let seeds = results.first().map_or(0, |r| r.genmod.rows.len());
+    let seeds = results
+        .first()
+        .map_or(String::new(), |r| seed_list(&r.seeds));
     let mut s = format!(
-        "Learning parity at equal steps: each model trained by genmod and by PyTorch from the same initial weights (genmod's, exported), with the same architecture, optimiser, batch size, steps and training digits; {samples} samples per run scored by genmod's scoreboard; seeds 0–{}. Mean [min–max] over seeds. \"ok\": genmod's mean lies inside PyTorch's range or beats it.\n\n| model | steps × batch | metric | genmod | PyTorch | verdict |\n|---|---|---|---|---|---|\n",
-        seeds.saturating_sub(1)
+        "Learning parity at equal steps: each model trained by genmod and by PyTorch from the same initial weights (genmod's, exported), with the same architecture, optimiser, batch size, steps and training digits; {samples} samples per run scored by genmod's scoreboard; seeds {seeds}. Mean [min–max] over seeds. \"ok\": genmod's mean lies inside PyTorch's range or beats it.\n\n| model | steps × batch | metric | genmod | PyTorch | verdict |\n|---|---|---|---|---|---|\n",
     );
     for r in results {
         for (name, get, higher) in metrics(r.kind) {
@@ -434,6 +450,7 @@ mod tests {
             markdown(
                 &[ModelParity {
                     kind: ModelKind::Dcgan,
+                    seeds: (0..g.len() as u64).collect(),
                     steps: 10,
                     batch_size: 64,
                     genmod: side(g),
@@ -457,5 +474,12 @@ mod tests {
         let t = table(&[50.0, 60.0, 70.0], &[55.0, 58.0, 65.0]);
         assert!(t.contains("| 60.0 [50.0–70.0] | 59.3 [55.0–65.0] |"), "{t}");
         assert!(t.contains("seeds 0–2"), "{t}");
+    }
+
+    #[test]
+    fn the_table_names_the_seeds_run() {
+        assert_eq!(seed_list(&[3, 4, 5]), "3–5");
+        assert_eq!(seed_list(&[7]), "7");
+        assert_eq!(seed_list(&[]), "");
     }
 }

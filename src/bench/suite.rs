@@ -30,8 +30,8 @@ pub enum Suite {
     /// Recipe ablation: each GAN's default run and its variants (the report's recipe, one
     /// setting changed at a time), trained and scored (minutes per variant and seed).
     Ablation,
-    /// Arithmetic parity: the MLP GANs' first steps replayed in PyTorch (float32 and
-    /// float64) from genmod's recorded inputs, weights compared after 1, 10 and 100 steps.
+    /// Arithmetic parity: each GAN's first steps replayed in PyTorch (float32 and float64)
+    /// from genmod's recorded inputs, weights compared after 1, 10 and 100 steps.
     Lockstep,
 }
 

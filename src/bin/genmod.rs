@@ -159,13 +159,17 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
         /// quality, ablation and lockstep: only these models, comma-separated (all if not
-        /// given; the ablation has the four GANs, the lockstep the MLP GANs gan and cgan).
+        /// given; the ablation and the lockstep have the four GANs).
         #[arg(long, value_parser = choice::<ModelKind>(), value_delimiter = ',')]
         models: Vec<ModelKind>,
         /// quality: seeds 0..N per model (default 3); ablation and lockstep: seeds 0..N per
         /// variant or model (default 1).
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
         seeds: Option<u64>,
+        /// quality: the first seed (the seeds run are FIRST..FIRST+N), so that a later run
+        /// can add seeds to an earlier one's.
+        #[arg(long, default_value_t = 0)]
+        first_seed: u64,
         /// quality: steps per run (default: each model's default budget); lockstep: steps
         /// replayed (default 100).
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
@@ -886,6 +890,7 @@ fn run(cli: Cli) -> Result<()> {
             out,
             models,
             seeds,
+            first_seed,
             steps,
             samples,
             work_dir,
@@ -895,6 +900,9 @@ fn run(cli: Cli) -> Result<()> {
                 anyhow::bail!(
                     "--steps applies to `bench quality` and `bench lockstep` only (the ablation's variants set their own budgets)"
                 );
+            }
+            if first_seed != 0 && suite != Suite::Quality {
+                anyhow::bail!("--first-seed applies to `bench quality` only");
             }
             let gans = |keep: fn(&ModelKind) -> bool| -> Vec<ModelKind> {
                 if models.is_empty() {
@@ -916,6 +924,7 @@ fn run(cli: Cli) -> Result<()> {
                         models.clone()
                     },
                     seeds: seeds.unwrap_or(3),
+                    first_seed,
                     steps,
                     samples,
                     cache: download::default_cache_dir(),
@@ -925,7 +934,7 @@ fn run(cli: Cli) -> Result<()> {
                     python: python.clone(),
                 },
                 lockstep: genmod::bench::lockstep::LockstepOptions {
-                    models: gans(|k| matches!(k, ModelKind::Gan | ModelKind::Cgan)),
+                    models: gans(|k| k.is_gan()),
                     steps: steps.unwrap_or(100),
                     seeds: seeds.unwrap_or(1),
                     work_dir: work_dir.unwrap_or_else(|| "runs/bench-lockstep".into()),
