@@ -38,7 +38,6 @@ class Run:
             self.m = Dcgan(latent, h, classes, cfg.get("d_dropout", 0.0))
         else:
             self.m = MlpGan(latent, h, classes, cfg.get("conditioning") == "projection", cfg.get("d_dropout", 0.0))
-        # Batch norm's running statistics are compared too: they are part of the state.
         self.convolutional = model in ("dcgan", "cdcgan")
         g_named, d_named = self.m.g_names(), self.m.d_names()
         init = load_init({**g_named, **d_named}, init_path)
@@ -53,6 +52,8 @@ class Run:
         self.ema = {n: init["ema." + n].to(dtype).clone() for n in g_named} if self.decay > 0 else {}
 
     def weights(self):
+        """Everything genmod saves of the model: the parameters, batch norm's running
+        statistics (part of `named` for the DCGANs) and the generator's moving average."""
         out = {n: p.detach() for n, p in self.named.items()}
         out.update({"ema." + n: v for n, v in self.ema.items()})
         return out

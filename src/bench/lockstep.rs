@@ -143,7 +143,17 @@ fn record(cfg: &NeuralConfig, seed: u64, steps: u64, dir: &Path) -> Result<(), B
             .map_err(|e| lockstep(format!("{}: {e}", path.display())))
     };
     save("init.safetensors", model.as_ref())?;
-    let (bs, latent, h) = (64usize, cfg.latent_dim, cfg.hidden);
+    if cfg.d_dropout > 0.0 && cfg.kind.is_convolutional() {
+        return Err(lockstep(
+            "dropout in the convolutional discriminator is not replayed",
+        ));
+    }
+    // The batch of the model's default run, which `bench quality` trains too.
+    let (bs, latent, h) = (
+        crate::train::default_budget(cfg.kind).1,
+        cfg.latent_dim,
+        cfg.hidden,
+    );
     let per_epoch = (split.train.len() / bs) as u64;
     let table = model.pixel_scale().table();
     let mut inputs = Inputs::default();
@@ -161,11 +171,6 @@ fn record(cfg: &NeuralConfig, seed: u64, steps: u64, dir: &Path) -> Result<(), B
         let mut rng = ChaCha8Rng::seed_from_u64(seed.wrapping_mul(1_000_003) ^ step);
         // The draws of `Gan::train_step` and `Cgan::train_step`, in their order.
         let mut draws = rng.clone();
-        if cfg.d_dropout > 0.0 && cfg.kind.is_convolutional() {
-            return Err(lockstep(
-                "dropout in the convolutional discriminator is not replayed",
-            ));
-        }
         if cfg.d_dropout > 0.0 {
             let dropout = Dropout::new(cfg.d_dropout, draws.random());
             // D's step sees the real and the fake batch as one batch of 2n rows, G's step n
@@ -312,8 +317,9 @@ pub fn markdown(replays: &[Replay]) -> String {
         "Arithmetic parity: genmod's training steps replayed in PyTorch from the same initial \
          weights and the same random inputs (batches, noise, labels, dropout masks), in float32 \
          and float64. Distance: the median over the weight tensors (the generator's moving \
-         average and batch norm's running statistics included) of max |a − b| / max |b|. genmod's distance from PyTorch is to be \
-         read beside PyTorch float32's from float64, which is rounding alone.\n\n\
+         average and batch norm's running statistics included) of max |a − b| / max |b|. \
+         genmod's distance from PyTorch is to be read beside PyTorch float32's from float64, \
+         which is rounding alone.\n\n\
          | model | seed | first step: D loss, G loss (genmod / PyTorch float32) | after step | genmod vs float32 | genmod vs float64 | float32 vs float64 |\n\
          |---|---|---|---|---|---|---|\n",
     );
@@ -355,12 +361,11 @@ mod tests {
     #[test]
     fn the_recorded_inputs_reproduce_the_first_step() {
         use candle_core::Tensor;
-        let dir = std::env::temp_dir().join(format!("genmod-lockstep-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         let cfg = NeuralConfig::new(ModelKind::Gan);
         assert!(cfg.d_dropout > 0.0, "the default MLP GAN has dropout in D");
-        record(&cfg, 3, 1, &dir).unwrap();
+        record(&cfg, 3, 1, dir).unwrap();
         let dev = Device::Cpu;
         let read = |name: &str| {
             let a = crate::data::arrays::read(&dir.join(name)).unwrap();
@@ -417,6 +422,5 @@ mod tests {
         );
         // A wrong mask gives another loss: the check can fail.
         assert!(masks.contains(&0.0) && masks.contains(&1.0));
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -904,7 +904,8 @@ fn run(cli: Cli) -> Result<()> {
             if first_seed != 0 && suite != Suite::Quality {
                 anyhow::bail!("--first-seed applies to `bench quality` only");
             }
-            let gans = |keep: fn(&ModelKind) -> bool| -> Vec<ModelKind> {
+            // The models asked for, or those of ModelKind::ALL that `keep` admits.
+            let chosen = |keep: fn(&ModelKind) -> bool| -> Vec<ModelKind> {
                 if models.is_empty() {
                     ModelKind::ALL.into_iter().filter(keep).collect()
                 } else {
@@ -918,11 +919,7 @@ fn run(cli: Cli) -> Result<()> {
                 request,
                 genmod_exe: std::env::current_exe().context("finding the genmod executable")?,
                 quality: genmod::bench::quality::QualityOptions {
-                    models: if models.is_empty() {
-                        ModelKind::ALL.to_vec()
-                    } else {
-                        models.clone()
-                    },
+                    models: chosen(|_| true),
                     seeds: seeds.unwrap_or(3),
                     first_seed,
                     steps,
@@ -934,14 +931,14 @@ fn run(cli: Cli) -> Result<()> {
                     python: python.clone(),
                 },
                 lockstep: genmod::bench::lockstep::LockstepOptions {
-                    models: gans(|k| k.is_gan()),
+                    models: chosen(|k| k.is_gan()),
                     steps: steps.unwrap_or(100),
                     seeds: seeds.unwrap_or(1),
                     work_dir: work_dir.unwrap_or_else(|| "runs/bench-lockstep".into()),
                     python,
                 },
                 ablation: genmod::bench::ablation::AblationOptions {
-                    models: gans(|k| k.is_gan()),
+                    models: chosen(|k| k.is_gan()),
                     seeds: seeds.unwrap_or(1),
                     samples,
                     cache: download::default_cache_dir(),

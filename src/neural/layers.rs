@@ -369,11 +369,7 @@ impl Dropout {
             return Ok(h.clone());
         }
         let keep = 1.0 / (1.0 - self.p);
-        let mask: Vec<f32> = self
-            .keep_pattern(h.elem_count())
-            .into_iter()
-            .map(|k| if k == 1 { keep } else { 0.0 })
-            .collect();
+        let mask = self.decisions(h.elem_count(), |k| if k { keep } else { 0.0 });
         h * Tensor::from_vec(mask, h.shape(), h.device())?.to_dtype(h.dtype())?
     }
 
@@ -381,10 +377,14 @@ impl Dropout {
     /// [`Dropout::apply`] draws for a tensor of `n` entries in row-major order. `bench
     /// lockstep` records them so that PyTorch can replay a step with genmod's masks.
     pub fn keep_pattern(&self, n: usize) -> Vec<u8> {
+        self.decisions(n, u8::from)
+    }
+
+    /// The next `n` keep-or-drop decisions, each mapped by `f`: the one place the mask
+    /// stream is drawn, so that `apply` and `keep_pattern` cannot drift apart.
+    fn decisions<T>(&self, n: usize, f: impl Fn(bool) -> T) -> Vec<T> {
         let mut rng = self.rng.borrow_mut();
-        (0..n)
-            .map(|_| u8::from(rng.random::<f32>() >= self.p))
-            .collect()
+        (0..n).map(|_| f(rng.random::<f32>() >= self.p)).collect()
     }
 }
 
