@@ -4,6 +4,7 @@
 
 pub mod ablation;
 pub mod classical;
+pub mod default_runs;
 pub mod lockstep;
 pub mod neural;
 pub mod quality;

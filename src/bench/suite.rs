@@ -27,12 +27,16 @@ pub enum Suite {
     /// initial weights for the same steps, both sides' samples scored (minutes per model
     /// and seed).
     Quality,
-    /// Recipe ablation: each GAN's default run and its variants (the report's recipe, one
-    /// setting changed at a time), trained and scored (minutes per variant and seed).
+    /// Recipe ablation: each GAN's and the autoencoder's default run and its variants (the
+    /// report's recipe, one setting changed at a time), trained and scored (minutes per
+    /// variant and seed).
     Ablation,
     /// Arithmetic parity: each GAN's first steps replayed in PyTorch (float32 and float64)
     /// from genmod's recorded inputs, weights compared after 1, 10 and 100 steps.
     Lockstep,
+    /// How long each neural model's default run takes: `genmod train MODEL` started --reps
+    /// times per model, in turn across the models (minutes per model and run).
+    DefaultRuns,
 }
 
 /// How a suite is run.
@@ -54,6 +58,8 @@ pub struct BenchOptions {
     pub ablation: super::ablation::AblationOptions,
     /// The lockstep suite's settings.
     pub lockstep: super::lockstep::LockstepOptions,
+    /// The default-runs suite's settings.
+    pub default_runs: super::default_runs::DefaultRunsOptions,
 }
 
 /// Why a suite could not be timed.
@@ -81,6 +87,9 @@ pub enum BenchError {
     /// The lockstep suite could not record a run or replay it.
     #[error("bench lockstep: {0}")]
     Lockstep(String),
+    /// A default run could not be started or failed.
+    #[error("bench default-runs: {0}")]
+    DefaultRuns(String),
     /// The quality suite could not read or score a side's samples.
     #[error(transparent)]
     Eval(#[from] crate::eval::EvalError),
@@ -117,6 +126,10 @@ pub fn run(
         Suite::Lockstep => {
             let replays = super::lockstep::run(&opts.lockstep, log)?;
             Ok(super::lockstep::markdown(&replays))
+        }
+        Suite::DefaultRuns => {
+            let timed = super::default_runs::run(&opts.default_runs, log)?;
+            Ok(super::default_runs::markdown(&timed))
         }
         _ if opts.reps == 0 => Err(BenchError::NoReps),
         Suite::Classical => classical_suite(opts, log),

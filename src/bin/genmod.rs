@@ -145,7 +145,7 @@ enum Command {
         #[arg(value_enum, value_parser = choice::<Suite>(), default_value_t = Suite::Classical)]
         suite: Suite,
         /// Measurements per workload: for `neural`, interleaved pairs (genmod, then the
-        /// reference); medians are reported.
+        /// reference); for `default-runs`, runs per model; medians are reported.
         #[arg(long, default_value_t = 5)]
         reps: usize,
         /// Skip the reference script.
@@ -158,8 +158,9 @@ enum Command {
         /// Also write the Markdown table here.
         #[arg(long)]
         out: Option<PathBuf>,
-        /// quality, ablation and lockstep: only these models, comma-separated (all if not
-        /// given; the ablation and the lockstep have the four GANs).
+        /// quality, ablation, lockstep and default-runs: only these models, comma-separated
+        /// (all if not given; the lockstep has the four GANs, the ablation those and the
+        /// autoencoder).
         #[arg(long, value_parser = choice::<ModelKind>(), value_delimiter = ',')]
         models: Vec<ModelKind>,
         /// quality: seeds 0..N per model (default 3); ablation and lockstep: seeds 0..N per
@@ -937,8 +938,13 @@ fn run(cli: Cli) -> Result<()> {
                     work_dir: work_dir.unwrap_or_else(|| "runs/bench-lockstep".into()),
                     python,
                 },
+                default_runs: genmod::bench::default_runs::DefaultRunsOptions {
+                    models: chosen(|_| true),
+                    reps,
+                    genmod_exe: std::env::current_exe().context("finding the genmod executable")?,
+                },
                 ablation: genmod::bench::ablation::AblationOptions {
-                    models: chosen(|k| k.is_gan()),
+                    models: chosen(|k| !genmod::bench::ablation::variants(*k).is_empty()),
                     seeds: seeds.unwrap_or(1),
                     samples,
                     cache: download::default_cache_dir(),
