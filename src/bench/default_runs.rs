@@ -153,24 +153,24 @@ mod tests {
         );
     }
 
+    fn vae_runs(reps: usize, exe: &str) -> DefaultRunsOptions {
+        DefaultRunsOptions {
+            models: vec![ModelKind::Vae],
+            reps,
+            genmod_exe: PathBuf::from(exe),
+        }
+    }
+
     #[test]
     fn no_runs_is_refused() {
-        let opts = DefaultRunsOptions {
-            models: vec![ModelKind::Vae],
-            reps: 0,
-            genmod_exe: PathBuf::from("genmod"),
-        };
-        assert!(matches!(run(&opts, &mut |_| {}), Err(BenchError::NoReps)));
+        let refused = run(&vae_runs(0, "genmod"), &mut |_| {});
+        assert!(matches!(refused, Err(BenchError::NoReps)));
     }
 
     #[test]
     fn an_executable_that_cannot_start_is_named() {
-        let opts = DefaultRunsOptions {
-            models: vec![ModelKind::Vae],
-            reps: 1,
-            genmod_exe: PathBuf::from("/nonexistent/genmod"),
-        };
-        let err = run(&opts, &mut |_| {}).unwrap_err().to_string();
+        let err = run(&vae_runs(1, "/nonexistent/genmod"), &mut |_| {});
+        let err = err.unwrap_err().to_string();
         assert!(err.contains("starting /nonexistent/genmod"), "{err}");
     }
 }
