@@ -290,8 +290,7 @@ fn cell(values: &[f64], decimals: usize) -> String {
     if values.len() < 2 {
         return format!("{mean:.decimals$}");
     }
-    let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
-    let hi = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let (lo, hi) = super::min_max(values);
     format!("{mean:.decimals$} [{lo:.decimals$}–{hi:.decimals$}]")
 }
 

@@ -7,22 +7,19 @@
 //! minute on a shared machine lands on one run of several models instead of on every run
 //! of one; the table reports each model's median with its range.
 
-use super::median;
 use super::suite::BenchError;
+use super::{median, min_max};
 use crate::neural::ModelKind;
 use crate::train;
-use std::path::PathBuf;
+use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
-/// What `bench default-runs` times.
+/// What `bench default-runs` times (the runs per model and the executable are the bench's
+/// own `--reps` and `genmod` executable).
 #[derive(Debug, Clone)]
 pub struct DefaultRunsOptions {
     pub models: Vec<ModelKind>,
-    /// Runs per model.
-    pub reps: usize,
-    /// The `genmod` executable started for each run.
-    pub genmod_exe: PathBuf,
 }
 
 /// One model's runs.
@@ -47,9 +44,15 @@ fn error(message: impl Into<String>) -> BenchError {
     BenchError::DefaultRuns(message.into())
 }
 
-/// Runs every model's default run `opts.reps` times, interleaved; `log` follows progress.
-pub fn run(opts: &DefaultRunsOptions, log: &mut dyn FnMut(&str)) -> Result<Vec<Timed>, BenchError> {
-    if opts.reps == 0 {
+/// Runs every model's default run `reps` times with `genmod_exe`, interleaved; `log`
+/// follows progress.
+pub fn run(
+    opts: &DefaultRunsOptions,
+    reps: usize,
+    genmod_exe: &Path,
+    log: &mut dyn FnMut(&str),
+) -> Result<Vec<Timed>, BenchError> {
+    if reps == 0 {
         return Err(BenchError::NoReps);
     }
     let train_images = crate::data::mnist::embedded().train.len();
@@ -67,22 +70,18 @@ pub fn run(opts: &DefaultRunsOptions, log: &mut dyn FnMut(&str)) -> Result<Vec<T
             }
         })
         .collect();
-    for rep in 0..opts.reps {
+    for rep in 0..reps {
         for t in &mut timed {
             let name = t.kind.name();
-            log(&format!(
-                "run {} of {}: genmod train {name}",
-                rep + 1,
-                opts.reps
-            ));
+            log(&format!("run {} of {}: genmod train {name}", rep + 1, reps));
             let dir = tempfile::tempdir().map_err(|e| error(format!("a run folder: {e}")))?;
             let out = dir.path().join(name);
             let start = Instant::now();
-            let result = Command::new(&opts.genmod_exe)
+            let result = Command::new(genmod_exe)
                 .args(["train", name, "--out"])
                 .arg(&out)
                 .output()
-                .map_err(|e| error(format!("starting {}: {e}", opts.genmod_exe.display())))?;
+                .map_err(|e| error(format!("starting {}: {e}", genmod_exe.display())))?;
             let seconds = start.elapsed().as_secs_f64();
             if !result.status.success() {
                 let stderr = String::from_utf8_lossy(&result.stderr);
@@ -106,8 +105,7 @@ pub fn markdown(timed: &[Timed]) -> String {
         "| model | epochs × batch (steps) | seconds, median [min–max] | training images/s |\n|---|---|---|---|\n",
     );
     for t in timed {
-        let lo = t.seconds.iter().copied().fold(f64::INFINITY, f64::min);
-        let hi = t.seconds.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let (lo, hi) = min_max(&t.seconds);
         s.push_str(&format!(
             "| {} | {} × {} ({}) | {:.0} [{lo:.0}–{hi:.0}] | {:.0} |\n",
             t.kind.name(),
@@ -153,24 +151,22 @@ mod tests {
         );
     }
 
-    fn vae_runs(reps: usize, exe: &str) -> DefaultRunsOptions {
-        DefaultRunsOptions {
+    fn vae_runs(reps: usize, exe: &str) -> Result<Vec<Timed>, BenchError> {
+        let opts = DefaultRunsOptions {
             models: vec![ModelKind::Vae],
-            reps,
-            genmod_exe: PathBuf::from(exe),
-        }
+        };
+        run(&opts, reps, Path::new(exe), &mut |_| {})
     }
 
     #[test]
     fn no_runs_is_refused() {
-        let refused = run(&vae_runs(0, "genmod"), &mut |_| {});
+        let refused = vae_runs(0, "genmod");
         assert!(matches!(refused, Err(BenchError::NoReps)));
     }
 
     #[test]
     fn an_executable_that_cannot_start_is_named() {
-        let err = run(&vae_runs(1, "/nonexistent/genmod"), &mut |_| {});
-        let err = err.unwrap_err().to_string();
+        let err = vae_runs(1, "/nonexistent/genmod").unwrap_err().to_string();
         assert!(err.contains("starting /nonexistent/genmod"), "{err}");
     }
 }

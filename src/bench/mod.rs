@@ -86,13 +86,16 @@ impl Row {
     /// The lowest and highest pair speed-up.
     pub fn speedup_range(&self) -> Option<(f64, f64)> {
         let v = &self.pair_speedups;
-        (!v.is_empty()).then(|| {
-            (
-                v.iter().copied().fold(f64::INFINITY, f64::min),
-                v.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-            )
-        })
+        (!v.is_empty()).then(|| min_max(v))
     }
+}
+
+/// The smallest and largest of `v`; (∞, −∞) for none.
+pub fn min_max(v: &[f64]) -> (f64, f64) {
+    v.iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| {
+            (lo.min(x), hi.max(x))
+        })
 }
 
 /// The median of `v` (the upper one of an even count); NaN for none.

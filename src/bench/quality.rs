@@ -322,8 +322,7 @@ impl Run {
 /// Mean and min–max of `values`.
 fn spread(values: &[f64]) -> (f64, f64, f64) {
     let mean = values.iter().sum::<f64>() / values.len().max(1) as f64;
-    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
-    let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let (min, max) = super::min_max(values);
     (mean, min, max)
 }
 

@@ -128,7 +128,8 @@ pub fn run(
             Ok(super::lockstep::markdown(&replays))
         }
         Suite::DefaultRuns => {
-            let timed = super::default_runs::run(&opts.default_runs, log)?;
+            let timed =
+                super::default_runs::run(&opts.default_runs, opts.reps, &opts.genmod_exe, log)?;
             Ok(super::default_runs::markdown(&timed))
         }
         _ if opts.reps == 0 => Err(BenchError::NoReps),

@@ -940,8 +940,6 @@ fn run(cli: Cli) -> Result<()> {
                 },
                 default_runs: genmod::bench::default_runs::DefaultRunsOptions {
                     models: chosen(|_| true),
-                    reps,
-                    genmod_exe: std::env::current_exe().context("finding the genmod executable")?,
                 },
                 ablation: genmod::bench::ablation::AblationOptions {
                     models: chosen(|k| !genmod::bench::ablation::variants(*k).is_empty()),
