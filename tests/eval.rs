@@ -152,6 +152,7 @@ fn generated_samples_scored_from_a_file_match_the_models_own_row() {
         "classes_covered",
         "coverage_kl",
         "conditional_accuracy",
+        "legible",
     ] {
         assert!(model[key].is_number(), "{key}: {model}");
         assert_eq!(model[key], file[key], "{key}");

@@ -161,3 +161,47 @@ fn the_dcgan_halves_its_frechet_distance() {
         "Fréchet distance {before:.1} at initialisation, {after:.1} after 300 steps"
     );
 }
+
+#[test]
+fn the_legible_share_separates_real_digits_from_blends_of_two() {
+    // The scoreboard's "legible" column: the share of images that the classifier gives one
+    // digit with probability above 0.9. Real digits should pass; an even blend of two
+    // different digits is what a GAN's half-formed sample looks like, and should not.
+    let clf = classifier();
+    let share = |images: &Tensor| {
+        let verdicts = clf.predict_with_confidence(images).unwrap();
+        assert_eq!(
+            verdicts.iter().map(|&(c, _)| c).collect::<Vec<_>>(),
+            clf.predict(images).unwrap(),
+            "the confident verdicts' classes are the plain prediction's"
+        );
+        assert!(verdicts.iter().all(|&(_, p)| (0.1..=1.0).contains(&p)));
+        verdicts
+            .iter()
+            .filter(|&&(_, p)| f64::from(p) > genmod::eval::LEGIBLE_PROBABILITY)
+            .count() as f64
+            / verdicts.len() as f64
+    };
+    let n = 500;
+    let real = test_images(n);
+    let labels = &digits().test.labels().expect("MNIST is labelled")[..n];
+    // Each digit blended with the next one of another class.
+    let partner: Vec<u32> = (0..n)
+        .map(|i| {
+            (1..n)
+                .map(|d| (i + d) % n)
+                .find(|&j| labels[j] != labels[i])
+                .unwrap() as u32
+        })
+        .collect();
+    let others = real
+        .index_select(&Tensor::new(partner, &Device::Cpu).unwrap(), 0)
+        .unwrap();
+    let blends = ((&real + &others).unwrap() * 0.5).unwrap();
+    let (real_share, blend_share) = (share(&real), share(&blends));
+    eprintln!("legible share: real digits {real_share:.3}, blends of two {blend_share:.3}");
+    // This file's one-epoch classifier is less sure than the scoreboard's twelve-epoch
+    // one: 0.83 of real digits and 0.10 of blends here at seed 0.
+    assert!(real_share > 0.7, "real digits: {real_share:.3}");
+    assert!(blend_share < 0.3, "blends of two digits: {blend_share:.3}");
+}

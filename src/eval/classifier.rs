@@ -73,14 +73,25 @@ impl DigitClassifier {
 
     /// The predicted class of each image, evaluated in batches of 500.
     pub fn predict(&self, images: &Tensor) -> Result<Vec<usize>> {
+        Ok(self
+            .predict_with_confidence(images)?
+            .into_iter()
+            .map(|(class, _)| class)
+            .collect())
+    }
+
+    /// The predicted class of each image and the classifier's probability for it (the
+    /// largest softmax output), evaluated in batches of 500. A clearly drawn digit gets a
+    /// probability near 1; a blob or a cross between two digits spreads it.
+    pub fn predict_with_confidence(&self, images: &Tensor) -> Result<Vec<(usize, f32)>> {
         let n = images.dim(0)?;
         let mut out = Vec::with_capacity(n);
         for s in (0..n).step_by(500) {
-            let l = self
-                .logits(&images.narrow(0, s, 500.min(n - s))?)?
-                .argmax(1)?
-                .to_vec1::<u32>()?;
-            out.extend(l.into_iter().map(|v| v as usize));
+            let logits = self.logits(&images.narrow(0, s, 500.min(n - s))?)?;
+            let probs = candle_nn::ops::softmax_last_dim(&logits)?;
+            let class = probs.argmax(1)?.to_vec1::<u32>()?;
+            let top = probs.max(1)?.to_vec1::<f32>()?;
+            out.extend(class.into_iter().map(|c| c as usize).zip(top));
         }
         Ok(out)
     }

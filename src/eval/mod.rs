@@ -103,6 +103,10 @@ pub struct SampleFile {
     pub range: PixelRange,
 }
 
+/// The classifier's probability above which a sample counts as legible: the quality issue's
+/// test of a default run is that at least 90% of a 64-sample grid passes it.
+pub const LEGIBLE_PROBABILITY: f64 = 0.9;
+
 /// Values this far outside the stated range are rounding, not another encoding.
 const RANGE_SLACK: f32 = 1e-5;
 
@@ -298,6 +302,12 @@ pub struct Row {
     pub coverage_kl: f64,
     /// Share of samples of class c that the classifier calls c (class-conditional models).
     pub conditional_accuracy: Option<f64>,
+    /// Share of samples the classifier assigns to one digit with probability above
+    /// [`LEGIBLE_PROBABILITY`]: a grid a person reads as digits scores near the real
+    /// digits' share, while blobs and crosses between two digits split the probability.
+    /// Older eval.json files have none.
+    #[serde(default)]
+    pub legible: f64,
     /// With several seeds: the values are means, and these the range over the seeds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub spread: Option<Spread>,
@@ -344,6 +354,7 @@ fn combine(rows: &[Row]) -> Row {
         classes_covered: mean(&|r| r.classes_covered as f64).round() as usize,
         coverage_kl: mean(&|r| r.coverage_kl),
         conditional_accuracy: opt_mean(&|r| r.conditional_accuracy),
+        legible: mean(&|r| r.legible),
         spread: Some(Spread {
             seeds: rows.len() as u64,
             fid: range(&|r| r.fid),
@@ -365,8 +376,8 @@ impl Report {
     pub fn markdown(&self) -> String {
         let f = |v: Option<f64>, p: usize| v.map_or("–".to_string(), |x| format!("{x:.p$}"));
         let mut s = format!("{}\n\n", self.header);
-        s.push_str("| model | § | test NLL (nats) | bits/dim | pixels | FD | precision | recall | classes ≥1% | coverage KL | cond. acc. |\n");
-        s.push_str("|---|---|---|---|---|---|---|---|---|---|---|\n");
+        s.push_str(&format!("| model | § | test NLL (nats) | bits/dim | pixels | FD | precision | recall | classes ≥1% | coverage KL | cond. acc. | legible (p > {LEGIBLE_PROBABILITY}) |\n"));
+        s.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
         for r in &self.rows {
             // The VAE has two estimates: the ELBO bound and the tighter importance-weighted
             // one; each column shows both, labelled, in the same order.
@@ -397,7 +408,7 @@ impl Report {
                 ),
             };
             s.push_str(&format!(
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.3} | {} |\n",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.3} | {} | {:.3} |\n",
                 r.model,
                 r.section,
                 nll,
@@ -408,7 +419,8 @@ impl Report {
                 recall,
                 r.classes_covered,
                 r.coverage_kl,
-                f(r.conditional_accuracy, 3)
+                f(r.conditional_accuracy, 3),
+                r.legible
             ));
         }
         s
@@ -479,7 +491,13 @@ impl Scoreboard {
         let tk = self.pr_samples.min(self.test_features.nrows());
         let test_sub = Mat::from_fn(tk, feats.ncols(), |i, j| self.test_features[(i, j)]);
         (row.precision, row.recall) = metrics::precision_recall(test_sub.as_ref(), sub.as_ref(), 3);
-        let pred = self.clf.predict(images)?;
+        let verdicts = self.clf.predict_with_confidence(images)?;
+        let pred: Vec<usize> = verdicts.iter().map(|&(class, _)| class).collect();
+        row.legible = verdicts
+            .iter()
+            .filter(|&&(_, p)| f64::from(p) > LEGIBLE_PROBABILITY)
+            .count() as f64
+            / verdicts.len().max(1) as f64;
         let hist = metrics::histogram(&pred, 10);
         row.classes_covered = hist.iter().filter(|&&h| h >= 0.01).count();
         // KL is never negative; rounding can leave −1e-12, which would print as −0.000.
@@ -722,7 +740,7 @@ fn header(cfg: &EvalConfig, split: &Split, n: usize, accuracy: f64) -> String {
         "Seed {}; embedded MNIST: models fitted on {} training digits, scored on the {} test digits; {} samples per model ({} for precision/recall, k = 3). \
 Classifier: the project's CNN, test accuracy {:.2}%; FD = Fréchet distance on its 128-d features (not Inception's: not comparable with published FIDs). \
 NLL: binary = pixels binarised at 0.5; 8-bit = a density on dequantised pixels + 784·ln 256 nats; for the VAE, −ELBO is a bound and IW-k the importance-weighted estimate with k samples per image. \
-Coverage KL = KL(sample classes ‖ test classes). The classical models' speckled samples are far from any training digit, so the classifier's verdicts on them (classes, conditional accuracy) are less reliable than on smooth samples.{}",
+Coverage KL = KL(sample classes ‖ test classes). Legible = the share of samples the classifier gives one digit with probability above {LEGIBLE_PROBABILITY} (a 64-sample grid of a default run should reach 0.9). The classical models' speckled samples are far from any training digit, so the classifier's verdicts on them (classes, conditional accuracy) are less reliable than on smooth samples.{}",
         cfg.seed,
         split.train.len(),
         split.test.len(),
