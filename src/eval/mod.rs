@@ -740,7 +740,7 @@ fn header(cfg: &EvalConfig, split: &Split, n: usize, accuracy: f64) -> String {
         "Seed {}; embedded MNIST: models fitted on {} training digits, scored on the {} test digits; {} samples per model ({} for precision/recall, k = 3). \
 Classifier: the project's CNN, test accuracy {:.2}%; FD = Fréchet distance on its 128-d features (not Inception's: not comparable with published FIDs). \
 NLL: binary = pixels binarised at 0.5; 8-bit = a density on dequantised pixels + 784·ln 256 nats; for the VAE, −ELBO is a bound and IW-k the importance-weighted estimate with k samples per image. \
-Coverage KL = KL(sample classes ‖ test classes). Legible = the share of samples the classifier gives one digit with probability above {LEGIBLE_PROBABILITY} (a 64-sample grid of a default run should reach 0.9). The classical models' speckled samples are far from any training digit, so the classifier's verdicts on them (classes, conditional accuracy) are less reliable than on smooth samples.{}",
+Coverage KL = KL(sample classes ‖ test classes). Legible = the share of samples the classifier gives one digit with probability above {LEGIBLE_PROBABILITY} (a 64-sample grid of a default run should reach 0.9). The classical models' speckled samples are far from any training digit, so the classifier's verdicts on them (classes, conditional accuracy, legible share: it is confidently wrong on speckle) are less reliable than on smooth samples.{}",
         cfg.seed,
         split.train.len(),
         split.test.len(),
