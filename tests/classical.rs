@@ -719,6 +719,79 @@ fn em_is_seeded() {
     assert_eq!(s1, s2);
 }
 
+/// The diagonal fit's iteration runs the E-step and the M-step in one pass over the rows,
+/// reading mostly-zero data as its nonzeros; both ways must give what the two steps give
+/// separately (up to the order of the sums), and the same bits whatever the thread count.
+#[test]
+fn the_fused_diagonal_iteration_is_the_e_step_then_the_m_step() {
+    use genmod::classical::gmm::EmData;
+    // 1,000 digits: not a multiple of the dense pass's blocks, so the last block is partial.
+    let ds = genmod::data::mnist::embedded().train.take(1000);
+    let digits = genmod::classical::features(&ds);
+    // The digits read as nonzeros (four pixels in five are blank); shifted by a quarter,
+    // every entry is nonzero and the pass runs dense. The bounds are a thousandth of the
+    // 1e-6 that scikit-learn is held to: constant pixels get variance reg_covar = 1e-6, so
+    // the log-densities are sums of terms near 1e5 that cancel, and summing them in
+    // another order moves the results by about 1e-12.
+    let shifted = Mat::from_fn(digits.nrows(), digits.ncols(), |i, j| digits[(i, j)] + 0.25);
+    for (name, x) in [("sparse", &digits), ("dense", &shifted)] {
+        let params = GmmParams {
+            components: 6,
+            max_iter: 3,
+            tol: 0.0,
+            ..Default::default()
+        };
+        let start = params.fit(x.as_ref()).unwrap();
+        let data = EmData::new(x.as_ref(), GmmCovariance::Diagonal);
+        let (fused_ll, fused) = params.iterate(&start, &data).unwrap();
+        let (ll, resp) = start.e_step_on(&data);
+        let apart = params.m_step_on(&data, resp.as_ref()).unwrap();
+        let rel = |a: f64, b: f64| (a - b).abs() / b.abs().max(1e-300);
+        assert!(
+            rel(fused_ll, ll) < 1e-9,
+            "{name}: log-likelihood {fused_ll} vs {ll}"
+        );
+        let worst = |a: MatRef<'_, f64>, b: MatRef<'_, f64>| {
+            (0..a.nrows())
+                .flat_map(|i| (0..a.ncols()).map(move |j| (i, j)))
+                .map(|(i, j)| (a[(i, j)] - b[(i, j)]).abs() / b[(i, j)].abs().max(1e-12))
+                .fold(0.0, f64::max)
+        };
+        let means = worst(fused.means.as_ref(), apart.means.as_ref());
+        assert!(means < 1e-9, "{name}: means differ by {means:e}");
+        let (Covariances::Diagonal(v1), Covariances::Diagonal(v2)) =
+            (&fused.covariances, &apart.covariances)
+        else {
+            panic!("diagonal fits give diagonal covariances")
+        };
+        // A variance is E[x²] − μ², a difference of terms up to 1.6 here: its rounding is
+        // bounded in absolute terms, not relative to a variance near reg_covar.
+        let vars = (0..v1.nrows())
+            .flat_map(|c| (0..v1.ncols()).map(move |j| (c, j)))
+            .map(|(c, j)| (v1[(c, j)] - v2[(c, j)]).abs())
+            .fold(0.0, f64::max);
+        assert!(vars < 1e-9, "{name}: variances differ by {vars:e}");
+        for (a, b) in fused.weights.iter().zip(&apart.weights) {
+            assert!(rel(*a, *b) < 1e-9, "{name}: weights {a} vs {b}");
+        }
+        // The same bits on one thread as on several.
+        let on = |threads: usize| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
+                .install(|| {
+                    let data = EmData::new(x.as_ref(), GmmCovariance::Diagonal);
+                    params.iterate(&start, &data).unwrap()
+                })
+        };
+        let (one, many) = (on(1), on(3));
+        assert_eq!(one.0.to_bits(), many.0.to_bits(), "{name}");
+        assert_eq!(one.1.means, many.1.means, "{name}");
+        assert_eq!(one.1.covariances, many.1.covariances, "{name}");
+    }
+}
+
 // ------------------------------------------------------------------ digits and errors
 
 #[test]

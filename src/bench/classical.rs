@@ -21,8 +21,7 @@ pub fn em_iteration(split: &Split, covariance: GmmCovariance, k: usize, reps: us
     let mut gmm = params.fit(x.as_ref()).expect("EM on the digits");
     let data = EmData::new(x.as_ref(), covariance);
     median_seconds(reps, || {
-        let (_, resp) = gmm.e_step_on(&data);
-        gmm = params.m_step_on(&data, resp.as_ref()).expect("M-step");
+        gmm = params.iterate(&gmm, &data).expect("EM iteration").1;
     })
 }
 
