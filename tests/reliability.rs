@@ -409,6 +409,14 @@ fn bad_arguments_get_a_clear_message_before_any_work() {
             vec!["train", "vae", "--latent", "0"],
             "latent size must be at least 1",
         ),
+        (
+            vec!["train", "dcgan", "--beta2", "1"],
+            "beta2 must be in [0, 1), got 1",
+        ),
+        (
+            vec!["train", "vae", "--beta1=-0.1"],
+            "beta1 must be in [0, 1), got -0.1",
+        ),
         (vec!["train", "gan", "--k", "0"], "at least 1"),
         (vec!["train", "vea"], "did you mean `vae`"),
         (

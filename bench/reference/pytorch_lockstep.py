@@ -44,7 +44,7 @@ class Run:
         self.m.to(dtype)
         g_named, d_named = self.m.g_names(), self.m.d_names()
         self.named = {**g_named, **d_named}
-        adam = dict(lr=cfg["lr"], betas=(cfg["beta1"], 0.999), eps=1e-8)
+        adam = dict(lr=cfg["lr"], betas=(cfg["beta1"], cfg.get("beta2", 0.999)), eps=1e-8)
         self.opt_g = torch.optim.Adam(trainable(g_named), **adam)
         self.opt_d = torch.optim.Adam(trainable(d_named), **adam)
         self.g_params = g_named

@@ -300,7 +300,7 @@ def main():
     else:
         classes = 10 if a.model == "cgan" else 0
         m = MlpGan(latent, h, classes, cfg.get("conditioning") == "projection", cfg.get("d_dropout", 0.0))
-    adam = dict(lr=cfg["lr"], betas=(cfg["beta1"], 0.999), eps=1e-8)
+    adam = dict(lr=cfg["lr"], betas=(cfg["beta1"], cfg.get("beta2", 0.999)), eps=1e-8)
     if gan:
         g_named, d_named = m.g_names(), m.d_names()
         named = {**g_named, **d_named}

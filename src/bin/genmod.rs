@@ -305,6 +305,12 @@ struct TrainArgs {
     /// replaces the checkpoint's.
     #[arg(long)]
     lr: Option<f64>,
+    /// Adam's first-moment decay (default: 0.5 for the GANs, 0.9 for the others).
+    #[arg(long)]
+    beta1: Option<f64>,
+    /// Adam's second-moment decay (default 0.999; 0.99 adapts the step sizes faster).
+    #[arg(long)]
+    beta2: Option<f64>,
     /// Size of the code z (default: autoencoder 32, VAE 20, GANs 100).
     #[arg(long)]
     latent: Option<usize>,
@@ -396,6 +402,12 @@ impl TrainArgs {
         let mut m = NeuralConfig::new(kind);
         if let Some(v) = self.lr {
             m.lr = v;
+        }
+        if let Some(v) = self.beta1 {
+            m.beta1 = v;
+        }
+        if let Some(v) = self.beta2 {
+            m.beta2 = v;
         }
         if let Some(v) = self.latent {
             m.latent_dim = v;

@@ -347,7 +347,8 @@ pub struct EmData<'a> {
     covariance: GmmCovariance,
     /// For diagonal covariances outside the fused iteration: the columns of X next to those
     /// of X², so that an E-step or an M-step is one GEMM. Built on first use (100 MB for the
-    /// embedded digits), which a fit, all fused, never makes.
+    /// embedded digits): by scoring, and by the M-step from k-means' assignments that starts
+    /// a fit (in a structure of its own, freed before the iterations).
     x_and_sq: std::cell::OnceCell<Mat<f64>>,
     /// For the fused diagonal iteration: X's nonzeros, if few enough (see [`Nonzeros::of`]).
     nonzeros: std::cell::OnceCell<Option<Nonzeros>>,
@@ -493,9 +494,9 @@ impl GmmParams {
 
     /// One EM iteration: the mean log-likelihood per row under `gmm` (the E-step's) and the
     /// mixture of the M-step that follows it. With diagonal covariances the two steps run
-    /// in one pass over the rows: each block's responsibilities feed the M-step's sums while
-    /// the block is still in cache, so the data is read from memory once, not twice, and
-    /// the N x K responsibilities are never stored.
+    /// in one pass over the rows: each row's responsibilities go straight into the M-step's
+    /// sums, so the data is read once, not twice, the N x K responsibilities are never
+    /// stored, and mostly-zero data is read through its nonzeros.
     pub fn iterate(&self, gmm: &Gmm, data: &EmData<'_>) -> Result<(f64, Gmm)> {
         match &gmm.precision_chol {
             PrecisionChol::Diagonal(pc) if self.covariance == GmmCovariance::Diagonal => {

@@ -162,10 +162,7 @@ impl Autoencoder {
                 Some(stats)
             }
         };
-        let opt = Adam::new(
-            params.trainable(&params.all()),
-            AdamConfig::new(cfg.lr, cfg.beta1),
-        )?;
+        let opt = Adam::new(params.trainable(&params.all()), AdamConfig::of(&cfg))?;
         Ok(Self {
             cfg,
             shape,

@@ -85,7 +85,7 @@ impl Adversarial {
         d: &ParamGroup,
         cfg: &NeuralConfig,
     ) -> Result<Self> {
-        let c = AdamConfig::new(cfg.lr, cfg.beta1);
+        let c = AdamConfig::of(cfg);
         let g_weights = params.trainable(g);
         let ema = (cfg.ema_decay > 0.0)
             .then(|| Ema::new(params, &g_weights, cfg.ema_decay))

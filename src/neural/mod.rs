@@ -277,6 +277,9 @@ pub struct NeuralConfig {
     pub hidden: usize,
     pub lr: f64,
     pub beta1: f64,
+    /// Adam's decay of the second moment (older checkpoints: Kingma and Ba's 0.999).
+    #[serde(default = "default_beta2")]
+    pub beta2: f64,
     /// Autoencoder: reconstruction loss.
     pub recon: ReconLoss,
     /// Autoencoder: decoder weights are the encoder's, transposed (W* = Wᵀ).
@@ -318,6 +321,11 @@ pub struct NeuralConfig {
     pub d_dropout: f64,
 }
 
+/// Kingma and Ba's second-moment decay, every model's default.
+fn default_beta2() -> f64 {
+    0.999
+}
+
 impl NeuralConfig {
     /// Defaults that train each model on the embedded digits in minutes on a laptop CPU.
     pub fn new(kind: ModelKind) -> Self {
@@ -347,6 +355,7 @@ impl NeuralConfig {
                 1e-3
             },
             beta1: if gan { 0.5 } else { 0.9 },
+            beta2: default_beta2(),
             recon: ReconLoss::Bce,
             tied: false,
             denoise_std: 0.0,
@@ -415,6 +424,9 @@ impl NeuralConfig {
         pos("learning rate", self.lr)?;
         if !(0.0..1.0).contains(&self.beta1) {
             return Err(format!("beta1 must be in [0, 1), got {}", self.beta1));
+        }
+        if !(0.0..1.0).contains(&self.beta2) {
+            return Err(format!("beta2 must be in [0, 1), got {}", self.beta2));
         }
         if self.latent_dim == 0 {
             return Err("latent size must be at least 1, got 0".into());

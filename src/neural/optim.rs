@@ -25,6 +25,14 @@ pub struct AdamConfig {
 }
 
 impl AdamConfig {
+    /// Adam as a model's configuration asks: its learning rate and both moment decays.
+    pub fn of(cfg: &super::NeuralConfig) -> Self {
+        Self {
+            beta2: cfg.beta2,
+            ..Self::new(cfg.lr, cfg.beta1)
+        }
+    }
+
     /// Adam with the given learning rate and first-moment decay, no weight decay.
     pub fn new(lr: f64, beta1: f64) -> Self {
         Self {
@@ -319,6 +327,20 @@ pub fn grad_norm<'a>(grads: &GradStore, vars: impl Iterator<Item = &'a Var>) -> 
 mod tests {
     use super::*;
     use candle_core::{DType, Device};
+
+    #[test]
+    fn a_models_adam_takes_both_decays_from_its_config_and_old_configs_get_0_999() {
+        use crate::neural::{ModelKind, NeuralConfig};
+        let mut cfg = NeuralConfig::new(ModelKind::Dcgan);
+        cfg.beta2 = 0.99;
+        let adam = AdamConfig::of(&cfg);
+        assert_eq!((adam.lr, adam.beta1, adam.beta2), (4e-4, 0.5, 0.99));
+        // A checkpoint written before the field existed has no "beta2".
+        let mut json = serde_json::to_value(&cfg).unwrap();
+        json.as_object_mut().unwrap().remove("beta2");
+        let old: NeuralConfig = serde_json::from_value(json).unwrap();
+        assert_eq!(old.beta2, 0.999);
+    }
 
     #[test]
     fn first_step_moves_each_weight_by_lr_against_its_gradient_sign() {

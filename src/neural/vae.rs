@@ -93,10 +93,7 @@ impl Vae {
     ) -> Result<Self> {
         let enc = Encoder::new(&cfg, shape.dim(), &vb)?;
         let dec = Decoder::new(&cfg, shape.dim(), &vb)?;
-        let opt = Adam::new(
-            params.trainable(&params.all()),
-            AdamConfig::new(cfg.lr, cfg.beta1),
-        )?;
+        let opt = Adam::new(params.trainable(&params.all()), AdamConfig::of(&cfg))?;
         Ok(Self {
             cfg,
             shape,
