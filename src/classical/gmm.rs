@@ -344,7 +344,6 @@ const SPARSE_DENSITY: f64 = 0.5;
 /// The data of an EM run in the form the iterations use.
 pub struct EmData<'a> {
     x: MatRef<'a, f64>,
-    covariance: GmmCovariance,
     /// For diagonal covariances outside the fused iteration: the columns of X next to those
     /// of X², so that an E-step or an M-step is one GEMM. Built on first use (100 MB for the
     /// embedded digits): by scoring, and by the M-step from k-means' assignments that starts
@@ -367,7 +366,6 @@ impl<'a> EmData<'a> {
         };
         Self {
             x,
-            covariance,
             x_and_sq: std::cell::OnceCell::new(),
             nonzeros: std::cell::OnceCell::new(),
             scaled: std::cell::RefCell::new(scaled),
@@ -379,7 +377,6 @@ impl<'a> EmData<'a> {
     }
 
     fn x_and_sq(&self) -> MatRef<'_, f64> {
-        debug_assert_eq!(self.covariance, GmmCovariance::Diagonal);
         self.x_and_sq
             .get_or_init(|| {
                 let x = self.x;
