@@ -10,7 +10,7 @@ use genmod::neural::{
 use genmod::train::{self, DeviceError, TrainCommand, TrainConfig, TrainError, TrainEvent};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 fn digits(n_train: usize) -> Split {
     let s = mnist::embedded();
@@ -68,7 +68,11 @@ fn mean(v: &[(u64, f64)]) -> f64 {
 fn every_net_has_the_right_shapes() {
     let dev = Device::Cpu;
     for kind in ModelKind::ALL {
-        let cfg = small(kind);
+        let mut cfg = small(kind);
+        // The default autoencoder decodes codes from a mixture fitted at the end of each
+        // epoch; before any training there is none (checked below), so its shapes are
+        // checked on codes decoded as they are.
+        cfg.code_sampling = neural::CodeSampling::StandardNormal;
         let m = neural::build(&cfg, MNIST, 10, &dev, 0).unwrap();
         let z = neural::normal(3, cfg.latent_dim, &mut ChaCha8Rng::seed_from_u64(0), &dev).unwrap();
         let labels = Tensor::new(&[0u32, 5, 9], &dev).unwrap();
@@ -79,6 +83,14 @@ fn every_net_has_the_right_shapes() {
             assert_eq!(code.dims(), &[3, cfg.latent_dim], "{kind:?}");
         }
     }
+    let unfitted = neural::build(&small(ModelKind::Autoencoder), MNIST, 0, &dev, 0).unwrap();
+    let latent = unfitted.config().latent_dim;
+    let z = neural::normal(3, latent, &mut ChaCha8Rng::seed_from_u64(0), &dev).unwrap();
+    let refused = unfitted.generate(&z, None).unwrap_err().to_string();
+    assert!(
+        refused.contains("code mixture has not been fitted yet"),
+        "{refused}"
+    );
     for side in [32, 64] {
         let shape = ImageShape {
             channels: 3,
@@ -734,4 +746,63 @@ fn a_checkpoint_is_checked_against_the_model_before_anything_is_allocated() {
         &format!("`{first}` claims bytes"),
     );
     load().unwrap();
+}
+
+/// The mixture an autoencoder samples from is refitted at every epoch's end and saved with
+/// each checkpoint, and the same seed fits the same mixture.
+#[test]
+fn every_autoencoder_checkpoint_carries_a_fitted_code_mixture() {
+    let fitted = |run: &Path| {
+        let mut mixtures = Vec::new();
+        for ckpt in train::checkpoint::list(run) {
+            let (model, meta) = train::load_model(&ckpt).unwrap();
+            let mixture = model
+                .code_mixture()
+                .expect("the default autoencoder samples from a code mixture")
+                .get()
+                .unwrap()
+                .unwrap_or_else(|| {
+                    panic!("checkpoint at step {} holds no fitted mixture", meta.step)
+                });
+            let total: f64 = mixture.weights.iter().sum();
+            assert!((total - 1.0).abs() < 1e-5, "weights sum to {total}");
+            let z = neural::normal(
+                8,
+                meta.model.latent_dim,
+                &mut ChaCha8Rng::seed_from_u64(3),
+                &Device::Cpu,
+            )
+            .unwrap();
+            let images = model
+                .generate(&z, None)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap();
+            mixtures.push((meta.step, mixture, images));
+        }
+        mixtures
+    };
+    let run = |dir: &Path| {
+        let mut c = quick(ModelKind::Autoencoder, 8);
+        c.model.code_components = 4;
+        c.out_dir = Some(dir.to_path_buf());
+        let (_, r) = run_collect(c, digits(128), None);
+        r.unwrap();
+        fitted(dir)
+    };
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let first = run(a.path());
+    let steps: Vec<u64> = first.iter().map(|(s, _, _)| *s).collect();
+    assert_eq!(steps, vec![4, 8], "one checkpoint per epoch of 4 steps");
+    assert_ne!(
+        first[0].1, first[1].1,
+        "the mixture follows the encoder from one epoch to the next"
+    );
+    let again = run(b.path());
+    for ((s, m1, x1), (_, m2, x2)) in first.iter().zip(&again) {
+        assert_eq!(m1, m2, "step {s}: the same seed fits the same mixture");
+        assert_eq!(x1, x2, "step {s}: the same codes decode to the same images");
+    }
 }

@@ -1140,10 +1140,10 @@ fn a_run_chosen_on_an_mnist_folder_in_the_picker_trains_on_it() {
         120,
         40,
     );
-    // The VAE's form: epochs, batch size, learning rate, latent size, KL schedule, seed,
-    // device, dataset, data folder. Epochs 1, then seven Tabs to the dataset.
+    // The VAE's form: epochs, batch size, learning rate, latent size, KL schedule, samples
+    // from, seed, device, dataset, data folder. Epochs 1, then eight Tabs to the dataset.
     set_one_epoch(&session);
-    for _ in 0..7 {
+    for _ in 0..8 {
         tmux(&["send-keys", "-t", &session, "Tab"]);
     }
     for _ in 0.."mnist-10k".len() {
@@ -1298,8 +1298,8 @@ fn the_picker_fetches_from_a_mirror_and_says_what_went_wrong() {
         150,
         40,
     );
-    // The VAE's form: Tab to the first field, seven more to the dataset.
-    for _ in 0..8 {
+    // The VAE's form: Tab to the first field, eight more to the dataset.
+    for _ in 0..9 {
         tmux(&["send-keys", "-t", &session, "Tab"]);
     }
     for _ in 0.."mnist-10k".len() {

@@ -27,7 +27,7 @@ pub enum Suite {
     /// initial weights for the same steps, both sides' samples scored (minutes per model
     /// and seed).
     Quality,
-    /// Recipe ablation: each GAN's and the autoencoder's default run and its variants (the
+    /// Recipe ablation: each neural model's default run and its variants (the
     /// report's recipe, one setting changed at a time), trained and scored (minutes per
     /// variant and seed).
     Ablation,

@@ -159,8 +159,7 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
         /// quality, ablation, lockstep and default-runs: only these models, comma-separated
-        /// (all if not given; the lockstep has the four GANs, the ablation those and the
-        /// autoencoder).
+        /// (all if not given; the lockstep has the four GANs, the ablation every model).
         #[arg(long, value_parser = choice::<ModelKind>(), value_delimiter = ',')]
         models: Vec<ModelKind>,
         /// quality: seeds 0..N per model (default 3); ablation and lockstep: seeds 0..N per
@@ -365,10 +364,14 @@ struct TrainArgs {
     /// How weights start: pytorch (uniform in ±1/sqrt(fan_in)) or dcgan (N(0, 0.02²)).
     #[arg(long, value_parser = choice::<WeightInit>())]
     init: Option<WeightInit>,
-    /// Autoencoder: decode samples from a Gaussian fitted to the codes (default) or from
-    /// N(0, I).
+    /// Autoencoder and VAE: where the codes of samples come from: a mixture fitted by EM to
+    /// the training images' codes (the autoencoder's default), N(0, I) (the VAE's prior and
+    /// default), or, for the autoencoder, one Gaussian fitted to the codes.
     #[arg(long, value_parser = choice::<CodeSampling>())]
     code_sampling: Option<CodeSampling>,
+    /// Autoencoder and VAE with --code-sampling mixture: the mixture's components.
+    #[arg(long)]
+    code_components: Option<usize>,
     /// Autoencoder: the reconstruction loss.
     #[arg(long, value_enum, value_parser = choice::<ReconLoss>(), default_value_t = ReconLoss::Bce)]
     recon: ReconLoss,
@@ -430,6 +433,9 @@ impl TrainArgs {
         }
         if let Some(v) = self.init {
             m.weight_init = v;
+        }
+        if let Some(c) = self.code_components {
+            m.code_components = c;
         }
         if let Some(c) = self.code_sampling {
             m.code_sampling = c;

@@ -205,6 +205,44 @@ fn interpolation(model: &dyn Model, seed: u64, steps: usize) -> Result<Grid> {
     Ok(Grid::from_f32(&v, n, c, h, w, steps, model.pixel_scale()))
 }
 
+/// The same trained weights as `model`, drawing codes from a mixture fitted to the codes of
+/// the training digits (`CodeSampling::Mixture`), as a run with that option ends.
+fn with_code_mixture(model: &dyn Model, split: &Split, seed: u64) -> Result<Box<dyn Model>> {
+    let kind = model.config().kind;
+    let train_err = |cause: TrainError| FigureError::Train {
+        model: kind.name(),
+        cause: Box::new(cause),
+    };
+    let mut cfg = model.config().clone();
+    cfg.code_sampling = neural::CodeSampling::Mixture;
+    let mixed = neural::build(&cfg, model.shape(), model.num_classes(), &Device::Cpu, seed)
+        .map_err(|e| train_err(e.into()))?;
+    {
+        let from = model.varmap().data().lock().expect("varmap lock");
+        let to = mixed.varmap().data().lock().expect("varmap lock");
+        for (name, var) in from.iter() {
+            if let Some(v) = to.get(name) {
+                v.set(var.as_tensor())?;
+            }
+        }
+    }
+    train::code_mixture::refit(
+        mixed.as_ref(),
+        &split.train,
+        &Device::Cpu,
+        seed,
+        train::code_mixture::Refit::Final,
+    )
+    .map_err(|cause| {
+        train_err(TrainError::CodeMixture {
+            step: 0,
+            components: cfg.code_components,
+            cause,
+        })
+    })?;
+    Ok(mixed)
+}
+
 /// The 2-D codes (the mean, for the VAE) of every test digit.
 fn codes_2d(model: &dyn Model, split: &Split) -> Result<Vec<Vec<f32>>> {
     let idx: Vec<usize> = (0..split.test.len()).collect();
@@ -337,6 +375,22 @@ impl Figures<'_> {
         self.save_framed(&run.grid, name, 2, &frame)
     }
 
+    /// 64 samples of `model` from the codes a run's sample grid uses (the fixed noise of
+    /// `seed`), framed with `title`.
+    fn save_samples(&mut self, model: &dyn Model, name: &str, title: String) -> Result<()> {
+        let mut rng = crate::util::Stream::FixedNoise.rng(self.cfg.seed);
+        let z = neural::normal(64, model.config().latent_dim, &mut rng, &Device::Cpu)?;
+        let imgs = model.generate(&z, None)?;
+        let (n, c, h, w) = imgs.dims4()?;
+        let v = imgs.flatten_all()?.to_vec1::<f32>()?;
+        let grid = Grid::from_f32(&v, n, c, h, w, 8, model.pixel_scale());
+        let frame = Frame {
+            title,
+            ..Frame::default()
+        };
+        self.save_framed(&grid, name, 2, &frame)
+    }
+
     /// A latent path of `model` (rows: linear, spherical), framed with its end points.
     fn save_interpolation(&mut self, model: &dyn Model, seed: u64, name: &str) -> Result<()> {
         let steps = 10;
@@ -456,6 +510,15 @@ impl Figures<'_> {
             ..Frame::default()
         };
         self.save_framed(&ae.grid, "fig-3-8-autoencoder.png", 2, &frame)?;
+        let k = ae.model.config().code_components;
+        self.save_samples(
+            ae.model.as_ref(),
+            "fig-3-10-autoencoder-samples.png",
+            format!(
+                "autoencoder: 64 samples, codes from a mixture of {k} Gaussians fitted to the training codes ({epochs} epochs, seed {})",
+                self.cfg.seed
+            ),
+        )?;
         let mut panels = Vec::new();
         let mut extents = String::from(
             "| 2-d code of | epochs | first coordinate: min to max (width) | second coordinate: min to max (height) | mean |\n|---|---|---|---|---|\n",
@@ -507,6 +570,15 @@ impl Figures<'_> {
             vae.model.as_ref(),
             self.cfg.seed + 1,
             "fig-5-interpolation-vae.png",
+        )?;
+        let mixed = with_code_mixture(vae.model.as_ref(), &self.split, self.cfg.seed)?;
+        self.save_samples(
+            mixed.as_ref(),
+            "fig-3-11-vae-mixture-samples.png",
+            format!(
+                "VAE: 64 samples, codes from a mixture of {} Gaussians fitted to the training codes (the weights of figure 3.11)",
+                mixed.config().code_components
+            ),
         )?;
         let metric = |m: &Metrics, k| neural::metric(m, k).unwrap_or(f64::NAN);
         let bits = |nats: f64| nats / (784.0 * std::f64::consts::LN_2);

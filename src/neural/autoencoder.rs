@@ -4,6 +4,7 @@
 //! is corrupted with Gaussian noise, the target stays clean). With a 2-D code the codes of
 //! the test digits show the scattered, gappy latent space of figure 3.9.
 
+use super::code_mixture::{CodeMixture, cholesky};
 use super::kernels::linear::{Activation, WeightLayout, dense_with};
 use super::layers::{ParamInit, ParamStore};
 use super::losses::{bce_with_logits, squared_error};
@@ -24,8 +25,10 @@ pub struct Autoencoder {
     enc: [(Tensor, Tensor); 2],
     /// Decoder weights (None when tied) and biases.
     dec: [(Option<Tensor>, Tensor); 2],
-    /// The fitted distribution of the codes, when samples are drawn from it.
+    /// The moving-average Gaussian of the codes, when samples are drawn from it.
     codes: Option<CodeStatistics>,
+    /// The mixture fitted to the codes, when samples are drawn from it.
+    mixture: Option<CodeMixture>,
     opt: Adam,
 }
 
@@ -98,27 +101,6 @@ impl CodeStatistics {
     }
 }
 
-/// The lower-triangular L with LLᵀ = a (row-major d x d), or None if a is not positive
-/// definite.
-fn cholesky(a: &[f64], d: usize) -> Option<Vec<f64>> {
-    let mut l = vec![0.0; d * d];
-    for i in 0..d {
-        for j in 0..=i {
-            let s: f64 = (0..j).map(|k| l[i * d + k] * l[j * d + k]).sum();
-            if i == j {
-                let v = a[i * d + i] - s;
-                if v <= 0.0 || !v.is_finite() {
-                    return None;
-                }
-                l[i * d + i] = v.sqrt();
-            } else {
-                l[i * d + j] = (a[i * d + j] - s) / l[j * d + j];
-            }
-        }
-    }
-    Some(l)
-}
-
 /// act(x·W + b). Weights are stored out x in, as candle's Linear; tied decoders read the
 /// encoder's weights transposed.
 fn dense(x: &Tensor, w: &Tensor, b: &Tensor, transposed: bool, act: Activation) -> Result<Tensor> {
@@ -154,14 +136,17 @@ impl Autoencoder {
             (untied((d, h), "dec2.weight")?, bias(d, "dec2.bias")?),
         ];
         let codes = match cfg.code_sampling {
-            CodeSampling::StandardNormal => None,
             CodeSampling::FittedGaussian => {
                 let stats = CodeStatistics::new(z, &vb)?;
                 params
                     .mark_statistics(&[stats.mean.as_tensor(), stats.second_moment.as_tensor()])?;
                 Some(stats)
             }
+            CodeSampling::StandardNormal | CodeSampling::Mixture => None,
         };
+        let mixture = (cfg.code_sampling == CodeSampling::Mixture)
+            .then(|| CodeMixture::new(cfg.code_components, z, &vb, &params))
+            .transpose()?;
         let opt = Adam::new(params.trainable(&params.all()), AdamConfig::of(&cfg))?;
         Ok(Self {
             cfg,
@@ -170,6 +155,7 @@ impl Autoencoder {
             enc,
             dec,
             codes,
+            mixture,
             opt,
         })
     }
@@ -284,10 +270,15 @@ impl Model for Autoencoder {
     }
 
     fn generate(&self, z: &Tensor, _labels: Option<&Tensor>) -> Result<Tensor> {
-        match &self.codes {
-            Some(stats) => self.decode_images(&stats.transform(z)?),
-            None => self.decode_images(z),
+        match (&self.codes, &self.mixture) {
+            (Some(stats), _) => self.decode_images(&stats.transform(z)?),
+            (_, Some(mixture)) => self.decode_images(&mixture.transform(z)?),
+            (None, None) => self.decode_images(z),
         }
+    }
+
+    fn code_mixture(&self) -> Option<&CodeMixture> {
+        self.mixture.as_ref()
     }
 
     fn encode(&self, images: &Tensor) -> Result<Option<Tensor>> {
@@ -319,19 +310,6 @@ impl Model for Autoencoder {
 mod tests {
     use super::*;
     use candle_core::Device;
-
-    #[test]
-    fn cholesky_factor_reproduces_the_matrix_and_refuses_an_indefinite_one() {
-        let a = [4.0, 2.0, 0.4, 2.0, 5.0, 1.0, 0.4, 1.0, 3.0];
-        let l = cholesky(&a, 3).unwrap();
-        for i in 0..3 {
-            for j in 0..3 {
-                let v: f64 = (0..3).map(|k| l[i * 3 + k] * l[j * 3 + k]).sum();
-                assert!((v - a[i * 3 + j]).abs() < 1e-12);
-            }
-        }
-        assert!(cholesky(&[1.0, 2.0, 2.0, 1.0], 2).is_none());
-    }
 
     /// Codes from N((1, −2), [[4, 1.2], [1.2, 1]]) folded in batch by batch: samples drawn
     /// through the fitted statistics have that mean and covariance.

@@ -10,10 +10,13 @@
 //! L = r·RL + KL scales the reconstruction instead. Both are here ([`KlSchedule`]); the
 //! likelihood is only meaningful once the weight has reached 1.
 
+use super::code_mixture::CodeMixture;
 use super::kernels::linear::Activation;
 use super::layers::{Dense, ParamStore};
 use super::losses::{bce_with_logits_per_image, gaussian_kl_per_image};
-use super::{ImageShape, KlSchedule, Metric, Metrics, Model, NeuralConfig, normal, scalar};
+use super::{
+    CodeSampling, ImageShape, KlSchedule, Metric, Metrics, Model, NeuralConfig, normal, scalar,
+};
 use crate::data::Batch;
 use crate::neural::optim::{Adam, AdamConfig};
 use candle_core::{D, Module, Result, Tensor};
@@ -72,6 +75,9 @@ pub struct Vae {
     params: ParamStore,
     enc: Encoder,
     dec: Decoder,
+    /// The mixture fitted to the training codes, when samples are drawn from it rather than
+    /// from the prior.
+    mixture: Option<CodeMixture>,
     opt: Adam,
 }
 
@@ -93,6 +99,16 @@ impl Vae {
     ) -> Result<Self> {
         let enc = Encoder::new(&cfg, shape.dim(), &vb)?;
         let dec = Decoder::new(&cfg, shape.dim(), &vb)?;
+        let mixture = match cfg.code_sampling {
+            CodeSampling::Mixture => Some(CodeMixture::new(
+                cfg.code_components,
+                cfg.latent_dim,
+                &vb,
+                &params,
+            )?),
+            // Refused by `NeuralConfig::validate`.
+            CodeSampling::StandardNormal | CodeSampling::FittedGaussian => None,
+        };
         let opt = Adam::new(params.trainable(&params.all()), AdamConfig::of(&cfg))?;
         Ok(Self {
             cfg,
@@ -100,6 +116,7 @@ impl Vae {
             params,
             enc,
             dec,
+            mixture,
             opt,
         })
     }
@@ -224,9 +241,21 @@ impl Model for Vae {
 
     fn generate(&self, z: &Tensor, _labels: Option<&Tensor>) -> Result<Tensor> {
         let s = self.shape;
+        let codes = match &self.mixture {
+            Some(mixture) => mixture.transform(z)?,
+            None => z.clone(),
+        };
         // The decoder's means: sigmoid fused into the last layer.
-        self.decode(z, Activation::Sigmoid)?
-            .reshape((z.dim(0)?, s.channels, s.height, s.width))
+        self.decode(&codes, Activation::Sigmoid)?.reshape((
+            z.dim(0)?,
+            s.channels,
+            s.height,
+            s.width,
+        ))
+    }
+
+    fn code_mixture(&self) -> Option<&CodeMixture> {
+        self.mixture.as_ref()
     }
 
     fn encode(&self, images: &Tensor) -> Result<Option<Tensor>> {

@@ -10,6 +10,7 @@
 //! curve as one that was never interrupted.
 
 pub mod checkpoint;
+pub mod code_mixture;
 mod device;
 pub mod divergence;
 pub mod runs;
@@ -246,6 +247,15 @@ pub enum TrainError {
     MetricsLog {
         path: PathBuf,
         cause: std::io::Error,
+    },
+    /// The mixture a model draws its codes from could not be fitted to the training codes.
+    #[error(
+        "step {step}: fitting the {components}-component code mixture to the training codes: {cause}"
+    )]
+    CodeMixture {
+        step: u64,
+        components: usize,
+        cause: String,
     },
     /// What a run on the trainer thread reported when it failed.
     #[error("{message}")]
@@ -512,6 +522,8 @@ struct Loop {
     /// The run folder's metrics file (none without a run folder).
     metrics_log: Option<runs::MetricsLog>,
     watch: divergence::Watch,
+    /// The step the model's code mixture was last fitted at (`CodeSampling::Mixture`).
+    mixture_step: Option<u64>,
 }
 
 fn run(
@@ -592,6 +604,7 @@ impl Loop {
             fixed_labels,
             fixed_test,
             last_checkpoint: None,
+            mixture_step: None,
             // The checkpoint a run resumes from trained soundly unless it is marked: a
             // divergence right after resuming (a larger learning rate, say) falls back to it.
             fallback: divergence::Fallback::new(
@@ -609,7 +622,49 @@ impl Loop {
         let _ = self.events.send(ev);
     }
 
-    fn samples(&self, step: u64) -> Result<(), TrainError> {
+    /// Refits the model's code mixture to the training codes, unless it was fitted at this
+    /// step already; nothing for models without one. The run refits quickly at each
+    /// epoch's end, so that every checkpoint holds a mixture of its own encoder's codes,
+    /// and afresh when it ends.
+    fn refit_mixture(&mut self, step: u64, how: code_mixture::Refit) -> Result<(), TrainError> {
+        if self.model.code_mixture().is_none() || self.mixture_step == Some(step) {
+            return Ok(());
+        }
+        code_mixture::refit(
+            self.model.as_ref(),
+            &self.split.train,
+            &self.device,
+            self.cfg.seed,
+            how,
+        )
+        .map_err(|cause| TrainError::CodeMixture {
+            step,
+            components: self.cfg.model.code_components,
+            cause,
+        })?;
+        self.mixture_step = Some(step);
+        Ok(())
+    }
+
+    /// Fits the code mixture if it never was (the first sample grid, or an interpolation,
+    /// before the first epoch ends): generating needs one. A mixture loaded with a
+    /// resumed checkpoint counts as fitted.
+    fn ensure_mixture(&mut self, step: u64) -> Result<(), TrainError> {
+        let unfitted = match self.model.code_mixture() {
+            Some(m) => m
+                .get()
+                .map_err(|cause| TrainError::Tensor { step, cause })?
+                .is_none(),
+            None => false,
+        };
+        if unfitted {
+            self.refit_mixture(step, code_mixture::Refit::Quick)?;
+        }
+        Ok(())
+    }
+
+    fn samples(&mut self, step: u64) -> Result<(), TrainError> {
+        self.ensure_mixture(step)?;
         let e = |cause| TrainError::Tensor { step, cause };
         let imgs = self
             .model
@@ -626,7 +681,8 @@ impl Loop {
         Ok(())
     }
 
-    fn interpolate(&self, step: u64, seed: u64, steps: usize) -> Result<(), TrainError> {
+    fn interpolate(&mut self, step: u64, seed: u64, steps: usize) -> Result<(), TrainError> {
+        self.ensure_mixture(step)?;
         let e = |cause| TrainError::Tensor { step, cause };
         let steps = steps.clamp(2, 32);
         let latent = self.cfg.model.latent_dim;
@@ -793,7 +849,7 @@ impl Loop {
                 self.checkpoint(step).map_err(fail(step))?;
             }
             if step.is_multiple_of(spe) || step == total {
-                self.end_epoch(step, epoch, means.take())
+                self.end_epoch(step, epoch, means.take(), step == total)
                     .map_err(fail(step))?;
             }
         }
@@ -910,7 +966,19 @@ impl Loop {
 
     /// The test metrics, the epoch's means, a sample grid and a checkpoint (unless one was
     /// just written) at the end of an epoch or of the run.
-    fn end_epoch(&mut self, step: u64, epoch: usize, train: Metrics) -> Result<(), TrainError> {
+    fn end_epoch(
+        &mut self,
+        step: u64,
+        epoch: usize,
+        train: Metrics,
+        last: bool,
+    ) -> Result<(), TrainError> {
+        let how = if last {
+            code_mixture::Refit::Final
+        } else {
+            code_mixture::Refit::Quick
+        };
+        self.refit_mixture(step, how)?;
         let test = self.evaluate(step, epoch)?;
         self.send(TrainEvent::Epoch {
             epoch,
@@ -950,6 +1018,7 @@ impl Loop {
     }
 
     fn stop(&mut self, step: u64) -> Result<(), TrainError> {
+        self.refit_mixture(step, code_mixture::Refit::Final)?;
         self.checkpoint(step)?;
         self.send(TrainEvent::Finished {
             step,

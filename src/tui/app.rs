@@ -187,7 +187,9 @@ impl FieldKind {
             (FieldKind::K | FieldKind::Ema, Entry::Neural(k)) => k.is_gan(),
             (FieldKind::DDropout, Entry::Neural(k)) => k.is_gan(),
             (FieldKind::Conditioning, Entry::Neural(k)) => k == ModelKind::Cgan,
-            (FieldKind::CodeSampling, Entry::Neural(k)) => k == ModelKind::Autoencoder,
+            (FieldKind::CodeSampling, Entry::Neural(k)) => {
+                matches!(k, ModelKind::Autoencoder | ModelKind::Vae)
+            }
             (FieldKind::Init, Entry::Neural(k)) => k.is_gan(),
             // Classical fits use the dataset genmod-tui was started with.
             _ => true,
@@ -232,7 +234,7 @@ impl FieldKind {
                 .map_err(|_| "projection or concat".to_string()),
             FieldKind::CodeSampling => CodeSampling::from_str(v, false)
                 .map(|_| ())
-                .map_err(|_| "fitted-gaussian or standard-normal".to_string()),
+                .map_err(|_| "mixture, fitted-gaussian or standard-normal".to_string()),
             FieldKind::Init => WeightInit::from_str(v, false)
                 .map(|_| ())
                 .map_err(|_| "dcgan (N(0, 0.02²)) or pytorch (uniform)".to_string()),
@@ -947,6 +949,11 @@ impl App {
                         .ok()?;
                 m.weight_init =
                     WeightInit::from_str(self.field(FieldKind::Init).trim(), false).ok()?;
+                // Fields valid one by one can still clash (the VAE has no fitted Gaussian).
+                if let Err(e) = m.validate() {
+                    self.status = e.to_string();
+                    return None;
+                }
                 let mut c = TrainConfig::new(m);
                 c.epochs = self.field(FieldKind::Epochs).trim().parse().ok()?;
                 c.batch_size = self.field(FieldKind::BatchSize).trim().parse().ok()?;
