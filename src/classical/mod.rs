@@ -311,6 +311,17 @@ pub(crate) fn whitened_sq_norms(
     mean: &[f64],
     chol_inv: MatRef<'_, f64>,
 ) -> Vec<f64> {
+    whitened_sq_norms_with(x, mean, chol_inv, faer::get_global_parallelism())
+}
+
+/// [`whitened_sq_norms`] with its product run under `par` (sequential when the caller
+/// already spreads components over the threads).
+pub(crate) fn whitened_sq_norms_with(
+    x: MatRef<'_, f64>,
+    mean: &[f64],
+    chol_inv: MatRef<'_, f64>,
+    par: faer::Par,
+) -> Vec<f64> {
     use faer::linalg::matmul::triangular::{BlockStructure, matmul as tri_matmul};
     let (n, d) = (x.nrows(), x.ncols());
     // shift_j = (μ L⁻ᵀ)_j = Σ_k μ_k L⁻¹[j, k]
@@ -330,7 +341,7 @@ pub(crate) fn whitened_sq_norms(
             chol_inv.transpose(),
             BlockStructure::TriangularUpper,
             1.0,
-            faer::get_global_parallelism(),
+            par,
         );
         let acc = &mut acc[start..start + rows];
         for (j, &sh) in shift.iter().enumerate() {
