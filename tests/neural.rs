@@ -60,6 +60,17 @@ fn step_metric(events: &[TrainEvent], name: Metric) -> Vec<(u64, f64)> {
         .collect()
 }
 
+/// The pixels `model` generates from codes `z` (an unconditional model), flattened.
+fn pixels(model: &dyn neural::Model, z: &Tensor) -> Vec<f32> {
+    model
+        .generate(z, None)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap()
+}
+
 fn mean(v: &[(u64, f64)]) -> f64 {
     v.iter().map(|x| x.1).sum::<f64>() / v.len() as f64
 }
@@ -216,29 +227,10 @@ fn checkpoint_round_trip_gives_identical_samples() {
     .unwrap();
     let mut a = neural::build(&meta.model, meta.shape, 0, &dev, 1).unwrap();
     let mut b = neural::build(&meta.model, meta.shape, 0, &dev, 2).unwrap();
-    let before = a
-        .generate(&z, None)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f32>()
-        .unwrap();
+    let before = pixels(a.as_ref(), &z);
     train::checkpoint::load_into(&ckpt, a.as_mut(), &meta, &dev).unwrap();
     train::checkpoint::load_into(&ckpt, b.as_mut(), &meta, &dev).unwrap();
-    let xa = a
-        .generate(&z, None)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f32>()
-        .unwrap();
-    let xb = b
-        .generate(&z, None)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f32>()
-        .unwrap();
+    let (xa, xb) = (pixels(a.as_ref(), &z), pixels(b.as_ref(), &z));
     assert_eq!(
         xa, xb,
         "two models loaded from one checkpoint must sample identically"
@@ -773,14 +765,7 @@ fn every_autoencoder_checkpoint_carries_a_fitted_code_mixture() {
                 &Device::Cpu,
             )
             .unwrap();
-            let images = model
-                .generate(&z, None)
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1::<f32>()
-                .unwrap();
-            mixtures.push((meta.step, mixture, images));
+            mixtures.push((meta.step, mixture, pixels(model.as_ref(), &z)));
         }
         mixtures
     };
