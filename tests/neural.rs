@@ -741,9 +741,24 @@ fn a_checkpoint_is_checked_against_the_model_before_anything_is_allocated() {
 }
 
 /// The mixture an autoencoder samples from is refitted at every epoch's end and saved with
-/// each checkpoint, and the same seed fits the same mixture.
+/// each checkpoint, and the same seed fits the same mixture. A mixture fitted to a
+/// checkpoint's own codes shows it: an EM iteration ends with an M-step, whose weights and
+/// means average to the data's mean exactly (Σ_k w_k μ_k = Σ_k (N_k/N) Σ_n γ_nk x_n / N_k
+/// = Σ_n x_n / N, since each row's responsibilities sum to 1); a mixture left over from
+/// an earlier epoch's encoder does not.
 #[test]
 fn every_autoencoder_checkpoint_carries_a_fitted_code_mixture() {
+    let split = digits(128);
+    let all: Vec<usize> = (0..split.train.len()).collect();
+    let images = split
+        .train
+        .batch_of(
+            &all,
+            &genmod::data::PixelScale::ZeroOne.table(),
+            &Device::Cpu,
+        )
+        .unwrap()
+        .images;
     let fitted = |run: &Path| {
         let mut mixtures = Vec::new();
         for ckpt in train::checkpoint::list(run) {
@@ -758,6 +773,24 @@ fn every_autoencoder_checkpoint_carries_a_fitted_code_mixture() {
                 });
             let total: f64 = mixture.weights.iter().sum();
             assert!((total - 1.0).abs() < 1e-5, "weights sum to {total}");
+            let codes = model
+                .encode(&images)
+                .unwrap()
+                .unwrap()
+                .to_vec2::<f32>()
+                .unwrap();
+            let d = meta.model.latent_dim;
+            for j in 0..d {
+                let data = codes.iter().map(|c| c[j] as f64).sum::<f64>() / codes.len() as f64;
+                let mixed: f64 = (0..mixture.weights.len())
+                    .map(|k| mixture.weights[k] * mixture.means[k * d + j])
+                    .sum();
+                assert!(
+                    (data - mixed).abs() < 1e-4 * (1.0 + data.abs()),
+                    "step {}, code dimension {j}: the codes' mean {data} but the mixture's {mixed}",
+                    meta.step
+                );
+            }
             let z = neural::normal(
                 8,
                 meta.model.latent_dim,
@@ -770,8 +803,9 @@ fn every_autoencoder_checkpoint_carries_a_fitted_code_mixture() {
         mixtures
     };
     let run = |dir: &Path| {
-        let mut c = quick(ModelKind::Autoencoder, 8);
+        let mut c = quick(ModelKind::Autoencoder, 12);
         c.model.code_components = 4;
+        c.keep_checkpoints = 3;
         c.out_dir = Some(dir.to_path_buf());
         let (_, r) = run_collect(c, digits(128), None);
         r.unwrap();
@@ -780,11 +814,14 @@ fn every_autoencoder_checkpoint_carries_a_fitted_code_mixture() {
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let first = run(a.path());
     let steps: Vec<u64> = first.iter().map(|(s, _, _)| *s).collect();
-    assert_eq!(steps, vec![4, 8], "one checkpoint per epoch of 4 steps");
-    assert_ne!(
-        first[0].1, first[1].1,
-        "the mixture follows the encoder from one epoch to the next"
-    );
+    assert_eq!(steps, vec![4, 8, 12], "one checkpoint per epoch of 4 steps");
+    for pair in first.windows(2) {
+        assert_ne!(
+            pair[0].1, pair[1].1,
+            "the mixture follows the encoder from step {} to step {}",
+            pair[0].0, pair[1].0
+        );
+    }
     let again = run(b.path());
     for ((s, m1, x1), (_, m2, x2)) in first.iter().zip(&again) {
         assert_eq!(m1, m2, "step {s}: the same seed fits the same mixture");
