@@ -417,6 +417,14 @@ fn bad_arguments_get_a_clear_message_before_any_work() {
             vec!["train", "vae", "--beta1=-0.1"],
             "beta1 must be in [0, 1), got -0.1",
         ),
+        (
+            vec!["train", "vae", "--code-sampling", "fitted-gaussian"],
+            "the VAE samples from its prior or from a mixture fitted to its codes",
+        ),
+        (
+            vec!["train", "autoencoder", "--code-components", "0"],
+            "code components must be in 1..=1000, got 0",
+        ),
         (vec!["train", "gan", "--k", "0"], "at least 1"),
         (vec!["train", "vea"], "did you mean `vae`"),
         (
