@@ -828,3 +828,22 @@ fn every_autoencoder_checkpoint_carries_a_fitted_code_mixture() {
         assert_eq!(x1, x2, "step {s}: the same codes decode to the same images");
     }
 }
+
+/// A code mixture with more components than training images is refused before training,
+/// naming the dataset and the largest count it allows.
+#[test]
+fn a_code_mixture_larger_than_the_training_set_is_refused_before_work() {
+    let mut c = quick(ModelKind::Autoencoder, 4);
+    c.model.code_components = 30;
+    let (events, r) = run_collect(c, digits(20), None);
+    let msg = r.unwrap_err().to_string();
+    assert!(
+        msg.contains("20 training images, too few for a code mixture of 30 components")
+            && msg.contains("at most 20 with --code-components"),
+        "{msg}"
+    );
+    assert!(
+        !events.iter().any(|e| matches!(e, TrainEvent::Step { .. })),
+        "no step may run"
+    );
+}

@@ -377,6 +377,17 @@ fn prepare(
             split.train.name
         )));
     }
+    let mixes = cfg.model.code_sampling == neural::CodeSampling::Mixture
+        && matches!(cfg.model.kind, ModelKind::Autoencoder | ModelKind::Vae);
+    if mixes && split.train.len() < cfg.model.code_components {
+        return Err(TrainError::Setting(format!(
+            "{} has {} training images, too few for a code mixture of {} components; ask for at most {} with --code-components",
+            split.train.name,
+            split.train.len(),
+            cfg.model.code_components,
+            split.train.len()
+        )));
+    }
     let mut start_step = 0;
     let mut resume_from = None;
     if let Some(path) = resume {
