@@ -117,6 +117,55 @@ fn fields_are_validated_as_typed() {
     assert!(s.contains("built without CUDA"), "{s}");
 }
 
+/// The VAE's "samples from" field: `mixture` starts a run that samples through a code
+/// mixture, and the dashboard's grid says where its codes go; `fitted-gaussian`, which
+/// only the autoencoder has, is refused with the reason before anything starts.
+#[test]
+fn the_vae_form_chooses_where_sample_codes_come_from() {
+    use genmod::tui::app::FieldKind;
+    let mut a = app();
+    let field = a
+        .fields()
+        .iter()
+        .position(|f| f.kind == FieldKind::CodeSampling)
+        .unwrap();
+    assert!(a.visible_fields().contains(&field));
+    assert_eq!(a.fields()[field].value, "standard-normal");
+    let retype = |a: &mut App, text: &str| {
+        a.update(key(KeyCode::Tab));
+        while a.focus != genmod::tui::app::Focus::Field(field) {
+            a.update(key(KeyCode::Tab));
+        }
+        while !a.fields()[field].value.is_empty() {
+            a.update(key(KeyCode::Backspace));
+        }
+        for c in text.chars() {
+            a.update(key(KeyCode::Char(c)));
+        }
+    };
+    retype(&mut a, "fitted-gaussian");
+    assert!(a.update(key(KeyCode::Enter)).is_empty());
+    assert!(
+        a.status
+            .contains("the VAE samples from its prior or from a mixture"),
+        "{}",
+        a.status
+    );
+    assert_eq!(a.screen, Screen::Picker);
+    a.update(key(KeyCode::Esc));
+    retype(&mut a, "mixture");
+    let fx = a.update(key(KeyCode::Enter));
+    let Some(Effect::StartNeural(cfg, _)) = fx.first() else {
+        panic!("{fx:?}")
+    };
+    assert_eq!(
+        cfg.model.code_sampling,
+        genmod::neural::CodeSampling::Mixture
+    );
+    let s = screen_text(&render(&a, 140, 40));
+    assert!(s.contains("through the code mixture"), "{s}");
+}
+
 #[test]
 fn enter_starts_the_selected_model_with_the_form_values() {
     let mut a = app();

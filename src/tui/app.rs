@@ -369,6 +369,9 @@ pub struct RunView {
     pub text: Vec<String>,
     /// The run folder of a neural run, once the runner has made it.
     pub folder: Option<PathBuf>,
+    /// Whether the sample grid's fixed codes go through a mixture fitted to the training
+    /// codes (`--code-sampling mixture`) before decoding.
+    pub codes_through_mixture: bool,
 }
 
 impl RunView {
@@ -397,6 +400,7 @@ impl RunView {
             saved: true,
             text: Vec::new(),
             folder: None,
+            codes_through_mixture: false,
         }
     }
 
@@ -965,6 +969,9 @@ impl App {
                 c.eval_batches = Some(4);
                 self.batch_size = c.batch_size;
                 c.linger = true;
+                // The autoencoder's grid shows reconstructions, whatever its codes' source.
+                view.codes_through_mixture =
+                    kind == ModelKind::Vae && c.model.code_sampling == CodeSampling::Mixture;
                 view.log(format!(
                     "training {} on {} ({})",
                     info.name,

@@ -447,6 +447,11 @@ fn draw_dashboard(f: &mut Frame, area: Rect, app: &App, graphics: &Graphics) {
         // The autoencoder's live grid is test digits over their reconstructions
         // (Model::preview), not samples.
         (" test digits and reconstructions ", run.grid.as_ref())
+    } else if run.codes_through_mixture {
+        (
+            " samples (fixed noise through the code mixture, refitted each epoch) ",
+            run.grid.as_ref(),
+        )
     } else {
         (" samples (fixed noise) ", run.grid.as_ref())
     };
