@@ -973,6 +973,7 @@ fn an_opened_run_shows_its_logged_curves_and_asks_its_model_for_samples() {
     let fx = a.update(Msg::RunOpened {
         summary: Box::new(summary),
         kind: ModelKind::Gan,
+        codes_through_mixture: false,
         step: 300,
         rows: gan_rows(300, 1.1, 1.3),
     });
@@ -1002,6 +1003,38 @@ fn an_opened_run_shows_its_logged_curves_and_asks_its_model_for_samples() {
         &a.update(key(KeyCode::Char('i')))[..],
         [Effect::Command(TrainCommand::Interpolate { .. })]
     ));
+    assert!(text.contains(" samples (fixed noise) "), "{text}");
+}
+
+#[test]
+fn an_opened_vae_run_that_samples_through_its_code_mixture_says_so() {
+    use genmod::neural::{CodeSampling, ModelKind, NeuralConfig};
+    use genmod::tui::app::samples_through_mixture;
+    // What the runner reads from the checkpoint's configuration.
+    let mut vae = NeuralConfig::new(ModelKind::Vae);
+    assert!(!samples_through_mixture(&vae));
+    vae.code_sampling = CodeSampling::Mixture;
+    assert!(samples_through_mixture(&vae));
+    // The autoencoder's grid shows reconstructions, whatever its codes' source.
+    let autoencoder = NeuralConfig::new(ModelKind::Autoencoder);
+    assert_eq!(autoencoder.code_sampling, CodeSampling::Mixture);
+    assert!(!samples_through_mixture(&autoencoder));
+
+    let mut a = app();
+    let mut summary = two_runs().remove(0);
+    summary.dir = "runs/vae-20261204-040000".into();
+    a.update(Msg::RunOpened {
+        summary: Box::new(summary),
+        kind: ModelKind::Vae,
+        codes_through_mixture: samples_through_mixture(&vae),
+        step: 300,
+        rows: Vec::new(),
+    });
+    let text = screen_text(&render(&a, 160, 40));
+    assert!(
+        text.contains("samples (fixed noise through the code mixture, refitted each epoch)"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -297,7 +297,7 @@ struct TrainArgs {
     /// 40, GAN 60, DCGAN 15, conditional GAN 50, conditional DCGAN 15).
     #[arg(long)]
     epochs: Option<usize>,
-    /// Images per step (default: 64 for the MLP GANs, 128 for the others).
+    /// Images per step (default: 64 for the GANs, 128 for the autoencoder and the VAE).
     #[arg(long)]
     batch_size: Option<usize>,
     /// Learning rate (default 1e-3, MLP GANs 2e-4, the DCGANs 4e-4); with --resume it

@@ -539,6 +539,13 @@ pub enum Focus {
     Field(usize),
 }
 
+/// Whether the dashboard's sample grid of a run of `model` shows codes drawn through a
+/// mixture fitted to the training codes: the VAE's option. The autoencoder's live grid
+/// shows reconstructions whatever its codes' source, so its title never says so.
+pub fn samples_through_mixture(model: &NeuralConfig) -> bool {
+    model.kind == ModelKind::Vae && model.code_sampling == CodeSampling::Mixture
+}
+
 /// Messages the app reacts to.
 #[derive(Debug, Clone)]
 pub enum Msg {
@@ -561,6 +568,9 @@ pub enum Msg {
     RunOpened {
         summary: Box<RunSummary>,
         kind: ModelKind,
+        /// The checkpoint's sample codes come through a fitted mixture
+        /// ([`samples_through_mixture`]), which the grid's title says.
+        codes_through_mixture: bool,
         step: u64,
         rows: Vec<MetricRow>,
     },
@@ -969,9 +979,7 @@ impl App {
                 c.eval_batches = Some(4);
                 self.batch_size = c.batch_size;
                 c.linger = true;
-                // The autoencoder's grid shows reconstructions, whatever its codes' source.
-                view.codes_through_mixture =
-                    kind == ModelKind::Vae && c.model.code_sampling == CodeSampling::Mixture;
+                view.codes_through_mixture = samples_through_mixture(&c.model);
                 view.log(format!(
                     "training {} on {} ({})",
                     info.name,
@@ -1065,6 +1073,7 @@ impl App {
             Msg::RunOpened {
                 summary,
                 kind,
+                codes_through_mixture,
                 step,
                 rows,
             } => {
@@ -1090,6 +1099,7 @@ impl App {
                 view.started_step = step;
                 view.epoch = summary.epochs.saturating_sub(1);
                 view.folder = Some(summary.dir.clone());
+                view.codes_through_mixture = codes_through_mixture;
                 view.log(format!(
                     "opened {} at step {step} ({} metric rows)",
                     summary.dir.display(),
