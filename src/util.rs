@@ -170,6 +170,8 @@ pub enum Stream {
     Likelihood = 0x1EAF,
     /// Initialisation and batches of the scoreboard's digit classifier.
     Classifier = 0xC1A55,
+    /// The k-means++ seeding of the clusters the DCGAN conditions on.
+    Clusters = 0xC105,
 }
 
 impl Stream {

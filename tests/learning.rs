@@ -92,7 +92,10 @@ fn untrained_with(kind: ModelKind, configure: impl FnOnce(&mut NeuralConfig)) ->
     let mut cfg = NeuralConfig::new(kind);
     configure(&mut cfg);
     let shape = train::shape_of(digits());
-    neural::build(&cfg, shape, 10, &Device::Cpu, 0).unwrap()
+    let model = neural::build(&cfg, shape, 10, &Device::Cpu, 0).unwrap();
+    // The DCGAN's clusters, as a run fits them before its first step.
+    train::pixel_clusters::fit(model.as_ref(), &digits().train, &Device::Cpu, 0).unwrap();
+    model
 }
 
 /// A run's events and its trained model.

@@ -84,6 +84,9 @@ fn every_net_has_the_right_shapes() {
         // epoch; before any training there is none (checked below), so its shapes are
         // checked on codes decoded as they are.
         cfg.code_sampling = neural::CodeSampling::StandardNormal;
+        // Likewise the default DCGAN's clusters are fitted before its first step (checked
+        // below): here its nets alone.
+        cfg.clusters = 0;
         let m = neural::build(&cfg, MNIST, 10, &dev, 0).unwrap();
         let z = neural::normal(3, cfg.latent_dim, &mut ChaCha8Rng::seed_from_u64(0), &dev).unwrap();
         let labels = Tensor::new(&[0u32, 5, 9], &dev).unwrap();
@@ -94,6 +97,26 @@ fn every_net_has_the_right_shapes() {
             assert_eq!(code.dims(), &[3, cfg.latent_dim], "{kind:?}");
         }
     }
+    let mut unclustered = small(ModelKind::Dcgan);
+    assert_eq!(
+        unclustered.clusters, 10,
+        "the DCGAN conditions on clusters by default"
+    );
+    let unfitted = neural::build(&unclustered, MNIST, 0, &dev, 0).unwrap();
+    let z = neural::normal(
+        3,
+        unclustered.latent_dim,
+        &mut ChaCha8Rng::seed_from_u64(0),
+        &dev,
+    )
+    .unwrap();
+    let refused = unfitted.generate(&z, None).unwrap_err().to_string();
+    assert!(
+        refused.contains("10 clusters have not been fitted yet"),
+        "{refused}"
+    );
+    // The report's unconditional DCGAN at every size.
+    unclustered.clusters = 0;
     let unfitted = neural::build(&small(ModelKind::Autoencoder), MNIST, 0, &dev, 0).unwrap();
     let latent = unfitted.config().latent_dim;
     let z = neural::normal(3, latent, &mut ChaCha8Rng::seed_from_u64(0), &dev).unwrap();
@@ -108,7 +131,7 @@ fn every_net_has_the_right_shapes() {
             height: side,
             width: side,
         };
-        let cfg = small(ModelKind::Dcgan);
+        let cfg = unclustered.clone();
         let m = neural::build(&cfg, shape, 0, &dev, 0).unwrap();
         let z = neural::normal(2, cfg.latent_dim, &mut ChaCha8Rng::seed_from_u64(0), &dev).unwrap();
         assert_eq!(m.generate(&z, None).unwrap().dims(), &[2, 3, side, side]);
@@ -227,6 +250,8 @@ fn checkpoint_round_trip_gives_identical_samples() {
     .unwrap();
     let mut a = neural::build(&meta.model, meta.shape, 0, &dev, 1).unwrap();
     let mut b = neural::build(&meta.model, meta.shape, 0, &dev, 2).unwrap();
+    // A fresh DCGAN samples once its clusters are fitted (here from another seed).
+    train::pixel_clusters::fit(a.as_ref(), &digits(128).train, &dev, 1).unwrap();
     let before = pixels(a.as_ref(), &z);
     train::checkpoint::load_into(&ckpt, a.as_mut(), &meta, &dev).unwrap();
     train::checkpoint::load_into(&ckpt, b.as_mut(), &meta, &dev).unwrap();
@@ -846,4 +871,115 @@ fn a_code_mixture_larger_than_the_training_set_is_refused_before_work() {
         !events.iter().any(|e| matches!(e, TrainEvent::Step { .. })),
         "no step may run"
     );
+}
+
+/// The DCGAN's clusters are fitted once, before the first step: every checkpoint carries the
+/// same ones, a resumed run keeps them, and the same seed finds the same ones. Each
+/// centroid is the mean of the training images nearest to it (Lloyd's fixed point) and
+/// each share the fraction of those images.
+#[test]
+fn the_dcgan_conditions_on_clusters_fitted_once_before_training() {
+    let split = digits(320);
+    let all: Vec<usize> = (0..split.train.len()).collect();
+    let images = split
+        .train
+        .batch_of(
+            &all,
+            &genmod::data::PixelScale::MinusOneOne.table(),
+            &Device::Cpu,
+        )
+        .unwrap()
+        .images;
+    let clusters_of = |ckpt: &Path| {
+        let (model, meta) = train::load_model(ckpt).unwrap();
+        let c = model
+            .pixel_clusters()
+            .expect("the default DCGAN has clusters");
+        assert_eq!(c.clusters(), 4);
+        (
+            meta.step,
+            c.centroids().unwrap(),
+            c.shares().unwrap(),
+            c.assign(&images).unwrap().to_vec1::<u32>().unwrap(),
+        )
+    };
+    let run = |dir: &Path, resume: Option<PathBuf>, steps: u64| {
+        let mut c = quick(ModelKind::Dcgan, steps);
+        c.model.clusters = 4;
+        c.keep_checkpoints = 3;
+        c.out_dir = Some(dir.to_path_buf());
+        let (_, r) = run_collect(c, digits(320), resume);
+        r.unwrap();
+        train::checkpoint::list(dir)
+            .iter()
+            .map(|ckpt| clusters_of(ckpt))
+            .collect::<Vec<_>>()
+    };
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let first = run(a.path(), None, 20);
+    let steps: Vec<u64> = first.iter().map(|c| c.0).collect();
+    assert_eq!(steps, vec![10, 20], "one checkpoint per epoch of 10 steps");
+    let (_, centroids, shares, labels) = &first[0];
+    assert_eq!(
+        (&first[1].1, &first[1].2),
+        (centroids, shares),
+        "training must not move the clusters"
+    );
+    let dim = 784;
+    for k in 0..4 {
+        let members: Vec<usize> = (0..labels.len())
+            .filter(|&i| labels[i] == k as u32)
+            .collect();
+        assert!(!members.is_empty(), "cluster {k} is empty");
+        let share = members.len() as f32 / labels.len() as f32;
+        assert!(
+            (share - shares[k]).abs() < 1e-6,
+            "cluster {k}: share {} vs {share}",
+            shares[k]
+        );
+        let pixels = images.flatten_from(1).unwrap().to_vec2::<f32>().unwrap();
+        for j in (0..dim).step_by(7) {
+            let mean =
+                members.iter().map(|&i| pixels[i][j] as f64).sum::<f64>() / members.len() as f64;
+            let c = centroids[k * dim + j] as f64;
+            assert!(
+                (mean - c).abs() < 1e-4,
+                "cluster {k}, pixel {j}: centroid {c}, mean {mean}"
+            );
+        }
+    }
+    let again = run(b.path(), None, 10);
+    assert_eq!(
+        (&again[0].1, &again[0].2),
+        (centroids, shares),
+        "same seed, same clusters"
+    );
+    // Resumed from step 10 into a fresh folder: the clusters come from the checkpoint.
+    let c = tempfile::tempdir().unwrap();
+    let ckpt10 = train::checkpoint::list(a.path())[0].clone();
+    let resumed = run(c.path(), Some(ckpt10), 20);
+    assert_eq!(
+        (&resumed.last().unwrap().1, &resumed.last().unwrap().2),
+        (centroids, shares)
+    );
+}
+
+/// More clusters than training images are refused before training, naming the dataset and
+/// the largest count allowed; clusters are refused for the other models.
+#[test]
+fn clusters_beyond_the_training_set_or_outside_the_dcgan_are_refused() {
+    let mut c = quick(ModelKind::Dcgan, 4);
+    c.model.clusters = 30;
+    let (events, r) = run_collect(c, digits(20), None);
+    let msg = r.unwrap_err().to_string();
+    assert!(
+        msg.contains("20 training images, too few for 30 clusters")
+            && msg.contains("at most 20 with --clusters"),
+        "{msg}"
+    );
+    assert!(!events.iter().any(|e| matches!(e, TrainEvent::Step { .. })));
+    let mut gan = small(ModelKind::Gan);
+    gan.clusters = 10;
+    let msg = gan.validate().unwrap_err().to_string();
+    assert!(msg.contains("clusters condition the DCGAN only"), "{msg}");
 }

@@ -793,6 +793,45 @@ fn the_cgan_form_sets_the_average_the_dropout_and_the_conditioning() {
     assert_eq!(cfg.model.conditioning, genmod::neural::Conditioning::Concat);
 }
 
+#[test]
+fn the_dcgan_form_sets_its_clusters_or_turns_them_off() {
+    let mut a = app();
+    a.select(10); // 4.2 DCGAN
+    let s = screen_text(&render(&a, 110, 28));
+    assert!(s.contains("clusters  10"), "{s}");
+    // epochs, batch size, learning rate, latent size, k, EMA of G, D dropout, clusters.
+    for _ in 0..8 {
+        a.update(key(KeyCode::Tab));
+    }
+    let typed = |a: &mut App, text: &str| {
+        for _ in 0..12 {
+            a.update(key(KeyCode::Backspace));
+        }
+        for c in text.chars() {
+            a.update(key(KeyCode::Char(c)));
+        }
+    };
+    typed(&mut a, "1");
+    assert!(!a.form_valid(), "one cluster is refused");
+    let s = screen_text(&render(&a, 110, 28));
+    assert!(s.contains("0 (off) or at least 2"), "{s}");
+    typed(&mut a, "0");
+    assert!(a.form_valid());
+    let fx = a.update(key(KeyCode::Enter));
+    let cfg = fx
+        .iter()
+        .find_map(|e| match e {
+            Effect::StartNeural(c, _) => Some(c.clone()),
+            _ => None,
+        })
+        .expect("Enter starts the run");
+    assert_eq!(cfg.model.clusters, 0, "the report's unconditional DCGAN");
+    // The field belongs to the DCGAN alone.
+    a.select(12); // 4.3 conditional DCGAN
+    let s = screen_text(&render(&a, 110, 28));
+    assert!(!s.contains("clusters"), "{s}");
+}
+
 /// Two made-up runs at fixed times, as the runs folder would list them.
 fn two_runs() -> Vec<genmod::train::runs::RunSummary> {
     use genmod::neural::ModelKind;

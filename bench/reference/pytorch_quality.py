@@ -318,12 +318,15 @@ def main():
     if gan:
         images = images * 2 - 1
     h, latent = cfg["hidden"], cfg["latent_dim"]
+    # The DCGAN conditioned on k-means clusters of the training images (genmod's
+    # --clusters): the clusters come with the initial weights.
+    clusters = cfg.get("clusters", 0) if a.model == "dcgan" else 0
     if a.model == "autoencoder":
         m = Autoencoder(h, latent, cfg.get("code_sampling") == "fitted-gaussian")
     elif a.model == "vae":
         m = Vae(h, latent, cfg["warmup_steps"])
     elif a.model in ("dcgan", "cdcgan"):
-        m = Dcgan(latent, h, 10 if a.model == "cdcgan" else 0, cfg.get("d_dropout", 0.0))
+        m = Dcgan(latent, h, 10 if a.model == "cdcgan" else clusters, cfg.get("d_dropout", 0.0))
     else:
         classes = 10 if a.model == "cgan" else 0
         m = MlpGan(latent, h, classes, cfg.get("conditioning") == "projection", cfg.get("d_dropout", 0.0))
@@ -332,6 +335,13 @@ def main():
         g_named, d_named = m.g_names(), m.d_names()
         named = {**g_named, **d_named}
         init = load_init(named, a.init)
+        shares = None
+        if clusters:
+            centroids, shares = init["clusters.centroids"].float(), init["clusters.shares"].float()
+            if not bool((shares > 0).all()):
+                raise SystemExit(f"{a.init}: the clusters were not fitted (a share is zero)")
+            # Each image's cluster: its nearest centroid, in the [-1, 1] pixels G draws.
+            labels = torch.cdist(images, centroids).argmin(1)
         opt_g, opt_d = torch.optim.Adam(trainable(g_named), **adam), torch.optim.Adam(trainable(d_named), **adam)
         g_params = {n: p for n, p in g_named.items() if not n.endswith(("running_mean", "running_var"))}
         decay = cfg.get("ema_decay", 0.0)
@@ -369,7 +379,10 @@ def main():
         if step % k != k - 1:
             continue
         z = torch.randn(bs, latent)
-        gy = torch.randint(0, m.classes, (bs,)) if m.classes else None
+        if shares is not None:
+            gy = torch.multinomial(shares, bs, replacement=True)
+        else:
+            gy = torch.randint(0, m.classes, (bs,)) if m.classes else None
         fake_logits = m.discriminate(m.generate(z, gy), gy)
         if cfg.get("g_loss", "non-saturating") == "saturating":
             g_loss = -F.softplus(fake_logits).mean()
@@ -394,6 +407,8 @@ def main():
                 p.copy_(ema[n])
         z = torch.randn(a.samples, latent)
         y = torch.arange(a.samples) % 10
+        if gan and shares is not None:
+            y = torch.multinomial(shares, a.samples, replacement=True)
         if gan:
             out = m.generate(z, y if m.classes else None)
         elif cfg.get("code_sampling") == "mixture":

@@ -229,7 +229,12 @@ impl Run {
                 .map_err(|e| quality(e.to_string()))
         };
         let init = self.dir.join("init.safetensors");
-        build()?
+        let initial = build()?;
+        // The DCGAN's clusters, fitted as genmod's run fits them (same data and seed), go
+        // to the script with the initial weights.
+        train::pixel_clusters::fit(initial.as_ref(), &split.train, &Device::Cpu, cfg.seed)
+            .map_err(|e| quality(format!("fitting the DCGAN's clusters: {e}")))?;
+        initial
             .varmap()
             .save(&init)
             .map_err(|e| quality(format!("{}: {e}", init.display())))?;

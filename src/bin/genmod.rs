@@ -372,6 +372,10 @@ struct TrainArgs {
     /// Autoencoder and VAE with --code-sampling mixture: the mixture's components.
     #[arg(long)]
     code_components: Option<usize>,
+    /// DCGAN: condition G and D on this many k-means clusters of the training images, in
+    /// place of labels (default 10; 0: the report's unconditional DCGAN).
+    #[arg(long)]
+    clusters: Option<usize>,
     /// Autoencoder: the reconstruction loss.
     #[arg(long, value_enum, value_parser = choice::<ReconLoss>(), default_value_t = ReconLoss::Bce)]
     recon: ReconLoss,
@@ -436,6 +440,9 @@ impl TrainArgs {
         }
         if let Some(c) = self.code_components {
             m.code_components = c;
+        }
+        if let Some(c) = self.clusters {
+            m.clusters = c;
         }
         if let Some(c) = self.code_sampling {
             m.code_sampling = c;

@@ -16,7 +16,7 @@
 
 use super::dcgan::{Discriminator, Generator};
 use super::gan::{Adversarial, Nets, gan_losses};
-use super::layers::{Dropout, ParamStore, embedding, projection};
+use super::layers::{Dropout, ParamGroup, ParamStore, embedding, projection};
 use super::{ImageShape, Metric, Metrics, Model, NeuralConfig, one_hot};
 use crate::data::Batch;
 use crate::neural::optim::Adam;
@@ -35,7 +35,7 @@ pub struct Cdcgan {
 
 /// G and D with the label's embedding: apart from the optimisers, so that a training step
 /// can read the nets while it steps the optimisers.
-struct ConditionalNets {
+pub(crate) struct ConditionalNets {
     classes: usize,
     g: Generator,
     d: Discriminator,
@@ -51,45 +51,64 @@ impl Cdcgan {
         params: ParamStore,
         vb: VarBuilder,
     ) -> Result<Self> {
-        let (g, g_params) =
-            params.group(|| Generator::new(&cfg, cfg.latent_dim + classes, shape, vb.pp("g")))?;
-        let ((d, embed), d_params) = params.group(|| {
-            let d = Discriminator::new(&cfg, shape, vb.pp("d"))?;
-            let embed = embedding(classes, d.feature_dim(), vb.pp("d").pp("embed"))?;
-            Ok((d, embed))
-        })?;
-        params.mark_statistics(&g.statistics())?;
-        params.mark_statistics(&d.statistics())?;
+        let (nets, g_params, d_params) = ConditionalNets::new(&cfg, shape, classes, &params, &vb)?;
         let adv = Adversarial::new(&params, &g_params, &d_params, &cfg)?;
         Ok(Self {
             cfg,
             shape,
             params,
-            nets: ConditionalNets {
-                classes,
-                g,
-                d,
-                embed,
-            },
+            nets,
             adv,
         })
     }
 }
 
 impl ConditionalNets {
+    /// G and D for `classes` labels (G under `g.`, D and e_y under `d.`), with their
+    /// parameter groups; batch norm's running statistics are marked as statistics.
+    pub(crate) fn new(
+        cfg: &NeuralConfig,
+        shape: ImageShape,
+        classes: usize,
+        params: &ParamStore,
+        vb: &VarBuilder,
+    ) -> Result<(Self, ParamGroup, ParamGroup)> {
+        let (g, g_params) =
+            params.group(|| Generator::new(cfg, cfg.latent_dim + classes, shape, vb.pp("g")))?;
+        let ((d, embed), d_params) = params.group(|| {
+            let d = Discriminator::new(cfg, shape, vb.pp("d"))?;
+            let embed = embedding(classes, d.feature_dim(), vb.pp("d").pp("embed"))?;
+            Ok((d, embed))
+        })?;
+        params.mark_statistics(&g.statistics())?;
+        params.mark_statistics(&d.statistics())?;
+        let nets = Self {
+            classes,
+            g,
+            d,
+            embed,
+        };
+        Ok((nets, g_params, d_params))
+    }
+
     fn labels_of(labels: Option<&Tensor>) -> Result<&Tensor> {
         labels.ok_or_else(|| candle_core::Error::Msg("the conditional DCGAN needs labels".into()))
     }
 
     /// G(z, y); with `train`, batch norm uses the batch's statistics.
-    fn generator(&self, z: &Tensor, labels: Option<&Tensor>, train: bool) -> Result<Tensor> {
+    pub(crate) fn generator(
+        &self,
+        z: &Tensor,
+        labels: Option<&Tensor>,
+        train: bool,
+    ) -> Result<Tensor> {
         let y = one_hot(Self::labels_of(labels)?, self.classes)?;
         self.g.forward(&Tensor::cat(&[z, &y], 1)?, train)
     }
 
     /// D's logits for images `x` seen with `labels`: w·φ(x) + b + e_y·φ(x). With `frozen`
     /// no gradient reaches D's weights (the generator's step).
-    fn logits(
+    pub(crate) fn logits(
         &self,
         x: &Tensor,
         labels: Option<&Tensor>,
@@ -100,6 +119,11 @@ impl ConditionalNets {
         let phi = self.d.features(x, train, frozen, dropout)?;
         let label_term = projection(&self.embed, Self::labels_of(labels)?, &phi, frozen)?;
         self.d.score(&phi, frozen)? + label_term
+    }
+
+    /// The classes G and D are conditioned on.
+    pub(crate) fn classes(&self) -> usize {
+        self.classes
     }
 }
 
@@ -138,6 +162,7 @@ impl Model for Cdcgan {
             // Batch norm: the real and the fake batch are normalised apart.
             rows_independent: false,
             classes: n.classes,
+            class_shares: None,
         };
         self.adv.step(
             &self.cfg,

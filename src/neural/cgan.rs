@@ -179,6 +179,7 @@ impl Model for Cgan {
             d_frozen: &frozen,
             rows_independent: true,
             classes: k,
+            class_shares: None,
         };
         self.adv.step(&self.cfg, &nets, &real, labels, step, rng)
     }

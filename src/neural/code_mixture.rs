@@ -139,7 +139,7 @@ impl CodeMixture {
     /// independent of c, so z₀' = Φ⁻¹(v) is a fresh standard normal. The draw is then
     /// μ_c + L_c·(z₀', z₁, …, z_{d−1}).
     pub fn transform(&self, z: &Tensor) -> Result<Tensor> {
-        let (k, d) = (self.k, self.d);
+        let d = self.d;
         if z.dim(1)? != d {
             candle_core::bail!("codes of dimension {} for a mixture over {d}", z.dim(1)?);
         }
@@ -152,24 +152,11 @@ impl CodeMixture {
         let means = self.means.as_tensor().flatten_all()?.to_vec1::<f32>()?;
         let l = self.factors.as_tensor().flatten_all()?.to_vec1::<f32>()?;
         let rows = z.to_vec2::<f32>()?;
-        let phi = Normal::standard();
         let mut out = Vec::with_capacity(rows.len() * d);
         for row in &rows {
-            let u = phi.cdf(row[0] as f64);
-            // The last component also takes any u the rounded weights' sum leaves over.
-            let (mut c, mut below, mut acc) = (k - 1, 0.0, 0.0);
-            for (i, &w) in weights.iter().enumerate() {
-                if u < acc + w as f64 || i == k - 1 {
-                    (c, below) = (i, acc);
-                    break;
-                }
-                acc += w as f64;
-            }
-            let w = (weights[c] as f64).max(f64::MIN_POSITIVE);
-            // Kept inside (0, 1): Φ⁻¹ is infinite at the ends.
-            let v = ((u - below) / w).clamp(1e-12, 1.0 - 1e-12);
+            let (c, fresh) = split_normal(row[0], &weights);
             let mut e: Vec<f64> = row.iter().map(|&x| x as f64).collect();
-            e[0] = phi.inverse_cdf(v);
+            e[0] = fresh;
             let lc = &l[c * d * d..(c + 1) * d * d];
             for i in 0..d {
                 let s: f64 = (0..=i).map(|j| lc[i * d + j] as f64 * e[j]).sum();
@@ -178,6 +165,29 @@ impl CodeMixture {
         }
         Tensor::from_vec(out, (rows.len(), d), z.device())
     }
+}
+
+/// Splits one standard normal number z₀ into two independent draws (see
+/// [`CodeMixture::transform`]): a component c, picked with probability `weights[c]` by
+/// where u = Φ(z₀) falls among the cumulative weights, and a fresh standard normal,
+/// Φ⁻¹ of u's position inside c's slice. The weights should sum to 1; the last component
+/// also takes any u their rounded sum leaves over.
+pub(crate) fn split_normal(z0: f32, weights: &[f32]) -> (usize, f64) {
+    let phi = Normal::standard();
+    let u = phi.cdf(z0 as f64);
+    let k = weights.len();
+    let (mut c, mut below, mut acc) = (k.saturating_sub(1), 0.0, 0.0);
+    for (i, &w) in weights.iter().enumerate() {
+        if u < acc + w as f64 || i + 1 == k {
+            (c, below) = (i, acc);
+            break;
+        }
+        acc += w as f64;
+    }
+    let w = (weights[c] as f64).max(f64::MIN_POSITIVE);
+    // Kept inside (0, 1): Φ⁻¹ is infinite at the ends.
+    let v = ((u - below) / w).clamp(1e-12, 1.0 - 1e-12);
+    (c, phi.inverse_cdf(v))
 }
 
 /// The lower-triangular L with LLᵀ = a (row-major d x d), or None if a is not positive

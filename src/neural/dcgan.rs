@@ -9,10 +9,17 @@
 //! padding 1, with no output padding (candle's transposed-convolution backward ignores it).
 //! Batch norm uses batch statistics while training and the running averages for
 //! generation; the running averages are saved with the weights.
+//!
+//! By default (`NeuralConfig::clusters`) G and D are conditioned on k-means clusters of the
+//! training images, with the conditional DCGAN's nets (`cdcgan`), in place of the labels
+//! the DCGAN does not read: see `pixel_clusters`. `--clusters 0` is the report's
+//! unconditional DCGAN.
 
+use super::cdcgan::ConditionalNets;
 use super::gan::{Adversarial, Nets, gan_losses};
 use super::kernels::linear::Activation;
 use super::layers::{BatchNorm2d, Dense, DownConv, Dropout, ParamStore, UpConv};
+use super::pixel_clusters::PixelClusters;
 use super::{ImageShape, Metric, Metrics, Model, NeuralConfig};
 use crate::data::Batch;
 use crate::neural::optim::Adam;
@@ -232,9 +239,21 @@ pub struct Dcgan {
     cfg: NeuralConfig,
     shape: ImageShape,
     params: ParamStore,
-    g: Generator,
-    d: Discriminator,
+    nets: DcganNets,
     adv: Adversarial,
+}
+
+/// The report's unconditional nets, or the conditional DCGAN's nets conditioned on
+/// clusters of the training images (`NeuralConfig::clusters`).
+enum DcganNets {
+    Plain {
+        g: Generator,
+        d: Discriminator,
+    },
+    Clustered {
+        nets: ConditionalNets,
+        clusters: PixelClusters,
+    },
 }
 
 impl Dcgan {
@@ -244,19 +263,26 @@ impl Dcgan {
         params: ParamStore,
         vb: VarBuilder,
     ) -> Result<Self> {
-        let (g, g_params) =
-            params.group(|| Generator::new(&cfg, cfg.latent_dim, shape, vb.pp("g")))?;
-        let (d, d_params) = params.group(|| Discriminator::new(&cfg, shape, vb.pp("d")))?;
-        // Batch norm's running statistics follow the batches, not an optimiser.
-        params.mark_statistics(&g.statistics())?;
-        params.mark_statistics(&d.statistics())?;
+        let (nets, g_params, d_params) = if cfg.clusters > 0 {
+            let (nets, g_params, d_params) =
+                ConditionalNets::new(&cfg, shape, cfg.clusters, &params, &vb)?;
+            let clusters = PixelClusters::new(cfg.clusters, shape.dim(), &vb, &params)?;
+            (DcganNets::Clustered { nets, clusters }, g_params, d_params)
+        } else {
+            let (g, g_params) =
+                params.group(|| Generator::new(&cfg, cfg.latent_dim, shape, vb.pp("g")))?;
+            let (d, d_params) = params.group(|| Discriminator::new(&cfg, shape, vb.pp("d")))?;
+            // Batch norm's running statistics follow the batches, not an optimiser.
+            params.mark_statistics(&g.statistics())?;
+            params.mark_statistics(&d.statistics())?;
+            (DcganNets::Plain { g, d }, g_params, d_params)
+        };
         let adv = Adversarial::new(&params, &g_params, &d_params, &cfg)?;
         Ok(Self {
             cfg,
             shape,
             params,
-            g,
-            d,
+            nets,
             adv,
         })
     }
@@ -278,39 +304,83 @@ impl Model for Dcgan {
     fn watched_losses(&self, step: u64) -> &'static [Metric] {
         gan_losses(step, self.cfg.k)
     }
+    fn pixel_clusters(&self) -> Option<&PixelClusters> {
+        match &self.nets {
+            DcganNets::Plain { .. } => None,
+            DcganNets::Clustered { clusters, .. } => Some(clusters),
+        }
+    }
 
     fn train_step(&mut self, batch: &Batch, step: u64, rng: &mut ChaCha8Rng) -> Result<Metrics> {
-        let (g, d) = (&self.g, &self.d);
         let dropout = Dropout::for_step(self.cfg.d_dropout, rng);
-        let generator = |z: &Tensor, _: Option<&Tensor>| g.forward(z, true);
-        let disc = |x: &Tensor, _: Option<&Tensor>| d.forward(x, true, false, dropout.as_ref());
-        let frozen = |x: &Tensor, _: Option<&Tensor>| d.forward(x, true, true, dropout.as_ref());
-        let nets = Nets {
-            g: &generator,
-            d: &disc,
-            d_frozen: &frozen,
-            // D's batch norm normalises the real and the fake batch each by its own statistics.
-            rows_independent: false,
-            classes: 0,
-        };
-        self.adv
-            .step(&self.cfg, &nets, &batch.images, None, step, rng)
+        let dropout = dropout.as_ref();
+        match &self.nets {
+            DcganNets::Plain { g, d } => {
+                let generator = |z: &Tensor, _: Option<&Tensor>| g.forward(z, true);
+                let disc = |x: &Tensor, _: Option<&Tensor>| d.forward(x, true, false, dropout);
+                let frozen = |x: &Tensor, _: Option<&Tensor>| d.forward(x, true, true, dropout);
+                let nets = Nets {
+                    g: &generator,
+                    d: &disc,
+                    d_frozen: &frozen,
+                    // D's batch norm normalises the real and the fake batch each by its own
+                    // statistics.
+                    rows_independent: false,
+                    classes: 0,
+                    class_shares: None,
+                };
+                self.adv
+                    .step(&self.cfg, &nets, &batch.images, None, step, rng)
+            }
+            DcganNets::Clustered { nets: n, clusters } => {
+                // Each real image is seen with its nearest cluster; G's step draws
+                // clusters with their shares of the training images.
+                let labels = clusters.assign(&batch.images)?;
+                let shares = clusters.shares()?;
+                let generator = |z: &Tensor, l: Option<&Tensor>| n.generator(z, l, true);
+                let disc = |x: &Tensor, l: Option<&Tensor>| n.logits(x, l, true, false, dropout);
+                let frozen = |x: &Tensor, l: Option<&Tensor>| n.logits(x, l, true, true, dropout);
+                let nets = Nets {
+                    g: &generator,
+                    d: &disc,
+                    d_frozen: &frozen,
+                    rows_independent: false,
+                    classes: n.classes(),
+                    class_shares: Some(&shares),
+                };
+                self.adv
+                    .step(&self.cfg, &nets, &batch.images, Some(&labels), step, rng)
+            }
+        }
     }
 
     fn eval_batch(&self, batch: &Batch, rng: &mut ChaCha8Rng) -> Result<Metrics> {
-        let generator = |z: &Tensor, _: Option<&Tensor>| self.g.forward(z, false);
-        let disc = |x: &Tensor, _: Option<&Tensor>| self.d.forward(x, false, false, None);
-        self.adv.eval(
-            &generator,
-            &disc,
-            &batch.images,
-            None,
-            self.cfg.latent_dim,
-            rng,
-        )
+        let latent = self.cfg.latent_dim;
+        match &self.nets {
+            DcganNets::Plain { g, d } => {
+                let generator = |z: &Tensor, _: Option<&Tensor>| g.forward(z, false);
+                let disc = |x: &Tensor, _: Option<&Tensor>| d.forward(x, false, false, None);
+                self.adv
+                    .eval(&generator, &disc, &batch.images, None, latent, rng)
+            }
+            DcganNets::Clustered { nets: n, clusters } => {
+                let labels = clusters.assign(&batch.images)?;
+                let generator = |z: &Tensor, l: Option<&Tensor>| n.generator(z, l, false);
+                let disc = |x: &Tensor, l: Option<&Tensor>| n.logits(x, l, false, false, None);
+                self.adv
+                    .eval(&generator, &disc, &batch.images, Some(&labels), latent, rng)
+            }
+        }
     }
 
     fn generate(&self, z: &Tensor, _labels: Option<&Tensor>) -> Result<Tensor> {
-        self.adv.sampling(|| self.g.forward(z, false))
+        match &self.nets {
+            DcganNets::Plain { g, .. } => self.adv.sampling(|| g.forward(z, false)),
+            DcganNets::Clustered { nets, clusters } => {
+                let (labels, z) = clusters.pick(z)?;
+                self.adv
+                    .sampling(|| nets.generator(&z, Some(&labels), false))
+            }
+        }
     }
 }

@@ -50,6 +50,10 @@ pub struct Nets<'a> {
     /// How many classes G and D are conditioned on (0: unconditional); the generator step
     /// draws its labels from them.
     pub classes: usize,
+    /// The classes' shares of the training images, when they are unequal by design (the
+    /// DCGAN's clusters): the generator step then draws its labels with these shares, as
+    /// the discriminator step's real batch has them. None draws them uniformly.
+    pub class_shares: Option<&'a [f32]>,
 }
 
 impl Nets<'_> {
@@ -122,13 +126,20 @@ impl Adversarial {
         let d_fake = scalar(&candle_nn::ops::sigmoid(&fake_logits)?)?;
         if step % cfg.k as u64 == cfg.k as u64 - 1 {
             let z = normal(n, cfg.latent_dim, rng, dev)?;
-            let g_labels = if nets.classes > 0 {
-                let ids: Vec<u32> = (0..n)
-                    .map(|_| rng.random_range(0..nets.classes as u32))
-                    .collect();
-                Some(Tensor::from_vec(ids, n, dev)?)
-            } else {
-                None
+            let g_labels = match (nets.classes, nets.class_shares) {
+                (0, _) => None,
+                (_, Some(shares)) => {
+                    let ids: Vec<u32> = (0..n)
+                        .map(|_| draw_share(shares, rng.random::<f64>()))
+                        .collect();
+                    Some(Tensor::from_vec(ids, n, dev)?)
+                }
+                (classes, None) => {
+                    let ids: Vec<u32> = (0..n)
+                        .map(|_| rng.random_range(0..classes as u32))
+                        .collect();
+                    Some(Tensor::from_vec(ids, n, dev)?)
+                }
             };
             let logits = d_frozen(&g(&z, g_labels.as_ref())?, g_labels.as_ref())?;
             let g_loss = match cfg.g_loss {
@@ -269,6 +280,7 @@ impl Model for Gan {
             d_frozen: &frozen,
             rows_independent: true,
             classes: 0,
+            class_shares: None,
         };
         self.adv.step(&self.cfg, &nets, &real, None, step, rng)
     }
@@ -287,6 +299,19 @@ impl Model for Gan {
             .sampling(|| self.g.forward(z))?
             .reshape((z.dim(0)?, s.channels, s.height, s.width))
     }
+}
+
+/// The class whose slice of the cumulative `shares` holds `u` in [0, 1); the last class
+/// takes any u the rounded shares leave over.
+fn draw_share(shares: &[f32], u: f64) -> u32 {
+    let mut acc = 0.0;
+    for (c, &w) in shares.iter().enumerate() {
+        acc += w as f64;
+        if u < acc {
+            return c as u32;
+        }
+    }
+    shares.len().saturating_sub(1) as u32
 }
 
 #[cfg(test)]
@@ -355,6 +380,7 @@ mod tests {
                     d_frozen: &disc,
                     rows_independent,
                     classes,
+                    class_shares: None,
                 };
                 let (r, f) = nets.discriminate(&real, &fake, labels.as_ref()).unwrap();
                 let loss = discriminator(&r, &f).unwrap();

@@ -13,6 +13,7 @@ pub mod checkpoint;
 pub mod code_mixture;
 mod device;
 pub mod divergence;
+pub mod pixel_clusters;
 pub mod runs;
 
 pub use checkpoint::CheckpointError;
@@ -257,6 +258,9 @@ pub enum TrainError {
         components: usize,
         cause: String,
     },
+    /// The clusters the DCGAN conditions on could not be fitted to the training images.
+    #[error("fitting the DCGAN's {clusters} clusters to the training images: {cause}")]
+    Clusters { clusters: usize, cause: String },
     /// What a run on the trainer thread reported when it failed.
     #[error("{message}")]
     Failed { step: u64, message: String },
@@ -385,6 +389,15 @@ fn prepare(
             split.train.name,
             split.train.len(),
             cfg.model.code_components,
+            split.train.len()
+        )));
+    }
+    if cfg.model.clusters > split.train.len() {
+        return Err(TrainError::Setting(format!(
+            "{} has {} training images, too few for {} clusters; ask for at most {} with --clusters",
+            split.train.name,
+            split.train.len(),
+            cfg.model.clusters,
             split.train.len()
         )));
     }
@@ -577,6 +590,17 @@ impl Loop {
     ) -> Result<Self, TrainError> {
         let step = p.start_step;
         let e = |cause| TrainError::Tensor { step, cause };
+        // A fresh DCGAN's clusters, before its first step (a resumed one loaded its own).
+        if let Some(clusters) = p.model.pixel_clusters()
+            && !clusters.fitted().map_err(e)?
+        {
+            pixel_clusters::fit(p.model.as_ref(), &split.train, &p.device, cfg.seed).map_err(
+                |cause| TrainError::Clusters {
+                    clusters: clusters.clusters(),
+                    cause,
+                },
+            )?;
+        }
         let mut rng = crate::util::Stream::FixedNoise.rng(cfg.seed);
         let n = cfg.grid_size;
         let fixed_z = neural::normal(n, cfg.model.latent_dim, &mut rng, &p.device).map_err(e)?;

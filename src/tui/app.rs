@@ -129,6 +129,7 @@ pub enum FieldKind {
     DDropout,
     Conditioning,
     CodeSampling,
+    Clusters,
     Init,
     Seed,
     Device,
@@ -138,7 +139,7 @@ pub enum FieldKind {
     DataDir,
 }
 
-pub const FIELDS: [FieldKind; 15] = [
+pub const FIELDS: [FieldKind; 16] = [
     FieldKind::Epochs,
     FieldKind::BatchSize,
     FieldKind::LearningRate,
@@ -149,6 +150,7 @@ pub const FIELDS: [FieldKind; 15] = [
     FieldKind::DDropout,
     FieldKind::Conditioning,
     FieldKind::CodeSampling,
+    FieldKind::Clusters,
     FieldKind::Init,
     FieldKind::Seed,
     FieldKind::Device,
@@ -169,6 +171,7 @@ impl FieldKind {
             FieldKind::DDropout => "D dropout",
             FieldKind::Conditioning => "D conditioning",
             FieldKind::CodeSampling => "samples from",
+            FieldKind::Clusters => "clusters",
             FieldKind::Init => "weights init",
             FieldKind::Seed => "seed",
             FieldKind::Device => "device",
@@ -190,6 +193,7 @@ impl FieldKind {
             (FieldKind::CodeSampling, Entry::Neural(k)) => {
                 matches!(k, ModelKind::Autoencoder | ModelKind::Vae)
             }
+            (FieldKind::Clusters, Entry::Neural(k)) => k == ModelKind::Dcgan,
             (FieldKind::Init, Entry::Neural(k)) => k.is_gan(),
             // Classical fits use the dataset genmod-tui was started with.
             _ => true,
@@ -210,6 +214,15 @@ impl FieldKind {
             FieldKind::BatchSize => positive_int(8192),
             FieldKind::Latent => positive_int(4096),
             FieldKind::K => positive_int(100),
+            FieldKind::Clusters => match v.parse::<usize>() {
+                Ok(0) => Ok(()),
+                Ok(1) => Err("0 (off) or at least 2".to_string()),
+                Ok(n) if n > crate::neural::MAX_CLUSTERS => {
+                    Err(format!("at most {}", crate::neural::MAX_CLUSTERS))
+                }
+                Ok(_) => Ok(()),
+                Err(_) => Err("a whole number; 0 = off".to_string()),
+            },
             FieldKind::Seed => v
                 .parse::<u64>()
                 .map(|_| ())
@@ -879,6 +892,7 @@ impl App {
                     // The same name the field parses back (clap's ValueEnum).
                     FieldKind::Conditioning => crate::util::cli_name(&n.conditioning),
                     FieldKind::CodeSampling => crate::util::cli_name(&n.code_sampling),
+                    FieldKind::Clusters => n.clusters.to_string(),
                     FieldKind::Init => crate::util::cli_name(&n.weight_init),
                     FieldKind::Seed => "0".into(),
                     FieldKind::Device => "cpu".into(),
@@ -963,6 +977,7 @@ impl App {
                         .ok()?;
                 m.weight_init =
                     WeightInit::from_str(self.field(FieldKind::Init).trim(), false).ok()?;
+                m.clusters = self.field(FieldKind::Clusters).trim().parse().ok()?;
                 // Fields valid one by one can still clash (the VAE has no fitted Gaussian).
                 if let Err(e) = m.validate() {
                     self.status = e.to_string();
