@@ -798,7 +798,7 @@ fn the_dcgan_form_sets_its_clusters_or_turns_them_off() {
     let mut a = app();
     a.select(10); // 4.2 DCGAN
     let s = screen_text(&render(&a, 110, 28));
-    assert!(s.contains("clusters  10"), "{s}");
+    assert!(s.contains("clusters  20"), "{s}");
     // epochs, batch size, learning rate, latent size, k, EMA of G, D dropout, clusters.
     for _ in 0..8 {
         a.update(key(KeyCode::Tab));

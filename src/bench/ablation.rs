@@ -100,9 +100,8 @@ pub fn variants(kind: ModelKind) -> Vec<Variant> {
         // average, dropout, smoothing, width, epochs) was measured before the clusters
         // became the default: book/src/generated/ablation-dcgan-unconditional.md.
         ModelKind::Dcgan => vec![
-            default_run("10 k-means clusters of the pixels (the default)"),
-            variant("5 clusters", None, None, |c| c.clusters = 5),
-            variant("20 clusters", None, None, |c| c.clusters = 20),
+            default_run("20 k-means clusters of the pixels (the default)"),
+            variant("10 clusters", None, None, |c| c.clusters = 10),
             variant(
                 "no clusters: the report's unconditional DCGAN",
                 None,

@@ -373,7 +373,7 @@ struct TrainArgs {
     #[arg(long)]
     code_components: Option<usize>,
     /// DCGAN: condition G and D on this many k-means clusters of the training images, in
-    /// place of labels (default 10; 0: the report's unconditional DCGAN).
+    /// place of labels (default 20; 0: the report's unconditional DCGAN).
     #[arg(long)]
     clusters: Option<usize>,
     /// Autoencoder: the reconstruction loss.
