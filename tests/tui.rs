@@ -780,17 +780,20 @@ fn the_cgan_form_sets_the_average_the_dropout_and_the_conditioning() {
     a.update(key(KeyCode::Tab)); // D conditioning
     typed(&mut a, "concat");
     assert!(a.form_valid());
-    let fx = a.update(key(KeyCode::Enter));
-    let cfg = fx
-        .iter()
-        .find_map(|e| match e {
-            Effect::StartNeural(c, _) => Some(c.clone()),
-            _ => None,
-        })
-        .expect("Enter starts the run");
+    let cfg = started_config(&a.update(key(KeyCode::Enter)));
     assert_eq!(cfg.model.ema_decay, 0.99);
     assert_eq!(cfg.model.d_dropout, 0.25);
     assert_eq!(cfg.model.conditioning, genmod::neural::Conditioning::Concat);
+}
+
+/// The configuration of the neural run that `fx` (Enter's effects) starts.
+fn started_config(fx: &[Effect]) -> genmod::train::TrainConfig {
+    fx.iter()
+        .find_map(|e| match e {
+            Effect::StartNeural(c, _) => Some((**c).clone()),
+            _ => None,
+        })
+        .expect("Enter starts the run")
 }
 
 #[test]
@@ -817,14 +820,7 @@ fn the_dcgan_form_sets_its_clusters_or_turns_them_off() {
     assert!(s.contains("0 (off) or at least 2"), "{s}");
     typed(&mut a, "0");
     assert!(a.form_valid());
-    let fx = a.update(key(KeyCode::Enter));
-    let cfg = fx
-        .iter()
-        .find_map(|e| match e {
-            Effect::StartNeural(c, _) => Some(c.clone()),
-            _ => None,
-        })
-        .expect("Enter starts the run");
+    let cfg = started_config(&a.update(key(KeyCode::Enter)));
     assert_eq!(cfg.model.clusters, 0, "the report's unconditional DCGAN");
     // The field belongs to the DCGAN alone.
     a.select(12); // 4.3 conditional DCGAN

@@ -121,9 +121,48 @@ impl ConditionalNets {
         self.d.score(&phi, frozen)? + label_term
     }
 
-    /// The classes G and D are conditioned on.
-    pub(crate) fn classes(&self) -> usize {
-        self.classes
+    /// One step of Algorithm 1 on `images` seen with `labels`. G's step draws its labels
+    /// uniformly, or with `shares` when the classes are unequal by design.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn train_step(
+        &self,
+        adv: &mut Adversarial,
+        cfg: &NeuralConfig,
+        images: &Tensor,
+        labels: &Tensor,
+        shares: Option<&[f32]>,
+        step: u64,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<Metrics> {
+        let dropout = Dropout::for_step(cfg.d_dropout, rng);
+        let dropout = dropout.as_ref();
+        let generator = |z: &Tensor, l: Option<&Tensor>| self.generator(z, l, true);
+        let disc = |x: &Tensor, l: Option<&Tensor>| self.logits(x, l, true, false, dropout);
+        let frozen = |x: &Tensor, l: Option<&Tensor>| self.logits(x, l, true, true, dropout);
+        let nets = Nets {
+            g: &generator,
+            d: &disc,
+            d_frozen: &frozen,
+            // Batch norm: the real and the fake batch are normalised apart.
+            rows_independent: false,
+            classes: self.classes,
+            class_shares: shares,
+        };
+        adv.step(cfg, &nets, images, Some(labels), step, rng)
+    }
+
+    /// Mean D(x) on test `images` seen with `labels`, and D(G(z)) on as many fakes.
+    pub(crate) fn eval_batch(
+        &self,
+        adv: &Adversarial,
+        cfg: &NeuralConfig,
+        images: &Tensor,
+        labels: &Tensor,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<Metrics> {
+        let generator = |z: &Tensor, l: Option<&Tensor>| self.generator(z, l, false);
+        let disc = |x: &Tensor, l: Option<&Tensor>| self.logits(x, l, false, false, None);
+        adv.eval(&generator, &disc, images, Some(labels), cfg.latent_dim, rng)
     }
 }
 
@@ -148,44 +187,22 @@ impl Model for Cdcgan {
     }
 
     fn train_step(&mut self, batch: &Batch, step: u64, rng: &mut ChaCha8Rng) -> Result<Metrics> {
-        ConditionalNets::labels_of(batch.labels.as_ref())?;
-        let dropout = Dropout::for_step(self.cfg.d_dropout, rng);
-        let dropout = dropout.as_ref();
-        let n = &self.nets;
-        let generator = |z: &Tensor, l: Option<&Tensor>| n.generator(z, l, true);
-        let disc = |x: &Tensor, l: Option<&Tensor>| n.logits(x, l, true, false, dropout);
-        let frozen = |x: &Tensor, l: Option<&Tensor>| n.logits(x, l, true, true, dropout);
-        let nets = Nets {
-            g: &generator,
-            d: &disc,
-            d_frozen: &frozen,
-            // Batch norm: the real and the fake batch are normalised apart.
-            rows_independent: false,
-            classes: n.classes,
-            class_shares: None,
-        };
-        self.adv.step(
+        let labels = ConditionalNets::labels_of(batch.labels.as_ref())?;
+        self.nets.train_step(
+            &mut self.adv,
             &self.cfg,
-            &nets,
             &batch.images,
-            batch.labels.as_ref(),
+            labels,
+            None,
             step,
             rng,
         )
     }
 
     fn eval_batch(&self, batch: &Batch, rng: &mut ChaCha8Rng) -> Result<Metrics> {
-        let n = &self.nets;
-        let generator = |z: &Tensor, l: Option<&Tensor>| n.generator(z, l, false);
-        let disc = |x: &Tensor, l: Option<&Tensor>| n.logits(x, l, false, false, None);
-        self.adv.eval(
-            &generator,
-            &disc,
-            &batch.images,
-            batch.labels.as_ref(),
-            self.cfg.latent_dim,
-            rng,
-        )
+        let labels = ConditionalNets::labels_of(batch.labels.as_ref())?;
+        self.nets
+            .eval_batch(&self.adv, &self.cfg, &batch.images, labels, rng)
     }
 
     fn generate(&self, z: &Tensor, labels: Option<&Tensor>) -> Result<Tensor> {

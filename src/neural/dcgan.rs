@@ -312,10 +312,10 @@ impl Model for Dcgan {
     }
 
     fn train_step(&mut self, batch: &Batch, step: u64, rng: &mut ChaCha8Rng) -> Result<Metrics> {
-        let dropout = Dropout::for_step(self.cfg.d_dropout, rng);
-        let dropout = dropout.as_ref();
         match &self.nets {
             DcganNets::Plain { g, d } => {
+                let dropout = Dropout::for_step(self.cfg.d_dropout, rng);
+                let dropout = dropout.as_ref();
                 let generator = |z: &Tensor, _: Option<&Tensor>| g.forward(z, true);
                 let disc = |x: &Tensor, _: Option<&Tensor>| d.forward(x, true, false, dropout);
                 let frozen = |x: &Tensor, _: Option<&Tensor>| d.forward(x, true, true, dropout);
@@ -332,43 +332,36 @@ impl Model for Dcgan {
                 self.adv
                     .step(&self.cfg, &nets, &batch.images, None, step, rng)
             }
-            DcganNets::Clustered { nets: n, clusters } => {
+            DcganNets::Clustered { nets, clusters } => {
                 // Each real image is seen with its nearest cluster; G's step draws
                 // clusters with their shares of the training images.
                 let labels = clusters.assign(&batch.images)?;
                 let shares = clusters.shares()?;
-                let generator = |z: &Tensor, l: Option<&Tensor>| n.generator(z, l, true);
-                let disc = |x: &Tensor, l: Option<&Tensor>| n.logits(x, l, true, false, dropout);
-                let frozen = |x: &Tensor, l: Option<&Tensor>| n.logits(x, l, true, true, dropout);
-                let nets = Nets {
-                    g: &generator,
-                    d: &disc,
-                    d_frozen: &frozen,
-                    rows_independent: false,
-                    classes: n.classes(),
-                    class_shares: Some(&shares),
-                };
-                self.adv
-                    .step(&self.cfg, &nets, &batch.images, Some(&labels), step, rng)
+                nets.train_step(
+                    &mut self.adv,
+                    &self.cfg,
+                    &batch.images,
+                    &labels,
+                    Some(&shares),
+                    step,
+                    rng,
+                )
             }
         }
     }
 
     fn eval_batch(&self, batch: &Batch, rng: &mut ChaCha8Rng) -> Result<Metrics> {
-        let latent = self.cfg.latent_dim;
         match &self.nets {
             DcganNets::Plain { g, d } => {
                 let generator = |z: &Tensor, _: Option<&Tensor>| g.forward(z, false);
                 let disc = |x: &Tensor, _: Option<&Tensor>| d.forward(x, false, false, None);
+                let latent = self.cfg.latent_dim;
                 self.adv
                     .eval(&generator, &disc, &batch.images, None, latent, rng)
             }
-            DcganNets::Clustered { nets: n, clusters } => {
+            DcganNets::Clustered { nets, clusters } => {
                 let labels = clusters.assign(&batch.images)?;
-                let generator = |z: &Tensor, l: Option<&Tensor>| n.generator(z, l, false);
-                let disc = |x: &Tensor, l: Option<&Tensor>| n.logits(x, l, false, false, None);
-                self.adv
-                    .eval(&generator, &disc, &batch.images, Some(&labels), latent, rng)
+                nets.eval_batch(&self.adv, &self.cfg, &batch.images, &labels, rng)
             }
         }
     }
