@@ -425,6 +425,14 @@ fn bad_arguments_get_a_clear_message_before_any_work() {
             vec!["train", "autoencoder", "--code-components", "0"],
             "code components must be in 1..=1000, got 0",
         ),
+        (
+            vec!["train", "gan", "--clusters", "10"],
+            "clusters condition the DCGAN only",
+        ),
+        (
+            vec!["train", "dcgan", "--clusters", "1"],
+            "clusters must be 0 (off) or in 2..=1000, got 1",
+        ),
         (vec!["train", "gan", "--k", "0"], "at least 1"),
         (vec!["train", "vea"], "did you mean `vae`"),
         (
