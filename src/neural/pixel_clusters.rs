@@ -114,8 +114,8 @@ impl PixelClusters {
 
     /// Splits standard normal codes `z` (N x d) into a cluster per row, drawn with the
     /// clusters' shares, and codes whose first coordinate is replaced by a fresh standard
-    /// normal independent of the cluster ([`split_normal`]): one code still gives one
-    /// image.
+    /// normal independent of the cluster (as [`super::code_mixture::CodeMixture::transform`]
+    /// does): one code still gives one image.
     pub fn pick(&self, z: &Tensor) -> Result<(Tensor, Tensor)> {
         self.check_fitted()?;
         let shares = self.shares()?;
