@@ -109,7 +109,13 @@ pub fn run(opts: &LockstepOptions, log: &mut dyn FnMut(&str)) -> Result<Vec<Repl
                 kind.name(),
                 opts.steps
             ));
-            let cfg = NeuralConfig::new(kind);
+            let mut cfg = NeuralConfig::new(kind);
+            // The DCGAN is replayed with the report's unconditional nets: its default run
+            // conditions them on clusters of the images, which makes its step the
+            // conditional DCGAN's, replayed under `cdcgan`.
+            if kind == ModelKind::Dcgan {
+                cfg.clusters = 0;
+            }
             record(&cfg, seed, opts.steps, &dir)?;
             log(&format!(
                 "{} seed {seed}: PyTorch float32 and float64, replaying them",
