@@ -854,9 +854,12 @@ pub fn kmeans(x: MatRef<'_, f64>, k: usize, rng: &mut ChaCha8Rng, max_iter: usiz
         .collect();
     let dist2 = |centres: &Mat<f64>| -> Mat<f64> {
         let cross = matmul(x, centres.transpose());
+        // Each centre's squared norm once, not once per row.
+        let centre_norms: Vec<f64> = (0..centres.nrows())
+            .map(|c| (0..d).map(|j| centres[(c, j)].powi(2)).sum())
+            .collect();
         Mat::from_fn(n, centres.nrows(), |i, c| {
-            let cn: f64 = (0..d).map(|j| centres[(c, j)].powi(2)).sum();
-            (norms[i] - 2.0 * cross[(i, c)] + cn).max(0.0)
+            (norms[i] - 2.0 * cross[(i, c)] + centre_norms[c]).max(0.0)
         })
     };
     // Seeding: the first centre uniformly, each next with probability ∝ D(x)².
