@@ -26,7 +26,7 @@ Modes:
 - `--first-grid`: seconds from the start of this script (before `import torch`) to the first
   8x8 grid of VAE samples in memory, printed alone.
 
-Models M: autoencoder, vae, gan (the report's MLP GAN), gan_recipe (genmod's default MLP GAN:
+Models M: autoencoder, vae, gan (the report's MLP GAN), gan_recipe (genmod's unclustered MLP GAN:
 dropout 0.5 in D, samples from a moving average of G), cgan (the report's concatenated
 label), cgan_recipe (genmod's default: projection discriminator, moving average), dcgan,
 cdcgan (the conditional DCGAN, projection discriminator).
