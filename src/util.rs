@@ -170,7 +170,7 @@ pub enum Stream {
     Likelihood = 0x1EAF,
     /// Initialisation and batches of the scoreboard's digit classifier.
     Classifier = 0xC1A55,
-    /// The k-means++ seeding of the clusters the DCGAN conditions on.
+    /// The k-means++ seeding of the clusters the MLP GAN and the DCGAN condition on.
     Clusters = 0xC105,
 }
 

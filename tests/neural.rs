@@ -873,12 +873,18 @@ fn a_code_mixture_larger_than_the_training_set_is_refused_before_work() {
     );
 }
 
-/// The DCGAN's clusters are fitted once, before the first step: every checkpoint carries the
-/// same ones, a resumed run keeps them, and the same seed finds the same ones. Each
-/// centroid is the mean of the training images nearest to it (Lloyd's fixed point) and
-/// each share the fraction of those images.
+/// The clusters of the MLP GAN and the DCGAN are fitted once, before the first step: every
+/// checkpoint carries the same ones, a resumed run keeps them, and the same seed finds the
+/// same ones. Each centroid is the mean of the training images nearest to it (Lloyd's fixed
+/// point) and each share the fraction of those images.
 #[test]
-fn the_dcgan_conditions_on_clusters_fitted_once_before_training() {
+fn the_unlabelled_gans_condition_on_clusters_fitted_once_before_training() {
+    for kind in [ModelKind::Gan, ModelKind::Dcgan] {
+        clusters_are_fitted_once_before_training(kind);
+    }
+}
+
+fn clusters_are_fitted_once_before_training(kind: ModelKind) {
     let split = digits(320);
     let all: Vec<usize> = (0..split.train.len()).collect();
     let images = split
@@ -894,7 +900,7 @@ fn the_dcgan_conditions_on_clusters_fitted_once_before_training() {
         let (model, meta) = train::load_model(ckpt).unwrap();
         let c = model
             .pixel_clusters()
-            .expect("the default DCGAN has clusters");
+            .expect("a clustered GAN has clusters");
         assert_eq!(c.clusters(), 4);
         (
             meta.step,
@@ -904,7 +910,7 @@ fn the_dcgan_conditions_on_clusters_fitted_once_before_training() {
         )
     };
     let run = |dir: &Path, resume: Option<PathBuf>, steps: u64| {
-        let mut c = quick(ModelKind::Dcgan, steps);
+        let mut c = quick(kind, steps);
         c.model.clusters = 4;
         c.keep_checkpoints = 3;
         c.out_dir = Some(dir.to_path_buf());
@@ -967,7 +973,7 @@ fn the_dcgan_conditions_on_clusters_fitted_once_before_training() {
 /// More clusters than training images are refused before training, naming the dataset and
 /// the largest count allowed; clusters are refused for the other models.
 #[test]
-fn clusters_beyond_the_training_set_or_outside_the_dcgan_are_refused() {
+fn clusters_beyond_the_training_set_or_outside_the_unlabelled_gans_are_refused() {
     let mut c = quick(ModelKind::Dcgan, 4);
     c.model.clusters = 30;
     let (events, r) = run_collect(c, digits(20), None);
@@ -978,8 +984,13 @@ fn clusters_beyond_the_training_set_or_outside_the_dcgan_are_refused() {
         "{msg}"
     );
     assert!(!events.iter().any(|e| matches!(e, TrainEvent::Step { .. })));
-    let mut gan = small(ModelKind::Gan);
-    gan.clusters = 10;
-    let msg = gan.validate().unwrap_err().to_string();
-    assert!(msg.contains("clusters condition the DCGAN only"), "{msg}");
+    for kind in [ModelKind::Cgan, ModelKind::Vae] {
+        let mut labelled = small(kind);
+        labelled.clusters = 10;
+        let msg = labelled.validate().unwrap_err().to_string();
+        assert!(
+            msg.contains("clusters condition the MLP GAN and the DCGAN only"),
+            "{msg}"
+        );
+    }
 }

@@ -797,7 +797,7 @@ fn started_config(fx: &[Effect]) -> genmod::train::TrainConfig {
 }
 
 #[test]
-fn the_dcgan_form_sets_its_clusters_or_turns_them_off() {
+fn the_unlabelled_gans_forms_set_their_clusters_or_turn_them_off() {
     let mut a = app();
     a.select(10); // 4.2 DCGAN
     let s = screen_text(&render(&a, 110, 28));
@@ -822,9 +822,16 @@ fn the_dcgan_form_sets_its_clusters_or_turns_them_off() {
     assert!(a.form_valid());
     let cfg = started_config(&a.update(key(KeyCode::Enter)));
     assert_eq!(cfg.model.clusters, 0, "the report's unconditional DCGAN");
-    // The field belongs to the DCGAN alone.
-    a.select(12); // 4.3 conditional DCGAN
-    let s = screen_text(&render(&a, 110, 28));
+    // The MLP GAN clusters too, read by a projection D; the labelled GANs do not.
+    let mut b = app();
+    b.select(9); // 4.1 GAN
+    let s = screen_text(&render(&b, 110, 28));
+    assert!(
+        s.contains("clusters  20") && s.contains("D conditioning  projection"),
+        "{s}"
+    );
+    b.select(12); // 4.3 conditional DCGAN
+    let s = screen_text(&render(&b, 110, 28));
     assert!(!s.contains("clusters"), "{s}");
 }
 

@@ -318,9 +318,9 @@ def main():
     if gan:
         images = images * 2 - 1
     h, latent = cfg["hidden"], cfg["latent_dim"]
-    # The DCGAN conditioned on k-means clusters of the training images (genmod's
-    # --clusters): the clusters come with the initial weights.
-    clusters = cfg.get("clusters", 0) if a.model == "dcgan" else 0
+    # The MLP GAN and the DCGAN conditioned on k-means clusters of the training images
+    # (genmod's --clusters): the clusters come with the initial weights.
+    clusters = cfg.get("clusters", 0) if a.model in ("gan", "dcgan") else 0
     if a.model == "autoencoder":
         m = Autoencoder(h, latent, cfg.get("code_sampling") == "fitted-gaussian")
     elif a.model == "vae":
@@ -328,7 +328,7 @@ def main():
     elif a.model in ("dcgan", "cdcgan"):
         m = Dcgan(latent, h, 10 if a.model == "cdcgan" else clusters, cfg.get("d_dropout", 0.0))
     else:
-        classes = 10 if a.model == "cgan" else 0
+        classes = 10 if a.model == "cgan" else clusters
         m = MlpGan(latent, h, classes, cfg.get("conditioning") == "projection", cfg.get("d_dropout", 0.0))
     adam = dict(lr=cfg["lr"], betas=(cfg["beta1"], cfg.get("beta2", 0.999)), eps=1e-8)
     if gan:

@@ -110,11 +110,16 @@ pub fn run(opts: &LockstepOptions, log: &mut dyn FnMut(&str)) -> Result<Vec<Repl
                 opts.steps
             ));
             let mut cfg = NeuralConfig::new(kind);
-            // The DCGAN is replayed with the report's unconditional nets: its default run
-            // conditions them on clusters of the images, which makes its step the
-            // conditional DCGAN's, replayed under `cdcgan`.
-            if kind == ModelKind::Dcgan {
+            // The MLP GAN and the DCGAN are replayed with the report's unconditional nets:
+            // their default runs condition them on clusters of the images, which makes
+            // their steps the conditional nets', replayed under `cgan` and `cdcgan`. The
+            // MLP GAN keeps the unclustered recipe's dropout in D, whose masks the replay
+            // reads from the recording.
+            if matches!(kind, ModelKind::Gan | ModelKind::Dcgan) {
                 cfg.clusters = 0;
+            }
+            if kind == ModelKind::Gan {
+                cfg.d_dropout = 0.5;
             }
             record(&cfg, seed, opts.steps, &dir)?;
             log(&format!(
@@ -369,8 +374,10 @@ mod tests {
         use candle_core::Tensor;
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path();
-        let cfg = NeuralConfig::new(ModelKind::Gan);
-        assert!(cfg.d_dropout > 0.0, "the default MLP GAN has dropout in D");
+        // The report's unclustered nets with dropout in D, as the lockstep replays them.
+        let mut cfg = NeuralConfig::new(ModelKind::Gan);
+        cfg.clusters = 0;
+        cfg.d_dropout = 0.5;
         record(&cfg, 3, 1, dir).unwrap();
         let dev = Device::Cpu;
         let read = |name: &str| {

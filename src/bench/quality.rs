@@ -230,10 +230,10 @@ impl Run {
         };
         let init = self.dir.join("init.safetensors");
         let initial = build()?;
-        // The DCGAN's clusters, fitted as genmod's run fits them (same data and seed), go
-        // to the script with the initial weights.
+        // The clustered GANs' clusters, fitted as genmod's run fits them (same data and
+        // seed), go to the script with the initial weights.
         train::pixel_clusters::fit(initial.as_ref(), &split.train, &Device::Cpu, cfg.seed)
-            .map_err(|e| quality(format!("fitting the DCGAN's clusters: {e}")))?;
+            .map_err(|e| quality(format!("fitting the {}'s clusters: {e}", self.kind.name())))?;
         initial
             .varmap()
             .save(&init)

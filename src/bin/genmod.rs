@@ -350,8 +350,8 @@ struct TrainArgs {
     /// step (e.g. 0.999); 0 samples the live weights.
     #[arg(long)]
     ema: Option<f64>,
-    /// Conditional GAN: how the discriminator sees the label (the conditional DCGAN: by
-    /// projection only).
+    /// Conditional GAN and clustered MLP GAN: how the discriminator sees the label or the
+    /// cluster (the conditional DCGAN and the clustered DCGAN: by projection only).
     #[arg(long, value_parser = choice::<Conditioning>())]
     conditioning: Option<Conditioning>,
     /// GANs: one-sided label smoothing; D's target for real images is 1 minus this (0: off).
@@ -372,8 +372,8 @@ struct TrainArgs {
     /// Autoencoder and VAE with --code-sampling mixture: the mixture's components.
     #[arg(long)]
     code_components: Option<usize>,
-    /// DCGAN: condition G and D on this many k-means clusters of the training images, in
-    /// place of labels (default 20; 0: the report's unconditional DCGAN).
+    /// MLP GAN and DCGAN: condition G and D on this many k-means clusters of the training
+    /// images, in place of labels (default 20; 0: the report's unconditional GAN or DCGAN).
     #[arg(long)]
     clusters: Option<usize>,
     /// Autoencoder: the reconstruction loss.

@@ -710,7 +710,7 @@ impl Figures<'_> {
     }
 
     /// Figure 4.2: D(G(z)) and the norm of the generator's gradient over the first 1,000
-    /// steps of the report's MLP GAN (no dropout, no average) with k = 5 discriminator steps
+    /// steps of the report's MLP GAN (no clusters, no dropout, no average) with k = 5 discriminator steps
     /// per generator step, with each generator loss, from the same initial weights. With
     /// k = 1 and the default recipe D never gets confident this early and the two losses
     /// behave alike; k = 5 lets D win, which is where they differ.
@@ -746,6 +746,7 @@ impl Figures<'_> {
             c.model.k = k;
             c.model.d_dropout = 0.0;
             c.model.ema_decay = 0.0;
+            c.model.clusters = 0;
             let run = train_model(c, &self.split, &mut |m: &str| self.log.line(m))?;
             let series = |k: Metric| plot::Series {
                 label: name.to_string(),

@@ -5,10 +5,13 @@
 //! ([`super::gan::Adversarial`]); the generator's step draws its labels uniformly. Whether
 //! samples honour their label is measured by the conditional accuracy of the evaluation (a
 //! GAN can learn to ignore the label).
+//!
+//! The nets ([`ConditionalMlpNets`]) also serve the MLP GAN conditioned on clusters of its
+//! training images (`gan`, `pixel_clusters`).
 
 use super::gan::{Adversarial, Nets, gan_losses};
 use super::kernels::linear::Activation;
-use super::layers::{Dense, Dropout, Mlp, ParamStore, embedding, projection};
+use super::layers::{Dense, Dropout, Mlp, ParamGroup, ParamStore, embedding, projection};
 use super::{Conditioning, ImageShape, Metric, Metrics, Model, NeuralConfig, one_hot};
 use crate::data::Batch;
 use crate::neural::optim::Adam;
@@ -21,11 +24,18 @@ use rand_chacha::ChaCha8Rng;
 pub struct Cgan {
     cfg: NeuralConfig,
     shape: ImageShape,
-    classes: usize,
     params: ParamStore,
+    nets: ConditionalMlpNets,
+    adv: Adversarial,
+}
+
+/// G(z, y) and D(x, y) of the conditional MLP GAN, apart from the optimisers, so that a
+/// training step can read the nets while it steps the optimisers.
+pub(crate) struct ConditionalMlpNets {
+    classes: usize,
+    /// z ⊕ one-hot → h → 2h → 4h → image (tanh).
     g: Mlp,
     d: Discriminator,
-    adv: Adversarial,
 }
 
 /// D(x, y) of the conditional GAN.
@@ -98,6 +108,91 @@ impl Discriminator {
     }
 }
 
+impl ConditionalMlpNets {
+    /// G (under `g.`) and D (under `d.`) for `classes` labels, with their parameter groups.
+    pub(crate) fn new(
+        cfg: &NeuralConfig,
+        shape: ImageShape,
+        classes: usize,
+        params: &ParamStore,
+        vb: &VarBuilder,
+    ) -> Result<(Self, ParamGroup, ParamGroup)> {
+        let (h, dim) = (cfg.hidden, shape.dim());
+        let (g, g_params) = params.group(|| {
+            let sizes = [cfg.latent_dim + classes, h, 2 * h, 4 * h, dim];
+            Mlp::new(&sizes, Activation::Tanh, vb.pp("g"))
+        })?;
+        let (d, d_params) = params.group(|| Discriminator::new(cfg, dim, classes, vb.pp("d")))?;
+        Ok((Self { classes, g, d }, g_params, d_params))
+    }
+
+    fn labels_of(labels: Option<&Tensor>) -> Result<&Tensor> {
+        labels.ok_or_else(|| candle_core::Error::Msg("the conditional GAN needs labels".into()))
+    }
+
+    /// G(z, y): flat images (N x pixels).
+    pub(crate) fn generator(&self, z: &Tensor, labels: Option<&Tensor>) -> Result<Tensor> {
+        let y = one_hot(Self::labels_of(labels)?, self.classes)?;
+        self.g.forward(&Tensor::cat(&[z, &y], 1)?)
+    }
+
+    /// D's logits for flat images `x` seen with `labels` (see [`Discriminator::logits`]).
+    fn logits(
+        &self,
+        x: &Tensor,
+        labels: Option<&Tensor>,
+        frozen: bool,
+        dropout: Option<&Dropout>,
+    ) -> Result<Tensor> {
+        self.d
+            .logits(x, Self::labels_of(labels)?, self.classes, frozen, dropout)
+    }
+
+    /// One step of Algorithm 1 on flat images `real` seen with `labels`. G's step draws its
+    /// labels uniformly, or with `shares` when the classes are unequal by design.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn train_step(
+        &self,
+        adv: &mut Adversarial,
+        cfg: &NeuralConfig,
+        real: &Tensor,
+        labels: &Tensor,
+        shares: Option<&[f32]>,
+        step: u64,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<Metrics> {
+        let dropout = Dropout::for_step(cfg.d_dropout, rng);
+        let dropout = dropout.as_ref();
+        let generator = |z: &Tensor, l: Option<&Tensor>| self.generator(z, l);
+        let disc = |x: &Tensor, l: Option<&Tensor>| self.logits(x, l, false, dropout);
+        let frozen = |x: &Tensor, l: Option<&Tensor>| self.logits(x, l, true, dropout);
+        let nets = Nets {
+            g: &generator,
+            d: &disc,
+            d_frozen: &frozen,
+            rows_independent: true,
+            classes: self.classes,
+            class_shares: shares,
+        };
+        adv.step(cfg, &nets, real, Some(labels), step, rng)
+    }
+
+    /// Mean D(x) on flat test images `real` seen with `labels`, and D(G(z)) on as many
+    /// fakes.
+    pub(crate) fn eval_batch(
+        &self,
+        adv: &Adversarial,
+        cfg: &NeuralConfig,
+        real: &Tensor,
+        labels: &Tensor,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<Metrics> {
+        let generator = |z: &Tensor, l: Option<&Tensor>| self.generator(z, l);
+        let disc = |x: &Tensor, l: Option<&Tensor>| self.logits(x, l, false, None);
+        adv.eval(&generator, &disc, real, Some(labels), cfg.latent_dim, rng)
+    }
+}
+
 impl Cgan {
     pub fn new(
         cfg: NeuralConfig,
@@ -106,36 +201,16 @@ impl Cgan {
         params: ParamStore,
         vb: VarBuilder,
     ) -> Result<Self> {
-        let (h, dim) = (cfg.hidden, shape.dim());
-        let (g, g_params) = params.group(|| {
-            let sizes = [cfg.latent_dim + classes, h, 2 * h, 4 * h, dim];
-            Mlp::new(&sizes, Activation::Tanh, vb.pp("g"))
-        })?;
-        let (d, d_params) = params.group(|| Discriminator::new(&cfg, dim, classes, vb.pp("d")))?;
+        let (nets, g_params, d_params) =
+            ConditionalMlpNets::new(&cfg, shape, classes, &params, &vb)?;
         let adv = Adversarial::new(&params, &g_params, &d_params, &cfg)?;
         Ok(Self {
             cfg,
             shape,
-            classes,
             params,
-            g,
-            d,
+            nets,
             adv,
         })
-    }
-
-    fn labels_of(labels: Option<&Tensor>) -> Result<&Tensor> {
-        labels.ok_or_else(|| candle_core::Error::Msg("the conditional GAN needs labels".into()))
-    }
-
-    fn generator(&self, z: &Tensor, labels: Option<&Tensor>) -> Result<Tensor> {
-        let y = one_hot(Self::labels_of(labels)?, self.classes)?;
-        self.g.forward(&Tensor::cat(&[z, &y], 1)?)
-    }
-
-    fn disc(&self, x: &Tensor, labels: Option<&Tensor>) -> Result<Tensor> {
-        self.d
-            .logits(x, Self::labels_of(labels)?, self.classes, false, None)
     }
 }
 
@@ -153,7 +228,7 @@ impl Model for Cgan {
         vec![("d", &mut self.adv.opt_d), ("g", &mut self.adv.opt_g)]
     }
     fn num_classes(&self) -> usize {
-        self.classes
+        self.nets.classes
     }
     fn watched_losses(&self, step: u64) -> &'static [Metric] {
         gan_losses(step, self.cfg.k)
@@ -161,50 +236,22 @@ impl Model for Cgan {
 
     fn train_step(&mut self, batch: &Batch, step: u64, rng: &mut ChaCha8Rng) -> Result<Metrics> {
         let real = batch.images.flatten_from(1)?;
-        let labels = batch.labels.as_ref();
-        Self::labels_of(labels)?;
-        let (g, d, k) = (&self.g, &self.d, self.classes);
-        let dropout = Dropout::for_step(self.cfg.d_dropout, rng);
-        let dropout = dropout.as_ref();
-        let generator = |z: &Tensor, l: Option<&Tensor>| {
-            g.forward(&Tensor::cat(&[z, &one_hot(Self::labels_of(l)?, k)?], 1)?)
-        };
-        let disc =
-            |x: &Tensor, l: Option<&Tensor>| d.logits(x, Self::labels_of(l)?, k, false, dropout);
-        let frozen =
-            |x: &Tensor, l: Option<&Tensor>| d.logits(x, Self::labels_of(l)?, k, true, dropout);
-        let nets = Nets {
-            g: &generator,
-            d: &disc,
-            d_frozen: &frozen,
-            rows_independent: true,
-            classes: k,
-            class_shares: None,
-        };
-        self.adv.step(&self.cfg, &nets, &real, labels, step, rng)
+        let labels = ConditionalMlpNets::labels_of(batch.labels.as_ref())?;
+        self.nets
+            .train_step(&mut self.adv, &self.cfg, &real, labels, None, step, rng)
     }
 
     fn eval_batch(&self, batch: &Batch, rng: &mut ChaCha8Rng) -> Result<Metrics> {
         let real = batch.images.flatten_from(1)?;
-        let generator = |z: &Tensor, l: Option<&Tensor>| self.generator(z, l);
-        let disc = |x: &Tensor, l: Option<&Tensor>| self.disc(x, l);
-        self.adv.eval(
-            &generator,
-            &disc,
-            &real,
-            batch.labels.as_ref(),
-            self.cfg.latent_dim,
-            rng,
-        )
+        let labels = ConditionalMlpNets::labels_of(batch.labels.as_ref())?;
+        self.nets
+            .eval_batch(&self.adv, &self.cfg, &real, labels, rng)
     }
 
     fn generate(&self, z: &Tensor, labels: Option<&Tensor>) -> Result<Tensor> {
         let s = self.shape;
-        self.adv.sampling(|| self.generator(z, labels))?.reshape((
-            z.dim(0)?,
-            s.channels,
-            s.height,
-            s.width,
-        ))
+        self.adv
+            .sampling(|| self.nets.generator(z, labels))?
+            .reshape((z.dim(0)?, s.channels, s.height, s.width))
     }
 }

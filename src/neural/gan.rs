@@ -8,10 +8,12 @@
 //! generator's gradient norm, which makes the vanishing gradient of the saturating loss
 //! visible when D rejects the fakes.
 
+use super::cgan::ConditionalMlpNets;
 use super::ema::Ema;
 use super::kernels::linear::Activation;
 use super::layers::{Dropout, Mlp, ParamGroup, ParamStore};
 use super::losses::{discriminator_smoothed, generator_non_saturating, generator_saturating};
+use super::pixel_clusters::PixelClusters;
 use super::{GeneratorLoss, ImageShape, Metric, Metrics, Model, NeuralConfig, normal, scalar};
 use crate::data::Batch;
 use crate::neural::optim::{Adam, AdamConfig, grad_norm};
@@ -209,13 +211,30 @@ pub fn gan_losses(step: u64, k: usize) -> &'static [Metric] {
 }
 
 /// The MLP GAN: G z → h → 2h → 4h → image (tanh), D image → 2h → h → logit.
+///
+/// With `NeuralConfig::clusters` > 0 (the default), G and D are the conditional GAN's nets
+/// (`cgan`) conditioned on k-means clusters of the training images in place of the labels
+/// the GAN does not read, as the DCGAN's are (`pixel_clusters`); `--clusters 0` is the
+/// report's unconditional GAN.
 pub struct Gan {
     cfg: NeuralConfig,
     shape: ImageShape,
     params: ParamStore,
-    g: Mlp,
-    d: Mlp,
+    nets: GanNets,
     adv: Adversarial,
+}
+
+/// The report's unconditional nets, or the conditional GAN's nets conditioned on clusters
+/// of the training images.
+enum GanNets {
+    Plain {
+        g: Mlp,
+        d: Mlp,
+    },
+    Clustered {
+        nets: ConditionalMlpNets,
+        clusters: PixelClusters,
+    },
 }
 
 impl Gan {
@@ -226,19 +245,26 @@ impl Gan {
         vb: VarBuilder,
     ) -> Result<Self> {
         let (h, dim) = (cfg.hidden, shape.dim());
-        let (g, g_params) = params.group(|| {
-            let sizes = [cfg.latent_dim, h, 2 * h, 4 * h, dim];
-            Mlp::new(&sizes, Activation::Tanh, vb.pp("g"))
-        })?;
-        let (d, d_params) =
-            params.group(|| Mlp::new(&[dim, 2 * h, h, 1], Activation::Identity, vb.pp("d")))?;
+        let (nets, g_params, d_params) = if cfg.clusters > 0 {
+            let (nets, g_params, d_params) =
+                ConditionalMlpNets::new(&cfg, shape, cfg.clusters, &params, &vb)?;
+            let clusters = PixelClusters::new(cfg.clusters, dim, &vb, &params)?;
+            (GanNets::Clustered { nets, clusters }, g_params, d_params)
+        } else {
+            let (g, g_params) = params.group(|| {
+                let sizes = [cfg.latent_dim, h, 2 * h, 4 * h, dim];
+                Mlp::new(&sizes, Activation::Tanh, vb.pp("g"))
+            })?;
+            let (d, d_params) =
+                params.group(|| Mlp::new(&[dim, 2 * h, h, 1], Activation::Identity, vb.pp("d")))?;
+            (GanNets::Plain { g, d }, g_params, d_params)
+        };
         let adv = Adversarial::new(&params, &g_params, &d_params, &cfg)?;
         Ok(Self {
             cfg,
             shape,
             params,
-            g,
-            d,
+            nets,
             adv,
         })
     }
@@ -260,44 +286,81 @@ impl Model for Gan {
     fn watched_losses(&self, step: u64) -> &'static [Metric] {
         gan_losses(step, self.cfg.k)
     }
+    fn pixel_clusters(&self) -> Option<&PixelClusters> {
+        match &self.nets {
+            GanNets::Plain { .. } => None,
+            GanNets::Clustered { clusters, .. } => Some(clusters),
+        }
+    }
 
     fn train_step(&mut self, batch: &Batch, step: u64, rng: &mut ChaCha8Rng) -> Result<Metrics> {
         let real = batch.images.flatten_from(1)?;
-        let (g, d) = (&self.g, &self.d);
-        let dropout = Dropout::for_step(self.cfg.d_dropout, rng);
-        let generator = |z: &Tensor, _: Option<&Tensor>| g.forward(z);
-        let disc = |x: &Tensor, _: Option<&Tensor>| match &dropout {
-            Some(p) => d.forward_dropout(x, false, p),
-            None => d.forward(x),
-        };
-        let frozen = |x: &Tensor, _: Option<&Tensor>| match &dropout {
-            Some(p) => d.forward_dropout(x, true, p),
-            None => d.forward_frozen(x),
-        };
-        let nets = Nets {
-            g: &generator,
-            d: &disc,
-            d_frozen: &frozen,
-            rows_independent: true,
-            classes: 0,
-            class_shares: None,
-        };
-        self.adv.step(&self.cfg, &nets, &real, None, step, rng)
+        match &self.nets {
+            GanNets::Plain { g, d } => {
+                let dropout = Dropout::for_step(self.cfg.d_dropout, rng);
+                let generator = |z: &Tensor, _: Option<&Tensor>| g.forward(z);
+                let disc = |x: &Tensor, _: Option<&Tensor>| match &dropout {
+                    Some(p) => d.forward_dropout(x, false, p),
+                    None => d.forward(x),
+                };
+                let frozen = |x: &Tensor, _: Option<&Tensor>| match &dropout {
+                    Some(p) => d.forward_dropout(x, true, p),
+                    None => d.forward_frozen(x),
+                };
+                let nets = Nets {
+                    g: &generator,
+                    d: &disc,
+                    d_frozen: &frozen,
+                    rows_independent: true,
+                    classes: 0,
+                    class_shares: None,
+                };
+                self.adv.step(&self.cfg, &nets, &real, None, step, rng)
+            }
+            GanNets::Clustered { nets, clusters } => {
+                // Each real image is seen with its nearest cluster; G's step draws
+                // clusters with their shares of the training images.
+                let labels = clusters.assign(&batch.images)?;
+                let shares = clusters.shares()?;
+                nets.train_step(
+                    &mut self.adv,
+                    &self.cfg,
+                    &real,
+                    &labels,
+                    Some(&shares),
+                    step,
+                    rng,
+                )
+            }
+        }
     }
 
     fn eval_batch(&self, batch: &Batch, rng: &mut ChaCha8Rng) -> Result<Metrics> {
         let real = batch.images.flatten_from(1)?;
-        let generator = |z: &Tensor, _: Option<&Tensor>| self.g.forward(z);
-        let disc = |x: &Tensor, _: Option<&Tensor>| self.d.forward(x);
-        self.adv
-            .eval(&generator, &disc, &real, None, self.cfg.latent_dim, rng)
+        match &self.nets {
+            GanNets::Plain { g, d } => {
+                let generator = |z: &Tensor, _: Option<&Tensor>| g.forward(z);
+                let disc = |x: &Tensor, _: Option<&Tensor>| d.forward(x);
+                self.adv
+                    .eval(&generator, &disc, &real, None, self.cfg.latent_dim, rng)
+            }
+            GanNets::Clustered { nets, clusters } => {
+                let labels = clusters.assign(&batch.images)?;
+                nets.eval_batch(&self.adv, &self.cfg, &real, &labels, rng)
+            }
+        }
     }
 
     fn generate(&self, z: &Tensor, _labels: Option<&Tensor>) -> Result<Tensor> {
         let s = self.shape;
-        self.adv
-            .sampling(|| self.g.forward(z))?
-            .reshape((z.dim(0)?, s.channels, s.height, s.width))
+        let flat = match &self.nets {
+            GanNets::Plain { g, .. } => self.adv.sampling(|| g.forward(z))?,
+            GanNets::Clustered { nets, clusters } => {
+                let (labels, z) = clusters.pick(z)?;
+                self.adv.sampling(|| nets.generator(&z, Some(&labels)))?
+            }
+        };
+        flat.reshape((z.dim(0)?, s.channels, s.height, s.width))
     }
 }
 

@@ -1,15 +1,15 @@
-//! Clusters of the training images that the DCGAN conditions on, in place of labels it does
-//! not have: a self-conditioned GAN (Liu et al. 2020, "Diverse Image Generation via
-//! Self-Conditioned GANs", CVPR), with the clusters found once by k-means on the pixels
-//! rather than repeatedly on the discriminator's features.
+//! Clusters of the training images that the MLP GAN and the DCGAN condition on, in place of
+//! labels they do not have: a self-conditioned GAN (Liu et al. 2020, "Diverse Image
+//! Generation via Self-Conditioned GANs", CVPR), with the clusters found once by k-means on
+//! the pixels rather than repeatedly on the discriminator's features.
 //!
 //! An unconditional generator must learn every kind of digit from one code space, and
-//! within the DCGAN's default budget many of its samples are blends between kinds. Told
-//! which cluster an image belongs to, G only has to draw images of that cluster and D can
-//! judge whether an image fits its cluster (the conditional DCGAN's projection head). No
-//! label of the data is used: the clusters come from the images alone, and a sample's
-//! cluster is drawn with the cluster's share of the training images, so the model stays a
-//! model of the images, sampled from a code alone.
+//! within the default budgets many of its samples are blends between kinds. Told which
+//! cluster an image belongs to, G only has to draw images of that cluster and D can judge
+//! whether an image fits its cluster (the conditional nets' projection head). No label of
+//! the data is used: the clusters come from the images alone, and a sample's cluster is
+//! drawn with the cluster's share of the training images, so the model stays a model of
+//! the images, sampled from a code alone.
 //!
 //! The clustering needs the training data, so the trainer does it (k-means++ of report
 //! 3.5, `classical::gmm::kmeans`) and hands the result to [`PixelClusters::set`]. The
@@ -134,7 +134,7 @@ impl PixelClusters {
     fn check_fitted(&self) -> Result<()> {
         if !self.fitted()? {
             candle_core::bail!(
-                "the DCGAN's {} clusters have not been fitted yet (the trainer fits them before the first step)",
+                "the model's {} clusters have not been fitted yet (the trainer fits them before the first step)",
                 self.k
             );
         }

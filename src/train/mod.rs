@@ -258,8 +258,9 @@ pub enum TrainError {
         components: usize,
         cause: String,
     },
-    /// The clusters the DCGAN conditions on could not be fitted to the training images.
-    #[error("fitting the DCGAN's {clusters} clusters to the training images: {cause}")]
+    /// The clusters an unlabelled GAN conditions on could not be fitted to the training
+    /// images.
+    #[error("fitting the model's {clusters} clusters to the training images: {cause}")]
     Clusters { clusters: usize, cause: String },
     /// What a run on the trainer thread reported when it failed.
     #[error("{message}")]
@@ -381,25 +382,24 @@ fn prepare(
             split.train.name
         )));
     }
+    // A fit to the training images needs at least as many images as it has parts.
+    let too_few = |what: String, flag: &str| {
+        TrainError::Setting(format!(
+            "{} has {} training images, too few for {what}; ask for at most {} with {flag}",
+            split.train.name,
+            split.train.len(),
+            split.train.len()
+        ))
+    };
     let mixes = cfg.model.code_sampling == neural::CodeSampling::Mixture
         && matches!(cfg.model.kind, ModelKind::Autoencoder | ModelKind::Vae);
     if mixes && split.train.len() < cfg.model.code_components {
-        return Err(TrainError::Setting(format!(
-            "{} has {} training images, too few for a code mixture of {} components; ask for at most {} with --code-components",
-            split.train.name,
-            split.train.len(),
-            cfg.model.code_components,
-            split.train.len()
-        )));
+        let what = format!("a code mixture of {} components", cfg.model.code_components);
+        return Err(too_few(what, "--code-components"));
     }
     if cfg.model.clusters > split.train.len() {
-        return Err(TrainError::Setting(format!(
-            "{} has {} training images, too few for {} clusters; ask for at most {} with --clusters",
-            split.train.name,
-            split.train.len(),
-            cfg.model.clusters,
-            split.train.len()
-        )));
+        let what = format!("{} clusters", cfg.model.clusters);
+        return Err(too_few(what, "--clusters"));
     }
     let mut start_step = 0;
     let mut resume_from = None;
@@ -590,7 +590,7 @@ impl Loop {
     ) -> Result<Self, TrainError> {
         let step = p.start_step;
         let e = |cause| TrainError::Tensor { step, cause };
-        // A fresh DCGAN's clusters, before its first step (a resumed one loaded its own).
+        // A fresh clustered GAN's clusters, before its first step (a resumed one loaded its own).
         if let Some(clusters) = p.model.pixel_clusters()
             && !clusters.fitted().map_err(e)?
         {

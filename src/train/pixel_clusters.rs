@@ -1,4 +1,4 @@
-//! Fitting the clusters of training images that the DCGAN conditions on
+//! Fitting the clusters of training images that the MLP GAN and the DCGAN condition on
 //! (`neural::pixel_clusters`) with k-means (k-means++ seeding and Lloyd's iterations, the
 //! initialisation of report 3.5's EM, `classical::gmm::kmeans`). It lives in the trainer
 //! because it needs the training data and the classical code, which the models sit beside.

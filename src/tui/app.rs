@@ -189,11 +189,16 @@ impl FieldKind {
             (FieldKind::KlSchedule, Entry::Neural(k)) => k == ModelKind::Vae,
             (FieldKind::K | FieldKind::Ema, Entry::Neural(k)) => k.is_gan(),
             (FieldKind::DDropout, Entry::Neural(k)) => k.is_gan(),
-            (FieldKind::Conditioning, Entry::Neural(k)) => k == ModelKind::Cgan,
+            // The MLP GAN's D reads its clusters as the cGAN's reads labels.
+            (FieldKind::Conditioning, Entry::Neural(k)) => {
+                matches!(k, ModelKind::Cgan | ModelKind::Gan)
+            }
             (FieldKind::CodeSampling, Entry::Neural(k)) => {
                 matches!(k, ModelKind::Autoencoder | ModelKind::Vae)
             }
-            (FieldKind::Clusters, Entry::Neural(k)) => k == ModelKind::Dcgan,
+            (FieldKind::Clusters, Entry::Neural(k)) => {
+                matches!(k, ModelKind::Gan | ModelKind::Dcgan)
+            }
             (FieldKind::Init, Entry::Neural(k)) => k.is_gan(),
             // Classical fits use the dataset genmod-tui was started with.
             _ => true,
