@@ -6,7 +6,7 @@
 //! samples honour their label is measured by the conditional accuracy of the evaluation (a
 //! GAN can learn to ignore the label).
 //!
-//! The nets ([`ConditionalMlpNets`]) also serve the MLP GAN conditioned on clusters of its
+//! The nets (`ConditionalMlpNets`) also serve the MLP GAN conditioned on clusters of its
 //! training images (`gan`, `pixel_clusters`).
 
 use super::gan::{Adversarial, Nets, gan_losses};
