@@ -6,7 +6,7 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use genmod::neural::Metric;
 use genmod::render::Grid;
 use genmod::train::{TrainCommand, TrainEvent};
-use genmod::tui::app::{App, Effect, Msg, Screen};
+use genmod::tui::app::{App, Effect, GridCodes, Msg, Screen};
 use genmod::tui::graphics::{Graphics, ImageMode};
 use genmod::tui::ui;
 use ratatui::Terminal;
@@ -1015,7 +1015,7 @@ fn an_opened_run_shows_its_logged_curves_and_asks_its_model_for_samples() {
     let fx = a.update(Msg::RunOpened {
         summary: Box::new(summary),
         kind: ModelKind::Gan,
-        codes_through_mixture: false,
+        grid_codes: GridCodes::Fixed,
         step: 300,
         rows: gan_rows(300, 1.1, 1.3),
     });
@@ -1049,18 +1049,26 @@ fn an_opened_run_shows_its_logged_curves_and_asks_its_model_for_samples() {
 }
 
 #[test]
-fn an_opened_vae_run_that_samples_through_its_code_mixture_says_so() {
+fn an_opened_run_whose_codes_go_through_a_mixture_or_pick_clusters_says_so() {
     use genmod::neural::{CodeSampling, ModelKind, NeuralConfig};
-    use genmod::tui::app::samples_through_mixture;
     // What the runner reads from the checkpoint's configuration.
     let mut vae = NeuralConfig::new(ModelKind::Vae);
-    assert!(!samples_through_mixture(&vae));
+    assert_eq!(GridCodes::of(&vae), GridCodes::Fixed);
     vae.code_sampling = CodeSampling::Mixture;
-    assert!(samples_through_mixture(&vae));
+    assert_eq!(GridCodes::of(&vae), GridCodes::ThroughMixture);
     // The autoencoder's grid shows reconstructions, whatever its codes' source.
     let autoencoder = NeuralConfig::new(ModelKind::Autoencoder);
     assert_eq!(autoencoder.code_sampling, CodeSampling::Mixture);
-    assert!(!samples_through_mixture(&autoencoder));
+    assert_eq!(GridCodes::of(&autoencoder), GridCodes::Fixed);
+    // The unlabelled GANs' codes pick a cluster, unless clusters are off.
+    let mut dcgan = NeuralConfig::new(ModelKind::Dcgan);
+    assert_eq!(GridCodes::of(&dcgan), GridCodes::Clusters(20));
+    dcgan.clusters = 0;
+    assert_eq!(GridCodes::of(&dcgan), GridCodes::Fixed);
+    assert_eq!(
+        GridCodes::of(&NeuralConfig::new(ModelKind::Cgan)),
+        GridCodes::Fixed
+    );
 
     let mut a = app();
     let mut summary = two_runs().remove(0);
@@ -1068,13 +1076,27 @@ fn an_opened_vae_run_that_samples_through_its_code_mixture_says_so() {
     a.update(Msg::RunOpened {
         summary: Box::new(summary),
         kind: ModelKind::Vae,
-        codes_through_mixture: samples_through_mixture(&vae),
+        grid_codes: GridCodes::of(&vae),
         step: 300,
         rows: Vec::new(),
     });
     let text = screen_text(&render(&a, 160, 40));
     assert!(
         text.contains("samples (fixed noise through the code mixture, refitted each epoch)"),
+        "{text}"
+    );
+
+    let mut a = app();
+    a.update(Msg::RunOpened {
+        summary: Box::new(two_runs().remove(0)),
+        kind: ModelKind::Gan,
+        grid_codes: GridCodes::of(&NeuralConfig::new(ModelKind::Gan)),
+        step: 300,
+        rows: gan_rows(300, 1.1, 1.3),
+    });
+    let text = screen_text(&render(&a, 160, 40));
+    assert!(
+        text.contains("samples (fixed noise; 20 clusters)"),
         "{text}"
     );
 }

@@ -387,9 +387,8 @@ pub struct RunView {
     pub text: Vec<String>,
     /// The run folder of a neural run, once the runner has made it.
     pub folder: Option<PathBuf>,
-    /// Whether the sample grid's fixed codes go through a mixture fitted to the training
-    /// codes (`--code-sampling mixture`) before decoding.
-    pub codes_through_mixture: bool,
+    /// How the sample grid's fixed codes become images.
+    pub grid_codes: GridCodes,
 }
 
 impl RunView {
@@ -418,7 +417,7 @@ impl RunView {
             saved: true,
             text: Vec::new(),
             folder: None,
-            codes_through_mixture: false,
+            grid_codes: GridCodes::Fixed,
         }
     }
 
@@ -557,11 +556,44 @@ pub enum Focus {
     Field(usize),
 }
 
-/// Whether the dashboard's sample grid of a run of `model` shows codes drawn through a
-/// mixture fitted to the training codes: the VAE's option. The autoencoder's live grid
-/// shows reconstructions whatever its codes' source, so its title never says so.
-pub fn samples_through_mixture(model: &NeuralConfig) -> bool {
-    model.kind == ModelKind::Vae && model.code_sampling == CodeSampling::Mixture
+/// Where the dashboard's sample grid gets its images from the fixed codes, which its title
+/// says: a reader comparing two grids should know whether a code went straight to G.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GridCodes {
+    /// Each code decoded (or generated from) as it is.
+    Fixed,
+    /// Each code drawn through a mixture fitted to the training codes: the VAE's option.
+    /// The autoencoder's live grid shows reconstructions whatever its codes' source.
+    ThroughMixture,
+    /// Each code picks one of this many k-means clusters of the training images, which
+    /// the unlabelled GANs are conditioned on.
+    Clusters(usize),
+}
+
+impl GridCodes {
+    /// How the grid of a run of `model` is drawn.
+    pub fn of(model: &NeuralConfig) -> Self {
+        if model.kind == ModelKind::Vae && model.code_sampling == CodeSampling::Mixture {
+            GridCodes::ThroughMixture
+        } else if model.clusters > 0 {
+            GridCodes::Clusters(model.clusters)
+        } else {
+            GridCodes::Fixed
+        }
+    }
+
+    /// The sample grid's title.
+    pub fn title(self) -> String {
+        match self {
+            GridCodes::Fixed => " samples (fixed noise) ".into(),
+            GridCodes::ThroughMixture => {
+                " samples (fixed noise through the code mixture, refitted each epoch) ".into()
+            }
+            GridCodes::Clusters(k) => {
+                format!(" samples (fixed noise; {k} clusters) ")
+            }
+        }
+    }
 }
 
 /// Messages the app reacts to.
@@ -586,9 +618,8 @@ pub enum Msg {
     RunOpened {
         summary: Box<RunSummary>,
         kind: ModelKind,
-        /// The checkpoint's sample codes come through a fitted mixture
-        /// ([`samples_through_mixture`]), which the grid's title says.
-        codes_through_mixture: bool,
+        /// How the checkpoint's sample codes become images, which the grid's title says.
+        grid_codes: GridCodes,
         step: u64,
         rows: Vec<MetricRow>,
     },
@@ -999,7 +1030,7 @@ impl App {
                 c.eval_batches = Some(4);
                 self.batch_size = c.batch_size;
                 c.linger = true;
-                view.codes_through_mixture = samples_through_mixture(&c.model);
+                view.grid_codes = GridCodes::of(&c.model);
                 view.log(format!(
                     "training {} on {} ({})",
                     info.name,
@@ -1093,7 +1124,7 @@ impl App {
             Msg::RunOpened {
                 summary,
                 kind,
-                codes_through_mixture,
+                grid_codes,
                 step,
                 rows,
             } => {
@@ -1119,7 +1150,7 @@ impl App {
                 view.started_step = step;
                 view.epoch = summary.epochs.saturating_sub(1);
                 view.folder = Some(summary.dir.clone());
-                view.codes_through_mixture = codes_through_mixture;
+                view.grid_codes = grid_codes;
                 view.log(format!(
                     "opened {} at step {step} ({} metric rows)",
                     summary.dir.display(),

@@ -439,7 +439,7 @@ impl Runner {
         let fx = app.update(Msg::RunOpened {
             summary: Box::new(summary),
             kind: meta.model.kind,
-            codes_through_mixture: app::samples_through_mixture(&meta.model),
+            grid_codes: app::GridCodes::of(&meta.model),
             step: meta.step,
             rows,
         });

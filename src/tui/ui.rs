@@ -440,20 +440,19 @@ fn draw_dashboard(f: &mut Frame, area: Rect, app: &App, graphics: &Graphics) {
     };
     let (title, grid) = if app.show_interpolation {
         (
-            " latent interpolation between two codes: linear (top), spherical (bottom) · b back ",
+            " latent interpolation between two codes: linear (top), spherical (bottom) · b back "
+                .to_string(),
             run.interpolation.as_ref(),
         )
     } else if run.info.entry == Entry::Neural(ModelKind::Autoencoder) {
         // The autoencoder's live grid is test digits over their reconstructions
         // (Model::preview), not samples.
-        (" test digits and reconstructions ", run.grid.as_ref())
-    } else if run.codes_through_mixture {
         (
-            " samples (fixed noise through the code mixture, refitted each epoch) ",
+            " test digits and reconstructions ".to_string(),
             run.grid.as_ref(),
         )
     } else {
-        (" samples (fixed noise) ", run.grid.as_ref())
+        (run.grid_codes.title(), run.grid.as_ref())
     };
     let block = Block::bordered().title(title);
     let inner = block.inner(images);
