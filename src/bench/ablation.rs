@@ -160,9 +160,10 @@ pub fn variants(kind: ModelKind) -> Vec<Variant> {
             default_run(
                 "decoding z from a mixture of 30 Gaussians fitted to the codes (the default)",
             ),
+            variant("the mixture after 30 epochs", Some(30), None, |_| {}),
             variant(
-                "the default with three times the steps",
-                Some(30),
+                "the mixture after 10 epochs (the default until 2026-12-04)",
+                Some(10),
                 None,
                 |_| {},
             ),

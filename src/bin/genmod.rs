@@ -293,7 +293,7 @@ struct TrainArgs {
     model: ModelKind,
     #[command(flatten)]
     data: DataArgs,
-    /// Passes over the training images (default: the model's budget: autoencoder 10, VAE
+    /// Passes over the training images (default: the model's budget: autoencoder 60, VAE
     /// 40, GAN 60, DCGAN 15, conditional GAN 50, conditional DCGAN 15).
     #[arg(long)]
     epochs: Option<usize>,
