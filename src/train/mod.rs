@@ -71,7 +71,7 @@ pub struct TrainConfig {
 /// DCGAN needs several hundred steps before its strokes join into digits.
 pub fn default_budget(kind: ModelKind) -> (usize, usize) {
     match kind {
-        // A step is cheap (about 30 s for 60 epochs): with 60 epochs instead of 10 the
+        // A step is cheap (60 epochs take 16 s, book 5): with 60 epochs instead of 10 the
         // decoder's samples through the code mixture reach FD 18.7 against 60, recall 0.59
         // against 0.13 (seed 0; book, 3.6, has three seeds).
         ModelKind::Autoencoder => (60, 128),
