@@ -72,8 +72,8 @@ pub struct TrainConfig {
 pub fn default_budget(kind: ModelKind) -> (usize, usize) {
     match kind {
         // A step is cheap (60 epochs take 16 s, book 5): with 60 epochs instead of 10 the
-        // decoder's samples through the code mixture reach FD 18.7 against 60, recall 0.59
-        // against 0.13 (seed 0; book, 3.6, has three seeds).
+        // decoder's samples through the code mixture reach FD 19.3 against 60.3, recall 0.60
+        // against 0.13 (means over seeds 0-2, book 3.6).
         ModelKind::Autoencoder => (60, 128),
         // 40 epochs take under a minute and bring the importance-weighted NLL below 95
         // nats (90.4 at seed 0; 99.7 after 15).
