@@ -78,6 +78,9 @@ pub fn variants(kind: ModelKind) -> Vec<Variant> {
             variant("30 clusters", None, None, |c| c.clusters = 30),
             variant("40 clusters", None, None, |c| c.clusters = 40),
             variant("twice the steps", Some(120), None, |_| {}),
+            variant("learning rate 2e-4 (Radford et al.'s)", None, None, |c| {
+                c.lr = 2e-4
+            }),
             variant("dropout 0.5 in D", None, None, |c| c.d_dropout = 0.5),
             variant(
                 "D reads the cluster concatenated to the pixels",
@@ -86,12 +89,13 @@ pub fn variants(kind: ModelKind) -> Vec<Variant> {
                 |c| c.conditioning = Conditioning::Concat,
             ),
             variant(
-                "no clusters: the report's nets, average and dropout 0.5 in D",
+                "no clusters: the report's nets and learning rate, average and dropout 0.5 in D",
                 None,
                 None,
                 |c| {
                     c.clusters = 0;
                     c.d_dropout = 0.5;
+                    c.lr = 2e-4;
                 },
             ),
         ],
@@ -111,7 +115,8 @@ pub fn variants(kind: ModelKind) -> Vec<Variant> {
                 |c| c.clusters = 0,
             ),
         ],
-        // 4.3: from the report's concatenation to the default projection with an average.
+        // 4.3: from the report's concatenation to the default projection with an average,
+        // at the report's learning rate, then the default's.
         ModelKind::Cgan => vec![
             variant(
                 "concatenation, live weights (the report's)",
@@ -120,14 +125,26 @@ pub fn variants(kind: ModelKind) -> Vec<Variant> {
                 |c| {
                     c.conditioning = Conditioning::Concat;
                     c.ema_decay = 0.0;
+                    c.lr = 2e-4;
                 },
             ),
             variant("projection, live weights", Some(20), None, |c| {
-                c.ema_decay = 0.0
+                c.ema_decay = 0.0;
+                c.lr = 2e-4;
             }),
-            variant("projection, moving average (0.999)", Some(20), None, |_| {}),
-            variant("projection, moving average", Some(40), None, |_| {}),
-            default_run("projection, moving average (the default)"),
+            variant("projection, moving average (0.999)", Some(20), None, |c| {
+                c.lr = 2e-4
+            }),
+            variant("projection, moving average", Some(40), None, |c| {
+                c.lr = 2e-4
+            }),
+            variant(
+                "projection, moving average, learning rate 2e-4",
+                None,
+                None,
+                |c| c.lr = 2e-4,
+            ),
+            default_run("projection, moving average, learning rate 4e-4 (the default)"),
             variant("the default with dropout 0.3 in D", None, None, |c| {
                 c.d_dropout = 0.3
             }),

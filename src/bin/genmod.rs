@@ -300,7 +300,7 @@ struct TrainArgs {
     /// Images per step (default: 64 for the GANs, 128 for the autoencoder and the VAE).
     #[arg(long)]
     batch_size: Option<usize>,
-    /// Learning rate (default 1e-3, MLP GANs 2e-4, the DCGANs 4e-4); with --resume it
+    /// Learning rate (default 1e-3, the GANs 4e-4); with --resume it
     /// replaces the checkpoint's.
     #[arg(long)]
     lr: Option<f64>,
