@@ -79,7 +79,7 @@ pub fn variants(kind: ModelKind) -> Vec<Variant> {
             variant("40 clusters", None, None, |c| c.clusters = 40),
             variant("twice the steps", Some(120), None, |_| {}),
             variant("learning rate 2e-4 (Radford et al.'s)", None, None, |c| {
-                c.lr = 2e-4
+                c.lr = crate::neural::REPORT_GAN_LR
             }),
             variant("dropout 0.5 in D", None, None, |c| c.d_dropout = 0.5),
             variant(
@@ -95,7 +95,7 @@ pub fn variants(kind: ModelKind) -> Vec<Variant> {
                 |c| {
                     c.clusters = 0;
                     c.d_dropout = 0.5;
-                    c.lr = 2e-4;
+                    c.lr = crate::neural::REPORT_GAN_LR;
                 },
             ),
         ],
@@ -125,24 +125,24 @@ pub fn variants(kind: ModelKind) -> Vec<Variant> {
                 |c| {
                     c.conditioning = Conditioning::Concat;
                     c.ema_decay = 0.0;
-                    c.lr = 2e-4;
+                    c.lr = crate::neural::REPORT_GAN_LR;
                 },
             ),
             variant("projection, live weights", Some(20), None, |c| {
                 c.ema_decay = 0.0;
-                c.lr = 2e-4;
+                c.lr = crate::neural::REPORT_GAN_LR;
             }),
             variant("projection, moving average (0.999)", Some(20), None, |c| {
-                c.lr = 2e-4
+                c.lr = crate::neural::REPORT_GAN_LR
             }),
             variant("projection, moving average", Some(40), None, |c| {
-                c.lr = 2e-4
+                c.lr = crate::neural::REPORT_GAN_LR
             }),
             variant(
                 "projection, moving average, learning rate 2e-4",
                 None,
                 None,
-                |c| c.lr = 2e-4,
+                |c| c.lr = crate::neural::REPORT_GAN_LR,
             ),
             default_run("projection, moving average, learning rate 4e-4 (the default)"),
             variant("the default with dropout 0.3 in D", None, None, |c| {
@@ -152,7 +152,7 @@ pub fn variants(kind: ModelKind) -> Vec<Variant> {
         // 4.3: the conditional DCGAN at the DCGAN's two learning rates.
         ModelKind::Cdcgan => vec![
             variant("learning rate 2e-4 (Radford et al.'s)", None, None, |c| {
-                c.lr = 2e-4
+                c.lr = crate::neural::REPORT_GAN_LR
             }),
             default_run("learning rate 4e-4 (the default)"),
             variant(

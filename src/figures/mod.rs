@@ -747,7 +747,7 @@ impl Figures<'_> {
             c.model.d_dropout = 0.0;
             c.model.ema_decay = 0.0;
             c.model.clusters = 0;
-            c.model.lr = 2e-4;
+            c.model.lr = neural::REPORT_GAN_LR;
             let run = train_model(c, &self.split, &mut |m: &str| self.log.line(m))?;
             let series = |k: Metric| plot::Series {
                 label: name.to_string(),
