@@ -365,9 +365,9 @@ impl NeuralConfig {
                 _ => 256,
             },
             // Twice Radford et al.'s 2e-4 for every GAN: in the default budgets it improves
-            // each of them (book 4.1 to 4.3). At seed 0 the MLP GAN's FD 19.7 -> 9.6 with
-            // recall 0.39 -> 0.63, the conditional GAN's 17.4 -> 8.9 with conditional
-            // accuracy 0.967 -> 0.981, the conditional DCGAN's 22.2 -> 14.3; the DCGAN's
+            // each of them (book 4.1 to 4.3). At seed 0 the MLP GAN's FD 20.4 -> 9.2 with
+            // recall 0.37 -> 0.64, the conditional GAN's 17.0 -> 8.9 with conditional
+            // accuracy 0.965 -> 0.981, the conditional DCGAN's 22.2 -> 14.3; the DCGAN's
             // 48.9 -> 41.9 and 59.1 -> 46.6 at seeds 0 and 1 before its clusters.
             lr: if gan { 4e-4 } else { 1e-3 },
             beta1: if gan { 0.5 } else { 0.9 },
