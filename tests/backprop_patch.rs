@@ -87,3 +87,88 @@ fn a_gradient_of_the_wrong_shape_is_an_error_not_stored() {
     let err = y.sum_all().unwrap().backward().unwrap_err().to_string();
     assert!(err.contains("shape mismatch"), "{err}");
 }
+
+/// The element at multi-index `index` of a tensor of `dims` read through `strides`.
+fn strided_element(data: &[f32], offset: usize, strides: &[usize], index: &[usize]) -> f32 {
+    data[offset + index.iter().zip(strides).map(|(i, s)| i * s).sum::<usize>()]
+}
+
+#[test]
+fn copying_a_broadcast_matches_reading_each_element() {
+    // The vendored copy fills runs for stride-0 inner dimensions; every layout here must
+    // come out as reading the source element by element would.
+    let source: Vec<f32> = (0..24).map(|i| i as f32 * 0.5 - 3.0).collect();
+    let base = Tensor::from_slice(&source, (2, 3, 4), &Device::Cpu).unwrap();
+    let cases: Vec<(&str, Tensor)> = vec![
+        // A scalar spread over everything (the gradient of sum_all).
+        (
+            "scalar",
+            base.get(1)
+                .unwrap()
+                .get(2)
+                .unwrap()
+                .get(3)
+                .unwrap()
+                .broadcast_as((2, 3, 5))
+                .unwrap(),
+        ),
+        // Per-channel values over batch and space (a batch-norm mean's gradient).
+        (
+            "per channel",
+            base.get(0)
+                .unwrap()
+                .get(1)
+                .unwrap()
+                .reshape((1, 4, 1, 1))
+                .unwrap()
+                .broadcast_as((3, 4, 2, 5))
+                .unwrap(),
+        ),
+        // A transposed, offset view with a broadcast inner dimension.
+        (
+            "transposed",
+            base.narrow(2, 1, 3)
+                .unwrap()
+                .t()
+                .unwrap()
+                .unsqueeze(3)
+                .unwrap()
+                .broadcast_as((2, 3, 3, 6))
+                .unwrap(),
+        ),
+        // Broadcast outer dimension only: the generic path.
+        (
+            "outer",
+            base.get(0)
+                .unwrap()
+                .unsqueeze(0)
+                .unwrap()
+                .broadcast_as((2, 3, 4))
+                .unwrap(),
+        ),
+    ];
+    for (name, view) in cases {
+        let (storage, layout) = view.storage_and_layout();
+        let data: Vec<f32> = match &*storage {
+            candle_core::Storage::Cpu(cpu) => cpu.as_slice::<f32>().unwrap().to_vec(),
+            _ => unreachable!("built on the CPU"),
+        };
+        let dims = layout.dims().to_vec();
+        let strides = layout.stride().to_vec();
+        let offset = layout.start_offset();
+        drop(storage);
+        let mut expected = Vec::new();
+        let mut index = vec![0; dims.len()];
+        for _ in 0..dims.iter().product::<usize>() {
+            expected.push(strided_element(&data, offset, &strides, &index));
+            for d in (0..dims.len()).rev() {
+                index[d] += 1;
+                if index[d] < dims[d] {
+                    break;
+                }
+                index[d] = 0;
+            }
+        }
+        assert_eq!(values(&view.contiguous().unwrap()), expected, "{name}");
+    }
+}

@@ -972,7 +972,44 @@ fn copy2d_<T: Copy>(
     }
 }
 
+/// Copies a broadcast source whose innermost dimensions have stride 0 (genmod patch, see
+/// vendor/README.md): each source element fills a run of `repeat` destination elements,
+/// where the generic path below would look up every destination element's index one by
+/// one. Returns false, copying nothing, for layouts without such a run.
+fn copy_broadcast_src_<T: Copy>(
+    src: &[T],
+    dst: &mut [T],
+    dst_offset: usize,
+    src_l: &Layout,
+) -> bool {
+    let dims = src_l.dims();
+    let strides = src_l.stride();
+    let mut outer_rank = dims.len();
+    let mut repeat = 1;
+    while outer_rank > 0 && (strides[outer_rank - 1] == 0 || dims[outer_rank - 1] == 1) {
+        repeat *= dims[outer_rank - 1];
+        outer_rank -= 1;
+    }
+    if repeat < 2 {
+        return false;
+    }
+    let outer = Layout::new(
+        Shape::from(dims[..outer_rank].to_vec()),
+        strides[..outer_rank].to_vec(),
+        src_l.start_offset(),
+    );
+    let runs = outer.shape().elem_count();
+    let dst = &mut dst[dst_offset..dst_offset + runs * repeat];
+    for (run, src_index) in dst.chunks_exact_mut(repeat).zip(outer.strided_index()) {
+        run.fill(src[src_index])
+    }
+    true
+}
+
 fn copy_strided_src_<T: Copy>(src: &[T], dst: &mut [T], dst_offset: usize, src_l: &Layout) {
+    if copy_broadcast_src_(src, dst, dst_offset, src_l) {
+        return;
+    }
     match src_l.strided_blocks() {
         crate::StridedBlocks::SingleBlock { start_offset, len } => dst
             [dst_offset..dst_offset + len]
