@@ -99,7 +99,7 @@ fn every_net_has_the_right_shapes() {
     }
     let mut unclustered = small(ModelKind::Dcgan);
     assert_eq!(
-        unclustered.clusters, 20,
+        unclustered.clusters, 40,
         "the DCGAN conditions on clusters by default"
     );
     let unfitted = neural::build(&unclustered, MNIST, 0, &dev, 0).unwrap();
@@ -112,7 +112,7 @@ fn every_net_has_the_right_shapes() {
     .unwrap();
     let refused = unfitted.generate(&z, None).unwrap_err().to_string();
     assert!(
-        refused.contains("20 clusters have not been fitted yet"),
+        refused.contains("40 clusters have not been fitted yet"),
         "{refused}"
     );
     // The report's unconditional DCGAN at every size.

@@ -801,7 +801,7 @@ fn the_unlabelled_gans_forms_set_their_clusters_or_turn_them_off() {
     let mut a = app();
     a.select(10); // 4.2 DCGAN
     let s = screen_text(&render(&a, 110, 28));
-    assert!(s.contains("clusters  20"), "{s}");
+    assert!(s.contains("clusters  40"), "{s}");
     // epochs, batch size, learning rate, latent size, k, EMA of G, D dropout, clusters.
     for _ in 0..8 {
         a.update(key(KeyCode::Tab));
@@ -827,7 +827,7 @@ fn the_unlabelled_gans_forms_set_their_clusters_or_turn_them_off() {
     b.select(9); // 4.1 GAN
     let s = screen_text(&render(&b, 110, 28));
     assert!(
-        s.contains("clusters  20") && s.contains("D conditioning  projection"),
+        s.contains("clusters  40") && s.contains("D conditioning  projection"),
         "{s}"
     );
     b.select(12); // 4.3 conditional DCGAN
@@ -1062,7 +1062,7 @@ fn an_opened_run_whose_codes_go_through_a_mixture_or_pick_clusters_says_so() {
     assert_eq!(GridCodes::of(&autoencoder), GridCodes::Fixed);
     // The unlabelled GANs' codes pick a cluster, unless clusters are off.
     let mut dcgan = NeuralConfig::new(ModelKind::Dcgan);
-    assert_eq!(GridCodes::of(&dcgan), GridCodes::Clusters(20));
+    assert_eq!(GridCodes::of(&dcgan), GridCodes::Clusters(40));
     dcgan.clusters = 0;
     assert_eq!(GridCodes::of(&dcgan), GridCodes::Fixed);
     assert_eq!(
@@ -1096,7 +1096,7 @@ fn an_opened_run_whose_codes_go_through_a_mixture_or_pick_clusters_says_so() {
     });
     let text = screen_text(&render(&a, 160, 40));
     assert!(
-        text.contains("samples (fixed noise; 20 clusters)"),
+        text.contains("samples (fixed noise; 40 clusters)"),
         "{text}"
     );
 }

@@ -74,10 +74,16 @@ pub fn variants(kind: ModelKind) -> Vec<Variant> {
         // against the report's before the clusters became the default:
         // book/src/generated/ablation-gan-unclustered.md.
         ModelKind::Gan => vec![
-            default_run("20 k-means clusters, projection D, average (the default)"),
+            default_run("40 k-means clusters, projection D, average (the default)"),
+            variant("20 clusters", None, None, |c| c.clusters = 20),
             variant("30 clusters", None, None, |c| c.clusters = 30),
-            variant("40 clusters", None, None, |c| c.clusters = 40),
-            variant("twice the steps", Some(120), None, |_| {}),
+            variant("two thirds of the steps", Some(60), None, |_| {}),
+            variant(
+                "20 clusters, two thirds of the steps (the default until 2026-12-04)",
+                Some(60),
+                None,
+                |c| c.clusters = 20,
+            ),
             variant("learning rate 2e-4 (Radford et al.'s)", None, None, |c| {
                 c.lr = crate::neural::REPORT_GAN_LR
             }),
@@ -104,10 +110,15 @@ pub fn variants(kind: ModelKind) -> Vec<Variant> {
         // average, dropout, smoothing, width, epochs) was measured before the clusters
         // became the default: book/src/generated/ablation-dcgan-unconditional.md.
         ModelKind::Dcgan => vec![
-            default_run("20 k-means clusters of the pixels (the default)"),
-            variant("10 clusters", None, None, |c| c.clusters = 10),
+            default_run("40 k-means clusters of the pixels (the default)"),
+            variant("20 clusters", None, None, |c| c.clusters = 20),
             variant("30 clusters", None, None, |c| c.clusters = 30),
-            variant("twice the steps", Some(30), None, |_| {}),
+            variant(
+                "20 clusters, 15 epochs (the default until 2026-12-04)",
+                Some(15),
+                None,
+                |c| c.clusters = 20,
+            ),
             variant(
                 "no clusters: the report's unconditional DCGAN",
                 None,

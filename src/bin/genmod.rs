@@ -294,7 +294,7 @@ struct TrainArgs {
     #[command(flatten)]
     data: DataArgs,
     /// Passes over the training images (default: the model's budget: autoencoder 60, VAE
-    /// 40, GAN 60, DCGAN 15, conditional GAN 50, conditional DCGAN 15).
+    /// 40, GAN 90, DCGAN 25, conditional GAN 50, conditional DCGAN 15).
     #[arg(long)]
     epochs: Option<usize>,
     /// Images per step (default: 64 for the GANs, 128 for the autoencoder and the VAE).
@@ -373,7 +373,7 @@ struct TrainArgs {
     #[arg(long)]
     code_components: Option<usize>,
     /// MLP GAN and DCGAN: condition G and D on this many k-means clusters of the training
-    /// images, in place of labels (default 20; 0: the report's unconditional GAN or DCGAN).
+    /// images, in place of labels (default 40; 0: the report's unconditional GAN or DCGAN).
     #[arg(long)]
     clusters: Option<usize>,
     /// Autoencoder: the reconstruction loss.
