@@ -71,7 +71,7 @@ pub struct TrainConfig {
 /// DCGAN needs several hundred steps before its strokes join into digits.
 pub fn default_budget(kind: ModelKind) -> (usize, usize) {
     match kind {
-        // A step is cheap (60 epochs take 16 s, book 5): with 60 epochs instead of 10 the
+        // A step is cheap (60 epochs take 14 s, book 5): with 60 epochs instead of 10 the
         // decoder's samples through the code mixture reach FD 19.3 against 60.3, recall 0.60
         // against 0.13 (means over seeds 0-2, book 3.6).
         ModelKind::Autoencoder => (60, 128),
