@@ -423,10 +423,10 @@ impl NeuralConfig {
             // unclustered recipe.
             d_dropout: 0.0,
             // Conditioned on k-means clusters of the pixels, the GANs draw fewer blends
-            // between kinds of digit, and the finer the clusters the fewer: the DCGAN's
-            // FD at seed 0 is 41.9 unconditional, 17.5 with 20 clusters and 8.7 with 40
-            // (legible share 0.60, 0.81, 0.91), the MLP GAN's 9.2 with 20 and 6.9 with
-            // 40 (legible share 0.87 -> 0.91, at the default budgets; book, 4.1 and 4.2).
+            // between kinds of digit, and the finer the clusters the fewer. At seed 0 in
+            // the default budgets the DCGAN's FD is 34.8 unconditional, 11.7 with 20
+            // clusters and 8.7 with 40 (legible share 0.63, 0.86, 0.91), the MLP GAN's
+            // 8.3 with 20 and 6.9 with 40 (legible share 0.89, 0.91; book, 4.1 and 4.2).
             clusters: if matches!(kind, ModelKind::Gan | ModelKind::Dcgan) {
                 40
             } else {
