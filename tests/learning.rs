@@ -101,15 +101,14 @@ fn untrained_with(kind: ModelKind, configure: impl FnOnce(&mut NeuralConfig)) ->
 /// A run's events and its trained model.
 type Trained = (Vec<TrainEvent>, Box<dyn Model>);
 
-/// One VAE trained for 300 steps of 128 (under five epochs) with `--code-sampling mixture`,
-/// shared by the VAE's tests: the mixture changes how samples are drawn, not training, so
-/// its test −ELBO is the default VAE's.
+/// One default VAE trained for 300 steps of 128 (under five epochs), sampling through its
+/// code mixture, shared by the VAE's tests.
 fn trained_vae() -> &'static Mutex<Trained> {
     static VAE: OnceLock<Mutex<Trained>> = OnceLock::new();
     VAE.get_or_init(|| {
         Mutex::new(train_for(ModelKind::Vae, 300, |c| {
             c.eval_batches = None;
-            c.model.code_sampling = neural::CodeSampling::Mixture;
+            assert_eq!(c.model.code_sampling, neural::CodeSampling::Mixture);
         }))
     })
 }
@@ -149,7 +148,7 @@ fn same_weights_with(
 
 #[test]
 fn the_vae_decodes_sharper_digits_from_a_mixture_fitted_to_its_codes() {
-    // The run ended by fitting 30 Gaussians to the training digits' posterior means. The
+    // The run ended by fitting 200 Gaussians to the training digits' posterior means. The
     // same weights decoding the prior's draws instead are the comparison.
     let guard = trained_vae().lock().unwrap_or_else(|e| e.into_inner());
     let vae = &guard.1;
@@ -170,17 +169,19 @@ fn the_vae_decodes_sharper_digits_from_a_mixture_fitted_to_its_codes() {
 #[test]
 fn the_autoencoder_test_reconstruction_falls_below_a_bound() {
     // Reconstruction only: the default's code mixture, fitted at every epoch's end, plays
-    // no part, so it is left out to keep the file fast.
-    let (events, _) = train_for(ModelKind::Autoencoder, 200, |c| {
+    // no part, so it is left out to keep the file fast. The default denoises: its encoder
+    // reads noisy digits, so it needs more steps than a plain autoencoder to the same
+    // bound (162.6 nats after 200 steps).
+    let (events, _) = train_for(ModelKind::Autoencoder, 400, |c| {
         c.eval_batches = None;
         c.model.code_sampling = neural::CodeSampling::StandardNormal;
     });
     let recon = last_test_metric(&events, Metric::Recon);
-    eprintln!("autoencoder: test reconstruction {recon:.1} nats after 200 steps");
+    eprintln!("autoencoder: test reconstruction {recon:.1} nats after 400 steps");
     // Binary cross-entropy summed over pixels: about 543 nats at initialisation.
     assert!(
         recon < 160.0,
-        "test reconstruction {recon:.1} nats after 200 steps"
+        "test reconstruction {recon:.1} nats after 400 steps"
     );
 }
 

@@ -33,6 +33,8 @@ fn small(kind: ModelKind) -> NeuralConfig {
         _ => 64,
     };
     c.iw_samples = 4;
+    // The default 200 components need more codes than these tests' few hundred digits.
+    c.code_components = 10;
     c
 }
 
@@ -992,5 +994,65 @@ fn clusters_beyond_the_training_set_or_outside_the_unlabelled_gans_are_refused()
             msg.contains("clusters condition the MLP GAN and the DCGAN only"),
             "{msg}"
         );
+    }
+}
+
+/// A latent path of a model that draws its codes through a mixture runs between the codes
+/// its two draws map to, not between the draws: its ends are the images `generate` gives
+/// for those draws, and the linear midpoint is the decoded mean of the two codes.
+#[test]
+fn a_latent_path_through_a_code_mixture_runs_between_the_codes() {
+    let dev = Device::Cpu;
+    for kind in [ModelKind::Autoencoder, ModelKind::Vae] {
+        let cfg = small(kind);
+        assert_eq!(cfg.code_sampling, neural::CodeSampling::Mixture, "{kind:?}");
+        let model = neural::build(&cfg, MNIST, 0, &dev, 0).unwrap();
+        train::code_mixture::refit(
+            model.as_ref(),
+            &digits(200).train,
+            &dev,
+            0,
+            train::code_mixture::Refit::Final,
+        )
+        .unwrap();
+        let ends =
+            neural::normal(2, cfg.latent_dim, &mut ChaCha8Rng::seed_from_u64(5), &dev).unwrap();
+        let path = neural::interpolate::images(model.as_ref(), &ends, 5, None).unwrap();
+        assert_eq!(path.dims(), &[10, 1, 28, 28], "{kind:?}: two rows of five");
+        let rows =
+            |t: &Tensor| -> Vec<Vec<f32>> { t.flatten_from(1).unwrap().to_vec2::<f32>().unwrap() };
+        let (path, at_ends) = (rows(&path), rows(&model.generate(&ends, None).unwrap()));
+        // Both rows (linear and spherical) start and end at the draws' own images.
+        for (i, end) in [(0, 0), (4, 1), (5, 0), (9, 1)] {
+            let gap = path[i]
+                .iter()
+                .zip(&at_ends[end])
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(
+                gap < 1e-5,
+                "{kind:?}: image {i} differs from end {end} by {gap}"
+            );
+        }
+        let codes = model
+            .code_mixture()
+            .unwrap()
+            .transform(&ends)
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap();
+        let mid: Vec<f32> = codes[0]
+            .iter()
+            .zip(&codes[1])
+            .map(|(a, b)| 0.5 * (a + b))
+            .collect();
+        let mid = Tensor::from_vec(mid, (1, cfg.latent_dim), &dev).unwrap();
+        let mid = rows(&model.decode_codes(&mid).unwrap().unwrap());
+        let gap = path[2]
+            .iter()
+            .zip(&mid[0])
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(gap < 1e-5, "{kind:?}: the linear midpoint differs by {gap}");
     }
 }

@@ -117,9 +117,10 @@ fn fields_are_validated_as_typed() {
     assert!(s.contains("built without CUDA"), "{s}");
 }
 
-/// The VAE's "samples from" field: `mixture` starts a run that samples through a code
-/// mixture, and the dashboard's grid says where its codes go; `fitted-gaussian`, which
-/// only the autoencoder has, is refused with the reason before anything starts.
+/// The VAE's "samples from" field: it starts at `mixture`, the default, and
+/// `standard-normal` starts a run that samples from the prior, whose grid then says its
+/// codes go straight to the decoder; `fitted-gaussian`, which only the autoencoder has, is
+/// refused with the reason before anything starts.
 #[test]
 fn the_vae_form_chooses_where_sample_codes_come_from() {
     use genmod::tui::app::FieldKind;
@@ -130,7 +131,7 @@ fn the_vae_form_chooses_where_sample_codes_come_from() {
         .position(|f| f.kind == FieldKind::CodeSampling)
         .unwrap();
     assert!(a.visible_fields().contains(&field));
-    assert_eq!(a.fields()[field].value, "standard-normal");
+    assert_eq!(a.fields()[field].value, "mixture");
     let retype = |a: &mut App, text: &str| {
         a.update(key(KeyCode::Tab));
         while a.focus != genmod::tui::app::Focus::Field(field) {
@@ -153,25 +154,28 @@ fn the_vae_form_chooses_where_sample_codes_come_from() {
     );
     assert_eq!(a.screen, Screen::Picker);
     a.update(key(KeyCode::Esc));
-    retype(&mut a, "mixture");
+    retype(&mut a, "standard-normal");
     let fx = a.update(key(KeyCode::Enter));
     let Some(Effect::StartNeural(cfg, _)) = fx.first() else {
         panic!("{fx:?}")
     };
     assert_eq!(
         cfg.model.code_sampling,
-        genmod::neural::CodeSampling::Mixture
+        genmod::neural::CodeSampling::StandardNormal
     );
     let s = screen_text(&render(&a, 140, 40));
-    assert!(s.contains("through the code mixture"), "{s}");
+    assert!(s.contains(" samples (fixed noise) "), "{s}");
+    assert!(!s.contains("code mixture"), "{s}");
 }
 
 #[test]
 fn enter_starts_the_selected_model_with_the_form_values() {
     let mut a = app();
     a.update(key(KeyCode::Tab));
-    a.update(key(KeyCode::Backspace));
-    a.update(key(KeyCode::Backspace));
+    // The VAE's default budget has three digits.
+    for _ in 0..3 {
+        a.update(key(KeyCode::Backspace));
+    }
     a.update(key(KeyCode::Char('3')));
     let fx = a.update(key(KeyCode::Enter));
     let Some(Effect::StartNeural(cfg, source)) = fx.first() else {
@@ -533,7 +537,18 @@ fn start_in_tmux_showing(
 /// From the picker's model list, sets the form's first field, Epochs (two digits by default),
 /// to 1.
 fn set_one_epoch(session: &str) {
-    tmux(&["send-keys", "-t", session, "Tab", "BSpace", "BSpace", "1"]);
+    // Enough backspaces to empty the longest default budget (three digits).
+    tmux(&[
+        "send-keys",
+        "-t",
+        session,
+        "Tab",
+        "BSpace",
+        "BSpace",
+        "BSpace",
+        "BSpace",
+        "1",
+    ]);
 }
 
 /// Waits for the program started by [`start_in_tmux`] to exit after `how`, closes the
@@ -1053,9 +1068,10 @@ fn an_opened_run_whose_codes_go_through_a_mixture_or_pick_clusters_says_so() {
     use genmod::neural::{CodeSampling, ModelKind, NeuralConfig};
     // What the runner reads from the checkpoint's configuration.
     let mut vae = NeuralConfig::new(ModelKind::Vae);
+    assert_eq!(GridCodes::of(&vae), GridCodes::ThroughMixture);
+    vae.code_sampling = CodeSampling::StandardNormal;
     assert_eq!(GridCodes::of(&vae), GridCodes::Fixed);
     vae.code_sampling = CodeSampling::Mixture;
-    assert_eq!(GridCodes::of(&vae), GridCodes::ThroughMixture);
     // The autoencoder's grid shows reconstructions, whatever its codes' source.
     let autoencoder = NeuralConfig::new(ModelKind::Autoencoder);
     assert_eq!(autoencoder.code_sampling, CodeSampling::Mixture);
@@ -1082,7 +1098,7 @@ fn an_opened_run_whose_codes_go_through_a_mixture_or_pick_clusters_says_so() {
     });
     let text = screen_text(&render(&a, 160, 40));
     assert!(
-        text.contains("samples (fixed noise through the code mixture, refitted each epoch)"),
+        text.contains(" samples (fixed noise, code mixture) "),
         "{text}"
     );
 
@@ -1287,9 +1303,10 @@ fn a_run_chosen_on_an_mnist_folder_in_the_picker_trains_on_it() {
         40,
     );
     // The VAE's form: epochs, batch size, learning rate, latent size, KL schedule, samples
-    // from, seed, device, dataset, data folder. Epochs 1, then eight Tabs to the dataset.
+    // from, mixture size, seed, device, dataset, data folder. Epochs 1, then nine Tabs to
+    // the dataset.
     set_one_epoch(&session);
-    for _ in 0..8 {
+    for _ in 0..9 {
         tmux(&["send-keys", "-t", &session, "Tab"]);
     }
     for _ in 0.."mnist-10k".len() {
@@ -1444,8 +1461,8 @@ fn the_picker_fetches_from_a_mirror_and_says_what_went_wrong() {
         150,
         40,
     );
-    // The VAE's form: Tab to the first field, eight more to the dataset.
-    for _ in 0..9 {
+    // The VAE's form: Tab to the first field, nine more to the dataset.
+    for _ in 0..10 {
         tmux(&["send-keys", "-t", &session, "Tab"]);
     }
     for _ in 0.."mnist-10k".len() {

@@ -73,8 +73,9 @@ def bn_names(prefix, bn):
 
 
 class Autoencoder(nn.Module):
-    def __init__(self, h, z, fitted):
+    def __init__(self, h, z, fitted, denoise_std):
         super().__init__()
+        self.denoise_std = denoise_std
         self.enc1, self.enc2 = nn.Linear(784, h), nn.Linear(h, z)
         self.dec1, self.dec2 = nn.Linear(z, h), nn.Linear(h, 784)
         self.fitted = (torch.zeros(z), torch.zeros(z, z)) if fitted else None
@@ -92,7 +93,10 @@ class Autoencoder(nn.Module):
         return self.enc2(F.relu(self.enc1(x)))
 
     def loss(self, x, step):
-        codes = self.codes(x)
+        # Denoising as genmod's --denoise: the encoder reads the image plus Gaussian noise,
+        # clamped to [0, 1]; the target stays the clean image.
+        noisy = (x + self.denoise_std * torch.randn_like(x)).clamp(0, 1) if self.denoise_std > 0 else x
+        codes = self.codes(noisy)
         if self.fitted is not None:
             # genmod's fitted code distribution: moving averages of E[z] and E[zz^T].
             with torch.no_grad():
@@ -280,6 +284,8 @@ def refuse_unsupported(model, cfg):
     # The autoencoders' options; the GANs' configurations do not use these fields.
     expected = {"recon": "bce", "tied": False, "denoise_std": 0.0, "l2": 0.0, "kl_schedule": "standard"}
     for key, value in expected.items() if model in ("autoencoder", "vae") else []:
+        if model == "autoencoder" and key == "denoise_std":
+            continue
         if cfg.get(key, value) != value:
             raise SystemExit(f"--config: {key} = {cfg[key]!r} is not implemented here (expected {value!r})")
     sampling = cfg.get("code_sampling", "standard-normal")
@@ -322,7 +328,7 @@ def main():
     # (genmod's --clusters): the clusters come with the initial weights.
     clusters = cfg.get("clusters", 0) if a.model in ("gan", "dcgan") else 0
     if a.model == "autoencoder":
-        m = Autoencoder(h, latent, cfg.get("code_sampling") == "fitted-gaussian")
+        m = Autoencoder(h, latent, cfg.get("code_sampling") == "fitted-gaussian", cfg.get("denoise_std", 0.0))
     elif a.model == "vae":
         m = Vae(h, latent, cfg["warmup_steps"])
     elif a.model in ("dcgan", "cdcgan"):

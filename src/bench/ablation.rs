@@ -186,27 +186,47 @@ pub fn variants(kind: ModelKind) -> Vec<Variant> {
                 |c| c.code_sampling = CodeSampling::FittedGaussian,
             ),
             default_run(
-                "decoding z from a mixture of 30 Gaussians fitted to the codes (the default)",
+                "denoising, 512 hidden units, decoding z from a mixture of 200 Gaussians fitted to the codes (the default)",
             ),
-            variant("the mixture after 30 epochs", Some(30), None, |_| {}),
+            variant("the default without denoising", None, None, |c| {
+                c.denoise_std = 0.0
+            }),
             variant(
-                "the mixture after 10 epochs (the default until 2026-12-04)",
-                Some(10),
+                "the default with a mixture of 30 Gaussians",
                 None,
-                |_| {},
+                None,
+                |c| c.code_components = 30,
+            ),
+            variant(
+                "no denoising, 256 hidden units, 30 Gaussians, 60 epochs (the default until 2026-12-04)",
+                Some(60),
+                None,
+                |c| {
+                    c.denoise_std = 0.0;
+                    c.hidden = 256;
+                    c.code_components = 30;
+                },
             ),
         ],
         // 3.7: the same trained VAE sampled through its prior and through a mixture fitted
         // to its posterior means.
         ModelKind::Vae => vec![
-            default_run("decoding z ~ N(0, I), the prior (the default)"),
-            variant(
-                "decoding z from a mixture of 30 Gaussians fitted to the codes",
-                None,
-                None,
-                |c| c.code_sampling = CodeSampling::Mixture,
+            default_run(
+                "decoding z from a mixture of 200 Gaussians fitted to the codes (the default)",
             ),
-            variant("the prior, twice the steps", Some(80), None, |_| {}),
+            variant(
+                "decoding z ~ N(0, I), the prior (the report's)",
+                None,
+                None,
+                |c| c.code_sampling = CodeSampling::StandardNormal,
+            ),
+            variant("the mixture after 40 epochs", Some(40), None, |_| {}),
+            variant(
+                "the prior after 40 epochs (the default until 2026-12-04)",
+                Some(40),
+                None,
+                |c| c.code_sampling = CodeSampling::StandardNormal,
+            ),
         ],
     }
 }

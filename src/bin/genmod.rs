@@ -293,8 +293,8 @@ struct TrainArgs {
     model: ModelKind,
     #[command(flatten)]
     data: DataArgs,
-    /// Passes over the training images (default: the model's budget: autoencoder 60, VAE
-    /// 40, GAN 90, DCGAN 25, conditional GAN 50, conditional DCGAN 15).
+    /// Passes over the training images (default: the model's budget: autoencoder 150, VAE
+    /// 120, GAN 90, DCGAN 25, conditional GAN 50, conditional DCGAN 15).
     #[arg(long)]
     epochs: Option<usize>,
     /// Images per step (default: 64 for the GANs, 128 for the autoencoder and the VAE).
@@ -313,7 +313,7 @@ struct TrainArgs {
     /// Size of the code z (default: autoencoder 32, VAE 20, GANs 100).
     #[arg(long)]
     latent: Option<usize>,
-    /// Hidden width (default: autoencoder 256, VAE 400, GAN 256, the DCGANs 64).
+    /// Hidden width (default: autoencoder 512, VAE 400, GAN 256, the DCGANs 64).
     #[arg(long)]
     hidden: Option<usize>,
     /// cpu, cuda or cuda:N.
@@ -365,11 +365,12 @@ struct TrainArgs {
     #[arg(long, value_parser = choice::<WeightInit>())]
     init: Option<WeightInit>,
     /// Autoencoder and VAE: where the codes of samples come from: a mixture fitted by EM to
-    /// the training images' codes (the autoencoder's default), N(0, I) (the VAE's prior and
-    /// default), or, for the autoencoder, one Gaussian fitted to the codes.
+    /// the training images' codes (the default), N(0, I) (the VAE's prior, the report's
+    /// sampling), or, for the autoencoder, one Gaussian fitted to the codes.
     #[arg(long, value_parser = choice::<CodeSampling>())]
     code_sampling: Option<CodeSampling>,
-    /// Autoencoder and VAE with --code-sampling mixture: the mixture's components.
+    /// Autoencoder and VAE with --code-sampling mixture: the mixture's components (default
+    /// 200).
     #[arg(long)]
     code_components: Option<usize>,
     /// MLP GAN and DCGAN: condition G and D on this many k-means clusters of the training
@@ -382,9 +383,10 @@ struct TrainArgs {
     /// Autoencoder: tie decoder weights to the encoder's (W* = W^T).
     #[arg(long)]
     tied: bool,
-    /// Autoencoder: std of the Gaussian noise added to inputs (denoising); 0 = off.
-    #[arg(long, default_value_t = 0.0)]
-    denoise: f64,
+    /// Autoencoder: std of the Gaussian noise added to the encoder's inputs while it trains
+    /// (denoising; default 0.3, 0: off).
+    #[arg(long)]
+    denoise: Option<f64>,
     /// Autoencoder: L2 penalty on the weights.
     #[arg(long, default_value_t = 0.0)]
     l2: f64,
@@ -452,7 +454,9 @@ impl TrainArgs {
         }
         m.recon = self.recon;
         m.tied = self.tied;
-        m.denoise_std = self.denoise;
+        if let Some(v) = self.denoise {
+            m.denoise_std = v;
+        }
         m.l2 = self.l2;
         m.validate()?;
         let mut c = genmod::train::TrainConfig::new(m);

@@ -14,7 +14,7 @@ use crate::render::Grid;
 use crate::render::grid::PngError;
 use crate::render::plot::{self, Frame, PlotError, rgb, text};
 use crate::train::{self, TrainConfig, TrainError, TrainEvent};
-use candle_core::{Device, Tensor};
+use candle_core::Device;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::path::{Path, PathBuf};
@@ -190,57 +190,34 @@ fn save(
 fn interpolation(model: &dyn Model, seed: u64, steps: usize) -> Result<Grid> {
     let latent = model.config().latent_dim;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let ends = neural::normal(2, latent, &mut rng, &Device::Cpu)?.to_vec2::<f32>()?;
-    let mut codes = Vec::new();
-    for spherical in [false, true] {
-        for z in neural::interpolate::path(&ends[0], &ends[1], steps, spherical) {
-            codes.extend(z);
-        }
-    }
-    let z = Tensor::from_vec(codes, (2 * steps, latent), &Device::Cpu)?;
-    let imgs = model.generate(&z, None)?;
+    let ends = neural::normal(2, latent, &mut rng, &Device::Cpu)?;
+    let imgs = neural::interpolate::images(model, &ends, steps, None)?;
     let (n, c, h, w) = imgs.dims4()?;
     let v = imgs.flatten_all()?.to_vec1::<f32>()?;
     // One column per step: row 1 the linear path, row 2 the spherical one.
     Ok(Grid::from_f32(&v, n, c, h, w, steps, model.pixel_scale()))
 }
 
-/// The same trained weights as `model`, drawing codes from a mixture fitted to the codes of
-/// the training digits (`CodeSampling::Mixture`), as a run with that option ends.
-fn with_code_mixture(model: &dyn Model, split: &Split, seed: u64) -> Result<Box<dyn Model>> {
-    let kind = model.config().kind;
-    let train_err = |cause: TrainError| FigureError::Train {
-        model: kind.name(),
-        cause: Box::new(cause),
-    };
+/// The same trained weights as `model`, decoding draws from N(0, I) as they are: the VAE
+/// sampled from its prior, as the report samples it.
+fn with_prior(model: &dyn Model, seed: u64) -> Result<Box<dyn Model>> {
     let mut cfg = model.config().clone();
-    cfg.code_sampling = neural::CodeSampling::Mixture;
-    let mixed = neural::build(&cfg, model.shape(), model.num_classes(), &Device::Cpu, seed)
-        .map_err(|e| train_err(e.into()))?;
+    cfg.code_sampling = neural::CodeSampling::StandardNormal;
+    let prior = neural::build(&cfg, model.shape(), model.num_classes(), &Device::Cpu, seed)
+        .map_err(|e| FigureError::Train {
+            model: cfg.kind.name(),
+            cause: Box::new(e.into()),
+        })?;
     {
         let from = model.varmap().data().lock().expect("varmap lock");
-        let to = mixed.varmap().data().lock().expect("varmap lock");
-        for (name, var) in from.iter() {
-            if let Some(v) = to.get(name) {
-                v.set(var.as_tensor())?;
+        let to = prior.varmap().data().lock().expect("varmap lock");
+        for (name, var) in to.iter() {
+            if let Some(v) = from.get(name) {
+                var.set(v.as_tensor())?;
             }
         }
     }
-    train::code_mixture::refit(
-        mixed.as_ref(),
-        &split.train,
-        &Device::Cpu,
-        seed,
-        train::code_mixture::Refit::Final,
-    )
-    .map_err(|cause| {
-        train_err(TrainError::CodeMixture {
-            step: 0,
-            components: cfg.code_components,
-            cause,
-        })
-    })?;
-    Ok(mixed)
+    Ok(prior)
 }
 
 /// The 2-D codes (the mean, for the VAE) of every test digit.
@@ -538,6 +515,8 @@ impl Figures<'_> {
             let (epochs, batch) = train::default_budget(kind);
             let mut flat = run_config(kind, epochs, batch, self.cfg.quick, self.cfg.seed);
             flat.model.latent_dim = 2;
+            // Only the codes are drawn: no mixture to fit.
+            flat.model.code_sampling = neural::CodeSampling::StandardNormal;
             let flat = train_model(flat, &self.split, &mut |m: &str| self.log.line(m))?;
             let codes = codes_2d(flat.model.as_ref(), &self.split)?;
             extents.push_str(&code_extent_row(name, epochs, &codes));
@@ -564,21 +543,21 @@ impl Figures<'_> {
             &vae,
             ModelKind::Vae,
             "fig-3-11-vae-samples.png",
-            "64 samples",
+            &format!(
+                "64 samples, codes from a mixture of {} Gaussians fitted to the training codes",
+                vae.model.config().code_components
+            ),
         )?;
         self.save_interpolation(
             vae.model.as_ref(),
             self.cfg.seed + 1,
             "fig-5-interpolation-vae.png",
         )?;
-        let mixed = with_code_mixture(vae.model.as_ref(), &self.split, self.cfg.seed)?;
+        let prior = with_prior(vae.model.as_ref(), self.cfg.seed)?;
         self.save_samples(
-            mixed.as_ref(),
-            "fig-3-11-vae-mixture-samples.png",
-            format!(
-                "VAE: 64 samples, codes from a mixture of {} Gaussians fitted to the training codes (the weights of figure 3.11)",
-                mixed.config().code_components
-            ),
+            prior.as_ref(),
+            "fig-3-11-vae-prior-samples.png",
+            "VAE: 64 samples, z ~ N(0, I) decoded as it is (the weights of figure 3.11)".into(),
         )?;
         let metric = |m: &Metrics, k| neural::metric(m, k).unwrap_or(f64::NAN);
         let bits = |nats: f64| nats / (784.0 * std::f64::consts::LN_2);

@@ -281,6 +281,10 @@ impl Model for Autoencoder {
         self.mixture.as_ref()
     }
 
+    fn decode_codes(&self, codes: &Tensor) -> Result<Option<Tensor>> {
+        self.decode_images(codes).map(Some)
+    }
+
     fn encode(&self, images: &Tensor) -> Result<Option<Tensor>> {
         self.code(&images.flatten_from(1)?).map(Some)
     }

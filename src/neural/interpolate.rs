@@ -3,6 +3,42 @@
 //! drawn from a high-dimensional Gaussian near √d, where the linear midpoint is atypically
 //! short.
 
+use super::Model;
+use candle_core::{Result, Tensor};
+
+/// The images along the paths between the codes of two draws `ends` (2 x latent, standard
+/// normal): `steps` images along the linear path, then `steps` along the spherical one.
+/// A model that maps its draws through a code mixture (the autoencoder's and the VAE's
+/// default) has both ends mapped to codes first and the path run between those codes:
+/// the mixture picks a component from each draw, so a path between the draws themselves
+/// would jump from component to component.
+pub fn images(
+    model: &dyn Model,
+    ends: &Tensor,
+    steps: usize,
+    labels: Option<&Tensor>,
+) -> Result<Tensor> {
+    let through_mixture = match model.code_mixture() {
+        Some(mixture) => Some(mixture.transform(ends)?),
+        None => None,
+    };
+    let ends_codes = through_mixture.as_ref().unwrap_or(ends).to_vec2::<f32>()?;
+    let latent = ends.dim(1)?;
+    let mut codes = Vec::with_capacity(2 * steps * latent);
+    for spherical in [false, true] {
+        for z in path(&ends_codes[0], &ends_codes[1], steps, spherical) {
+            codes.extend(z);
+        }
+    }
+    let codes = Tensor::from_vec(codes, (2 * steps, latent), ends.device())?;
+    match through_mixture {
+        Some(_) => model.decode_codes(&codes)?.ok_or_else(|| {
+            candle_core::Error::Msg("a model with a code mixture has no decoder of codes".into())
+        }),
+        None => model.generate(&codes, labels),
+    }
+}
+
 /// `steps` codes from `a` to `b` inclusive; `spherical` follows the great circle.
 pub fn path(a: &[f32], b: &[f32], steps: usize, spherical: bool) -> Vec<Vec<f32>> {
     let steps = steps.max(2);

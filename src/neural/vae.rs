@@ -182,6 +182,18 @@ impl Vae {
         let lse = (w.broadcast_sub(&max)?.exp()?.sum_keepdim(1)?.log()? + max)?;
         lse.squeeze(1)? - (k as f64).ln()
     }
+
+    /// The decoder's pixel means for `codes` (N x latent), as images.
+    fn decode_means(&self, codes: &Tensor) -> Result<Tensor> {
+        let s = self.shape;
+        // The sigmoid is fused into the last layer.
+        self.decode(codes, Activation::Sigmoid)?.reshape((
+            codes.dim(0)?,
+            s.channels,
+            s.height,
+            s.width,
+        ))
+    }
 }
 
 impl Model for Vae {
@@ -240,18 +252,15 @@ impl Model for Vae {
     }
 
     fn generate(&self, z: &Tensor, _labels: Option<&Tensor>) -> Result<Tensor> {
-        let s = self.shape;
         let codes = match &self.mixture {
             Some(mixture) => mixture.transform(z)?,
             None => z.clone(),
         };
-        // The decoder's means: sigmoid fused into the last layer.
-        self.decode(&codes, Activation::Sigmoid)?.reshape((
-            z.dim(0)?,
-            s.channels,
-            s.height,
-            s.width,
-        ))
+        self.decode_means(&codes)
+    }
+
+    fn decode_codes(&self, codes: &Tensor) -> Result<Option<Tensor>> {
+        self.decode_means(codes).map(Some)
     }
 
     fn code_mixture(&self) -> Option<&CodeMixture> {

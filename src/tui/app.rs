@@ -129,6 +129,10 @@ pub enum FieldKind {
     DDropout,
     Conditioning,
     CodeSampling,
+    /// Components of the code mixture (autoencoder and VAE).
+    CodeComponents,
+    /// Autoencoder: the noise added to the encoder's inputs while it trains.
+    Denoise,
     Clusters,
     Init,
     Seed,
@@ -139,7 +143,7 @@ pub enum FieldKind {
     DataDir,
 }
 
-pub const FIELDS: [FieldKind; 16] = [
+pub const FIELDS: [FieldKind; 18] = [
     FieldKind::Epochs,
     FieldKind::BatchSize,
     FieldKind::LearningRate,
@@ -150,6 +154,8 @@ pub const FIELDS: [FieldKind; 16] = [
     FieldKind::DDropout,
     FieldKind::Conditioning,
     FieldKind::CodeSampling,
+    FieldKind::CodeComponents,
+    FieldKind::Denoise,
     FieldKind::Clusters,
     FieldKind::Init,
     FieldKind::Seed,
@@ -171,6 +177,8 @@ impl FieldKind {
             FieldKind::DDropout => "D dropout",
             FieldKind::Conditioning => "D conditioning",
             FieldKind::CodeSampling => "samples from",
+            FieldKind::CodeComponents => "mixture size",
+            FieldKind::Denoise => "input noise σ",
             FieldKind::Clusters => "clusters",
             FieldKind::Init => "weights init",
             FieldKind::Seed => "seed",
@@ -193,9 +201,10 @@ impl FieldKind {
             (FieldKind::Conditioning, Entry::Neural(k)) => {
                 matches!(k, ModelKind::Cgan | ModelKind::Gan)
             }
-            (FieldKind::CodeSampling, Entry::Neural(k)) => {
+            (FieldKind::CodeSampling | FieldKind::CodeComponents, Entry::Neural(k)) => {
                 matches!(k, ModelKind::Autoencoder | ModelKind::Vae)
             }
+            (FieldKind::Denoise, Entry::Neural(k)) => k == ModelKind::Autoencoder,
             (FieldKind::Clusters, Entry::Neural(k)) => {
                 matches!(k, ModelKind::Gan | ModelKind::Dcgan)
             }
@@ -218,6 +227,12 @@ impl FieldKind {
             FieldKind::Epochs => positive_int(100_000),
             FieldKind::BatchSize => positive_int(8192),
             FieldKind::Latent => positive_int(4096),
+            FieldKind::CodeComponents => positive_int(crate::neural::MAX_CODE_COMPONENTS as u64),
+            FieldKind::Denoise => match v.parse::<f64>() {
+                Ok(x) if x.is_finite() && (0.0..=10.0).contains(&x) => Ok(()),
+                Ok(_) => Err("in [0, 10]; 0 = off".to_string()),
+                Err(_) => Err("a standard deviation such as 0.3, or 0".to_string()),
+            },
             FieldKind::K => positive_int(100),
             FieldKind::Clusters => match v.parse::<usize>() {
                 Ok(0) => Ok(()),
@@ -562,7 +577,8 @@ pub enum Focus {
 pub enum GridCodes {
     /// Each code decoded (or generated from) as it is.
     Fixed,
-    /// Each code drawn through a mixture fitted to the training codes: the VAE's option.
+    /// Each code drawn through the mixture fitted to the training codes, refitted at each
+    /// epoch's end: the VAE's default.
     /// The autoencoder's live grid shows reconstructions whatever its codes' source.
     ThroughMixture,
     /// Each code picks one of this many k-means clusters of the training images, which
@@ -586,9 +602,7 @@ impl GridCodes {
     pub fn title(self) -> String {
         match self {
             GridCodes::Fixed => " samples (fixed noise) ".into(),
-            GridCodes::ThroughMixture => {
-                " samples (fixed noise through the code mixture, refitted each epoch) ".into()
-            }
+            GridCodes::ThroughMixture => " samples (fixed noise, code mixture) ".into(),
             GridCodes::Clusters(k) => {
                 format!(" samples (fixed noise; {k} clusters) ")
             }
@@ -928,6 +942,8 @@ impl App {
                     // The same name the field parses back (clap's ValueEnum).
                     FieldKind::Conditioning => crate::util::cli_name(&n.conditioning),
                     FieldKind::CodeSampling => crate::util::cli_name(&n.code_sampling),
+                    FieldKind::CodeComponents => n.code_components.to_string(),
+                    FieldKind::Denoise => n.denoise_std.to_string(),
                     FieldKind::Clusters => n.clusters.to_string(),
                     FieldKind::Init => crate::util::cli_name(&n.weight_init),
                     FieldKind::Seed => "0".into(),
@@ -1014,6 +1030,8 @@ impl App {
                 m.weight_init =
                     WeightInit::from_str(self.field(FieldKind::Init).trim(), false).ok()?;
                 m.clusters = self.field(FieldKind::Clusters).trim().parse().ok()?;
+                m.code_components = self.field(FieldKind::CodeComponents).trim().parse().ok()?;
+                m.denoise_std = self.field(FieldKind::Denoise).trim().parse().ok()?;
                 // Fields valid one by one can still clash (the VAE has no fitted Gaussian).
                 if let Err(e) = m.validate() {
                     self.status = e.to_string();
