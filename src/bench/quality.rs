@@ -294,8 +294,12 @@ impl Run {
         self.score(board, &samples, labels, range, &mut row)?;
         if self.kind == ModelKind::Vae {
             // PyTorch's trained weights in genmod's VAE, so that the likelihoods come from
-            // the same code on both sides.
-            let model = build()?;
+            // the same code on both sides. The likelihoods are the prior's whatever the
+            // samples were drawn from, and the script saves no code mixture.
+            let mut prior = cfg.model.clone();
+            prior.code_sampling = neural::CodeSampling::StandardNormal;
+            let model = neural::build(&prior, shape, classes, &Device::Cpu, self.seed)
+                .map_err(|e| quality(e.to_string()))?;
             let mut varmap = model.varmap().clone();
             varmap
                 .load(&weights)

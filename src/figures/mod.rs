@@ -385,7 +385,11 @@ impl Figures<'_> {
                 })
                 .collect(),
             rows: vec!["linear".into(), "spherical".into()],
-            footer: "z₀, z₁ ~ N(0, I); column: the fraction t of the way".into(),
+            footer: if model.code_mixture().is_some() {
+                "z₀, z₁: the codes two draws from N(0, I) map to through the code mixture; column: the fraction t of the way".into()
+            } else {
+                "z₀, z₁ ~ N(0, I); column: the fraction t of the way".into()
+            },
         };
         self.save_framed(&path, name, 3, &frame)
     }
@@ -601,6 +605,8 @@ impl Figures<'_> {
                 let mut c =
                     run_config(ModelKind::Vae, epochs, batch, self.cfg.quick, self.cfg.seed);
                 c.model.kl_schedule = schedule;
+                // The figure compares training curves: no code mixture to fit.
+                c.model.code_sampling = neural::CodeSampling::StandardNormal;
                 Some(train_model(c, &self.split, &mut |m: &str| {
                     self.log.line(m)
                 })?)

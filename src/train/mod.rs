@@ -390,25 +390,6 @@ fn prepare(
             split.train.name
         )));
     }
-    // A fit to the training images needs at least as many images as it has parts.
-    let too_few = |what: String, flag: &str| {
-        TrainError::Setting(format!(
-            "{} has {} training images, too few for {what}; ask for at most {} with {flag}",
-            split.train.name,
-            split.train.len(),
-            split.train.len()
-        ))
-    };
-    let mixes = cfg.model.code_sampling == neural::CodeSampling::Mixture
-        && matches!(cfg.model.kind, ModelKind::Autoencoder | ModelKind::Vae);
-    if mixes && split.train.len() < cfg.model.code_components {
-        let what = format!("a code mixture of {} components", cfg.model.code_components);
-        return Err(too_few(what, "--code-components"));
-    }
-    if cfg.model.clusters > split.train.len() {
-        let what = format!("{} clusters", cfg.model.clusters);
-        return Err(too_few(what, "--clusters"));
-    }
     let mut start_step = 0;
     let mut resume_from = None;
     if let Some(path) = resume {
@@ -449,6 +430,26 @@ fn prepare(
         cfg.batch_size = meta.batch_size;
         start_step = meta.step;
         resume_from = Some((ckpt, meta));
+    }
+    // A fit to the training images needs at least as many images as it has parts (checked
+    // after a checkpoint's own settings replaced the command line's).
+    let too_few = |what: String, flag: &str| {
+        TrainError::Setting(format!(
+            "{} has {} training images, too few for {what}; ask for at most {} with {flag}",
+            split.train.name,
+            split.train.len(),
+            split.train.len()
+        ))
+    };
+    let mixes = cfg.model.code_sampling == neural::CodeSampling::Mixture
+        && matches!(cfg.model.kind, ModelKind::Autoencoder | ModelKind::Vae);
+    if mixes && split.train.len() < cfg.model.code_components {
+        let what = format!("a code mixture of {} components", cfg.model.code_components);
+        return Err(too_few(what, "--code-components"));
+    }
+    if cfg.model.clusters > split.train.len() {
+        let what = format!("{} clusters", cfg.model.clusters);
+        return Err(too_few(what, "--clusters"));
     }
     if split.train.len() < cfg.batch_size {
         return Err(TrainError::Setting(format!(
