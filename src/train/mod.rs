@@ -76,10 +76,10 @@ pub fn default_budget(kind: ModelKind) -> (usize, usize) {
         // above 0.9 (book 3.6).
         ModelKind::Autoencoder => (150, 128),
         // 120 epochs (under two and a half minutes) bring the samples drawn through the
-        // code mixture to FD 6.6 and a legible share of 0.89 at seed 0 (9.2 and 0.89 after
-        // 80, 19.1 and 0.85 after 40), and the importance-weighted test NLL to 88.8 nats;
-        // the test −ELBO passes its lowest, 95.4, near epoch 75 and is 97.7 at the end
-        // (book 3.7).
+        // code mixture to FD 7.0 and a legible share of 0.89 (15.9 and 0.88 after 40; means
+        // over seeds 0-2) and the importance-weighted test NLL to 88.8 nats at seed 0; the
+        // test −ELBO passes its lowest, 95.4, near epoch 75 and is 97.7 at the end (book
+        // 3.7).
         ModelKind::Vae => (120, 128),
         // With 40 clusters, 90 epochs (11,250 steps, under three minutes) bring the
         // legible share above 0.9 (book 4.1).
