@@ -735,8 +735,9 @@ fn the_fused_diagonal_iteration_is_the_e_step_then_the_m_step() {
     // another order moves the results by about 1e-12.
     let shifted = Mat::from_fn(digits.nrows(), digits.ncols(), |i, j| digits[(i, j)] + 0.25);
     for (name, x) in [("sparse", &digits), ("dense", &shifted)] {
+        // 11 components: a full block of the sparse pass's eight lanes and a padded one.
         let params = GmmParams {
-            components: 6,
+            components: 11,
             max_iter: 3,
             tol: 0.0,
             ..Default::default()

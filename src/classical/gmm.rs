@@ -182,7 +182,10 @@ impl DiagonalPass {
         let lse = log_sum_exp(log_p.iter().copied());
         self.total_ll += lse;
         for (g, nk) in log_p.iter_mut().zip(&mut self.nk) {
-            *g = (*g - lse).exp();
+            // exp underflows to 0 below about −745; the shortcut skips libm's slow path for
+            // the many components a row is far from, with the same result.
+            let z = *g - lse;
+            *g = if z < -746.0 { 0.0 } else { z.exp() };
             *nk += *g;
         }
     }
@@ -245,9 +248,15 @@ fn dense_chunk(
     acc
 }
 
-/// The fused pass over `rows` of mostly-zero data, row by row through its nonzeros: the
-/// coefficients and the sums are laid out pixel-major (K values per pixel, side by side)
-/// so that each nonzero pixel touches two short contiguous runs.
+/// Components per block of the sparse fused pass: eight f64 lanes, one AVX-512 register or
+/// two AVX2 ones, so that a block's running sums stay in registers while a row's nonzeros
+/// stream past.
+const LANES: usize = 8;
+
+/// The fused pass over `rows` of mostly-zero data, row by row through its nonzeros, compiled
+/// for the widest vector unit the processor has. Every lane (component) does the same
+/// arithmetic in the same order in each build, so the result does not depend on which one
+/// runs.
 fn sparse_chunk(
     nz: &Nonzeros,
     rows: std::ops::Range<usize>,
@@ -255,48 +264,109 @@ fn sparse_chunk(
     coef: &Mat<f64>,
     bias: &[f64],
 ) -> DiagonalPass {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the processor has AVX-512F, checked just above.
+            return unsafe { sparse_chunk_avx512(nz, rows, d, coef, bias) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the processor has AVX2, checked just above.
+            return unsafe { sparse_chunk_avx2(nz, rows, d, coef, bias) };
+        }
+    }
+    sparse_chunk_body(nz, rows, d, coef, bias)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn sparse_chunk_avx512(
+    nz: &Nonzeros,
+    rows: std::ops::Range<usize>,
+    d: usize,
+    coef: &Mat<f64>,
+    bias: &[f64],
+) -> DiagonalPass {
+    sparse_chunk_body(nz, rows, d, coef, bias)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn sparse_chunk_avx2(
+    nz: &Nonzeros,
+    rows: std::ops::Range<usize>,
+    d: usize,
+    coef: &Mat<f64>,
+    bias: &[f64],
+) -> DiagonalPass {
+    sparse_chunk_body(nz, rows, d, coef, bias)
+}
+
+/// [`sparse_chunk`]'s body. The components are taken [`LANES`] at a time (K padded with
+/// zero coefficients to whole blocks), and each pixel's coefficients of x and of x² for a
+/// block lie side by side (16 values, two cache lines), as do its sums: a nonzero pixel
+/// touches one short contiguous run per block. A block's quadratic forms and
+/// responsibilities are fixed-size arrays the compiler keeps in vector registers.
+#[inline(always)]
+fn sparse_chunk_body(
+    nz: &Nonzeros,
+    rows: std::ops::Range<usize>,
+    d: usize,
+    coef: &Mat<f64>,
+    bias: &[f64],
+) -> DiagonalPass {
     let k = bias.len();
-    // lin[j]: the K coefficients of x_j; sq[j]: those of x_j².
-    let lin: Vec<f64> = (0..d * k).map(|i| coef[(i / k, i % k)]).collect();
-    let sq: Vec<f64> = (0..d * k).map(|i| coef[(d + i / k, i % k)]).collect();
-    let mut sum_lin = vec![0.0; d * k];
-    let mut sum_sq = vec![0.0; d * k];
+    let blocks = k.div_ceil(LANES);
+    // Pixel j, block b: [x coefficients | x² coefficients] at (j * blocks + b) * 2 * LANES.
+    let stride = 2 * LANES;
+    let at = |j: usize, b: usize| (j * blocks + b) * stride;
+    let mut pixel_coef = vec![0.0; d * blocks * stride];
+    for j in 0..d {
+        for c in 0..k {
+            let o = at(j, c / LANES) + c % LANES;
+            pixel_coef[o] = coef[(j, c)];
+            pixel_coef[o + LANES] = coef[(d + j, c)];
+        }
+    }
+    let mut pixel_sums = vec![0.0; d * blocks * stride];
     let mut acc = DiagonalPass::zeros(k, d);
-    let mut quad = vec![0.0; k];
     let mut log_p = vec![0.0; k];
     for i in rows {
         let (cols, vals) = nz.row(i);
-        quad.fill(0.0);
-        for (&j, &v) in cols.iter().zip(vals) {
-            let j = j as usize * k;
-            let v2 = v * v;
-            for ((q, a), b) in quad.iter_mut().zip(&lin[j..j + k]).zip(&sq[j..j + k]) {
-                *q += v * a + v2 * b;
+        for b in 0..blocks {
+            let mut quad = [0.0; LANES];
+            for (&j, &v) in cols.iter().zip(vals) {
+                let o = at(j as usize, b);
+                let (lin, sq) = pixel_coef[o..o + stride].split_at(LANES);
+                let v2 = v * v;
+                for l in 0..LANES {
+                    quad[l] += v * lin[l] + v2 * sq[l];
+                }
+            }
+            for (l, lp) in log_p.iter_mut().skip(b * LANES).take(LANES).enumerate() {
+                *lp = bias[b * LANES + l] - 0.5 * quad[l];
             }
         }
-        for ((lp, b), q) in log_p.iter_mut().zip(bias).zip(&quad) {
-            *lp = b - 0.5 * q;
-        }
         acc.add_row(&mut log_p);
-        for (&j, &v) in cols.iter().zip(vals) {
-            let j = j as usize * k;
-            let v2 = v * v;
-            for ((s1, s2), g) in sum_lin[j..j + k]
-                .iter_mut()
-                .zip(&mut sum_sq[j..j + k])
-                .zip(&log_p)
-            {
-                *s1 += g * v;
-                *s2 += g * v2;
+        for b in 0..blocks {
+            let mut g = [0.0; LANES];
+            for (l, lp) in log_p.iter().skip(b * LANES).take(LANES).enumerate() {
+                g[l] = *lp;
+            }
+            for (&j, &v) in cols.iter().zip(vals) {
+                let o = at(j as usize, b);
+                let (s1, s2) = pixel_sums[o..o + stride].split_at_mut(LANES);
+                let v2 = v * v;
+                for l in 0..LANES {
+                    s1[l] += g[l] * v;
+                    s2[l] += g[l] * v2;
+                }
             }
         }
     }
     acc.sums = Mat::from_fn(k, 2 * d, |c, j| {
-        if j < d {
-            sum_lin[j * k + c]
-        } else {
-            sum_sq[(j - d) * k + c]
-        }
+        let (pixel, square) = (j % d, usize::from(j >= d));
+        pixel_sums[at(pixel, c / LANES) + square * LANES + c % LANES]
     });
     acc
 }
