@@ -161,21 +161,27 @@ fn classical_suite(opts: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<Str
             })
             .ok()
     };
-    // Each side times `reps` runs of the workload per measurement (the median): the
-    // diagonal iteration is short enough to need three.
+    // Both sides fit each mixture once and time iterations of it at each measurement.
+    let x = crate::classical::features(&split.train);
+    let em_diagonal = classical::EmIterations::new(x.as_ref(), GmmCovariance::Diagonal, 10);
+    let em_full = classical::EmIterations::new(x.as_ref(), GmmCovariance::Full, 10);
+    // Each side times `reps` runs of the workload per measurement (the median). The
+    // diagonal iteration (4 ms) needs nine: on this shared 2-core machine the first few
+    // iterations after a pause ran at one core's speed while the second core woke (8 ms
+    // with three, 4 ms from about five on, as in a fit's run of iterations).
     type Measure<'a> = Box<dyn Fn(usize) -> f64 + 'a>;
     let workloads: [(&str, &str, usize, Measure<'_>); 4] = [
         (
             "EM iteration, diagonal, K=10",
             "em_diag",
-            3,
-            Box::new(|r| classical::em_iteration(&split, GmmCovariance::Diagonal, 10, r)),
+            9,
+            Box::new(|r| em_diagonal.time(r)),
         ),
         (
             "EM iteration, full, K=10",
             "em_full",
             1,
-            Box::new(|r| classical::em_iteration(&split, GmmCovariance::Full, 10, r)),
+            Box::new(|r| em_full.time(r)),
         ),
         (
             "GDA fit, shared covariance (LDA)",
@@ -236,6 +242,18 @@ struct ReferenceServer {
     version: Option<String>,
 }
 
+/// A process's user and system time in clock ticks, from /proc/PID/stat (fields 14 and
+/// 15, after the parenthesised command name); `None` where it cannot be read.
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After the name: state is field 3, so utime (14) and stime (15) are at 11 and 12.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
 impl ReferenceServer {
     fn start(python: &Path, script: &str, threads: usize) -> std::io::Result<Self> {
         let mut child = Command::new(python)
@@ -258,6 +276,30 @@ impl ReferenceServer {
             _ => Err(std::io::Error::other(
                 "the reference's pipes could not be opened",
             )),
+        }
+    }
+
+    /// Waits until neither this process nor the reference uses the processor, so that
+    /// each side's measurement starts on an idle machine. After a measurement, the
+    /// reference's BLAS or OpenMP threads keep spinning for a while (about a tenth of a
+    /// second), waiting for more work: they took a core from genmod's next measurement and
+    /// read the 4 ms diagonal EM iteration as 8 ms. Each process is idle once its
+    /// processor time (from /proc, in clock ticks) stays put over two polls; gives up after
+    /// two seconds, and does not wait where /proc is not there.
+    fn wait_until_idle(&self) {
+        let pids = [std::process::id(), self.child.id()];
+        let busy = || pids.map(cpu_ticks);
+        let mut last = busy();
+        let mut still = 0;
+        let start = std::time::Instant::now();
+        while still < 2 && start.elapsed() < std::time::Duration::from_secs(2) {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            let now = busy();
+            if now.iter().any(Option::is_none) {
+                return;
+            }
+            still = if now == last { still + 1 } else { 0 };
+            last = now;
         }
     }
 
@@ -314,6 +356,9 @@ fn paired(
     let (mut g, mut r) = (Vec::new(), Vec::new());
     let mut asking = reference.is_some();
     for _ in 0..pairs {
+        if let Some(server) = reference.as_ref() {
+            server.wait_until_idle();
+        }
         let ours = ours().map_err(|cause| BenchError::Workload {
             workload: row.workload.clone(),
             cause,
@@ -322,6 +367,7 @@ fn paired(
         let Some(server) = reference.as_mut().filter(|_| asking) else {
             continue;
         };
+        server.wait_until_idle();
         match server.ask(request) {
             Ok(theirs) => {
                 r.push(theirs);
@@ -549,4 +595,28 @@ fn median_of_three(mut run: impl FnMut() -> std::io::Result<Output>) -> Option<f
         .collect();
     v.sort_by(f64::total_cmp);
     v.get(v.len() / 2).copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cpu_ticks;
+
+    /// The idle wait reads processor time from /proc: it must see this process's time grow
+    /// while it computes, and report no figure for a process that does not exist.
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn processor_time_grows_while_computing() {
+        let me = std::process::id();
+        let before = cpu_ticks(me).expect("this process's /proc/PID/stat");
+        // Clock ticks are 10 ms: spin until the count moves, at most 5 s of work.
+        let start = std::time::Instant::now();
+        let mut x = 1u64;
+        while cpu_ticks(me) == Some(before) && start.elapsed().as_secs() < 5 {
+            for i in 0..100_000u64 {
+                x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(i));
+            }
+        }
+        assert!(cpu_ticks(me).expect("still readable") > before);
+        assert_eq!(cpu_ticks(u32::MAX), None);
+    }
 }

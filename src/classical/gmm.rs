@@ -176,6 +176,15 @@ impl DiagonalPass {
         }
     }
 
+    /// Totals whose sums are kept elsewhere (the sparse pass's pixel-major buffers).
+    fn without_sums(k: usize) -> Self {
+        Self {
+            total_ll: 0.0,
+            nk: vec![0.0; k],
+            sums: Mat::new(),
+        }
+    }
+
     /// Adds a row's log-likelihood and N_k terms, given `log_p` (its K log-densities, weights
     /// included), and turns `log_p` into the row's responsibilities.
     fn add_row(&mut self, log_p: &mut [f64]) {
@@ -260,22 +269,22 @@ const LANES: usize = 8;
 fn sparse_chunk(
     nz: &Nonzeros,
     rows: std::ops::Range<usize>,
-    d: usize,
-    coef: &Mat<f64>,
+    pixel_coef: &[f64],
     bias: &[f64],
+    pixel_sums: &mut [f64],
 ) -> DiagonalPass {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f") {
             // SAFETY: the processor has AVX-512F, checked just above.
-            return unsafe { sparse_chunk_avx512(nz, rows, d, coef, bias) };
+            return unsafe { sparse_chunk_avx512(nz, rows, pixel_coef, bias, pixel_sums) };
         }
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the processor has AVX2, checked just above.
-            return unsafe { sparse_chunk_avx2(nz, rows, d, coef, bias) };
+            return unsafe { sparse_chunk_avx2(nz, rows, pixel_coef, bias, pixel_sums) };
         }
     }
-    sparse_chunk_body(nz, rows, d, coef, bias)
+    sparse_chunk_body(nz, rows, pixel_coef, bias, pixel_sums)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -283,11 +292,11 @@ fn sparse_chunk(
 fn sparse_chunk_avx512(
     nz: &Nonzeros,
     rows: std::ops::Range<usize>,
-    d: usize,
-    coef: &Mat<f64>,
+    pixel_coef: &[f64],
     bias: &[f64],
+    pixel_sums: &mut [f64],
 ) -> DiagonalPass {
-    sparse_chunk_body(nz, rows, d, coef, bias)
+    sparse_chunk_body(nz, rows, pixel_coef, bias, pixel_sums)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -295,48 +304,57 @@ fn sparse_chunk_avx512(
 fn sparse_chunk_avx2(
     nz: &Nonzeros,
     rows: std::ops::Range<usize>,
-    d: usize,
-    coef: &Mat<f64>,
+    pixel_coef: &[f64],
     bias: &[f64],
+    pixel_sums: &mut [f64],
 ) -> DiagonalPass {
-    sparse_chunk_body(nz, rows, d, coef, bias)
+    sparse_chunk_body(nz, rows, pixel_coef, bias, pixel_sums)
 }
 
-/// [`sparse_chunk`]'s body. The components are taken [`LANES`] at a time (K padded with
-/// zero coefficients to whole blocks), and each pixel's coefficients of x and of x² for a
-/// block lie side by side (16 values, two cache lines), as do its sums: a nonzero pixel
-/// touches one short contiguous run per block. A block's quadratic forms and
-/// responsibilities are fixed-size arrays the compiler keeps in vector registers.
+/// Where pixel j's values for component block b start in the sparse pass's pixel-major
+/// buffers: the block's [`LANES`] values for x, then its [`LANES`] values for x², so that a
+/// nonzero pixel touches one short contiguous run (two cache lines) per block.
+fn pixel_offset(j: usize, b: usize, blocks: usize) -> usize {
+    (j * blocks + b) * 2 * LANES
+}
+
+/// The K x 2D coefficients [x | x²] laid out pixel-major for the sparse pass, K padded with
+/// zeros to whole blocks of [`LANES`].
+fn pixel_major(coef: &Mat<f64>, d: usize, k: usize) -> Vec<f64> {
+    let blocks = k.div_ceil(LANES);
+    let mut out = vec![0.0; pixel_offset(d, 0, blocks)];
+    for j in 0..d {
+        for c in 0..k {
+            let o = pixel_offset(j, c / LANES, blocks) + c % LANES;
+            out[o] = coef[(j, c)];
+            out[o + LANES] = coef[(d + j, c)];
+        }
+    }
+    out
+}
+
+/// [`sparse_chunk`]'s body: adds the rows' Σ γ x and Σ γ x² into `pixel_sums` (laid out as
+/// [`pixel_major`]). The components are taken [`LANES`] at a time, and a block's quadratic
+/// forms and responsibilities are fixed-size arrays the compiler keeps in vector registers.
 #[inline(always)]
 fn sparse_chunk_body(
     nz: &Nonzeros,
     rows: std::ops::Range<usize>,
-    d: usize,
-    coef: &Mat<f64>,
+    pixel_coef: &[f64],
     bias: &[f64],
+    pixel_sums: &mut [f64],
 ) -> DiagonalPass {
     let k = bias.len();
     let blocks = k.div_ceil(LANES);
-    // Pixel j, block b: [x coefficients | x² coefficients] at (j * blocks + b) * 2 * LANES.
     let stride = 2 * LANES;
-    let at = |j: usize, b: usize| (j * blocks + b) * stride;
-    let mut pixel_coef = vec![0.0; d * blocks * stride];
-    for j in 0..d {
-        for c in 0..k {
-            let o = at(j, c / LANES) + c % LANES;
-            pixel_coef[o] = coef[(j, c)];
-            pixel_coef[o + LANES] = coef[(d + j, c)];
-        }
-    }
-    let mut pixel_sums = vec![0.0; d * blocks * stride];
-    let mut acc = DiagonalPass::zeros(k, d);
+    let mut acc = DiagonalPass::without_sums(k);
     let mut log_p = vec![0.0; k];
     for i in rows {
         let (cols, vals) = nz.row(i);
         for b in 0..blocks {
             let mut quad = [0.0; LANES];
             for (&j, &v) in cols.iter().zip(vals) {
-                let o = at(j as usize, b);
+                let o = pixel_offset(j as usize, b, blocks);
                 let (lin, sq) = pixel_coef[o..o + stride].split_at(LANES);
                 let v2 = v * v;
                 for l in 0..LANES {
@@ -354,7 +372,7 @@ fn sparse_chunk_body(
                 g[l] = *lp;
             }
             for (&j, &v) in cols.iter().zip(vals) {
-                let o = at(j as usize, b);
+                let o = pixel_offset(j as usize, b, blocks);
                 let (s1, s2) = pixel_sums[o..o + stride].split_at_mut(LANES);
                 let v2 = v * v;
                 for l in 0..LANES {
@@ -364,10 +382,6 @@ fn sparse_chunk_body(
             }
         }
     }
-    acc.sums = Mat::from_fn(k, 2 * d, |c, j| {
-        let (pixel, square) = (j % d, usize::from(j >= d));
-        pixel_sums[at(pixel, c / LANES) + square * LANES + c % LANES]
-    });
     acc
 }
 
@@ -438,6 +452,9 @@ pub struct EmData<'a> {
     /// one iteration to the next. A fresh 50 MB buffer each M-step made the kernel zero its
     /// new pages every time (a tenth of the fit's time in perf).
     scaled: std::cell::RefCell<Mat<f64>>,
+    /// For the sparse fused iteration: each row range's pixel-major sums, kept from one
+    /// iteration to the next (fresh buffers cost page faults at every iteration).
+    pixel_sums: std::cell::RefCell<Vec<Vec<f64>>>,
 }
 
 impl<'a> EmData<'a> {
@@ -452,6 +469,7 @@ impl<'a> EmData<'a> {
             x_and_sq: std::cell::OnceCell::new(),
             nonzeros: std::cell::OnceCell::new(),
             scaled: std::cell::RefCell::new(scaled),
+            pixel_sums: std::cell::RefCell::new(Vec::new()),
         }
     }
 
@@ -780,19 +798,53 @@ impl Gmm {
             .map(|(c, w)| c + w)
             .collect();
         let coef = self.diagonal_coefficients(pc);
-        let nonzeros = data.nonzeros();
+        let k = bias.len();
         let chunk = n.div_ceil(FUSED_CHUNKS).max(1);
-        let parts: Vec<DiagonalPass> = (0..n.div_ceil(chunk))
+        let ranges: Vec<_> = (0..n.div_ceil(chunk))
+            .map(|part| part * chunk..((part + 1) * chunk).min(n))
+            .collect();
+        let Some(nz) = data.nonzeros() else {
+            let parts: Vec<DiagonalPass> = ranges
+                .into_par_iter()
+                .map(|rows| dense_chunk(x, rows, &coef, &bias))
+                .collect();
+            return Self::add_in_order(parts, |out, p| out.sums += &p.sums);
+        };
+        let pixel_coef = pixel_major(&coef, d, k);
+        let mut pixel_sums = data.pixel_sums.borrow_mut();
+        pixel_sums.resize_with(ranges.len(), Vec::new);
+        let parts: Vec<DiagonalPass> = ranges
             .into_par_iter()
-            .map(|part| {
-                let rows = part * chunk..((part + 1) * chunk).min(n);
-                match nonzeros {
-                    Some(nz) => sparse_chunk(nz, rows, d, &coef, &bias),
-                    None => dense_chunk(x, rows, &coef, &bias),
-                }
+            .zip(pixel_sums.par_iter_mut())
+            .map(|(rows, sums)| {
+                sums.clear();
+                sums.resize(pixel_coef.len(), 0.0);
+                sparse_chunk(nz, rows, &pixel_coef, &bias, sums)
             })
             .collect();
-        // Added in row order, so the result does not depend on the thread count.
+        let (first, rest) = pixel_sums
+            .split_first_mut()
+            .expect("a mixture is fitted to at least one row");
+        for sums in rest.iter() {
+            for (a, b) in first.iter_mut().zip(sums) {
+                *a += b;
+            }
+        }
+        let mut out = Self::add_in_order(parts, |_, _| {});
+        let blocks = k.div_ceil(LANES);
+        out.sums = Mat::from_fn(k, 2 * d, |c, j| {
+            let (pixel, square) = (j % d, usize::from(j >= d));
+            first[pixel_offset(pixel, c / LANES, blocks) + square * LANES + c % LANES]
+        });
+        out
+    }
+
+    /// The row ranges' totals added in row order, so that the result does not depend on the
+    /// thread count; `add_sums` adds a later range's sums where they are kept in the pass.
+    fn add_in_order(
+        parts: Vec<DiagonalPass>,
+        add_sums: impl Fn(&mut DiagonalPass, &DiagonalPass),
+    ) -> DiagonalPass {
         let mut parts = parts.into_iter();
         let mut out = parts
             .next()
@@ -802,7 +854,7 @@ impl Gmm {
             for (a, b) in out.nk.iter_mut().zip(&p.nk) {
                 *a += b;
             }
-            out.sums += &p.sums;
+            add_sums(&mut out, &p);
         }
         out
     }
