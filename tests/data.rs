@@ -1050,3 +1050,60 @@ proptest! {
         }
     }
 }
+
+/// `genmod data export` writes the embedded digits as a folder `--data-dir` loads: the
+/// embedded training digits first, then copies moved by a whole-pixel shift of one or two
+/// pixels (never none) with their labels, and the embedded test part; and refuses an empty
+/// training part.
+#[test]
+fn exported_digits_load_back_with_shifted_copies_after_the_originals() {
+    let dir = tempfile::tempdir().unwrap();
+    let embedded = mnist::embedded();
+    let n = embedded.train.len();
+    mnist::write_embedded(dir.path(), n + 40, 7).unwrap();
+    let back = mnist::load_dir(dir.path(), mnist::Variant::Mnist).unwrap();
+    assert_eq!(back.train.len(), n + 40);
+    assert_eq!(&back.train.pixels()[..n * 784], embedded.train.pixels());
+    assert_eq!(back.test.pixels(), embedded.test.pixels());
+    assert_eq!(back.test.labels(), embedded.test.labels());
+    let (labels, originals) = (
+        back.train.labels().unwrap(),
+        embedded.train.labels().unwrap(),
+    );
+    let shifted = |src: &[u8], dx: i64, dy: i64| -> Vec<u8> {
+        (0..28i64 * 28)
+            .map(|p| {
+                let (sx, sy) = (p % 28 - dx, p / 28 - dy);
+                if (0..28).contains(&sx) && (0..28).contains(&sy) {
+                    src[(sy * 28 + sx) as usize]
+                } else {
+                    0
+                }
+            })
+            .collect()
+    };
+    let mut shifts = HashSet::new();
+    for i in n..n + 40 {
+        let src = embedded.train.image(i - n);
+        assert_eq!(labels[i], originals[i - n], "label of copy {i}");
+        let shift = (-2..=2i64)
+            .flat_map(|dx| (-2..=2i64).map(move |dy| (dx, dy)))
+            .filter(|&d| d != (0, 0))
+            .find(|&(dx, dy)| shifted(src, dx, dy) == back.train.image(i));
+        shifts.insert(shift.unwrap_or_else(|| panic!("copy {i} is no shift of its digit")));
+    }
+    // 40 draws from 24 shifts: a fixed or missing shift would show as very few.
+    assert!(shifts.len() > 10, "{shifts:?}");
+    // The same seed writes the same bytes; an empty training part is refused.
+    let again = tempfile::tempdir().unwrap();
+    mnist::write_embedded(again.path(), n + 40, 7).unwrap();
+    let file = "train-images-idx3-ubyte.gz";
+    assert_eq!(
+        std::fs::read(dir.path().join(file)).unwrap(),
+        std::fs::read(again.path().join(file)).unwrap()
+    );
+    let err = mnist::write_embedded(again.path(), 0, 7)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("at least 1 image"), "{err}");
+}

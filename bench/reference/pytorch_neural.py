@@ -11,8 +11,9 @@ Modes:
   stdout. genmod keeps this process open and alternates its own measurements with this
   one's (genmod, PyTorch, genmod, PyTorch, ...), so that a neighbour's load on a shared
   machine falls on both sides of a ratio. Requests:
-    {"op": "train", "model": M, "batch": B, "steps": S, "shape": [C, H, W]}
+    {"op": "train", "model": M, "batch": B, "steps": S, "shape": [C, H, W], "data": DIR}
         -> images per second over S steps after 3 warm-up steps, a freshly built model;
+           "data" (optional) names a folder of MNIST-format files to draw the batches from;
     {"op": "sample", "model": M, "n": N, "rounds": R, "shape": [C, H, W]}
         -> images per second decoding N codes R times (no gradients) after one warm-up;
     {"op": "layer", "key": K, "reps": R}
@@ -50,10 +51,19 @@ torch.manual_seed(0)
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def digits():
-    raw = gzip.open(ROOT / "src/data/mnist10k/train-images-idx3-ubyte.gz").read()
+def read_idx(folder, stem):
+    """An MNIST-format file of `folder`, gzip-compressed or not."""
+    for name in (stem + ".gz", stem):
+        path = Path(folder) / name
+        if path.is_file():
+            return (gzip.open if name.endswith(".gz") else open)(path, "rb").read()
+    raise FileNotFoundError(f"{stem} or {stem}.gz in {folder}")
+
+
+def digits(folder=ROOT / "src/data/mnist10k"):
+    raw = read_idx(folder, "train-images-idx3-ubyte")
     x = torch.frombuffer(bytearray(raw[16:]), dtype=torch.uint8).reshape(-1, 1, 28, 28)
-    y = torch.frombuffer(bytearray(gzip.open(ROOT / "src/data/mnist10k/train-labels-idx1-ubyte.gz").read()[8:]), dtype=torch.uint8)
+    y = torch.frombuffer(bytearray(read_idx(folder, "train-labels-idx1-ubyte")[8:]), dtype=torch.uint8)
     return x.float() / 255.0, y.long()
 
 
@@ -61,13 +71,15 @@ X, Y = digits()
 LATENT = 100
 
 
-def batches(bs, scale, shape):
-    """Training batches: random digits for 28x28x1, else a few fixed noise batches."""
+def batches(bs, scale, shape, data=None):
+    """Training batches: random digits for 28x28x1 (the training images of folder `data`
+    where given), else a few fixed noise batches."""
     if tuple(shape) == (1, 28, 28):
+        images, labels = digits(data) if data else (X, Y)
         while True:
-            idx = torch.randint(0, X.shape[0], (bs,))
-            x = X[idx]
-            yield (x * 2 - 1 if scale == "pm1" else x), Y[idx]
+            idx = torch.randint(0, images.shape[0], (bs,))
+            x = images[idx]
+            yield (x * 2 - 1 if scale == "pm1" else x), labels[idx]
     pool = [(torch.rand(bs, *shape) * 2 - 1, torch.randint(0, 10, (bs,))) for _ in range(4)]
     i = 0
     while True:
@@ -227,7 +239,7 @@ def lr_of(model):
     return 4e-4 if model in ("dcgan", "cdcgan") else 2e-4
 
 
-def train(model, batch, steps, shape):
+def train(model, batch, steps, shape, data=None):
     if model in ("vae", "autoencoder"):
         m = Vae() if model == "vae" else Ae()
         opt = torch.optim.Adam(m.parameters(), lr=1e-3)
@@ -248,7 +260,7 @@ def train(model, batch, steps, shape):
             gan_step(m, og, od, x, y)
 
         scale = "pm1"
-    it = batches(batch, scale, shape)
+    it = batches(batch, scale, shape, data)
     for _ in range(3):
         step(*next(it))
     t = time.perf_counter()
@@ -330,7 +342,7 @@ def answer(req):
     op = req["op"]
     shape = req.get("shape", [1, 28, 28])
     if op == "train":
-        return train(req["model"], req["batch"], req["steps"], shape)
+        return train(req["model"], req["batch"], req["steps"], shape, req.get("data"))
     if op == "sample":
         return sample(req["model"], req["n"], req["rounds"], shape)
     if op == "layer":

@@ -60,6 +60,10 @@ pub struct BenchOptions {
     pub lockstep: super::lockstep::LockstepOptions,
     /// The default-runs suite's settings.
     pub default_runs: super::default_runs::DefaultRunsOptions,
+    /// The neural suite: a folder of MNIST-format files (full MNIST, or `genmod data export
+    /// --train-count 60000`) whose training part some models also train on, to show the
+    /// throughput and memory at full size.
+    pub data_dir: Option<PathBuf>,
 }
 
 /// Why a suite could not be timed.
@@ -67,6 +71,8 @@ pub struct BenchOptions {
 pub enum BenchError {
     #[error("--reps must be at least 1, got 0")]
     NoReps,
+    #[error("--data-dir: {0}")]
+    DataDir(String),
     #[error("{what}: its output is not the JSON expected: {cause}")]
     ReferenceOutput {
         what: String,
@@ -450,6 +456,16 @@ fn training_rows() -> Vec<(neural::Workload, &'static [usize], usize)> {
     ]
 }
 
+/// Training rows repeated on `--data-dir`'s images: one model of each kind of net.
+fn full_size_rows() -> Vec<(neural::Workload, &'static [usize], usize)> {
+    use neural::Workload;
+    vec![
+        (Workload::report(ModelKind::Vae), &[64], 12_800),
+        (Workload::report(ModelKind::Gan), &[64], 5_120),
+        (Workload::report(ModelKind::Dcgan), &[64], 1_280),
+    ]
+}
+
 /// Sampling rows: (workload, images a batch, rounds).
 fn sampling_rows() -> Vec<(neural::Workload, usize, usize)> {
     use neural::Workload;
@@ -469,6 +485,28 @@ fn neural_suite(opts: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<String
     let threads = rayon::current_num_threads();
     let pairs = opts.reps;
     let mut rows: Vec<Row> = Vec::new();
+    // First, so that a start that fails stops the run before the long measurements, and
+    // before the reference's server starts beside it.
+    log("timing start to first grid, 3 fresh processes each ...");
+    let ours_first = median_of_three(|| {
+        Command::new(&opts.genmod_exe)
+            .args(["bench", "first-grid"])
+            .output()
+    })
+    .ok_or_else(|| BenchError::FirstGrid {
+        exe: opts.genmod_exe.display().to_string(),
+    })?;
+    let torch_first = if opts.no_reference {
+        None
+    } else {
+        median_of_three(|| {
+            Command::new(&opts.python)
+                .arg(reference_script("pytorch_neural.py"))
+                .arg("--first-grid")
+                .env("GENMOD_THREADS", threads.to_string())
+                .output()
+        })
+    };
     let mut reference = if opts.no_reference {
         None
     } else {
@@ -485,7 +523,22 @@ fn neural_suite(opts: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<String
         }
     };
     let mut timed: Vec<(Row, serde_json::Value, bool)> = Vec::new();
-    for (w, batches, images) in training_rows() {
+    let mut rows_of_training = training_rows();
+    if let Some(dir) = &opts.data_dir {
+        // Loaded here once, so that a wrong folder stops the run before any timing.
+        let split = crate::data::mnist::load_dir(dir, crate::data::mnist::Variant::Mnist)
+            .map_err(|e| BenchError::DataDir(e.to_string()))?;
+        for (mut w, batches, images) in full_size_rows() {
+            w.name = format!(
+                "{}, the {} training images of --data-dir",
+                w.name,
+                split.train.len()
+            );
+            w.data_dir = Some(dir.clone());
+            rows_of_training.push((w, batches, images));
+        }
+    }
+    for (w, batches, images) in rows_of_training {
         for &batch in batches {
             let steps = (images / batch).max(2);
             let mut request = w.request("train");
@@ -543,26 +596,6 @@ fn neural_suite(opts: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<String
     }
     let version = reference.as_ref().and_then(|r| r.version.clone());
     drop(reference);
-    log("timing start to first grid, 3 fresh processes each ...");
-    let ours_first = median_of_three(|| {
-        Command::new(&opts.genmod_exe)
-            .args(["bench", "first-grid"])
-            .output()
-    })
-    .ok_or_else(|| BenchError::FirstGrid {
-        exe: opts.genmod_exe.display().to_string(),
-    })?;
-    let torch_first = if opts.no_reference {
-        None
-    } else {
-        median_of_three(|| {
-            Command::new(&opts.python)
-                .arg(reference_script("pytorch_neural.py"))
-                .arg("--first-grid")
-                .env("GENMOD_THREADS", threads.to_string())
-                .output()
-        })
-    };
     rows.push(Row::new(
         "start to first 8x8 VAE grid (fresh process, median of 3)",
         "s",
@@ -575,8 +608,13 @@ fn neural_suite(opts: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<String
         .map(|v| format!("; {v} kept running beside genmod, each workload timed as {pairs} interleaved pairs (genmod, then PyTorch): medians of each side, and the median pair's speed-up with the range of all pairs"))
         .unwrap_or_else(|| format!("; medians of {pairs} measurements"));
     let memory = " Peak RSS: the peak resident memory of a fresh process of each side making one of the row's measurements, libraries and data included.";
+    let data = if opts.data_dir.is_some() {
+        " (the rows marked --data-dir: that folder's training images)"
+    } else {
+        ""
+    };
     Ok(format!(
-        "Embedded digits (28x28 rows) or uniform noise (32x32x3 and 64x64x3 rows), CPU, {threads} threads{versions}.{memory}\n\n{}",
+        "Embedded digits{data} (28x28 rows) or uniform noise (32x32x3 and 64x64x3 rows), CPU, {threads} threads{versions}.{memory}\n\n{}",
         markdown(&rows)
     ))
 }

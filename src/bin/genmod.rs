@@ -185,6 +185,11 @@ enum Command {
         /// numpy and safetensors for `quality`, scikit-learn for `classical`.
         #[arg(long, default_value = "python3")]
         python: PathBuf,
+        /// neural: also train the VAE, the MLP GAN and the DCGAN on this folder's
+        /// MNIST-format training images (full MNIST, or `genmod data export --train-count
+        /// 60000`), to show throughput and memory at full size.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
     },
     /// The 2-D pictures: `boundary` (figure 3.2) or `clusters` (figure 3.5), as PNG.
     Demo {
@@ -716,6 +721,20 @@ enum DataCommand {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Write the embedded digits as the four MNIST files into a folder, for `--data-dir`;
+    /// with `--train-count` above 8,004 the extra training images are shifted copies (a
+    /// full-size folder for timing and memory runs, not new handwriting).
+    Export {
+        /// Folder to write (created if missing; the four files are replaced).
+        #[arg(long)]
+        out: PathBuf,
+        /// Training images: 60000 for MNIST's size.
+        #[arg(long, default_value_t = 8004)]
+        train_count: usize,
+        /// Seed of the copies' shifts.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
     /// Download a dataset into the cache and verify its checksums.
     Fetch {
         /// mnist, fashion-mnist or cifar10.
@@ -925,7 +944,11 @@ fn run(cli: Cli) -> Result<()> {
             samples,
             work_dir,
             python,
+            data_dir,
         } => {
+            if data_dir.is_some() && suite != Suite::Neural {
+                anyhow::bail!("--data-dir applies to `bench neural` only");
+            }
             if steps.is_some() && !matches!(suite, Suite::Quality | Suite::Lockstep) {
                 anyhow::bail!(
                     "--steps applies to `bench quality` and `bench lockstep` only (the ablation's variants set their own budgets)"
@@ -943,6 +966,7 @@ fn run(cli: Cli) -> Result<()> {
                 }
             };
             let opts = BenchOptions {
+                data_dir,
                 reps,
                 no_reference,
                 python: python.clone(),
@@ -1011,6 +1035,17 @@ fn data(cmd: DataCommand) -> Result<()> {
                 .upscale(2)
                 .save_png(&out)?;
             println!("wrote {n} images to {}", out.display());
+        }
+        DataCommand::Export {
+            out,
+            train_count,
+            seed,
+        } => {
+            genmod::data::mnist::write_embedded(&out, train_count, seed)?;
+            println!(
+                "wrote {train_count} training and 1996 test digits to {}",
+                out.display()
+            );
         }
         DataCommand::Fetch {
             name,
