@@ -191,10 +191,7 @@ impl DiagonalPass {
         let lse = log_sum_exp(log_p.iter().copied());
         self.total_ll += lse;
         for (g, nk) in log_p.iter_mut().zip(&mut self.nk) {
-            // exp underflows to 0 below about −745; the shortcut skips libm's slow path for
-            // the many components a row is far from, with the same result.
-            let z = *g - lse;
-            *g = if z < -746.0 { 0.0 } else { z.exp() };
+            *g = super::exp_or_zero(*g - lse);
             *nk += *g;
         }
     }
@@ -907,7 +904,7 @@ impl Gmm {
             let lse = log_sum_exp((0..k).map(|c| w[(i, c)]));
             total += lse;
             for c in 0..k {
-                w[(i, c)] = (w[(i, c)] - lse).exp();
+                w[(i, c)] = super::exp_or_zero(w[(i, c)] - lse);
             }
         }
         (total / n as f64, w)
