@@ -41,6 +41,15 @@ impl<'a> EmIterations<'a> {
         }
     }
 
+    /// For each component, the rows whose responsibility under the current mixture is
+    /// not zero: those its M-step's scatter matrix reads.
+    pub fn responsible_rows(&self) -> Vec<usize> {
+        let (_, resp) = self.gmm.borrow().e_step_on(&self.data);
+        (0..resp.ncols())
+            .map(|c| resp.col(c).iter().filter(|r| **r > 0.0).count())
+            .collect()
+    }
+
     /// Median seconds of `reps` iterations, after one untimed.
     pub fn time(&self, reps: usize) -> f64 {
         median_seconds(reps, || {
@@ -81,12 +90,15 @@ pub fn gemm_gflops(reps: usize) -> f64 {
     2.0 * (n * d * d) as f64 / seconds / 1e9
 }
 
-/// Floating-point operations of one full-covariance EM iteration with `k` components on `n`
-/// rows of dimension `d`, counting only the cubic-order work every exact method does: the
-/// E-step's K products of the rows by a triangular D x D factor (N·D² each), the M-step's K
-/// symmetric weighted scatter matrices (N·D² each, one triangle), and per component a
-/// Cholesky factorisation and a triangular inverse (D³/3 each).
-pub fn full_em_flops(n: usize, d: usize, k: usize) -> f64 {
-    let (n, d, k) = (n as f64, d as f64, k as f64);
-    k * (2.0 * n * d * d + 2.0 * d * d * d / 3.0)
+/// The cubic-order work of one full-covariance EM iteration on N rows of D columns, in
+/// flops, where component k's scatter matrix reads `scatter_rows[k]` rows: per component,
+/// the E-step's triangular product of every row (N·D²), the M-step's symmetric scatter of
+/// the rows with nonzero responsibility (M_k·D², genmod skips the others, which add
+/// nothing), and a Cholesky factorisation and a triangular inverse (D³/3 each).
+pub fn full_em_flops(n: usize, d: usize, scatter_rows: &[usize]) -> f64 {
+    let (n, d) = (n as f64, d as f64);
+    scatter_rows
+        .iter()
+        .map(|&m| n * d * d + m as f64 * d * d + 2.0 * d * d * d / 3.0)
+        .sum()
 }
