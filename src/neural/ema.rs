@@ -7,8 +7,10 @@
 //! The averages are variables of the model's `VarMap` under `ema.` + the weight's name,
 //! so checkpoints save and restore them with the weights.
 
+use super::kernels::cpu::{f32_slice, f32_slice_mut};
 use super::layers::ParamStore;
-use candle_core::{Result, Var};
+use candle_core::{CpuStorage, DType, InplaceOp2, Layout, Result, Var};
+use rayon::prelude::*;
 
 /// The prefix of the averaged copies in the `VarMap`.
 pub const PREFIX: &str = "ema.";
@@ -41,8 +43,12 @@ impl Ema {
         let t = t as f64;
         let decay = self.decay.min((1.0 + t) / (10.0 + t));
         for (live, avg) in &self.pairs {
-            let next = ((avg.as_tensor() * decay)? + (live.as_tensor() * (1.0 - decay))?)?;
-            avg.set(&next)?;
+            let (a, l) = (avg.as_tensor(), live.as_tensor());
+            if a.device().is_cpu() && a.dtype() == DType::F32 && a.is_contiguous() {
+                a.inplace_op2(l, &Fold::new(decay))?;
+            } else {
+                avg.set(&((a * decay)? + (l * (1.0 - decay))?)?)?;
+            }
         }
         Ok(())
     }
@@ -66,10 +72,99 @@ impl Ema {
     }
 }
 
+/// avg ← decay·avg + (1 − decay)·live in one pass over the average's own storage. The
+/// tensor formula made three temporaries the size of G and copied the last one in: on the
+/// MLP GANs' 1.4 million weights, several milliseconds of a step of about ten. The
+/// arithmetic is the formula's (each product rounded, then 0 added as candle's scalar
+/// multiply does, then the sum), so the averages are the same bits.
+struct Fold {
+    keep: f32,
+    take: f32,
+}
+
+impl Fold {
+    fn new(decay: f64) -> Self {
+        Self {
+            keep: decay as f32,
+            take: (1.0 - decay) as f32,
+        }
+    }
+
+    fn apply(&self, avg: &mut [f32], live: &[f32]) {
+        for (a, l) in avg.iter_mut().zip(live) {
+            *a = (*a * self.keep + 0.0) + (*l * self.take + 0.0);
+        }
+    }
+}
+
+/// Values per parallel task of the fold.
+const FOLD_BLOCK: usize = 16 * 1024;
+
+impl InplaceOp2 for Fold {
+    fn name(&self) -> &'static str {
+        "genmod-moving-average"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &mut CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<()> {
+        let avg = f32_slice_mut(s1, l1, "moving average")?;
+        let live = f32_slice(s2, l2, "moving average")?;
+        if avg.len() != live.len() {
+            candle_core::bail!(
+                "moving average: {} averaged values for {} weights",
+                avg.len(),
+                live.len()
+            );
+        }
+        if avg.len() >= 2 * FOLD_BLOCK {
+            avg.par_chunks_mut(FOLD_BLOCK)
+                .zip(live.par_chunks(FOLD_BLOCK))
+                .for_each(|(a, l)| self.apply(a, l));
+        } else {
+            self.apply(avg, live);
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use candle_core::{DType, Device, Tensor};
+
+    /// The in-place fold gives the tensor formula's bits, on a tensor large enough to be
+    /// folded in parallel.
+    #[test]
+    fn the_in_place_fold_is_the_formula() {
+        let n = 3 * FOLD_BLOCK + 5;
+        let values = |seed: u32| -> Vec<f32> {
+            (0..n as u32)
+                .map(|i| ((i.wrapping_mul(2654435761) ^ seed) % 2001) as f32 / 1000.0 - 1.0)
+                .collect()
+        };
+        let avg = Tensor::from_vec(values(1), n, &Device::Cpu).unwrap();
+        let live = Tensor::from_vec(values(2), n, &Device::Cpu).unwrap();
+        for decay in [0.999, 0.5, 2.0 / 11.0] {
+            let want = ((&avg * decay).unwrap() + (&live * (1.0 - decay)).unwrap())
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap();
+            let folded = avg.copy().unwrap();
+            folded.inplace_op2(&live, &Fold::new(decay)).unwrap();
+            let got = folded.to_vec1::<f32>().unwrap();
+            assert!(
+                got.iter()
+                    .zip(&want)
+                    .all(|(g, w)| g.to_bits() == w.to_bits()),
+                "decay {decay}"
+            );
+        }
+    }
 
     #[test]
     fn the_average_follows_the_weights_and_sampling_restores_them() {
