@@ -212,7 +212,13 @@ pub fn variants(kind: ModelKind) -> Vec<Variant> {
         // to its posterior means.
         ModelKind::Vae => vec![
             default_run(
-                "decoding z from a mixture of 200 Gaussians fitted to the codes (the default)",
+                "decoding z from a mixture of 400 Gaussians fitted to the codes (the default)",
+            ),
+            variant(
+                "a mixture of 200 Gaussians (the default until 2026-12-05)",
+                None,
+                None,
+                |c| c.code_components = 200,
             ),
             variant(
                 "decoding z ~ N(0, I), the prior (the report's)",
