@@ -35,6 +35,7 @@
 //! let mut model = NeuralConfig::new(ModelKind::Vae);
 //! model.hidden = 64;
 //! model.iw_samples = 2;
+//! model.code_components = 16; // the default 400 needs at least 400 training images
 //! let mut cfg = TrainConfig::new(model);
 //! cfg.batch_size = 64;
 //! cfg.epochs = 5; // 4 steps an epoch

@@ -1041,6 +1041,9 @@ fn data(cmd: DataCommand) -> Result<()> {
             train_count,
             seed,
         } => {
+            if train_count == 0 {
+                bail!("--train-count must be at least 1");
+            }
             genmod::data::mnist::write_embedded(&out, train_count, seed)?;
             println!(
                 "wrote {train_count} training and 1996 test digits to {}",
