@@ -290,9 +290,9 @@ impl ReferenceServer {
 
     /// Waits until neither this process nor the reference uses the processor, so that
     /// each side's measurement starts on an idle machine. After a measurement, the
-    /// reference's BLAS or OpenMP threads keep spinning for a while (about a tenth of a
-    /// second), waiting for more work: they took a core from genmod's next measurement and
-    /// read the 4 ms diagonal EM iteration as 8 ms. Each process is idle once its
+    /// reference's BLAS or OpenMP threads keep spinning for a while, waiting for more
+    /// work: they took a core from genmod's next measurement, and the 4 ms diagonal EM
+    /// iteration read 8 ms with the reference's process beside it. Each process is idle once its
     /// processor time (from /proc, in clock ticks) stays put over two polls; gives up after
     /// two seconds, and does not wait where /proc is not there.
     fn wait_until_idle(&self) {
@@ -528,7 +528,8 @@ fn neural_suite(opts: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<String
     let mut timed: Vec<(Row, serde_json::Value, bool)> = Vec::new();
     let mut rows_of_training = training_rows();
     if let Some(dir) = &opts.data_dir {
-        // Loaded here once, so that a wrong folder stops the run before any timing.
+        // Loaded here once, so that a wrong folder stops the run before the paired
+        // measurements.
         let split = crate::data::mnist::load_dir(dir, crate::data::mnist::Variant::Mnist)
             .map_err(|e| BenchError::DataDir(e.to_string()))?;
         for (mut w, batches, images) in full_size_rows() {
