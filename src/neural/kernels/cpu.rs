@@ -3,6 +3,7 @@
 //! callers make their inputs contiguous and fall back to candle's ops for anything else.
 
 use candle_core::{CpuStorage, Layout, Result};
+use rayon::prelude::*;
 
 /// The contiguous f32 values a layout views, or an error naming `op`.
 pub fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> Result<&'a [f32]> {
@@ -148,7 +149,12 @@ fn matmul_through_columns(
     rhs: Strided,
     parallelism: gemm::Parallelism,
 ) -> Result<()> {
-    let mut columns = vec![0f32; m * n];
+    // A buffer kept per thread: a fresh one would fault in its pages on every call. Taken
+    // out while in use, so that a nested call (rayon may run another task here while gemm
+    // waits) simply allocates its own.
+    let mut columns = SCRATCH.with(|cell| cell.take());
+    columns.clear();
+    columns.resize(m * n, 0.0);
     // SAFETY: the caller checked that both operands fit their slices; `columns` holds the
     // m × n product with element (i, j) at i + j·m.
     unsafe {
@@ -174,20 +180,110 @@ fn matmul_through_columns(
             parallelism,
         );
     }
-    const TILE: usize = 16;
-    for i0 in (0..m).step_by(TILE) {
-        for j0 in (0..n).step_by(TILE) {
-            for i in i0..(i0 + TILE).min(m) {
-                let row = &mut dst[i * n..(i + 1) * n];
-                for j in j0..(j0 + TILE).min(n) {
-                    let v = columns[i + j * m];
-                    row[j] = if accumulate { row[j] + v } else { v };
-                }
+    // Bands of eight destination rows, one task each when the product is large enough to
+    // share; within a band, 8 x 8 blocks transposed in registers.
+    let product = &columns;
+    let band =
+        |(b, rows): (usize, &mut [f32])| transpose_band(product, m, b * BAND, rows, n, accumulate);
+    let dst = &mut dst[..m * n];
+    if m * n >= PARALLEL_TRANSPOSE && !matches!(parallelism, gemm::Parallelism::None) {
+        dst.par_chunks_mut(BAND * n).enumerate().for_each(band);
+    } else {
+        dst.chunks_mut(BAND * n).enumerate().for_each(band);
+    }
+    SCRATCH.with(|cell| cell.set(columns));
+    Ok(())
+}
+
+/// Destination rows per band of the transpose back.
+const BAND: usize = 8;
+
+/// Rows i0.. of `rows` (a band of up to [`BAND`] rows of `n` values) set to, or
+/// incremented by, the matching values of the column-major m-row `product`.
+fn transpose_band(product: &[f32], m: usize, i0: usize, rows: &mut [f32], n: usize, add: bool) {
+    let height = rows.len() / n;
+    let mut j = 0;
+    #[cfg(target_arch = "x86_64")]
+    if height == BAND && std::arch::is_x86_feature_detected!("avx") {
+        // SAFETY: AVX is present; the blocks read and written lie inside both slices
+        // (j + 8 <= n, i0 + 8 <= m).
+        unsafe {
+            while j + 8 <= n {
+                transpose_block_avx(product, m, i0, j, rows, n, add);
+                j += 8;
             }
         }
     }
-    Ok(())
+    for jj in j..n {
+        let run = &product[jj * m + i0..jj * m + i0 + height];
+        for (r, &v) in run.iter().enumerate() {
+            let d = &mut rows[r * n + jj];
+            *d = if add { *d + v } else { v };
+        }
+    }
 }
+
+/// One 8 x 8 block: columns j..j+8 of rows i0..i0+8, eight loads, the classic
+/// unpack/shuffle/permute transpose, eight stores.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+unsafe fn transpose_block_avx(
+    product: &[f32],
+    m: usize,
+    i0: usize,
+    j: usize,
+    rows: &mut [f32],
+    n: usize,
+    add: bool,
+) {
+    use std::arch::x86_64::*;
+    assert!(i0 + 8 <= m && j + 8 <= n && rows.len() >= 8 * n && (j + 8) * m <= product.len());
+    // SAFETY: the assertion keeps every 8-value load and store inside its slice.
+    unsafe {
+        let col = |c: usize| _mm256_loadu_ps(product.as_ptr().add((j + c) * m + i0));
+        let (c0, c1, c2, c3) = (col(0), col(1), col(2), col(3));
+        let (c4, c5, c6, c7) = (col(4), col(5), col(6), col(7));
+        let (t0, t1) = (_mm256_unpacklo_ps(c0, c1), _mm256_unpackhi_ps(c0, c1));
+        let (t2, t3) = (_mm256_unpacklo_ps(c2, c3), _mm256_unpackhi_ps(c2, c3));
+        let (t4, t5) = (_mm256_unpacklo_ps(c4, c5), _mm256_unpackhi_ps(c4, c5));
+        let (t6, t7) = (_mm256_unpacklo_ps(c6, c7), _mm256_unpackhi_ps(c6, c7));
+        let s0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+        let s1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+        let s2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+        let s3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+        let s4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+        let s5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+        let s6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+        let s7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+        let out = [
+            _mm256_permute2f128_ps::<0x20>(s0, s4),
+            _mm256_permute2f128_ps::<0x20>(s1, s5),
+            _mm256_permute2f128_ps::<0x20>(s2, s6),
+            _mm256_permute2f128_ps::<0x20>(s3, s7),
+            _mm256_permute2f128_ps::<0x31>(s0, s4),
+            _mm256_permute2f128_ps::<0x31>(s1, s5),
+            _mm256_permute2f128_ps::<0x31>(s2, s6),
+            _mm256_permute2f128_ps::<0x31>(s3, s7),
+        ];
+        for (r, v) in out.into_iter().enumerate() {
+            let d = rows.as_mut_ptr().add(r * n + j);
+            let v = if add {
+                _mm256_add_ps(_mm256_loadu_ps(d), v)
+            } else {
+                v
+            };
+            _mm256_storeu_ps(d, v);
+        }
+    }
+}
+
+thread_local! {
+    /// [`matmul_through_columns`]'s column-major product, kept between calls.
+    static SCRATCH: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// Values of a product above which its transpose back is shared between threads.
+const PARALLEL_TRANSPOSE: usize = 64 * 1024;
 
 /// A gradient buffer cut into each parallel task's run of `run` values, or `tasks` empty
 /// runs where the gradient is not wanted (the buffer is empty).
@@ -227,7 +323,15 @@ mod tests {
     /// routes forced, agree with the definition, with and without accumulation.
     #[test]
     fn both_routes_compute_the_product_for_every_operand_layout() {
-        let (m, n, k) = (37, 70, 53);
+        // Ragged edges of the 8 x 8 transposed blocks; then a product large enough for the
+        // transpose back to be shared between threads.
+        const { assert!(37 * 70 < PARALLEL_TRANSPOSE && 67 * 1001 >= PARALLEL_TRANSPOSE) };
+        for dims in [(37, 70, 53), (67, 1001, 13)] {
+            routes_agree_with_the_definition(dims);
+        }
+    }
+
+    fn routes_agree_with_the_definition((m, n, k): (usize, usize, usize)) {
         let a = values(m * k, 1.0);
         let b = values(k * n, 2.0);
         let start = values(m * n, 3.0);
@@ -241,7 +345,7 @@ mod tests {
                         .map(|(p, &s)| if accumulate { p + f64::from(s) } else { *p })
                         .collect();
                     let through_columns = |dst: &mut [f32]| {
-                        let parallel = gemm::Parallelism::None;
+                        let parallel = gemm::Parallelism::Rayon(2);
                         matmul_through_columns((m, n, k), dst, accumulate, lhs, rhs, parallel)
                     };
                     let mut chosen = start.clone();
