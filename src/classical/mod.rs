@@ -239,20 +239,52 @@ pub(crate) fn matmul(a: MatRef<'_, f64>, b: MatRef<'_, f64>) -> Mat<f64> {
 
 /// Lower Cholesky factor of a symmetric matrix, or a clear error naming `what`.
 pub(crate) fn cholesky(s: MatRef<'_, f64>, what: impl Into<String>) -> Result<Mat<f64>> {
-    let llt = s
-        .llt(faer::Side::Lower)
-        .map_err(|_| ModelError::NotPositiveDefinite { what: what.into() })?;
-    Ok(llt.L().to_owned())
+    cholesky_with(s, what, faer::get_global_parallelism())
+}
+
+/// [`cholesky`] run under `par`: a mixture factorises its components side by side, each on
+/// one thread.
+pub(crate) fn cholesky_with(
+    s: MatRef<'_, f64>,
+    what: impl Into<String>,
+    par: faer::Par,
+) -> Result<Mat<f64>> {
+    use faer::linalg::cholesky::llt::factor;
+    let d = s.nrows();
+    if s.ncols() != d {
+        return Err(ModelError::NotPositiveDefinite {
+            what: format!("{} ({d} x {} is not square)", what.into(), s.ncols()),
+        });
+    }
+    let mut l = s.to_owned();
+    let scratch = factor::cholesky_in_place_scratch::<f64>(d, par, Default::default());
+    let mut buffer = faer::dyn_stack::MemBuffer::new(scratch);
+    factor::cholesky_in_place(
+        l.as_mut(),
+        Default::default(),
+        par,
+        faer::dyn_stack::MemStack::new(&mut buffer),
+        Default::default(),
+    )
+    .map_err(|_| ModelError::NotPositiveDefinite { what: what.into() })?;
+    // The factorisation leaves the upper triangle as it found it.
+    for j in 1..d {
+        for i in 0..j {
+            l[(i, j)] = 0.0;
+        }
+    }
+    Ok(l)
 }
 
 /// Inverse of a lower-triangular matrix.
 pub(crate) fn invert_lower(l: MatRef<'_, f64>) -> Mat<f64> {
+    invert_lower_with(l, faer::get_global_parallelism())
+}
+
+/// [`invert_lower`] run under `par`.
+pub(crate) fn invert_lower_with(l: MatRef<'_, f64>, par: faer::Par) -> Mat<f64> {
     let mut inv = Mat::zeros(l.nrows(), l.ncols());
-    faer::linalg::triangular_inverse::invert_lower_triangular(
-        inv.as_mut(),
-        l,
-        faer::get_global_parallelism(),
-    );
+    faer::linalg::triangular_inverse::invert_lower_triangular(inv.as_mut(), l, par);
     inv
 }
 
