@@ -130,6 +130,12 @@ pub fn matmul(
 /// than the batch of activations, and took a third of an MLP GAN's step. Computed
 /// column-major, the left operand is `lhs` itself (the activations, gathered if row-major)
 /// and the weight is read in place; the transpose back costs about 2·m·n.
+///
+/// Timed on two cores (median of 30), x·Wᵀ through gemm's route against this one: 64 x
+/// 1024 x 784, 417 against 240 µs; 256 x 784 x 1024, 2,239 against 1,224 (a weight row of
+/// 1,024 values puts every gathered value in the same cache set); where this rule keeps
+/// gemm's route the two are within about 5% (256 x 784 x 256: 286 against 272 µs), but for
+/// the DCGAN's first layer, 64 x 6272 x 100, the transpose back loses (240 against 318).
 fn column_major_is_cheaper((m, n, k): (usize, usize, usize), lhs: Strided, rhs: Strided) -> bool {
     let gathered = |contiguous: bool, values: usize| if contiguous { 0 } else { values };
     let row_major_route = gathered(rhs.cs == 1, n * k);
