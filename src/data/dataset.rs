@@ -29,6 +29,9 @@ impl PixelScale {
     }
 }
 
+/// Values in a batch above which [`Dataset::batch_of`] shares its filling between threads.
+const PARALLEL_BATCH_VALUES: usize = 64 * 1024;
+
 /// Images as `u8` in N x C x H x W order, with optional labels and class names.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Dataset {
@@ -272,9 +275,19 @@ impl Dataset {
         device: &Device,
     ) -> candle_core::Result<Batch> {
         let d = self.dim();
-        let mut buf = Vec::with_capacity(indices.len() * d);
-        for &i in indices {
-            buf.extend(self.image(i).iter().map(|&p| table[p as usize]));
+        let mut buf = vec![0f32; indices.len() * d];
+        let fill = |(dst, &i): (&mut [f32], &usize)| {
+            dst.iter_mut()
+                .zip(self.image(i))
+                .for_each(|(v, &p)| *v = table[p as usize]);
+        };
+        // A large batch (256 digits: 200,000 look-ups) is filled by every thread; it is
+        // serial work between the steps' parallel products otherwise.
+        if buf.len() >= PARALLEL_BATCH_VALUES && d > 0 {
+            use rayon::prelude::*;
+            buf.par_chunks_mut(d).zip(indices.par_iter()).for_each(fill);
+        } else if d > 0 {
+            buf.chunks_mut(d).zip(indices).for_each(fill);
         }
         let images = Tensor::from_vec(
             buf,

@@ -122,10 +122,7 @@ impl Vae {
     }
 
     fn binarise(images: &Tensor) -> Result<Tensor> {
-        images
-            .flatten_from(1)?
-            .gt(0.5)?
-            .to_dtype(candle_core::DType::F32)
+        super::kernels::fused::above(&images.flatten_from(1)?, 0.5)
     }
 
     fn posterior(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
