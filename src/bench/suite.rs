@@ -534,7 +534,7 @@ fn neural_suite(opts: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<String
             .map_err(|e| BenchError::DataDir(e.to_string()))?;
         for (mut w, batches, images) in full_size_rows() {
             w.name = format!(
-                "{}, the {} training images of --data-dir",
+                "{}, the {} training images of `--data-dir`",
                 w.name,
                 split.train.len()
             );
@@ -613,7 +613,7 @@ fn neural_suite(opts: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<String
         .unwrap_or_else(|| format!("; medians of {pairs} measurements"));
     let memory = " Peak RSS: the peak resident memory of a fresh process of each side making one of the row's measurements, libraries and data included.";
     let data = if opts.data_dir.is_some() {
-        " (the rows marked --data-dir: that folder's training images)"
+        " (the rows marked `--data-dir`: that folder's training images)"
     } else {
         ""
     };

@@ -146,7 +146,7 @@ fn column_major_is_cheaper((m, n, k): (usize, usize, usize), lhs: Strided, rhs: 
 }
 
 /// `matmul` computed into a column-major scratch matrix (gemm's native layout), then
-/// transposed onto the row-major `dst`, in tiles so that both sides stay in cache.
+/// transposed onto the row-major `dst` in 8 x 8 blocks.
 fn matmul_through_columns(
     (m, n, k): (usize, usize, usize),
     dst: &mut [f32],
