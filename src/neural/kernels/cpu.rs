@@ -208,19 +208,22 @@ const BAND: usize = 8;
 /// incremented by, the matching values of the column-major m-row `product`.
 fn transpose_band(product: &[f32], m: usize, i0: usize, rows: &mut [f32], n: usize, add: bool) {
     let height = rows.len() / n;
-    let mut j = 0;
+    // Columns before `done` went through the vector blocks.
     #[cfg(target_arch = "x86_64")]
-    if height == BAND && std::arch::is_x86_feature_detected!("avx") {
-        // SAFETY: AVX is present; the blocks read and written lie inside both slices
-        // (j + 8 <= n, i0 + 8 <= m).
-        unsafe {
-            while j + 8 <= n {
-                transpose_block_avx(product, m, i0, j, rows, n, add);
-                j += 8;
-            }
+    let done = if height == BAND && std::arch::is_x86_feature_detected!("avx") {
+        let blocks = n / 8;
+        for b in 0..blocks {
+            // SAFETY: AVX is present; the block's columns 8b..8b+8 < n and rows
+            // i0..i0+8 <= m lie inside both slices (also asserted inside).
+            unsafe { transpose_block_avx(product, m, i0, 8 * b, rows, n, add) };
         }
-    }
-    for jj in j..n {
+        8 * blocks
+    } else {
+        0
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let done = 0;
+    for jj in done..n {
         let run = &product[jj * m + i0..jj * m + i0 + height];
         for (r, &v) in run.iter().enumerate() {
             let d = &mut rows[r * n + jj];
