@@ -462,9 +462,11 @@ pub struct EmData<'a> {
 
 impl<'a> EmData<'a> {
     pub fn new(x: MatRef<'a, f64>, covariance: GmmCovariance) -> Self {
+        // Empty until a full-covariance M-step grows them: one per thread for full
+        // covariances, and one otherwise, so that an M-step always finds one.
         let buffers = match covariance {
-            GmmCovariance::Full => rayon::current_num_threads(),
-            GmmCovariance::Diagonal => 0,
+            GmmCovariance::Full => rayon::current_num_threads().max(1),
+            GmmCovariance::Diagonal => 1,
         };
         Self {
             x,

@@ -92,15 +92,36 @@ pub fn matmul(
         return matmul_through_columns((m, n, k), dst, accumulate, lhs, rhs, parallelism);
     }
     // SAFETY: fits() and the length check above keep every index inside its slice; dst is a
-    // &mut and so aliases neither operand.
+    // &mut and so aliases neither operand; row-major m x n fits in its m·n values.
+    unsafe { gemm_into((m, n, k), dst, (1, n), accumulate, lhs, rhs, parallelism) };
+    Ok(())
+}
+
+/// gemm's product of two checked operands into `dst`, whose element (i, j) sits at
+/// i·rs + j·cs for `(cs, rs)` = `dst_strides`, added onto it when `accumulate`.
+///
+/// # Safety
+/// Both operands must fit their slices for (m, k) and (k, n) (`Strided::fits`), and `dst`
+/// must hold every element the strides address.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_into(
+    (m, n, k): (usize, usize, usize),
+    dst: &mut [f32],
+    (dst_cs, dst_rs): (usize, usize),
+    accumulate: bool,
+    lhs: Strided,
+    rhs: Strided,
+    parallelism: gemm::Parallelism,
+) {
+    // SAFETY: the caller's contract.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
             dst.as_mut_ptr(),
-            1,
-            n as isize,
+            dst_cs as isize,
+            dst_rs as isize,
             accumulate,
             lhs.data.as_ptr(),
             lhs.cs as isize,
@@ -116,7 +137,6 @@ pub fn matmul(
             parallelism,
         );
     }
-    Ok(())
 }
 
 /// Whether computing the product column-major, then transposing it into `dst`, gathers
@@ -164,28 +184,16 @@ fn matmul_through_columns(
     // SAFETY: the caller checked that both operands fit their slices; `columns` holds the
     // m × n product with element (i, j) at i + j·m.
     unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            columns.as_mut_ptr(),
-            m as isize,
-            1,
+        gemm_into(
+            (m, n, k),
+            &mut columns,
+            (m, 1),
             false,
-            lhs.data.as_ptr(),
-            lhs.cs as isize,
-            lhs.rs as isize,
-            rhs.data.as_ptr(),
-            rhs.cs as isize,
-            rhs.rs as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
+            lhs,
+            rhs,
             parallelism,
-        );
-    }
+        )
+    };
     // Bands of eight destination rows, one task each when the product is large enough to
     // share; within a band, 8 x 8 blocks transposed in registers.
     let product = &columns;
