@@ -305,6 +305,15 @@ impl<const R: usize, const K: usize> Tile<R, K> {
     }
 }
 
+/// The 16 taps of eight 4x4 kernels, `row(l)` holding kernel l's 16 values row by row:
+/// vector t holds tap t of every kernel (two register transposes of contiguous loads).
+#[inline(always)]
+fn sixteen_taps<'a>(row: impl Fn(usize) -> &'a [f32]) -> [V8; 16] {
+    let low = V8::transpose(from_fn(|l| load(row(l))));
+    let high = V8::transpose(from_fn(|l| load(&row(l)[8..])));
+    from_fn(|t| if t < 8 { low[t] } else { high[t - 8] })
+}
+
 #[inline(always)]
 fn load(s: &[f32]) -> V8 {
     V8::from(<[f32; LANES]>::try_from(&s[..LANES]).expect("eight values"))
@@ -521,14 +530,11 @@ impl Plan {
     fn channel_kernel_bins_body(&self, dst: &mut [f32], wo: &[f32]) {
         let mut tile = Tile::new();
         let (c, taps) = (self.c, self.taps());
-        for phase in 0..4 {
-            let (py, px) = (phase / 2, phase % 2);
-            for cb in (0..c).step_by(LANES) {
-                tile.load(|a, b| {
-                    V8::from(from_fn::<f32, LANES, _>(|l| {
-                        wo[(cb + l) * 16 + (2 * a + py) * 4 + 2 * b + px]
-                    }))
-                });
+        for cb in (0..c).step_by(LANES) {
+            let by_tap = sixteen_taps(|l| &wo[(cb + l) * 16..]);
+            for phase in 0..4 {
+                let (py, px) = (phase / 2, phase % 2);
+                tile.load(|a, b| by_tap[(2 * a + py) * 4 + 2 * b + px]);
                 for (f, v) in tile.transform(&G).iter().flatten().enumerate() {
                     store(&mut dst[f * taps + phase * c + cb..], *v);
                 }
@@ -539,34 +545,58 @@ impl Plan {
     /// The kernel's bins for products with the kernel itself (c' rows, o columns): layout
     /// [c'][f][o], one tap channel per task, eight output channels at a time.
     fn kernel_bins_by_tap(&self, w: &[f32]) -> Vec<f32> {
-        let o = self.o;
+        let (c, o) = (self.c, self.o);
+        // The kernel as [c][16][o], so that eight output channels' weights for one tap are
+        // one load: gathered from (o, c, 4, 4), they were eight loads a kernel row apart.
+        let mut by_input = vec![0f32; c * 16 * o];
+        by_input
+            .par_chunks_mut(16 * o)
+            .enumerate()
+            .for_each(|(ci, dst)| self.input_channel_taps(ci, dst, w));
         let mut u = vec![0f32; self.taps() * BINS * o];
         u.par_chunks_mut(BINS * o)
             .enumerate()
-            .for_each(|(tap, dst)| self.tap_kernel_bins(tap, dst, w));
+            .for_each(|(tap, dst)| self.tap_kernel_bins(tap, dst, &by_input));
         u
+    }
+
+    avx2_dispatch!(
+        input_channel_taps,
+        input_channel_taps_avx2,
+        input_channel_taps_body,
+        (ci: usize, dst: &mut [f32], w: &[f32])
+    );
+
+    /// Input channel `ci`'s 4x4 weights for every output channel, as 16 rows (taps) of o.
+    #[inline(always)]
+    fn input_channel_taps_body(&self, ci: usize, dst: &mut [f32], w: &[f32]) {
+        let (c, o) = (self.c, self.o);
+        for ob in (0..o).step_by(LANES) {
+            let by_tap = sixteen_taps(|l| &w[((ob + l) * c + ci) * 16..]);
+            for (t, v) in by_tap.iter().enumerate() {
+                store(&mut dst[t * o + ob..], *v);
+            }
+        }
     }
 
     avx2_dispatch!(
         tap_kernel_bins,
         tap_kernel_bins_avx2,
         tap_kernel_bins_body,
-        (tap: usize, dst: &mut [f32], w: &[f32])
+        (tap: usize, dst: &mut [f32], by_input: &[f32])
     );
 
-    /// One tap channel's part of [`Plan::kernel_bins_by_tap`].
+    /// One tap channel's part of [`Plan::kernel_bins_by_tap`], from the kernel laid out
+    /// [c][16][o] (`by_input`).
     #[inline(always)]
-    fn tap_kernel_bins_body(&self, tap: usize, dst: &mut [f32], w: &[f32]) {
+    fn tap_kernel_bins_body(&self, tap: usize, dst: &mut [f32], by_input: &[f32]) {
         let mut tile = Tile::new();
         let (c, o) = (self.c, self.o);
         let (phase, ci) = (tap / c, tap % c);
         let (py, px) = (phase / 2, phase % 2);
+        let taps = &by_input[ci * 16 * o..][..16 * o];
         for ob in (0..o).step_by(LANES) {
-            tile.load(|a, b| {
-                V8::from(from_fn::<f32, LANES, _>(|l| {
-                    w[((ob + l) * c + ci) * 16 + (2 * a + py) * 4 + 2 * b + px]
-                }))
-            });
+            tile.load(|a, b| load(&taps[((2 * a + py) * 4 + 2 * b + px) * o + ob..]));
             for (f, v) in tile.transform(&G).iter().flatten().enumerate() {
                 store(&mut dst[f * o + ob..], *v);
             }
@@ -606,17 +636,23 @@ impl Plan {
     fn channel_kernel_grad_body(&self, oi: usize, dst: &mut [f32], gu: &[f32]) {
         let mut tile = Tile::new();
         let (c, o, taps) = (self.c, self.o, self.taps());
-        for phase in 0..4 {
-            let (py, px) = (phase / 2, phase % 2);
-            for cb in (0..c).step_by(LANES) {
+        for cb in (0..c).step_by(LANES) {
+            let mut by_tap = [V8::ZERO; 16];
+            for phase in 0..4 {
+                let (py, px) = (phase / 2, phase % 2);
                 tile.load(|p, q| load(&gu[((p * 5 + q) * o + oi) * taps + phase * c + cb..]));
                 for (a, row) in tile.transform(&GT).iter().enumerate() {
                     for (b, v) in row.iter().enumerate() {
-                        for (l, x) in v.to_array().into_iter().enumerate() {
-                            dst[(cb + l) * 16 + (2 * a + py) * 4 + 2 * b + px] = x;
-                        }
+                        by_tap[(2 * a + py) * 4 + 2 * b + px] = *v;
                     }
                 }
+            }
+            // Back to one row of 16 taps per channel: two 8 x 8 transposes.
+            let low = V8::transpose(from_fn(|t| by_tap[t]));
+            let high = V8::transpose(from_fn(|t| by_tap[8 + t]));
+            for l in 0..LANES {
+                store(&mut dst[(cb + l) * 16..], low[l]);
+                store(&mut dst[(cb + l) * 16 + 8..], high[l]);
             }
         }
     }
@@ -1207,9 +1243,15 @@ mod tests {
         plan.channel_kernel_bins(&mut k1, &w[..plan.c * 16]);
         plan.channel_kernel_bins_body(&mut k2, &w[..plan.c * 16]);
         assert_eq!(k1, k2, "kernel transform");
+        let (mut t1, mut t2) = (vec![0f32; plan.c * 16 * o], vec![0f32; plan.c * 16 * o]);
+        for (ci, (d1, d2)) in t1.chunks_mut(16 * o).zip(t2.chunks_mut(16 * o)).enumerate() {
+            plan.input_channel_taps(ci, d1, &w);
+            plan.input_channel_taps_body(ci, d2, &w);
+        }
+        assert_eq!(t1, t2, "kernel by input channel");
         let (mut k1, mut k2) = (vec![0f32; BINS * o], vec![0f32; BINS * o]);
-        plan.tap_kernel_bins(5, &mut k1, &w);
-        plan.tap_kernel_bins_body(5, &mut k2, &w);
+        plan.tap_kernel_bins(5, &mut k1, &t1);
+        plan.tap_kernel_bins_body(5, &mut k2, &t1);
         assert_eq!(k1, k2, "kernel transform by tap");
         let gu = values(BINS * o * taps, 5);
         let (mut k1, mut k2) = (vec![0f32; plan.c * 16], vec![0f32; plan.c * 16]);
