@@ -12,25 +12,12 @@
 //! The running averages are updated exactly as candle does (momentum, unbiased variance), so
 //! checkpoints and evaluation mode are unchanged. Other devices and dtypes use candle's layer.
 
-use super::cpu::{f32_slice, f32_slice_mut};
+use super::cpu::{f32_slice, f32_slice_mut, lane_sum};
 use super::linear::Activation;
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use candle_nn::{BatchNorm, ModuleT};
 use rayon::prelude::*;
 use std::sync::Arc;
-
-/// Sum of a plane in f32 lanes (a plane is at most a few thousand values), returned as f64.
-fn plane_sum(v: &[f32], f: impl Fn(f32) -> f32) -> f64 {
-    let mut lanes = [0f32; 8];
-    let mut chunks = v.chunks_exact(8);
-    for c in &mut chunks {
-        for (l, &x) in lanes.iter_mut().zip(c) {
-            *l += f(x);
-        }
-    }
-    let tail: f32 = chunks.remainder().iter().map(|&x| f(x)).sum();
-    lanes.iter().map(|&l| l as f64).sum::<f64>() + tail as f64
-}
 
 /// Per-channel mean and biased variance of an (N, C, spatial) buffer: two passes (mean,
 /// then squared deviations, which keeps the variance accurate when the mean is large),
@@ -41,10 +28,10 @@ fn channel_stats(x: &[f32], n: usize, c: usize, spatial: usize) -> Vec<(f64, f64
         .into_par_iter()
         .map(|ch| {
             let planes = (0..n).map(|i| &x[(i * c + ch) * spatial..][..spatial]);
-            let mean = planes.clone().map(|p| plane_sum(p, |v| v)).sum::<f64>() / m;
+            let mean = planes.clone().map(|p| lane_sum(p, |v| v)).sum::<f64>() / m;
             let mf = mean as f32;
             let var = planes
-                .map(|p| plane_sum(p, |v| (v - mf) * (v - mf)))
+                .map(|p| lane_sum(p, |v| (v - mf) * (v - mf)))
                 .sum::<f64>()
                 / m;
             (mean, var)
@@ -195,7 +182,7 @@ impl CustomOp3 for Backward {
                 for i in 0..n {
                     let o = (i * c + ch) * spatial;
                     let (xp, gp) = (&x[o..o + spatial], &g[o..o + spatial]);
-                    dbeta += plane_sum(gp, |v| v);
+                    dbeta += lane_sum(gp, |v| v);
                     let mut lanes = [0f32; 8];
                     let (xc, gc) = (xp.chunks_exact(8), gp.chunks_exact(8));
                     let tail: f32 = xc

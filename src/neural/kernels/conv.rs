@@ -24,7 +24,7 @@
 //! ones) go to `winograd.rs` instead, which needs about half the multiplications;
 //! the ops, their gradients and the packing of the backward pass's output stay the same.
 
-use super::cpu::{Strided, f32_slice, matmul, task_runs};
+use super::cpu::{Strided, channel_sums, f32_slice, matmul, task_runs};
 use super::linear::Activation;
 use super::winograd::{Plan, Wanted};
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
@@ -389,16 +389,12 @@ impl ConvLayer {
         let partials = task_runs(&mut gx, per * in_len, tasks)
             .into_par_iter()
             .enumerate()
-            .map(|(t, gx_run)| -> Result<(Vec<f32>, Vec<f32>)> {
+            .map(|(t, gx_run)| -> Result<Vec<f32>> {
                 let first = t * per;
                 let count = per.min(self.batch - first);
                 let xs = &x[first * in_len..][..count * in_len];
                 let gs = &g[first * out_len..][..count * out_len];
                 let mut gw = vec![0f32; if need.kernel { w.len() } else { 0 }];
-                let mut gb = vec![0f32; c_out];
-                if need.bias {
-                    self.add_bias_gradient(gs, &mut gb);
-                }
                 with_scratch(
                     GROUP * rows * cols,
                     GROUP * rows * c_in.max(c_out),
@@ -422,23 +418,19 @@ impl ConvLayer {
                         Ok::<(), candle_core::Error>(())
                     },
                 )?;
-                Ok((gw, gb))
+                Ok(gw)
             })
             .collect::<Result<Vec<_>>>()?;
         let mut out = gx;
         if need.kernel {
             let start = out.len();
             out.resize(start + w.len(), 0.0);
-            for (gw, _) in &partials {
+            for gw in &partials {
                 out[start..].iter_mut().zip(gw).for_each(|(o, v)| *o += v);
             }
         }
         if need.bias {
-            let start = out.len();
-            out.resize(start + c_out, 0.0);
-            for (_, gb) in &partials {
-                out[start..].iter_mut().zip(gb).for_each(|(o, v)| *o += v);
-            }
+            out.extend(channel_sums(g, c_out, self.out_plane()));
         }
         Ok(out)
     }
@@ -464,20 +456,9 @@ impl ConvLayer {
         out.reserve(g_kernel.len() + self.c_out);
         out.extend(g_kernel);
         if need.bias {
-            let start = out.len();
-            out.resize(start + self.c_out, 0.0);
-            self.add_bias_gradient(g, &mut out[start..]);
+            out.extend(channel_sums(g, self.c_out, self.out_plane()));
         }
         Ok(out)
-    }
-
-    /// Adds each output channel's gradient sum over the images of `g` to `sums`.
-    fn add_bias_gradient(&self, g: &[f32], sums: &mut [f32]) {
-        for gi in g.chunks(self.out_len()) {
-            for (sum, p) in sums.iter_mut().zip(gi.chunks(self.out_plane())) {
-                *sum += p.iter().sum::<f32>();
-            }
-        }
     }
 
     /// The backward pass for one group of images `xg` with output gradients `gg`, adding

@@ -54,6 +54,39 @@ impl<'a> Strided<'a> {
     }
 }
 
+/// Sum of `f` over a slice in eight f32 lanes (the compiler keeps them in one vector
+/// register; a single running sum is a chain of dependent additions), returned as f64.
+pub(super) fn lane_sum(v: &[f32], f: impl Fn(f32) -> f32) -> f64 {
+    let mut lanes = [0f32; 8];
+    let mut chunks = v.chunks_exact(8);
+    for c in &mut chunks {
+        for (l, &x) in lanes.iter_mut().zip(c) {
+            *l += f(x);
+        }
+    }
+    let tail: f32 = chunks.remainder().iter().map(|&x| f(x)).sum();
+    lanes.iter().map(|&l| l as f64).sum::<f64>() + tail as f64
+}
+
+/// Each channel's sum over an (images, channels, plane) buffer: a bias's gradient. One task
+/// per channel, its planes added in image order in f64, so the sums are the same bits on
+/// any number of threads.
+pub(super) fn channel_sums(values: &[f32], channels: usize, plane: usize) -> Vec<f32> {
+    let image = channels * plane;
+    if image == 0 {
+        return vec![0.0; channels];
+    }
+    (0..channels)
+        .into_par_iter()
+        .map(|ch| {
+            let planes = values
+                .chunks_exact(image)
+                .map(|x| &x[ch * plane..][..plane]);
+            planes.map(|p| lane_sum(p, |v| v)).sum::<f64>() as f32
+        })
+        .collect()
+}
+
 /// dst (m × n, row-major) = lhs (m × k) · rhs (k × n), or dst += lhs · rhs when `accumulate`,
 /// with the gemm crate (the kernels candle's own matmul uses) on `threads` threads. The
 /// extents are checked against the slices, so a wrong shape is an error, never a stray read.
@@ -339,6 +372,34 @@ mod tests {
 
     fn values(len: usize, seed: f32) -> Vec<f32> {
         (0..len).map(|i| ((i as f32 + seed) * 0.37).sin()).collect()
+    }
+
+    /// A bias gradient's channel sums match the f64 definition and are the same bits on one
+    /// thread and on three.
+    #[test]
+    fn channel_sums_match_the_definition_on_any_number_of_threads() {
+        let (images, channels, plane) = (5, 6, 49);
+        let g = values(images * channels * plane, 0.5);
+        let on = |threads| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| channel_sums(&g, channels, plane))
+        };
+        let sums = on(1);
+        assert_eq!(sums, on(3));
+        for (ch, &s) in sums.iter().enumerate() {
+            let exact: f64 = (0..images)
+                .flat_map(|i| &g[(i * channels + ch) * plane..][..plane])
+                .map(|&v| v as f64)
+                .sum();
+            assert!(
+                (s as f64 - exact).abs() < 1e-5,
+                "channel {ch}: {s} vs {exact}"
+            );
+        }
+        assert_eq!(channel_sums(&[], 3, 0), vec![0.0; 3]);
     }
 
     /// The product by the definition, in f64.
