@@ -11,7 +11,7 @@
 use crate::neural::{ImageShape, Model, NeuralConfig};
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 /// What a checkpoint says about the run it came from.
@@ -26,8 +26,9 @@ pub struct Meta {
     pub seed: u64,
     pub batch_size: usize,
     pub dataset: String,
-    /// Adam's step count per optimiser name.
-    pub optimizer_steps: HashMap<String, u64>,
+    /// Adam's step count per optimiser name, in name order so that the same run writes
+    /// the same bytes.
+    pub optimizer_steps: BTreeMap<String, u64>,
 }
 
 /// The current checkpoint format.
