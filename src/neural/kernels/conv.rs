@@ -24,7 +24,7 @@
 //! ones) go to `winograd.rs` instead, which needs about half the multiplications;
 //! the ops, their gradients and the packing of the backward pass's output stay the same.
 
-use super::cpu::{Strided, channel_sums, f32_slice, matmul, task_runs};
+use super::cpu::{Strided, channel_sums, f32_slice, matmul, task_runs, zeros};
 use super::linear::Activation;
 use super::winograd::{Plan, Wanted};
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
@@ -384,8 +384,7 @@ impl ConvLayer {
         };
         // Room for the kernel and bias gradients packed behind the input's, so that
         // appending them does not move the input gradient (megabytes) to a larger buffer.
-        let mut gx = Vec::with_capacity(x.len() + w.len() + c_out);
-        gx.resize(if need.input { x.len() } else { 0 }, 0f32);
+        let mut gx = zeros(if need.input { x.len() } else { 0 }, w.len() + c_out);
         let partials = task_runs(&mut gx, per * in_len, tasks)
             .into_par_iter()
             .enumerate()
@@ -451,9 +450,9 @@ impl ConvLayer {
             grid: need.input && !down,
             kernel: need.kernel,
         };
-        let (g_image, g_grid, g_kernel) = plan.backward(image, grid, w, wanted)?;
+        let spare = if need.kernel { w.len() } else { 0 } + self.c_out;
+        let (g_image, g_grid, g_kernel) = plan.backward(image, grid, w, wanted, spare)?;
         let mut out = if down { g_image } else { g_grid };
-        out.reserve(g_kernel.len() + self.c_out);
         out.extend(g_kernel);
         if need.bias {
             out.extend(channel_sums(g, self.c_out, self.out_plane()));

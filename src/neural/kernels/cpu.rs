@@ -54,6 +54,16 @@ impl<'a> Strided<'a> {
     }
 }
 
+/// `len` zeros with room for `spare` more values, so that an op can append its kernel and
+/// bias gradients to its input gradient without moving it: a DCGAN layer's input gradient
+/// is megabytes, and the copy into a larger buffer ran on one thread while the others
+/// waited.
+pub(super) fn zeros(len: usize, spare: usize) -> Vec<f32> {
+    let mut v = Vec::with_capacity(len + spare);
+    v.resize(len, 0.0);
+    v
+}
+
 /// Sum of `f` over a slice in eight f32 lanes (the compiler keeps them in one vector
 /// register; a single running sum is a chain of dependent additions), returned as f64.
 pub(super) fn lane_sum(v: &[f32], f: impl Fn(f32) -> f32) -> f64 {

@@ -25,7 +25,7 @@
 //! processor has it and for the baseline target otherwise. Values differ from the patch
 //! product at rounding level (the tests bound it).
 
-use super::cpu::{Strided, matmul, task_runs};
+use super::cpu::{Strided, matmul, task_runs, zeros};
 use super::linear::Activation;
 use candle_core::Result;
 use rayon::prelude::*;
@@ -972,13 +972,15 @@ impl Plan {
     /// are a convolution's (input, output gradient) or a transposed convolution's (output
     /// gradient, input). Returns (image-side gradient, grid-side gradient, kernel gradient),
     /// each empty unless wanted; the image-side one needs `grid`, the grid-side one needs
-    /// `image`, the kernel one both.
+    /// `image`, the kernel one both. The image- and grid-side gradients have room for
+    /// `spare` more values, for the caller to append the kernel and bias gradients.
     pub(super) fn backward(
         &self,
         image: &[f32],
         grid: &[f32],
         w: &[f32],
         wanted: Wanted,
+        spare: usize,
     ) -> Result<(Vec<f32>, Vec<f32>, Vec<f32>)> {
         let (image_len, grid_len) = (self.image_len(), self.grid_len());
         let (o, taps, tiles) = (self.o, self.taps(), self.tiles());
@@ -1003,8 +1005,8 @@ impl Plan {
         let group = self.images_per_group();
         let per = self.images_per_task();
         let tasks = self.batch.div_ceil(per);
-        let mut g_image = vec![0f32; if wanted.image { image.len() } else { 0 }];
-        let mut g_grid = vec![0f32; if wanted.grid { grid.len() } else { 0 }];
+        let mut g_image = zeros(if wanted.image { image.len() } else { 0 }, spare);
+        let mut g_grid = zeros(if wanted.grid { grid.len() } else { 0 }, spare);
         let runs: Vec<_> = task_runs(&mut g_image, per * image_len, tasks)
             .into_iter()
             .zip(task_runs(&mut g_grid, per * grid_len, tasks))
