@@ -212,6 +212,16 @@ pub fn dense_with(
 /// Elements per task when an activation is spread over threads.
 const PARALLEL_BLOCK: usize = 32 * 1024;
 
+/// Rows per task when a sampling-sized batch (at least four blocks) is multiplied and
+/// activated block by block: each task's product (single-threaded) is activated while it
+/// is still in the core's cache. As one product on both threads followed by one pass of
+/// the activation, a thousand VAE samples' 3 MiB of sigmoid inputs had left the cache before
+/// the pass read them, and that pass was 30% of sampling, as slow with an AVX2 exponential
+/// as with SSE. Block by block: VAE sampling 337k-395k -> 386k-412k images a second, the
+/// MLP GAN's 90k-93k -> 101k-104k (three interleaved runs each), the same bits (3,000
+/// samples of each, compared byte for byte).
+const SAMPLING_BLOCK_ROWS: usize = 128;
+
 struct Dense {
     act: Activation,
     layout: WeightLayout,
@@ -265,12 +275,24 @@ impl CustomOp3 for Dense {
             WeightLayout::OutByIn => (1, k),
             WeightLayout::InByOut => (n, 1),
         };
+        let weight = Strided { data: w, rs, cs };
+        if self.act != Activation::Identity && m >= 4 * SAMPLING_BLOCK_ROWS {
+            y.par_chunks_mut(SAMPLING_BLOCK_ROWS * n)
+                .zip(x.par_chunks(SAMPLING_BLOCK_ROWS * k))
+                .try_for_each(|(yb, xb)| {
+                    let rows = xb.len() / k;
+                    matmul((rows, n, k), yb, true, Strided::rows(xb, k), weight, 1)?;
+                    self.act.apply_in_place(yb);
+                    Ok::<(), candle_core::Error>(())
+                })?;
+            return Ok((CpuStorage::F32(y), Shape::from((m, n))));
+        }
         matmul(
             (m, n, k),
             &mut y,
             true,
             Strided::rows(x, k),
-            Strided { data: w, rs, cs },
+            weight,
             rayon::current_num_threads(),
         )?;
         // Large outputs (sampling a thousand images) are activated on every core, in
@@ -499,6 +521,47 @@ mod tests {
             for layout in [WeightLayout::OutByIn, WeightLayout::InByOut] {
                 for with_bias in [true, false] {
                     agrees(act, layout, with_bias);
+                }
+            }
+        }
+    }
+
+    /// A batch large enough to be multiplied and activated block by block, with a ragged
+    /// last block, gives candle's values in every row.
+    #[test]
+    fn a_sampling_sized_batch_is_computed_block_by_block_to_the_same_values() {
+        let (m, k, n) = (4 * SAMPLING_BLOCK_ROWS + 37, 9, 11);
+        let x = var(m, k, 0.5);
+        let w = var(n, k, 2.0);
+        let b = var(1, n, 9.0).as_tensor().flatten_all().unwrap();
+        for act in [Activation::Sigmoid, Activation::Tanh, Activation::Relu] {
+            let got = dense_with(
+                x.as_tensor(),
+                w.as_tensor(),
+                Some(&b),
+                WeightLayout::OutByIn,
+                act,
+            )
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap();
+            let y = x
+                .as_tensor()
+                .matmul(&w.as_tensor().t().unwrap())
+                .unwrap()
+                .broadcast_add(&b)
+                .unwrap();
+            let want = match act {
+                Activation::Sigmoid => candle_nn::ops::sigmoid(&y).unwrap(),
+                Activation::Tanh => y.tanh().unwrap(),
+                _ => y.relu().unwrap(),
+            }
+            .to_vec2::<f32>()
+            .unwrap();
+            assert_eq!(got.len(), m);
+            for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+                for (p, q) in a.iter().zip(b) {
+                    assert!((p - q).abs() < 1e-5, "{act:?} row {i}: {p} vs {q}");
                 }
             }
         }
