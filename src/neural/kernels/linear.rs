@@ -276,7 +276,9 @@ impl CustomOp3 for Dense {
             WeightLayout::InByOut => (n, 1),
         };
         let weight = Strided { data: w, rs, cs };
-        if self.act != Activation::Identity && m >= 4 * SAMPLING_BLOCK_ROWS {
+        // (k = 0, a layer with no inputs, keeps the one-product path: its blocks of x are
+        // empty.)
+        if self.act != Activation::Identity && m >= 4 * SAMPLING_BLOCK_ROWS && k > 0 {
             y.par_chunks_mut(SAMPLING_BLOCK_ROWS * n)
                 .zip(x.par_chunks(SAMPLING_BLOCK_ROWS * k))
                 .try_for_each(|(yb, xb)| {
@@ -524,6 +526,22 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A layer with no inputs and a sampling-sized batch gives the activated bias in every
+    /// row (the block path would divide by k).
+    #[test]
+    fn a_sampling_sized_batch_through_a_layer_with_no_inputs_is_its_activated_bias() {
+        let m = 4 * SAMPLING_BLOCK_ROWS;
+        let x = Tensor::zeros((m, 0), candle_core::DType::F32, &Device::Cpu).unwrap();
+        let w = Tensor::zeros((3, 0), candle_core::DType::F32, &Device::Cpu).unwrap();
+        let b = Tensor::new(&[-1f32, 0.0, 2.0], &Device::Cpu).unwrap();
+        let y = dense_with(&x, &w, Some(&b), WeightLayout::OutByIn, Activation::Relu)
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap();
+        assert_eq!(y.len(), m);
+        assert!(y.iter().all(|row| row == &[0.0, 0.0, 2.0]));
     }
 
     /// A batch large enough to be multiplied and activated block by block, with a ragged
